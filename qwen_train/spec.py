@@ -1,0 +1,127 @@
+"""The run spec: what an operator asks the trainer to do.
+
+Defined once here (the trainer consumes it) and validated at every boundary:
+the CLI, the daemon's API and the checkpoint all decode through `load_spec` /
+`decode_spec`, so a malformed spec is one clear error, never a traceback.
+This module imports no torch: the daemon and dashboard use it too.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+Lane = Literal["benchmark", "single-speaker", "language-expansion"]
+Runner = Literal["process", "docker"]
+Precision = Literal["fp32", "bf16"]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class SpecError(ValueError):
+    """A run spec that cannot be used; the message names the field and the fix."""
+
+
+class Posture(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Checkpoint/eval cadence. 500/100/3 is the default for real runs."""
+
+    checkpoint_every: int = 500
+    eval_every: int = 100
+    keep_last: int = 3
+
+
+class TrainConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Optimisation settings. `sub_talker_weight` scales the code-predictor loss."""
+
+    batch_size: int = 2
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    max_steps: int = 1000
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    sub_talker_weight: float = 0.3
+    seed: int = 1234
+    precision: Precision = "fp32"
+    device: str = "auto"
+    deterministic: bool = False
+    eval_max_rows: int = 64
+
+
+class RunSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One training run. Paths are resolved relative to the spec file."""
+
+    name: str
+    lane: Lane
+    model: str
+    bundle: str
+    surface: str = "default"
+    runner: Runner = "process"
+    language: str | None = None
+    posture: Posture = Posture()
+    train: TrainConfig = TrainConfig()
+
+
+def check_name(name: str) -> str:
+    """Run names become directory names: refuse anything that could escape."""
+    if not _NAME_RE.match(name) or ".." in name:
+        raise SpecError(
+            f"run name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, and no '..'"
+        )
+    return name
+
+
+def _positive(value: int, field: str) -> None:
+    if value <= 0:
+        raise SpecError(f"{field} must be positive, got {value}")
+
+
+def validate_spec(spec: RunSpec) -> RunSpec:
+    """Semantic checks msgspec's types cannot express."""
+    check_name(spec.name)
+    _positive(spec.posture.checkpoint_every, "posture.checkpoint_every")
+    _positive(spec.posture.eval_every, "posture.eval_every")
+    _positive(spec.posture.keep_last, "posture.keep_last")
+    _positive(spec.train.batch_size, "train.batch_size")
+    _positive(spec.train.max_steps, "train.max_steps")
+    _positive(spec.train.grad_accum, "train.grad_accum")
+    if not spec.train.lr > 0:
+        raise SpecError(f"train.lr must be positive, got {spec.train.lr}")
+    return spec
+
+
+def decode_spec(data: bytes | str, source: str = "spec") -> RunSpec:
+    """Decode and validate JSON bytes; errors name the source and the field."""
+    try:
+        spec = msgspec.json.decode(data, type=RunSpec)
+    except msgspec.ValidationError as exc:
+        raise SpecError(f"{source}: invalid run spec: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise SpecError(f"{source}: not valid JSON: {exc}") from None
+    return validate_spec(spec)
+
+
+def resolve_paths(spec: RunSpec, base: Path) -> RunSpec:
+    """Make model and bundle paths absolute, relative to `base`."""
+    return msgspec.structs.replace(
+        spec,
+        model=str((base / spec.model).resolve()),
+        bundle=str((base / spec.bundle).resolve()),
+    )
+
+
+def load_spec(path: Path) -> RunSpec:
+    """Read a spec file; relative paths inside it are relative to the file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"cannot read run spec {path}: {exc.strerror}") from None
+    return resolve_paths(decode_spec(raw, source=str(path)), path.parent)
+
+
+def encode_spec(spec: RunSpec) -> bytes:
+    return msgspec.json.format(msgspec.json.encode(spec), indent=2)

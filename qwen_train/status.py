@@ -1,0 +1,116 @@
+"""status.json: the trainer's heartbeat, the one record the daemon reads.
+
+The trainer rewrites it atomically on every optimizer step. It echoes the
+launch nonce and the pid/container so the daemon can tell this launch's
+heartbeat from a leftover of an earlier one. No torch here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from qwen_train.atomic import atomic_write_bytes
+
+STATUS_FILE = "status.json"
+
+TrainerState = Literal[
+    "starting",
+    "training",
+    "evaluating",
+    "checkpointing",
+    "stopping",
+    "stopped",
+    "completed",
+    "failed",
+    "cursor_rejected",
+    "failed_non_finite",
+]
+
+TERMINAL_STATES: frozenset[str] = frozenset(
+    {"stopped", "completed", "failed", "cursor_rejected", "failed_non_finite"}
+)
+
+
+class StatusError(ValueError):
+    """A status.json that cannot be trusted (missing, truncated, malformed)."""
+
+
+class Losses(msgspec.Struct, frozen=True):
+    total: float
+    talker: float
+    code_predictor: float
+
+
+class Throughput(msgspec.Struct, frozen=True):
+    steps_per_s: float
+    frames_per_s: float
+
+
+class CheckpointRef(msgspec.Struct, frozen=True):
+    step: int
+    path: str
+    written_at: float
+
+
+class EvalResult(msgspec.Struct, frozen=True):
+    """Held-out losses at one step, overall and per split/speaker."""
+
+    step: int
+    losses: Losses
+    rows: int
+    per_split: dict[str, Losses] = {}
+    per_speaker: dict[str, Losses] = {}
+
+
+class Event(msgspec.Struct, frozen=True):
+    """Something the operator should see in the run's history."""
+
+    time: float
+    kind: str
+    message: str
+    step: int | None = None
+
+
+class Status(msgspec.Struct, frozen=True):
+    run_id: str
+    nonce: str
+    host: str
+    pid: int
+    state: TrainerState
+    heartbeat: float
+    started_at: float
+    step: int = 0
+    max_steps: int = 0
+    epoch: int = 0
+    container: str | None = None
+    losses: Losses | None = None
+    lr: float | None = None
+    throughput: Throughput | None = None
+    last_checkpoint: CheckpointRef | None = None
+    last_eval: EvalResult | None = None
+    cursor_check: str | None = None
+    non_finite_events: list[Event] = []
+    events: list[Event] = []
+    message: str | None = None
+
+
+def write_status(run_dir: Path, status: Status) -> None:
+    """Atomic but not fsynced: the heartbeat is rewritten every step."""
+    atomic_write_bytes(run_dir / STATUS_FILE, msgspec.json.encode(status), durable=False)
+
+
+def read_status(path: Path) -> Status:
+    """Decode a status.json; every failure is a StatusError naming the file."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise StatusError(f"{path}: no status.json yet") from None
+    except OSError as exc:
+        raise StatusError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return msgspec.json.decode(raw, type=Status)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise StatusError(f"{path}: malformed status.json: {exc}") from None
