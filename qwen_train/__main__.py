@@ -1,0 +1,3 @@
+from qwen_train.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""`qwen-train`: the training side's command line.
+
+Commands that need torch import it lazily, so `--help` and the error paths
+work on a host without the training extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from qwen_train import exitcodes
+from qwen_train.spec import SpecError, check_name, load_spec
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qwen-train", description="Qwen3-TTS Swedish fine-tuning: data, training, export.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train from a run spec (JSON)")
+    run.add_argument("spec", type=Path)
+    run.add_argument("--run-dir", type=Path, help="where status.json, checkpoints and logs go (default: runs/NAME)")
+    run.add_argument("--run-id", help="run id echoed in status.json (default: the spec's name)")
+    run.add_argument("--nonce", default=os.environ.get("QWEN_RUN_NONCE"), help="launch nonce from the daemon")
+    run.add_argument("--resume", action="store_true", help="continue from the newest durable checkpoint")
+
+    demo = sub.add_parser("demo", help="generate the Swedish demo corpus, tiny model, bundle and spec")
+    demo.add_argument("dir", type=Path)
+    demo.add_argument("--seed", type=int, default=0)
+
+    tiny = sub.add_parser("tiny-model", help="build the tiny random-weight Qwen3-TTS model")
+    tiny.add_argument("out", type=Path)
+    tiny.add_argument("--seed", type=int, default=0)
+
+    corpus = sub.add_parser("corpus", help="speak the Swedish demo corpus with espeak-ng")
+    corpus.add_argument("out", type=Path)
+    corpus.add_argument("--per-speaker", type=int, default=12)
+
+    bundle = sub.add_parser("bundle", help="build or verify a frozen bundle")
+    bsub = bundle.add_subparsers(dest="bundle_command", required=True)
+    build = bsub.add_parser("build", help="build a bundle from a corpus JSONL")
+    build.add_argument("corpus", type=Path)
+    build.add_argument("--model", type=Path, required=True, help="model dir with speech_tokenizer/")
+    build.add_argument("--out", type=Path, required=True)
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--held-out-speakers", type=int, default=1)
+    verify = bsub.add_parser("verify", help="check a bundle against its fingerprint")
+    verify.add_argument("dir", type=Path)
+
+    sub.add_parser("doctor", help="check the training stack's versions")
+    return p
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from qwen_train.train.loop import run_training
+
+    spec = load_spec(args.spec)
+    run_id = check_name(args.run_id or spec.name)
+    run_dir = args.run_dir or Path("runs") / spec.name
+    nonce = args.nonce or secrets.token_hex(8)
+    return run_training(spec, run_dir, run_id, nonce, resume=args.resume)
+
+
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    from qwen_train.bundle.fingerprint import verify_bundle
+
+    if args.bundle_command == "verify":
+        print(f"bundle {args.dir} ok: fingerprint {verify_bundle(args.dir)}")
+        return 0
+    from qwen_train.bundle.build import build_bundle
+
+    out = build_bundle(args.corpus, args.model, args.out, seed=args.seed, held_out_speakers=args.held_out_speakers)
+    print(f"bundle written to {out}")
+    return 0
+
+
+def _cmd_doctor() -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    wanted = {"torch": "2.11.0", "torchaudio": "2.11.0", "qwen-tts": "0.1.1", "transformers": "4.57.3",
+              "accelerate": "1.12.0"}
+    bad = 0
+    for name, want in wanted.items():
+        try:
+            have = version(name)
+        except PackageNotFoundError:
+            have = "missing"
+        ok = have.split("+")[0] == want
+        bad += not ok
+        hint = "" if ok else f"  (pip install {'--no-deps ' if name == 'qwen-tts' else ''}{name}=={want})"
+        print(f"{'ok ' if ok else 'BAD'} {name} {have} (want {want}){hint}")
+    return 0 if bad == 0 else exitcodes.FAILED
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _cmd_run(args)
+    if args.command == "bundle":
+        return _cmd_bundle(args)
+    if args.command == "doctor":
+        return _cmd_doctor()
+    if args.command == "demo":
+        from qwen_train.demo import build_demo
+
+        print(f"demo spec: {build_demo(args.dir, seed=args.seed)}")
+        return 0
+    if args.command == "tiny-model":
+        from qwen_train.tiny.model import build_tiny_model
+
+        print(f"tiny model written to {build_tiny_model(args.out, seed=args.seed)}")
+        return 0
+    from qwen_train.corpus.espeak import generate_corpus
+
+    print(f"corpus written to {generate_corpus(args.out, per_speaker=args.per_speaker)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from qwen_train.bundle.manifest import BundleError
+    from qwen_train.corpus.espeak import CorpusError
+
+    try:
+        return dispatch(args)
+    except (SpecError, BundleError, CorpusError, FileExistsError) as exc:
+        print(f"qwen-train: {exc}", file=sys.stderr)
+        return exitcodes.USAGE

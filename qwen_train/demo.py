@@ -1,0 +1,43 @@
+"""The embedded default: a generated Swedish corpus, the tiny model, a bundle and a spec.
+
+`qwen-train demo DIR` makes all four so the daemon has something real to run
+on any machine, GPU or not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qwen_train.atomic import atomic_write_bytes
+from qwen_train.spec import Posture, RunSpec, TrainConfig, encode_spec
+
+
+def demo_spec(name: str = "demo-sv") -> RunSpec:
+    """Posture 500/100/3 scaled down to 100/50/3: a CPU demo passes several of each in minutes."""
+    return RunSpec(
+        name=name,
+        lane="language-expansion",
+        model="model",
+        bundle="bundle",
+        posture=Posture(checkpoint_every=100, eval_every=50, keep_last=3),
+        train=TrainConfig(batch_size=2, lr=1e-3, max_steps=3000, warmup_steps=20, eval_max_rows=16),
+    )
+
+
+def build_demo(root: Path, seed: int = 0) -> Path:
+    """Create root/{corpus,model,bundle,spec.json}; reuse parts that already exist."""
+    from qwen_train.bundle.build import build_bundle
+    from qwen_train.corpus.espeak import generate_corpus
+    from qwen_train.tiny.model import build_tiny_model
+
+    root.mkdir(parents=True, exist_ok=True)
+    corpus = root / "corpus" / "corpus.jsonl"
+    if not corpus.exists():
+        generate_corpus(root / "corpus")
+    if not (root / "model" / "config.json").exists():
+        build_tiny_model(root / "model", seed=seed)
+    if not (root / "bundle" / "bundle.json").exists():
+        build_bundle(corpus, root / "model", root / "bundle", seed=seed)
+    spec_path = root / "spec.json"
+    atomic_write_bytes(spec_path, encode_spec(demo_spec()))
+    return spec_path

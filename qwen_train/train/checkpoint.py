@@ -1,0 +1,162 @@
+"""Durable checkpoints: everything needed to continue bit for bit.
+
+Written into `checkpoints/.tmp-step-N`, every file fsynced, then renamed to
+`checkpoints/step-N` and the directory fsynced: a crash mid-save leaves the
+previous checkpoint as it was. `meta.json` lists each file with size and
+sha256, so a truncated or altered checkpoint is detected before use.
+Retention deletes old checkpoints only after a newer one is durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import torch
+
+from qwen_train.atomic import atomic_write_bytes, fsync_dir
+from qwen_train.train.data import Cursor
+
+CKPT_DIR = "checkpoints"
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be trusted; the message names it and what is wrong."""
+
+
+class FileEntry(msgspec.Struct, frozen=True):
+    size: int
+    sha256: str
+
+
+class CheckpointMeta(msgspec.Struct, frozen=True):
+    step: int
+    cursor: Cursor
+    spec: str
+    bundle_fingerprint: str
+    created_at: float
+    files: dict[str, FileEntry]
+    micro_steps: int = 0
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta_fields: dict[str, Any]) -> Path:
+    """Write one durable checkpoint and return its directory."""
+    root = run_dir / CKPT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp-{checkpoint_name(step)}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    torch.save(state, tmp / STATE_FILE)
+    _fsync_file(tmp / STATE_FILE)
+    files = {STATE_FILE: FileEntry(size=(tmp / STATE_FILE).stat().st_size, sha256=_sha256(tmp / STATE_FILE))}
+    meta = CheckpointMeta(step=step, created_at=time.time(), files=files, **meta_fields)
+    atomic_write_bytes(tmp / META_FILE, msgspec.json.encode(meta))
+    fsync_dir(tmp)
+    if final.exists():  # same step written again (e.g. stop right after a scheduled save)
+        shutil.rmtree(tmp)
+        return final
+    os.replace(tmp, final)
+    fsync_dir(root)
+    return final
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Completed checkpoints, oldest first (temp dirs are never listed)."""
+    root = run_dir / CKPT_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+
+
+def read_meta(ckpt: Path) -> CheckpointMeta:
+    try:
+        return msgspec.json.decode((ckpt / META_FILE).read_bytes(), type=CheckpointMeta)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {ckpt}: cannot read {META_FILE} ({exc.strerror})") from None
+    except msgspec.MsgspecError as exc:
+        raise CheckpointError(f"checkpoint {ckpt}: malformed {META_FILE}: {exc}") from None
+
+
+def verify_checkpoint(ckpt: Path) -> CheckpointMeta:
+    """Check every listed file's size and hash; name the first mismatch."""
+    meta = read_meta(ckpt)
+    for name, entry in meta.files.items():
+        path = ckpt / name
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {ckpt}: {name} is missing")
+        size = path.stat().st_size
+        if size != entry.size:
+            raise CheckpointError(
+                f"checkpoint {ckpt}: {name} is {size} bytes, its manifest says {entry.size} (truncated?)"
+            )
+        if _sha256(path) != entry.sha256:
+            raise CheckpointError(f"checkpoint {ckpt}: {name} does not match its manifest hash")
+    return meta
+
+
+def load_state(ckpt: Path) -> dict[str, Any]:
+    state: dict[str, Any] = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
+    return state
+
+
+def prune(run_dir: Path, keep_last: int, protect: Path | None = None) -> list[Path]:
+    """Delete all but the newest `keep_last`; never `protect` unless a newer one exists."""
+    ckpts = list_checkpoints(run_dir)
+    doomed = ckpts[:-keep_last] if keep_last > 0 else []
+    newest = ckpts[-1] if ckpts else None
+    removed: list[Path] = []
+    for path in doomed:
+        if protect is not None and path == protect and newest == protect:
+            continue
+        shutil.rmtree(path)
+        removed.append(path)
+    return removed

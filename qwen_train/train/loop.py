@@ -1,0 +1,197 @@
+"""The train loop: draw the batch at the cursor, step, heartbeat, eval, checkpoint.
+
+Stopping is cooperative: SIGTERM/SIGINT set a flag, the current optimizer
+step finishes, a durable checkpoint is written, and the process exits with
+`exitcodes.STOPPED` so the daemon records `stopped`, not `failed`.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import msgspec
+import torch
+
+from qwen_train import exitcodes
+from qwen_train.atomic import atomic_write_bytes
+from qwen_train.spec import RunSpec
+from qwen_train.status import CheckpointRef, Losses, Throughput
+from qwen_train.train.checkpoint import (
+    CheckpointError,
+    list_checkpoints,
+    load_state,
+    prune,
+    restore_rng,
+    verify_checkpoint,
+)
+from qwen_train.train.data import advance, batch_indices
+from qwen_train.train.evaluate import evaluate
+from qwen_train.train.heartbeat import Heartbeat
+from qwen_train.train.objective import StepLosses, forward_losses, speaker_embeddings
+from qwen_train.train.session import Session, build_session, write_checkpoint
+
+REPORT_FILE = "report.json"
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; checked between optimizer steps."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name = ""
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+
+def restore(s: Session) -> None:
+    """Continue from the newest checkpoint (checks of the cursor deepen in the trainer issue)."""
+    ckpts = list_checkpoints(s.run_dir)
+    if not ckpts:
+        s.heartbeat.event("resume", "no checkpoint yet; starting from step 0")
+        return
+    ckpt = ckpts[-1]
+    meta = verify_checkpoint(ckpt)
+    state = load_state(ckpt)
+    s.accelerator.unwrap_model(s.model).load_state_dict(state["model"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    s.scheduler.load_state_dict(state["scheduler"])
+    restore_rng(state["rng"])
+    s.step = int(state["step"])
+    s.micro_steps = int(state["micro_steps"])
+    s.evals = list(state["evals"])
+    s.cursor = meta.cursor
+    s.resumed_from = ckpt
+    s.heartbeat.event("resume", f"resumed from {ckpt.name} at step {s.step}", s.step)
+
+
+def train_step(s: Session) -> tuple[StepLosses, int]:
+    """One optimizer step over `grad_accum` micro-batches; returns losses and frames."""
+    frames = 0
+    losses: StepLosses | None = None
+    unwrapped = s.accelerator.unwrap_model(s.model)
+    for _ in range(s.spec.train.grad_accum):
+        batch, mels, _rows = s.train_data.batch(batch_indices(s.cursor, s.accelerator.process_index))
+        frames += int(batch["cp_mask"].sum())
+        batch = {k: v.to(s.device) for k, v in batch.items()}
+        with s.accelerator.accumulate(s.model), s.accelerator.autocast():
+            spk = speaker_embeddings(unwrapped, mels)
+            losses = forward_losses(unwrapped, batch, spk, s.spec.train.sub_talker_weight)
+            s.accelerator.backward(losses.total)
+            if s.accelerator.sync_gradients:
+                s.accelerator.clip_grad_norm_(s.model.parameters(), s.spec.train.max_grad_norm)
+            s.optimizer.step()
+            s.optimizer.zero_grad(set_to_none=True)
+        s.cursor = advance(s.cursor)
+        s.micro_steps += 1
+    s.scheduler.step()
+    s.step += 1
+    assert losses is not None
+    return losses, frames
+
+
+def run_eval(s: Session, writer) -> None:  # type: ignore[no-untyped-def]
+    s.heartbeat.state("evaluating")
+    result = evaluate(
+        s.accelerator.unwrap_model(s.model), s.eval_data, s.step, s.spec.train.sub_talker_weight,
+        s.spec.train.eval_max_rows, s.device,
+    )
+    s.evals.append(result)
+    atomic_write_bytes(s.run_dir / REPORT_FILE, msgspec.json.encode({"evals": s.evals}))
+    writer.add_scalar("eval/total", result.losses.total, s.step)
+    for kind, losses in result.per_split.items():
+        writer.add_scalar(f"eval/{kind}/total", losses.total, s.step)
+    s.heartbeat.update(state="training", last_eval=result)
+
+
+def run_checkpoint(s: Session) -> None:
+    s.heartbeat.state("checkpointing")
+    path = write_checkpoint(s)
+    prune(s.run_dir, s.spec.posture.keep_last, protect=s.resumed_from)
+    ref = CheckpointRef(step=s.step, path=str(path), written_at=time.time())
+    s.heartbeat.update(state="training", last_checkpoint=ref)
+    s.heartbeat.event("checkpoint", f"durable checkpoint {path.name}", s.step)
+
+
+def _losses(step: StepLosses) -> Losses:
+    """One device sync for all three numbers."""
+    total, talker, cp = torch.stack([step.total, step.talker, step.code_predictor]).detach().float().tolist()
+    return Losses(total=total, talker=talker, code_predictor=cp)
+
+
+def loop(s: Session, stop: StopFlag, writer) -> int:  # type: ignore[no-untyped-def]
+    posture = s.spec.posture
+    t0, step0, frames_total = time.perf_counter(), s.step, 0
+    s.heartbeat.update(state="training", step=s.step, epoch=s.cursor.epoch)
+    while s.step < s.spec.train.max_steps:
+        step_losses, frames = train_step(s)
+        losses = _losses(step_losses)
+        if not math.isfinite(losses.total):
+            s.heartbeat.event("non_finite", f"non-finite loss at step {s.step}: {losses}", s.step)
+            s.heartbeat.state("failed_non_finite", f"non-finite loss at step {s.step}")
+            return exitcodes.FAILED_NON_FINITE
+        frames_total += frames
+        elapsed = max(time.perf_counter() - t0, 1e-9)
+        s.heartbeat.update(
+            state="training", step=s.step, epoch=s.cursor.epoch, losses=losses,
+            lr=float(s.scheduler.get_last_lr()[0]),
+            throughput=Throughput(steps_per_s=(s.step - step0) / elapsed, frames_per_s=frames_total / elapsed),
+        )
+        writer.add_scalar("train/total", losses.total, s.step)
+        writer.add_scalar("train/talker", losses.talker, s.step)
+        writer.add_scalar("train/code_predictor", losses.code_predictor, s.step)
+        if s.step % posture.eval_every == 0:
+            run_eval(s, writer)
+        if s.step % posture.checkpoint_every == 0:
+            run_checkpoint(s)
+        if stop.requested:
+            return _stop(s, stop)
+    if s.step % posture.checkpoint_every != 0:
+        run_checkpoint(s)
+    s.heartbeat.state("completed", f"reached max_steps={s.spec.train.max_steps}")
+    return exitcodes.COMPLETED
+
+
+def _stop(s: Session, stop: StopFlag) -> int:
+    s.heartbeat.state("stopping", f"{stop.signal_name} received; writing a checkpoint")
+    if s.step % s.spec.posture.checkpoint_every != 0:
+        run_checkpoint(s)
+    s.heartbeat.state("stopped", f"stopped on {stop.signal_name} at step {s.step} after a durable checkpoint")
+    return exitcodes.STOPPED
+
+
+def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: bool) -> int:
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stop = StopFlag()
+    stop.install()
+    heartbeat = Heartbeat(run_dir, run_id, nonce, spec.train.max_steps)
+    heartbeat.state("starting", "loading model and bundle")
+    try:
+        session = build_session(spec, run_dir, heartbeat)
+        if resume:
+            restore(session)
+    except CheckpointError as exc:
+        heartbeat.update(state="cursor_rejected", cursor_check=f"rejected: {exc}", message=str(exc))
+        print(f"qwen-train: {exc}", file=sys.stderr)
+        return exitcodes.CURSOR_REJECTED
+    except Exception as exc:  # noqa: BLE001 - every setup failure must reach status.json
+        heartbeat.state("failed", f"setup failed: {exc}")
+        raise
+    with SummaryWriter(log_dir=str(run_dir / "tensorboard")) as writer:
+        try:
+            return loop(session, stop, writer)
+        except Exception as exc:
+            heartbeat.state("failed", f"training failed at step {session.step}: {type(exc).__name__}: {exc}")
+            raise

@@ -1,0 +1,93 @@
+"""Forward pass and the aligned losses.
+
+Three faults of the upstream recipe are fixed here, each pinned by a test:
+  * the talker is scored against the frame it predicts (targets already sit
+    at the scoring position, so no shift is applied anywhere);
+  * code-predictor head i is scored against code group i (the library's
+    causal-LM loss would shift once more and never train the last group);
+  * `talker.text_projection`, which inference applies, is applied here too.
+The speaker embedding comes from each row's reference audio through the
+(frozen, kept) speaker encoder, as in voice-clone inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from qwen_train.train.layout import IGNORE
+
+
+@dataclass
+class StepLosses:
+    total: torch.Tensor
+    talker: torch.Tensor
+    code_predictor: torch.Tensor
+
+
+def talker_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean CE over scored positions; `targets` are aligned with `logits` (no shift)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
+
+
+def code_predictor_loss(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """logits (M, G-1, V) from heads 0..G-2 score code groups 1..G-1 of the same frame."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), codes[:, 1:].reshape(-1))
+
+
+def speaker_embeddings(model, ref_mels: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """One x-vector per row from its own reference mel (anchors differ in length)."""
+    encoder = model.speaker_encoder
+    dtype = next(encoder.parameters()).dtype
+    with torch.no_grad():
+        vecs = [encoder(m.unsqueeze(0).to(device=model.device, dtype=dtype))[0] for m in ref_mels]
+    return torch.stack(vecs)
+
+
+def embed_inputs(model, batch: dict[str, torch.Tensor], spk: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Sum the text channel (projected) and the codec channel, as inference does."""
+    talker = model.talker
+    text = talker.text_projection(talker.model.text_embedding(batch["text_ids"]))
+    text = text * batch["text_mask"].unsqueeze(-1)
+    codec = talker.model.codec_embedding(batch["codec_ids"]) * batch["codec_mask"].unsqueeze(-1)
+    positions = torch.arange(codec.shape[1], device=codec.device)
+    at_speaker = (positions.unsqueeze(0) == batch["speaker_pos"].unsqueeze(1)).unsqueeze(-1)
+    codec = codec + at_speaker * spk.to(codec.dtype).unsqueeze(1)
+    frame_mask = batch["frame_mask"].unsqueeze(-1)
+    tables = talker.code_predictor.get_input_embeddings()
+    for group in range(1, batch["frame_codes"].shape[-1]):
+        codec = codec + tables[group - 1](batch["frame_codes"][..., group]) * frame_mask
+    return text + codec
+
+
+def code_predictor_logits(model, hidden: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Feed [talker hidden, code 0, ..., code G-2] and return logits of heads for groups 1..G-1."""
+    talker = model.talker
+    tables = talker.code_predictor.get_input_embeddings()
+    parts = [hidden.unsqueeze(1), talker.model.codec_embedding(codes[:, :1])]
+    parts += [tables[g - 1](codes[:, g : g + 1]) for g in range(1, codes.shape[1] - 1)]
+    out = talker.code_predictor.forward_finetune(inputs_embeds=torch.cat(parts, dim=1))
+    return out.logits
+
+
+def forward_losses(model, batch: dict[str, torch.Tensor], spk: torch.Tensor, sub_weight: float) -> StepLosses:  # type: ignore[no-untyped-def]
+    embeds = embed_inputs(model, batch, spk)
+    out = model.talker(
+        inputs_embeds=embeds,
+        attention_mask=batch["attention_mask"],
+        output_hidden_states=True,
+        use_cache=False,
+    )
+    hidden = out.hidden_states[0][-1]
+    t_loss = talker_loss(out.logits, batch["talker_targets"])
+    cp_mask = batch["cp_mask"]
+    codes = batch["cp_codes"][cp_mask]
+    cp_logits = code_predictor_logits(model, hidden[cp_mask], codes)
+    c_loss = code_predictor_loss(cp_logits, codes)
+    return StepLosses(
+        total=t_loss + sub_weight * c_loss,
+        talker=t_loss,
+        code_predictor=c_loss,
+    )
