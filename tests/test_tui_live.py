@@ -1,0 +1,214 @@
+"""The dashboard against a real `qwen-daemon serve` on a temporary socket.
+
+A stand-in trainer (a script passed as --trainer-python) writes status.json
+through qwen_train.status with the launch's nonce every 0.2 s and exits 5
+(stopped) on SIGTERM, so the daemon's whole path is real: launch, process
+runner, stale-status guard, sampler, stop. The test watches a row's step
+change in the table, opens the run's detail, and stops the run with `s` + `y`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+from qwen_daemon.client import DaemonClient
+from qwen_train.spec import Posture, RunSpec, TrainConfig
+from qwen_tui.app import HemmaApp
+from qwen_tui.screens.confirm import ConfirmScreen
+from qwen_tui.screens.detail import RunDetailScreen
+from qwen_tui.screens.runs import RunsScreen
+from qwen_tui.widgets.runs_table import RunsTable
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = "tui-live"
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("qwen_daemon.__main__") is None,
+    reason="qwen_daemon has no __main__ yet: `python -m qwen_daemon serve` is not available",
+)
+
+FAKE_TRAINER = """\
+#!{python}
+# Stand-in for `python -m qwen_train run SPEC --run-dir DIR --run-id NAME --nonce NONCE`.
+import argparse, os, signal, socket, sys, time
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from qwen_train.status import Losses, Status, Throughput, write_status
+
+parser = argparse.ArgumentParser()
+parser.add_argument("-m")
+parser.add_argument("command")
+parser.add_argument("spec")
+parser.add_argument("--run-dir", required=True)
+parser.add_argument("--run-id", required=True)
+parser.add_argument("--nonce", required=True)
+args, _ = parser.parse_known_args()
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+started = time.time()
+step = 0
+while True:
+    state = "stopped" if stopping else "training"
+    write_status(Path(args.run_dir), Status(
+        run_id=args.run_id, nonce=args.nonce, host=socket.gethostname(), pid=os.getpid(),
+        state=state, heartbeat=time.time(), started_at=started, step=step, max_steps=100000,
+        losses=Losses(total=5.0 / (1 + step), talker=4.0 / (1 + step), code_predictor=1.0 / (1 + step)),
+        lr=2e-5, throughput=Throughput(steps_per_s=5.0, frames_per_s=250.0),
+    ))
+    if stopping:
+        sys.exit(5)
+    time.sleep(0.2)
+    step += 1
+"""
+
+
+@dataclass
+class LiveDaemon:
+    socket: Path
+    root: Path
+    process: subprocess.Popen[str]
+
+    @property
+    def client(self) -> DaemonClient:
+        return DaemonClient(self.socket, timeout=5.0)
+
+
+def _wait_for_ready(process: subprocess.Popen[str], timeout: float) -> str:
+    """Read the daemon's stdout until it says it is serving; return what it printed."""
+    assert process.stdout is not None
+    seen: list[str] = []
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not selector.select(timeout=0.1):
+            if process.poll() is not None:
+                break
+            continue
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if "qwen-daemon serving on" in line:
+            return "".join(seen)
+    raise AssertionError(f"daemon did not become ready (exit {process.poll()}):\n{''.join(seen)}")
+
+
+@pytest.fixture
+def live_daemon() -> Iterator[LiveDaemon]:
+    root = Path(tempfile.mkdtemp(prefix="qh-tui-", dir="/tmp"))  # socket paths must stay short
+    trainer = root / "fake-trainer"
+    trainer.write_text(FAKE_TRAINER.format(python=sys.executable, repo=str(REPO)))
+    trainer.chmod(0o755)
+    (root / "model").mkdir()
+    (root / "bundle").mkdir()
+    sock = root / "d.sock"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env["PYTHONUNBUFFERED"] = "1"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qwen_daemon", "serve", "--state-dir", str(root / "state"),
+         "--socket", str(sock), "--trainer-python", str(trainer)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        _wait_for_ready(process, timeout=20.0)
+        yield LiveDaemon(sock, root, process)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def plain(renderable: object) -> str:
+    """What a Static shows, as text (its content is a Rich renderable or a string)."""
+    console = Console(width=160, record=True, file=io.StringIO(), color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def table_cell(app: HemmaApp, column: str) -> str:
+    value = app.screen_stack[0].query_one(RunsTable).get_cell(RUN, column)
+    return value if isinstance(value, str) else value.plain
+
+
+async def until(pilot: Pilot[None], predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.1)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_dashboard_follows_and_stops_a_live_run(live_daemon: LiveDaemon) -> None:
+    spec = RunSpec(
+        name=RUN,
+        lane="single-speaker",
+        model=str(live_daemon.root / "model"),
+        bundle=str(live_daemon.root / "bundle"),
+        posture=Posture(checkpoint_every=50, eval_every=10, keep_last=1),
+        train=TrainConfig(max_steps=100000, device="cpu"),
+    )
+    launched = live_daemon.client.launch(spec=spec)
+    assert launched.name == RUN
+
+    app = HemmaApp(live_daemon.socket, refresh_interval=0.2)
+    async with app.run_test(size=(160, 50)) as pilot:
+        table = app.screen.query_one(RunsTable)
+        await until(pilot, lambda: RUN in table.rows and table_cell(app, "health") == "live", "a live row")
+        first_step = table_cell(app, "step")
+        await until(pilot, lambda: table_cell(app, "step") != first_step, "the row's step to change")
+        assert table_cell(app, "state") == "running"
+
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen), "the detail screen")
+        summary = app.screen.query_one("#summary", Static)
+        status = app.screen.query_one("#status", Static)
+        await until(pilot, lambda: "samples" in plain(summary.content), "the resource summary")
+        await until(pilot, lambda: "trainer state" in plain(status.content), "the trusted status")
+        assert "loading" not in plain(summary.content)
+
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the stop confirmation")
+        await pilot.press("y")
+        await until(
+            pilot,
+            lambda: (
+                app.snapshot is not None and (view := app.snapshot.run(RUN)) is not None and view.state == "stopped"
+            ),
+            "the run to be stopped",
+            timeout=30.0,
+        )
+        assert any(f"stop requested for {RUN}" in n.message for n in app._notifications)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs screen")
+        await until(pilot, lambda: table_cell(app, "state") == "stopped", "the table to show stopped")
+        assert table_cell(app, "speed") == "—"
