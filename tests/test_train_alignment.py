@@ -16,14 +16,14 @@ IDS = SpecialIds(
 VOCAB = 3072
 
 
-def _row(frames: int = 9, seed: int = 0):  # type: ignore[no-untyped-def]
+def _row(frames: int = 9, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     codes = torch.randint(0, 2048, (frames, 16), generator=gen)
     text_ids = [1, 2, 3, 40, 41, 42, 43, 2, 3, 1, 2, 3]  # role(3) + body(4) + tail(5)
     return build_row(text_ids, codes, IDS, None), codes
 
 
-def _next_input(row) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _next_input(row) -> torch.Tensor:
     """Inference's rule: the talker's output at p is the code-0 fed back at p+1 (eos after the last frame)."""
     return torch.cat([row.codec_ids[1:], torch.tensor([IDS.codec_eos])])
 

@@ -18,10 +18,10 @@ class _Captured(Exception):
         self.embeds = embeds
 
 
-def _inference_prefix(model, text_ids: torch.Tensor, spk: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _inference_prefix(model, text_ids: torch.Tensor, spk: torch.Tensor) -> torch.Tensor:
     """Run the real generate() up to the point it hands the prompt to the talker."""
 
-    def capture(**kwargs):  # type: ignore[no-untyped-def]
+    def capture(**kwargs):
         raise _Captured(kwargs["inputs_embeds"])
 
     original = model.talker.generate

@@ -124,7 +124,7 @@ def live_daemon() -> Iterator[LiveDaemon]:
     env["PYTHONUNBUFFERED"] = "1"
     process = subprocess.Popen(
         [sys.executable, "-m", "qwen_daemon", "serve", "--state-dir", str(root / "state"),
-         "--socket", str(sock), "--trainer-python", str(trainer)],
+         "--socket", str(sock), "--trainer-python", str(trainer), "--sample-period", "0.5"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -28,6 +28,7 @@ from qwen_train.bundle.manifest import (
     STATS,
     BundleError,
     BundleInfo,
+    EvalKind,
     Row,
     Splits,
     write_json,
@@ -138,7 +139,9 @@ def _write_rows(
         rel = f"codes/{r.id}.npy"
         np.save(tmp / rel, c.astype(np.int16))
         in_eval = r.id in eval_ids
-        kind = None if not in_eval else ("held_out_speaker" if r.speaker in held else "held_out_utterance")
+        kind: EvalKind | None = None
+        if in_eval:
+            kind = "held_out_speaker" if r.speaker in held else "held_out_utterance"
         out.append(
             Row(
                 id=r.id,

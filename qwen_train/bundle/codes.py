@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 
-def load_speech_tokenizer(model_dir: Path, device: str = "auto"):  # type: ignore[no-untyped-def]
+def load_speech_tokenizer(model_dir: Path, device: str = "auto"):
     from qwen_tts import Qwen3TTSTokenizer
 
     resolved = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -38,7 +38,7 @@ def _batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
         yield items[start : start + size]
 
 
-def encode_files(tok, paths: Sequence[Path], batch_size: int = 8) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+def encode_files(tok, paths: Sequence[Path], batch_size: int = 8) -> list[np.ndarray]:
     """Codes (frames, 16) int16-safe arrays, one per path, in order."""
     out: list[np.ndarray] = []
     for n, batch in enumerate(_batches(paths, batch_size), start=1):

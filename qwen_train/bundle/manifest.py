@@ -7,7 +7,7 @@ through them, so a malformed file is one error naming the file and line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -95,7 +95,7 @@ def read_bundle_info(root: Path) -> BundleInfo:
     return _read(root / BUNDLE_JSON, BundleInfo)
 
 
-def _read(path: Path, kind: type) -> object:  # type: ignore[type-arg]
+def _read(path: Path, kind: Any) -> Any:
     try:
         return msgspec.json.decode(path.read_bytes(), type=kind)
     except OSError as exc:

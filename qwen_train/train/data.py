@@ -70,7 +70,7 @@ class Example:
 class BundleData:
     """Rows of one split with their tokenized text, codes and reference mels."""
 
-    def __init__(self, root: Path, processor, ids: SpecialIds, language_id: int | None, split: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, root: Path, processor, ids: SpecialIds, language_id: int | None, split: str) -> None:
         self.root = root
         self.rows = [r for r in read_manifest(root) if r.split == split]
         self._processor = processor

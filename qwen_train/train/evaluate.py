@@ -25,7 +25,7 @@ def _mean(values: list[tuple[float, float, float]]) -> Losses:
     )
 
 
-def evaluate(model, data: BundleData, step: int, sub_weight: float, max_rows: int, device) -> EvalResult:  # type: ignore[no-untyped-def]
+def evaluate(model, data: BundleData, step: int, sub_weight: float, max_rows: int, device) -> EvalResult:
     """One row at a time so each row's loss is its own (per-speaker means are exact)."""
     was_training = model.training
     model.eval()

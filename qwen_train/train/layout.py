@@ -41,7 +41,7 @@ class SpecialIds:
     codec_think_eos: int
 
     @classmethod
-    def from_config(cls, config) -> SpecialIds:  # type: ignore[no-untyped-def]
+    def from_config(cls, config) -> SpecialIds:
         t = config.talker_config
         return cls(
             tts_pad=config.tts_pad_token_id,

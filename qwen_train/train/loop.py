@@ -100,7 +100,7 @@ def train_step(s: Session) -> tuple[StepLosses, int]:
     return losses, frames
 
 
-def run_eval(s: Session, writer) -> None:  # type: ignore[no-untyped-def]
+def run_eval(s: Session, writer) -> None:
     s.heartbeat.state("evaluating")
     result = evaluate(
         s.accelerator.unwrap_model(s.model), s.eval_data, s.step, s.spec.train.sub_talker_weight,
@@ -129,7 +129,7 @@ def _losses(step: StepLosses) -> Losses:
     return Losses(total=total, talker=talker, code_predictor=cp)
 
 
-def loop(s: Session, stop: StopFlag, writer) -> int:  # type: ignore[no-untyped-def]
+def loop(s: Session, stop: StopFlag, writer) -> int:
     posture = s.spec.posture
     t0, step0, frames_total = time.perf_counter(), s.step, 0
     s.heartbeat.update(state="training", step=s.step, epoch=s.cursor.epoch)

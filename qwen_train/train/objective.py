@@ -37,7 +37,7 @@ def code_predictor_loss(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tens
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), codes[:, 1:].reshape(-1))
 
 
-def speaker_embeddings(model, ref_mels: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def speaker_embeddings(model, ref_mels: list[torch.Tensor]) -> torch.Tensor:
     """One x-vector per row from its own reference mel (anchors differ in length)."""
     encoder = model.speaker_encoder
     dtype = next(encoder.parameters()).dtype
@@ -46,7 +46,7 @@ def speaker_embeddings(model, ref_mels: list[torch.Tensor]) -> torch.Tensor:  # 
     return torch.stack(vecs)
 
 
-def embed_inputs(model, batch: dict[str, torch.Tensor], spk: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def embed_inputs(model, batch: dict[str, torch.Tensor], spk: torch.Tensor) -> torch.Tensor:
     """Sum the text channel (projected) and the codec channel, as inference does."""
     talker = model.talker
     text = talker.text_projection(talker.model.text_embedding(batch["text_ids"]))
@@ -62,7 +62,7 @@ def embed_inputs(model, batch: dict[str, torch.Tensor], spk: torch.Tensor) -> to
     return text + codec
 
 
-def code_predictor_logits(model, hidden: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def code_predictor_logits(model, hidden: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     """Feed [talker hidden, code 0, ..., code G-2] and return logits of heads for groups 1..G-1."""
     talker = model.talker
     tables = talker.code_predictor.get_input_embeddings()
@@ -72,7 +72,7 @@ def code_predictor_logits(model, hidden: torch.Tensor, codes: torch.Tensor) -> t
     return out.logits
 
 
-def forward_losses(model, batch: dict[str, torch.Tensor], spk: torch.Tensor, sub_weight: float) -> StepLosses:  # type: ignore[no-untyped-def]
+def forward_losses(model, batch: dict[str, torch.Tensor], spk: torch.Tensor, sub_weight: float) -> StepLosses:
     embeds = embed_inputs(model, batch, spk)
     out = model.talker(
         inputs_embeds=embeds,

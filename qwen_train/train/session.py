@@ -55,7 +55,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def lr_lambda(warmup: int, total: int):  # type: ignore[no-untyped-def]
+def lr_lambda(warmup: int, total: int):
     """Linear warmup, then cosine decay to 10% at `total`."""
 
     def factor(step: int) -> float:
@@ -74,7 +74,7 @@ def make_accelerator(spec: RunSpec) -> Accelerator:
     return Accelerator(cpu=cpu, mixed_precision=mixed, gradient_accumulation_steps=spec.train.grad_accum)
 
 
-def language_id(model, language: str | None) -> int | None:  # type: ignore[no-untyped-def]
+def language_id(model, language: str | None) -> int | None:
     if language is None:
         return None
     table = model.config.talker_config.codec_language_id

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: system packages, a venv with the training stack, this project.
+# Idempotent: re-running skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+need=()
+for tool in espeak-ng sox tmux; do command -v "$tool" >/dev/null || need+=("$tool"); done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]} (apt)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip() { .venv/bin/python -m pip "$@"; }
+
+# torch and torchaudio must match each other and the GPU machine (PyPI's CUDA build runs on CPU too).
+if ! .venv/bin/python -c "import torch, torchaudio; assert torch.__version__.startswith('2.11.0') and torchaudio.__version__.startswith('2.11.0')" 2>/dev/null; then
+  echo "setup: installing torch 2.11.0 + torchaudio 2.11.0 (a few minutes)"
+  pip install -q torch==2.11.0 torchaudio==2.11.0
+fi
+# qwen-tts declares gradio for its demo UI only: install it without dependencies;
+# its real runtime needs come with the [train] extra.
+pip install -q --no-deps qwen-tts==0.1.1
+pip install -q -e '.[train,dev]'
+.venv/bin/qwen-train doctor
+echo "setup: done (.venv ready)"
