@@ -204,7 +204,7 @@ def test_status_shows_every_section() -> None:
 
 def test_missing_status_says_why() -> None:
     stale = view(health="stale", stale_reason="heartbeat 300s old")
-    assert "stale (heartbeat 300s old)" in plain(status_renderable(None, stale))
+    assert "stale: heartbeat 300s old" in plain(status_renderable(None, stale))
     assert "first heartbeat" in plain(status_renderable(None, view(health="waiting")))
 
 

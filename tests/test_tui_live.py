@@ -3,16 +3,18 @@
 A stand-in trainer (a script passed as --trainer-python) writes status.json
 through qwen_train.status with the launch's nonce every 0.2 s and exits 5
 (stopped) on SIGTERM, so the daemon's whole path is real: launch, process
-runner, stale-status guard, sampler, stop. The test watches a row's step
-change in the table, opens the run's detail, and stops the run with `s` + `y`.
+runner, stale-status guard, sampler, stop. One test watches a row's step
+change in the table, opens the run's detail, and stops the run with `s` + `y`;
+another pauses the trainer (SIGSTOP) and sees the row turn stale, with no
+numbers, and come back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import os
-import selectors
 import shutil
 import signal
 import subprocess
@@ -28,7 +30,8 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from qwen_daemon.client import DaemonClient
+from qwen_daemon.client import DaemonClient, DaemonError
+from qwen_daemon.protocol import ACTIVE_STATES, RunView
 from qwen_train.spec import Posture, RunSpec, TrainConfig
 from qwen_tui.app import HemmaApp
 from qwen_tui.screens.confirm import ConfirmScreen
@@ -83,67 +86,92 @@ while True:
 class LiveDaemon:
     socket: Path
     root: Path
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
 
     @property
     def client(self) -> DaemonClient:
         return DaemonClient(self.socket, timeout=5.0)
 
+    def log(self) -> str:
+        return (self.root / "daemon.log").read_text(errors="replace")
 
-def _wait_for_ready(process: subprocess.Popen[str], timeout: float) -> str:
-    """Read the daemon's stdout until it says it is serving; return what it printed."""
-    assert process.stdout is not None
-    seen: list[str] = []
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not selector.select(timeout=0.1):
-            if process.poll() is not None:
-                break
-            continue
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if "qwen-daemon serving on" in line:
-            return "".join(seen)
-    raise AssertionError(f"daemon did not become ready (exit {process.poll()}):\n{''.join(seen)}")
+    def launch(self) -> RunView:
+        """Inline spec with absolute paths; the stand-in trainer ignores model and bundle."""
+        spec = RunSpec(
+            name=RUN,
+            lane="single-speaker",
+            model=str(self.root / "model"),
+            bundle=str(self.root / "bundle"),
+            posture=Posture(checkpoint_every=50, eval_every=10, keep_last=1),
+            train=TrainConfig(max_steps=100000, device="cpu"),
+        )
+        return self.client.launch(spec=spec)
 
 
-@pytest.fixture
-def live_daemon() -> Iterator[LiveDaemon]:
-    root = Path(tempfile.mkdtemp(prefix="qh-tui-", dir="/tmp"))  # socket paths must stay short
+def _start(root: Path, extra: list[str]) -> LiveDaemon:
     trainer = root / "fake-trainer"
     trainer.write_text(FAKE_TRAINER.format(python=sys.executable, repo=str(REPO)))
     trainer.chmod(0o755)
     (root / "model").mkdir()
     (root / "bundle").mkdir()
-    sock = root / "d.sock"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env["PYTHONUNBUFFERED"] = "1"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "qwen_daemon", "serve", "--state-dir", str(root / "state"),
-         "--socket", str(sock), "--trainer-python", str(trainer), "--sample-period", "0.5"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )  # fmt: skip
+    command = [
+        sys.executable, "-m", "qwen_daemon", "serve", "--state-dir", str(root / "state"),
+        "--socket", str(root / "d.sock"), "--trainer-python", str(trainer), "--sample-period", "0.5", *extra,
+    ]  # fmt: skip
+    # Output goes to a file, not a pipe nobody drains once the daemon is up.
+    with (root / "daemon.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    daemon = LiveDaemon(root / "d.sock", root, process)
+    deadline = time.monotonic() + 20.0
+    while "qwen-daemon serving on" not in daemon.log():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"daemon did not become ready (exit {process.poll()}):\n{daemon.log()}")
+        time.sleep(0.05)
+    return daemon
+
+
+def _shut_down(daemon: LiveDaemon) -> None:
+    """Stop what the test started: its trainers by pid (resumed first if paused), then the daemon."""
     try:
-        _wait_for_ready(process, timeout=20.0)
-        yield LiveDaemon(sock, root, process)
+        runs = daemon.client.runs().runs
+    except DaemonError:
+        runs = []
+    for view in runs:
+        if view.pid is not None and view.state in ACTIVE_STATES:
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(view.pid, sig)
+    if daemon.process.poll() is None:
+        daemon.process.send_signal(signal.SIGTERM)
+        try:
+            daemon.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            daemon.process.kill()
+            daemon.process.wait()
+
+
+@pytest.fixture
+def start_daemon() -> Iterator[Callable[..., LiveDaemon]]:
+    """`start_daemon(*serve_args)`: a real daemon on a short /tmp socket, torn down after the test."""
+    started: list[LiveDaemon] = []
+    roots: list[Path] = []
+
+    def start(*extra: str) -> LiveDaemon:
+        root = Path(tempfile.mkdtemp(prefix="qh-tui-", dir="/tmp"))  # Unix socket paths must stay short
+        roots.append(root)
+        daemon = _start(root, list(extra))
+        started.append(daemon)
+        return daemon
+
+    try:
+        yield start
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-        shutil.rmtree(root, ignore_errors=True)
+        for daemon in started:
+            _shut_down(daemon)
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def plain(renderable: object) -> str:
@@ -158,6 +186,11 @@ def table_cell(app: HemmaApp, column: str) -> str:
     return value if isinstance(value, str) else value.plain
 
 
+def run_state(app: HemmaApp) -> str | None:
+    view = app.snapshot.run(RUN) if app.snapshot is not None else None
+    return view.state if view is not None else None
+
+
 async def until(pilot: Pilot[None], predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -168,19 +201,11 @@ async def until(pilot: Pilot[None], predicate: Callable[[], bool], what: str, ti
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(60)
-async def test_dashboard_follows_and_stops_a_live_run(live_daemon: LiveDaemon) -> None:
-    spec = RunSpec(
-        name=RUN,
-        lane="single-speaker",
-        model=str(live_daemon.root / "model"),
-        bundle=str(live_daemon.root / "bundle"),
-        posture=Posture(checkpoint_every=50, eval_every=10, keep_last=1),
-        train=TrainConfig(max_steps=100000, device="cpu"),
-    )
-    launched = live_daemon.client.launch(spec=spec)
-    assert launched.name == RUN
+async def test_dashboard_follows_and_stops_a_live_run(start_daemon: Callable[..., LiveDaemon]) -> None:
+    daemon = start_daemon()
+    assert daemon.launch().name == RUN
 
-    app = HemmaApp(live_daemon.socket, refresh_interval=0.2)
+    app = HemmaApp(daemon.socket, refresh_interval=0.2)
     async with app.run_test(size=(160, 50)) as pilot:
         table = app.screen.query_one(RunsTable)
         await until(pilot, lambda: RUN in table.rows and table_cell(app, "health") == "live", "a live row")
@@ -194,21 +219,43 @@ async def test_dashboard_follows_and_stops_a_live_run(live_daemon: LiveDaemon) -
         status = app.screen.query_one("#status", Static)
         await until(pilot, lambda: "samples" in plain(summary.content), "the resource summary")
         await until(pilot, lambda: "trainer state" in plain(status.content), "the trusted status")
-        assert "loading" not in plain(summary.content)
+        assert "host CPU" in plain(summary.content) or "no resource samples" in plain(summary.content)
 
         await pilot.press("s")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the stop confirmation")
         await pilot.press("y")
-        await until(
-            pilot,
-            lambda: (
-                app.snapshot is not None and (view := app.snapshot.run(RUN)) is not None and view.state == "stopped"
-            ),
-            "the run to be stopped",
-            timeout=30.0,
-        )
+        await until(pilot, lambda: run_state(app) == "stopped", "the run to be stopped", timeout=30.0)
         assert any(f"stop requested for {RUN}" in n.message for n in app._notifications)
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs screen")
         await until(pilot, lambda: table_cell(app, "state") == "stopped", "the table to show stopped")
-        assert table_cell(app, "speed") == "—"
+        assert table_cell(app, "health") == "ended" and table_cell(app, "speed") == "—"
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_paused_trainer_turns_stale_and_shows_no_numbers(start_daemon: Callable[..., LiveDaemon]) -> None:
+    daemon = start_daemon("--stale-after", "1")
+    daemon.launch()
+    app = HemmaApp(daemon.socket, refresh_interval=0.2)
+    async with app.run_test(size=(160, 50)) as pilot:
+        table = app.screen.query_one(RunsTable)
+        await until(pilot, lambda: RUN in table.rows and table_cell(app, "health") == "live", "a live row")
+        assert app.snapshot is not None
+        view = app.snapshot.run(RUN)
+        assert view is not None and view.pid is not None
+        os.kill(view.pid, signal.SIGSTOP)  # the heartbeat stops; the process stays alive
+        try:
+            await until(pilot, lambda: table_cell(app, "health").startswith("stale: heartbeat"), "a stale row")
+            for column in ("step", "loss", "eval_loss", "speed", "eta"):
+                assert table_cell(app, column) == "—", column
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, RunDetailScreen), "the detail screen")
+            status = app.screen.query_one("#status", Static)
+            await until(pilot, lambda: "no trusted status" in plain(status.content), "the status to be refused")
+            assert "stale: heartbeat" in plain(status.content)
+        finally:
+            os.kill(view.pid, signal.SIGCONT)
+        await until(pilot, lambda: "trainer state" in plain(status.content), "the status to be trusted again")
+        await pilot.press("escape")
+        await until(pilot, lambda: table_cell(app, "health") == "live", "the row to be live again")

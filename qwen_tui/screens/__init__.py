@@ -1,0 +1,1 @@
+"""The dashboard's screens: the runs table, a run's detail, and confirmations."""

@@ -1,0 +1,71 @@
+"""The main screen: every run the daemon knows, one row each.
+
+The table follows the app's latest snapshot; the screen only turns keys into
+requests (open a run, stop a run) for the app, which owns the daemon client.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from qwen_tui.messages import OpenRun, StopRequested
+from qwen_tui.poller import Snapshot
+from qwen_tui.widgets.banner import ConnectionBanner
+from qwen_tui.widgets.host_bar import HostBar
+from qwen_tui.widgets.runs_table import RunsTable
+
+
+class RunsScreen(Screen[None]):
+    CSS_PATH = "runs.tcss"
+    BINDINGS = [
+        Binding("enter", "open", "Open"),
+        Binding("s", "stop", "Stop run"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield ConnectionBanner(id="banner")
+        yield Static("", id="empty")
+        yield RunsTable(id="runs")
+        yield HostBar(id="host")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(RunsTable).focus()
+        self.watch(self.app, "snapshot", self._show, init=True)
+
+    def _show(self, snapshot: Snapshot | None) -> None:
+        empty = self.query_one("#empty", Static)
+        if snapshot is None:
+            empty.update("waiting for the daemon…")
+            empty.display = True
+            return
+        self.query_one(RunsTable).show_runs(snapshot.runs)
+        if snapshot.runs:
+            empty.display = False
+        else:
+            empty.update(
+                "the daemon has no runs yet: start one with `qwen-daemon launch SPEC` "
+                "or `systemctl start qwen-run@NAME`"
+            )
+            empty.display = True
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value is not None:
+            self.post_message(OpenRun(event.row_key.value))
+
+    def action_open(self) -> None:
+        name = self.query_one(RunsTable).selected_name
+        if name is not None:
+            self.post_message(OpenRun(name))
+
+    def action_stop(self) -> None:
+        name = self.query_one(RunsTable).selected_name
+        if name is None:
+            self.notify("no run selected", severity="warning")
+            return
+        self.post_message(StopRequested(name))

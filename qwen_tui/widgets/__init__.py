@@ -1,0 +1,1 @@
+"""The dashboard's widgets: each renders one daemon record, and nothing else."""

@@ -1,0 +1,65 @@
+"""The host bar: is the sampler alive, and what does the host look like now.
+
+Sampler liveness comes first because every resource figure in the dashboard
+depends on it; a dead sampler is shown in red with the age of its last sample
+rather than leaving the old figures to look current. With no GPU the daemon's
+note (e.g. "no GPU: NVML library not found") is shown instead of zeros.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from qwen_daemon.protocol import HostView
+from qwen_daemon.resources import GpuSample
+from qwen_tui.format import fmt_age, fmt_bytes, fmt_percent
+from qwen_tui.poller import Snapshot
+
+
+def _gpu_text(gpu: GpuSample) -> str:
+    return (
+        f"GPU{gpu.index} {gpu.name} {fmt_percent(gpu.busy_percent)} "
+        f"{fmt_bytes(gpu.vram_used_bytes)}/{fmt_bytes(gpu.vram_total_bytes)}"
+    )
+
+
+def host_text(host: HostView | None, host_error: str | None = None, now: float | None = None) -> Text:
+    text = Text()
+    if host is None:
+        text.append("host: ", style="bold")
+        text.append(host_error or "no host report yet", style="yellow" if host_error else "dim")
+        return text
+    sampler = host.sampler
+    text.append("sampler ", style="bold")
+    if sampler.alive:
+        text.append("alive", style="green")
+    else:
+        text.append("NOT RUNNING", style="bold red")
+    text.append(f" (every {sampler.period_s:g}s, last sample {fmt_age(sampler.last_sample, now)})")
+    sample = host.sample
+    if sample is None:
+        text.append("   no host sample yet", style="dim")
+        return text
+    ram = f"{fmt_bytes(sample.ram_used_bytes)}/{fmt_bytes(sample.ram_total_bytes)}"
+    text.append(f"   CPU {fmt_percent(sample.cpu_percent)}   RAM {ram}")
+    if sample.gpus:
+        for gpu in sample.gpus:
+            text.append(f"   {_gpu_text(gpu)}")
+    else:
+        note = sample.gpu_note or sampler.gpu_note or "no GPU reported"
+        text.append(f"   {note}", style="yellow")
+    return text
+
+
+class HostBar(Static):
+    """Bound to the app's `snapshot` reactive."""
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "snapshot", self._show, init=True)
+
+    def _show(self, snapshot: Snapshot | None) -> None:
+        if snapshot is None:
+            self.update(host_text(None))
+            return
+        self.update(host_text(snapshot.host, snapshot.host_error))
