@@ -12,7 +12,6 @@ numbers, and come back.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import os
 import shutil
@@ -42,10 +41,6 @@ from qwen_tui.widgets.runs_table import RunsTable
 REPO = Path(__file__).resolve().parent.parent
 RUN = "tui-live"
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("qwen_daemon.__main__") is None,
-    reason="qwen_daemon has no __main__ yet: `python -m qwen_daemon serve` is not available",
-)
 
 FAKE_TRAINER = """\
 #!{python}

@@ -1,0 +1,7 @@
+"""`python -m qwen_daemon` is `qwen-daemon`."""
+
+import sys
+
+from qwen_daemon.cli import main
+
+sys.exit(main())

@@ -1,0 +1,117 @@
+"""The daemon's settings, and where its state and socket live by default.
+
+One Struct so that `serve`, the tests and (later) the systemd unit agree on
+the same names and defaults. Validation happens once, here, so the rest of
+the daemon can trust the numbers and paths it is given.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import sys
+from pathlib import Path
+
+import msgspec
+
+SOCKET_ENV = "QWEN_DAEMON_SOCKET"
+SOCKET_NAME = "daemon.sock"
+# sun_path is 108 bytes on Linux, including the terminating NUL.
+MAX_SOCKET_PATH_BYTES = 107
+
+
+class ConfigError(ValueError):
+    """A daemon setting that cannot work; the message names it and the fix."""
+
+
+class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Settings of one daemon instance.
+
+    `socket_path` empty means `state_dir/daemon.sock`. `trainer_python` is
+    the interpreter that runs `-m qwen_train`; it defaults to the daemon's
+    own so a venv install works without configuration. `socket_group` empty
+    leaves the socket with the daemon's group; either way it is 0660.
+    """
+
+    state_dir: str
+    socket_path: str = ""
+    sample_period_s: float = 5.0
+    stale_after_s: float = 120.0
+    stop_timeout_s: float = 60.0
+    trainer_python: str = sys.executable
+    socket_group: str = ""
+
+    @property
+    def socket(self) -> Path:
+        return Path(self.socket_path) if self.socket_path else Path(self.state_dir) / SOCKET_NAME
+
+    @property
+    def runs_dir(self) -> Path:
+        return Path(self.state_dir) / "runs"
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.state_dir) / "registry.sqlite3"
+
+    def run_dir(self, name: str) -> Path:
+        """Callers pass names already checked by `qwen_train.spec.check_name`."""
+        return self.runs_dir / name
+
+
+def default_state_dir() -> Path:
+    """$XDG_STATE_HOME/qwen-hemma, or ~/.local/state/qwen-hemma (XDG's default)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "qwen-hemma"
+
+
+def default_socket() -> Path:
+    """Where clients look first: $QWEN_DAEMON_SOCKET, else the default state dir's socket."""
+    env = os.environ.get(SOCKET_ENV)
+    return Path(env) if env else default_state_dir() / SOCKET_NAME
+
+
+def check_socket_path(path: Path) -> Path:
+    """Unix socket paths longer than sun_path fail at bind with an obscure error; say why early."""
+    size = len(os.fsencode(str(path)))
+    if size > MAX_SOCKET_PATH_BYTES:
+        raise ConfigError(
+            f"socket path {path} is {size} bytes; Unix socket paths must be at most "
+            f"{MAX_SOCKET_PATH_BYTES} bytes (108 with the terminating NUL): "
+            "pass --socket with a shorter path, e.g. under /run or /tmp"
+        )
+    return path
+
+
+def socket_gid(config: DaemonConfig) -> int | None:
+    """The group that may use the socket, or None for the daemon's own."""
+    if not config.socket_group:
+        return None
+    try:
+        return grp.getgrnam(config.socket_group).gr_gid
+    except KeyError:
+        raise ConfigError(
+            f"no group named {config.socket_group!r} for --socket-group: create it or name another"
+        ) from None
+
+
+def _positive(value: float, flag: str) -> None:
+    if not value > 0:
+        raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")
+
+
+def validate_config(config: DaemonConfig) -> DaemonConfig:
+    """Check every setting before anything is created on disk."""
+    if not config.state_dir:
+        raise ConfigError("state dir is empty: pass --state-dir")
+    _positive(config.sample_period_s, "--sample-period")
+    _positive(config.stale_after_s, "--stale-after")
+    _positive(config.stop_timeout_s, "--stop-timeout")
+    check_socket_path(config.socket)
+    socket_gid(config)
+    trainer = Path(config.trainer_python)
+    if not (trainer.is_file() and os.access(trainer, os.X_OK)):
+        raise ConfigError(
+            f"trainer python {config.trainer_python} is not an executable file: "
+            "pass --trainer-python with the interpreter that has qwen_train installed"
+        )
+    return config

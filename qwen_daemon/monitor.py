@@ -1,0 +1,165 @@
+"""The monitor: turns process facts into run states, once a second.
+
+It reaps ended trainers and records how they ended (exit code mapped by
+`qwen_train.exitcodes`, the trainer's own last message attached), escalates a
+stop that the trainer ignores past `stop_timeout_s` to SIGKILL, and at daemon
+start reconciles the registry with the processes that are really there.
+
+A launch whose exit the daemon did not see (it was down) is not a failure:
+if the launch's own final status.json names a terminal state, that state is
+used; otherwise the run is `interrupted`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import cast
+
+from qwen_daemon.config import DaemonConfig
+from qwen_daemon.guard import check_final
+from qwen_daemon.protocol import RunState
+from qwen_daemon.registry import Registry, RunRecord
+from qwen_daemon.runner import LOG_FILE, Exit, ProcessRunner, describe_exit
+from qwen_train.exitcodes import COMPLETED, STOPPED, state_for_exit
+from qwen_train.status import TERMINAL_STATES, Status
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+
+
+class Monitor:
+    def __init__(self, config: DaemonConfig, registry: Registry, runner: ProcessRunner) -> None:
+        self.config = config
+        self.registry = registry
+        self.runner = runner
+        self._lock = threading.Lock()
+        self._stop_asked: dict[str, float] = {}
+        self._killed: dict[str, float] = {}
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._halt.wait(TICK_S):
+            try:
+                self.tick(time.time())
+            except Exception:
+                log.exception("monitor tick failed; the next tick retries")
+
+    # start-up
+
+    def reconcile(self, now: float) -> None:
+        """Reattach to launches that survived the daemon's restart; end the others."""
+        for record in self.registry.active():
+            if record.pid is None:
+                self._end(record, "interrupted", None, "the daemon stopped before the trainer started", now)
+            elif record.nonce is not None and self.runner.adopt(record.nonce, record.pid):
+                self.registry.add_event(
+                    record.name, "reattach", f"reattached to pid {record.pid} after a daemon restart", now
+                )
+                if record.state == "stopping":
+                    with self._lock:
+                        self._stop_asked[record.nonce] = now
+            else:
+                self._reap(record, Exit(code=None), now)
+
+    # stop
+
+    def request_stop(self, record: RunRecord, now: float) -> bool:
+        """SIGTERM the launch and start the escalation clock; False if it was not running."""
+        assert record.nonce is not None
+        message = f"stop requested: SIGTERM sent, SIGKILL after {self.config.stop_timeout_s:g} s"
+        if not self.registry.mark_stopping(record.name, record.nonce, now, message):
+            return False
+        with self._lock:
+            self._stop_asked[record.nonce] = now
+        self.runner.terminate(record.nonce)
+        return True
+
+    def _escalate(self, record: RunRecord, now: float) -> None:
+        nonce = record.nonce
+        assert nonce is not None
+        with self._lock:
+            asked = self._stop_asked.get(nonce)
+            if asked is None or nonce in self._killed:
+                return
+            if now - asked < self.config.stop_timeout_s:
+                return
+            self._killed[nonce] = now
+        if self.runner.kill(nonce):
+            self.registry.add_event(
+                record.name, "kill",
+                f"no exit {self.config.stop_timeout_s:g} s after SIGTERM: SIGKILL sent", now,
+            )
+
+    # reaping
+
+    def tick(self, now: float) -> None:
+        for record in self.registry.active():
+            if record.nonce is None or record.state == "launching":
+                continue
+            ended = self.runner.poll(record.nonce)
+            if ended is None:
+                self._escalate(record, now)
+            else:
+                self._reap(record, ended, now)
+
+    def _reap(self, record: RunRecord, ended: Exit, now: float) -> None:
+        assert record.nonce is not None
+        with self._lock:
+            stopped = self._stop_asked.pop(record.nonce, None) is not None
+            killed = self._killed.pop(record.nonce, None) is not None
+        final = check_final(Path(record.run_dir), record.name, record.nonce).status
+        state, message = outcome(record, ended, final, stopped, killed, self.config.stop_timeout_s)
+        if final is not None and final.message:
+            message += f"; trainer said: {final.message}"
+        self._end(record, state, ended.code, message, now)
+
+    def _end(self, record: RunRecord, state: RunState, code: int | None, message: str, now: float) -> None:
+        if record.nonce is None:  # reserve() always sets one; nothing to end without it
+            log.warning("run %s is active without a launch nonce; left as is", record.name)
+        elif self.registry.finish(record.name, record.nonce, state, code, message, now):
+            log.info("run %s ended: %s (%s)", record.name, state, message)
+
+
+def outcome(
+    record: RunRecord, ended: Exit, final: Status | None, stopped: bool, killed: bool, stop_timeout_s: float
+) -> tuple[RunState, str]:
+    """The run state and the operator's one-line reason for how a launch ended."""
+    code = ended.code
+    if killed and (code is None or code < 0):
+        return "failed", (
+            f"did not exit within {stop_timeout_s:g} s of SIGTERM; killed with SIGKILL "
+            "(no final checkpoint; resume starts from the last durable one)"
+        )
+    if stopped and code == -signal.SIGTERM:
+        return "stopped", "ended by the stop's SIGTERM before the trainer could handle it (no final checkpoint)"
+    if code is not None:
+        state = cast(RunState, state_for_exit(code))
+        hint = "" if code in (COMPLETED, STOPPED) else f"; see {Path(record.run_dir) / LOG_FILE}"
+        return state, f"{describe_exit(code)} ({state}){hint}"
+    if final is not None and final.state in TERMINAL_STATES:
+        return cast(RunState, final.state), (
+            "exit code unknown (not a child of this daemon since its restart); "
+            f"state from the trainer's final status: {final.state}"
+        )
+    return "interrupted", (
+        f"the daemon lost the trainer (pid {record.pid} gone, exit code unknown, no final status); "
+        "launch it again to resume from the last durable checkpoint"
+    )

@@ -1,0 +1,158 @@
+"""The `process` runner: the trainer as a detached local process.
+
+Used where there is no Docker (Colab, development, CI). Each launch gets its
+own session (start_new_session) so the trainer survives the daemon's restart
+and a terminal's Ctrl-C; its output goes to run_dir/trainer.log, not to the
+daemon. Stop sends SIGTERM to the trainer alone (it shuts its own workers
+down in order, writing a durable checkpoint); SIGKILL, the escalation, goes
+to the whole process group so nothing is left behind.
+
+After a daemon restart the trainer is no longer our child: it is "adopted"
+by pid, and recognised by the nonce on its command line so that a recycled
+pid is never mistaken for it. Its exit code is then lost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+import psutil
+
+from qwen_daemon.config import DaemonConfig
+from qwen_train.atomic import atomic_write_bytes
+from qwen_train.spec import RunSpec, encode_spec
+
+SPEC_FILE = "spec.json"
+LOG_FILE = "trainer.log"
+NONCE_ENV = "QWEN_RUN_NONCE"
+
+
+class Exit(msgspec.Struct, frozen=True):
+    """How a launch ended. `code` None: not our child, the exit code is lost."""
+
+    code: int | None
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            return f"trainer killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"trainer killed by signal {-code}"
+    return f"trainer exited with code {code}"
+
+
+def trainer_command(config: DaemonConfig, run_dir: Path, name: str, nonce: str) -> list[str]:
+    """The contract with qwen_train's CLI; the nonce is also in the environment."""
+    return [
+        config.trainer_python, "-m", "qwen_train", "run", str(run_dir / SPEC_FILE),
+        "--run-dir", str(run_dir), "--run-id", name, "--nonce", nonce,
+    ]
+
+
+def _carries_nonce(pid: int, nonce: str) -> bool:
+    """True if `pid` is a running (not zombie) process launched with `nonce`."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return nonce in proc.cmdline()
+    except psutil.Error:
+        return False
+
+
+def _signal(pid: int, sig: signal.Signals, group: bool) -> bool:
+    """Send `sig`; False if the process is already gone."""
+    try:
+        if group and os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class ProcessRunner:
+    """Spawns, signals and reaps trainers, keyed by launch nonce. Thread-safe."""
+
+    name = "process"
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._adopted: dict[str, int] = {}
+
+    def launch(self, spec: RunSpec, run_dir: Path, nonce: str) -> int:
+        """Write the resolved spec, spawn the trainer, return its pid. Raises OSError."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / SPEC_FILE, encode_spec(spec))
+        command = trainer_command(self.config, run_dir, spec.name, nonce)
+        env = {**os.environ, NONCE_ENV: nonce, "PYTHONUNBUFFERED": "1"}
+        with open(run_dir / LOG_FILE, "ab") as log:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S %z")
+            log.write(f"=== {stamp} launch {nonce}: {' '.join(command)}\n".encode())
+            log.flush()
+            child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=run_dir,
+                env=env,
+                start_new_session=True,
+            )
+        with self._lock:
+            self._children[nonce] = child
+        return child.pid
+
+    def adopt(self, nonce: str, pid: int) -> bool:
+        """Watch a trainer a previous daemon started; False if it is gone."""
+        if not _carries_nonce(pid, nonce):
+            return False
+        with self._lock:
+            self._adopted[nonce] = pid
+        return True
+
+    def poll(self, nonce: str) -> Exit | None:
+        """None while the launch runs; its Exit (reaped) once it has ended."""
+        with self._lock:
+            child = self._children.get(nonce)
+            if child is not None:
+                code = child.poll()
+                if code is None:
+                    return None
+                del self._children[nonce]
+                return Exit(code=code)
+            pid = self._adopted.get(nonce)
+            if pid is not None and _carries_nonce(pid, nonce):
+                return None
+            self._adopted.pop(nonce, None)
+            return Exit(code=None)
+
+    def _send(self, nonce: str, sig: signal.Signals, group: bool) -> bool:
+        """Signal the launch's process if it still runs. Under the lock, so a child
+        cannot be reaped (and its pid recycled) between the check and the signal."""
+        with self._lock:
+            child = self._children.get(nonce)
+            if child is not None:
+                return child.poll() is None and _signal(child.pid, sig, group)
+            pid = self._adopted.get(nonce)
+            return pid is not None and _carries_nonce(pid, nonce) and _signal(pid, sig, group)
+
+    def terminate(self, nonce: str) -> bool:
+        """Ask the trainer to stop gracefully; False if it is not running."""
+        return self._send(nonce, signal.SIGTERM, group=False)
+
+    def kill(self, nonce: str) -> bool:
+        """The escalation: SIGKILL the trainer's whole process group."""
+        return self._send(nonce, signal.SIGKILL, group=True)

@@ -1,0 +1,90 @@
+"""Resource summary arithmetic on constructed samples: statistics, gaps, no zero-filling."""
+
+from __future__ import annotations
+
+import pytest
+
+from qwen_daemon.resources import Gap, GpuSample, ResourceSample
+from qwen_daemon.summary import Window, metric_values, percentile, summarize
+
+GIB = 2**30
+
+
+def sample(t: float, cpu: float, ram: int = 4 * GIB, gpu: tuple[float, int] | None = None) -> ResourceSample:
+    gpus = []
+    if gpu is not None:
+        gpus = [GpuSample(index=0, name="H100", busy_percent=gpu[0], vram_used_bytes=gpu[1],
+                          vram_total_bytes=80 * GIB)]
+    return ResourceSample(time=t, cpu_percent=cpu, ram_used_bytes=ram, ram_total_bytes=64 * GIB, gpus=gpus,
+                          gpu_note=None if gpu is not None else "no GPU: NVML library not found")
+
+
+def test_percentile_interpolates_like_numpy() -> None:
+    values = [float(v) for v in range(1, 21)]
+    assert percentile(values, 95) == pytest.approx(19.05)
+    assert percentile(values, 50) == pytest.approx(10.5)
+    assert percentile([3.0], 95) == 3.0
+    assert percentile([5.0, 1.0], 100) == 5.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_statistics_per_metric() -> None:
+    cpus = [10.0, 50.0, 20.0, 40.0, 30.0]
+    samples = [sample(100.0 + 5 * i, cpu, ram=(i + 1) * GIB) for i, cpu in enumerate(cpus)]
+    summary = summarize([Window(100.0, 120.0, samples)], period_s=5.0)
+    cpu = summary.metrics["cpu_percent"]
+    assert (cpu.count, cpu.median, cpu.min, cpu.max) == (5, 30.0, 10.0, 50.0)
+    assert cpu.p95 == pytest.approx(48.0)
+    ram = summary.metrics["ram_used_bytes"]
+    assert (ram.median, ram.min, ram.max) == (3 * GIB, 1 * GIB, 5 * GIB)
+    assert summary.samples == 5 and summary.first == 100.0 and summary.last == 120.0
+    assert summary.gaps == []
+    assert summary.gpu_note == "no GPU: NVML library not found"
+
+
+def test_gpu_metrics_only_from_samples_that_have_them() -> None:
+    """A sample without a GPU reading contributes nothing to GPU metrics: no zeros."""
+    samples = [
+        sample(0.0, 10.0, gpu=(80.0, 10 * GIB)),
+        sample(5.0, 10.0),
+        sample(10.0, 10.0, gpu=(90.0, 12 * GIB)),
+    ]
+    summary = summarize([Window(0.0, 10.0, samples)], period_s=5.0)
+    busy = summary.metrics["gpu0_busy_percent"]
+    assert (busy.count, busy.min, busy.median, busy.max) == (2, 80.0, 85.0, 90.0)
+    assert summary.metrics["gpu0_vram_used_bytes"].min == 10 * GIB
+    assert summary.metrics["cpu_percent"].count == 3
+    assert set(metric_values(samples[0])) == {
+        "cpu_percent", "ram_used_bytes", "gpu0_busy_percent", "gpu0_vram_used_bytes",
+    }
+
+
+def test_gaps_at_start_between_samples_and_at_end() -> None:
+    period = 5.0  # a gap is more than 15 s without a sample
+    samples = [sample(t, 1.0) for t in (20.0, 25.0, 30.0, 60.0, 65.0)]
+    summary = summarize([Window(0.0, 100.0, samples)], period_s=period)
+    assert summary.gaps == [Gap(0.0, 20.0), Gap(30.0, 60.0), Gap(65.0, 100.0)]
+    assert summary.metrics["cpu_percent"].count == 5  # the gaps add no samples
+
+
+def test_spacing_of_exactly_three_periods_is_not_a_gap() -> None:
+    samples = [sample(t, 1.0) for t in (15.0, 30.0)]
+    assert summarize([Window(0.0, 45.0, samples)], period_s=5.0).gaps == []
+
+
+def test_window_without_samples_is_one_gap_and_no_metrics() -> None:
+    summary = summarize([Window(10.0, 100.0, [])], period_s=5.0)
+    assert summary.samples == 0 and summary.first is None and summary.last is None
+    assert summary.metrics == {}
+    assert summary.gaps == [Gap(10.0, 100.0)]
+
+
+def test_launches_pool_statistics_and_keep_their_own_gaps() -> None:
+    """A resumed run: the time between launches is not a gap; each launch's start is checked."""
+    first = Window(0.0, 10.0, [sample(1.0, 10.0), sample(6.0, 20.0)])
+    second = Window(1000.0, 1040.0, [sample(1030.0, 30.0), sample(1035.0, 40.0)])
+    summary = summarize([first, second], period_s=5.0)
+    assert summary.gaps == [Gap(1000.0, 1030.0)]
+    assert summary.metrics["cpu_percent"].median == 25.0
+    assert summary.samples == 4 and summary.first == 1.0 and summary.last == 1035.0
