@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from qwen_train import exitcodes
+from qwen_train.export import ExportError
 from qwen_train.spec import SpecError, check_name, load_spec
 
 
@@ -26,6 +27,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="run id echoed in status.json (default: the spec's name)")
     run.add_argument("--nonce", default=os.environ.get("QWEN_RUN_NONCE"), help="launch nonce from the daemon")
     run.add_argument("--resume", action="store_true", help="continue from the newest durable checkpoint")
+    run.add_argument("--reset-cursor", action="store_true",
+                     help="resume the checkpoint's weights but restart its epoch from the first batch (recorded)")
+    run.add_argument("--bundle-root", type=Path,
+                     help="use the bundle at this path instead of the spec's (its content must match on resume)")
+
+    export = sub.add_parser("export", help="write a loadable model directory from a run's checkpoint")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--checkpoint", type=int, help="step to export (default: the newest durable checkpoint)")
+    export.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/export/step-N)")
 
     demo = sub.add_parser("demo", help="generate the Swedish demo corpus, tiny model, bundle and spec")
     demo.add_argument("dir", type=Path)
@@ -61,7 +71,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_id = check_name(args.run_id or spec.name)
     run_dir = args.run_dir or Path("runs") / spec.name
     nonce = args.nonce or secrets.token_hex(8)
-    return run_training(spec, run_dir, run_id, nonce, resume=args.resume)
+    return run_training(spec, run_dir, run_id, nonce, resume=args.resume, reset_cursor=args.reset_cursor,
+                        bundle_root=args.bundle_root)
 
 
 def _cmd_bundle(args: argparse.Namespace) -> int:
@@ -102,6 +113,11 @@ def dispatch(args: argparse.Namespace) -> int:
         return _cmd_bundle(args)
     if args.command == "doctor":
         return _cmd_doctor()
+    if args.command == "export":
+        from qwen_train.export import export_run
+
+        print(f"exported to {export_run(args.run_dir, args.checkpoint, args.out)}")
+        return 0
     if args.command == "demo":
         from qwen_train.demo import build_demo
 
@@ -125,6 +141,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return dispatch(args)
-    except (SpecError, BundleError, CorpusError, FileExistsError) as exc:
+    except (SpecError, BundleError, CorpusError, FileExistsError, ExportError) as exc:
         print(f"qwen-train: {exc}", file=sys.stderr)
         return exitcodes.USAGE

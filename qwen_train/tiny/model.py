@@ -26,6 +26,7 @@ from qwen_tts.core.models.processing_qwen3_tts import Qwen3TTSProcessor
 
 from qwen_train.atomic import atomic_write_text
 from qwen_train.corpus.sentences import PROMPT_WORDS, SENTENCES
+from qwen_train.modeldir import fix_saved_config
 from qwen_train.tiny.speech_tokenizer import NUM_QUANTIZERS, build_speech_tokenizer
 from qwen_train.tiny.text_tokenizer import TokenIds, build_text_tokenizer
 
@@ -118,19 +119,6 @@ def tiny_config(ids: TokenIds) -> dict[str, Any]:
         "talker_config": talker,
         "speaker_encoder_config": speaker_encoder,
     }
-
-
-def fix_saved_config(model_dir: Path) -> None:
-    """`save_pretrained` writes `speaker_encoder_config.model_type = ""`.
-
-    The speaker encoder's config class takes no `model_type` argument, so any
-    value there makes reload fail; drop the key, as the published config does.
-    """
-    path = model_dir / "config.json"
-    config = json.loads(path.read_text(encoding="utf-8"))
-    config.setdefault("speaker_encoder_config", {}).pop("model_type", None)
-    config["tts_model_type"] = "base"
-    atomic_write_text(path, json.dumps(config, indent=2, ensure_ascii=False))
 
 
 def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from qwen_train.atomic import atomic_write_bytes, fsync_dir
-from qwen_train.train.data import Cursor
+from qwen_train.train.cursor import Cursor
 
 CKPT_DIR = "checkpoints"
 STATE_FILE = "state.pt"
@@ -160,3 +160,14 @@ def prune(run_dir: Path, keep_last: int, protect: Path | None = None) -> list[Pa
         shutil.rmtree(path)
         removed.append(path)
     return removed
+
+
+def clean_temporaries(run_dir: Path) -> list[Path]:
+    """Remove half-written `.tmp-*` checkpoints a kill left behind (never a completed one)."""
+    root = run_dir / CKPT_DIR
+    if not root.is_dir():
+        return []
+    stale = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(".tmp-")]
+    for path in stale:
+        shutil.rmtree(path)
+    return stale

@@ -21,6 +21,7 @@ class Heartbeat:
     def __init__(self, run_dir: Path, run_id: str, nonce: str, max_steps: int) -> None:
         now = time.time()
         self.run_dir = run_dir
+        self.enabled = True  # only the main process writes under `accelerate launch`
         self.status = Status(
             run_id=run_id,
             nonce=nonce,
@@ -36,7 +37,8 @@ class Heartbeat:
     def update(self, **fields: Any) -> Status:
         """Merge fields, stamp the heartbeat, write atomically."""
         self.status = msgspec.structs.replace(self.status, heartbeat=time.time(), **fields)
-        write_status(self.run_dir, self.status)
+        if self.enabled:
+            write_status(self.run_dir, self.status)
         return self.status
 
     def state(self, state: TrainerState, message: str | None = None) -> Status:

@@ -21,18 +21,11 @@ from qwen_train import exitcodes
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.spec import RunSpec
 from qwen_train.status import CheckpointRef, Losses, Throughput
-from qwen_train.train.checkpoint import (
-    CheckpointError,
-    list_checkpoints,
-    load_state,
-    prune,
-    restore_rng,
-    verify_checkpoint,
-)
-from qwen_train.train.data import advance, batch_indices
+from qwen_train.train.checkpoint import CheckpointError, clean_temporaries, prune
+from qwen_train.train.cursor import CursorRejected, advance, batch_indices
 from qwen_train.train.evaluate import evaluate
 from qwen_train.train.heartbeat import Heartbeat
-from qwen_train.train.objective import StepLosses, forward_losses, speaker_embeddings
+from qwen_train.train.resume import LOSSES_FILE, restore
 from qwen_train.train.session import Session, build_session, write_checkpoint
 
 REPORT_FILE = "report.json"
@@ -54,79 +47,65 @@ class StopFlag:
         self.signal_name = signal.Signals(signum).name
 
 
-def restore(s: Session) -> None:
-    """Continue from the newest checkpoint (checks of the cursor deepen in the trainer issue)."""
-    ckpts = list_checkpoints(s.run_dir)
-    if not ckpts:
-        s.heartbeat.event("resume", "no checkpoint yet; starting from step 0")
-        return
-    ckpt = ckpts[-1]
-    meta = verify_checkpoint(ckpt)
-    state = load_state(ckpt)
-    s.accelerator.unwrap_model(s.model).load_state_dict(state["model"])
-    s.optimizer.load_state_dict(state["optimizer"])
-    s.scheduler.load_state_dict(state["scheduler"])
-    restore_rng(state["rng"])
-    s.step = int(state["step"])
-    s.micro_steps = int(state["micro_steps"])
-    s.evals = list(state["evals"])
-    s.cursor = meta.cursor
-    s.resumed_from = ckpt
-    s.heartbeat.event("resume", f"resumed from {ckpt.name} at step {s.step}", s.step)
-
-
-def train_step(s: Session) -> tuple[StepLosses, int]:
-    """One optimizer step over `grad_accum` micro-batches; returns losses and frames."""
+def train_step(s: Session) -> tuple[Losses, int]:
+    """One optimizer step over `grad_accum` micro-batches; one device sync for the loss numbers."""
     frames = 0
-    losses: StepLosses | None = None
-    unwrapped = s.accelerator.unwrap_model(s.model)
+    values = torch.zeros(3)
     for _ in range(s.spec.train.grad_accum):
         batch, mels, _rows = s.train_data.batch(batch_indices(s.cursor, s.accelerator.process_index))
         frames += int(batch["cp_mask"].sum())
         batch = {k: v.to(s.device) for k, v in batch.items()}
-        with s.accelerator.accumulate(s.model), s.accelerator.autocast():
-            spk = speaker_embeddings(unwrapped, mels)
-            losses = forward_losses(unwrapped, batch, spk, s.spec.train.sub_talker_weight)
-            s.accelerator.backward(losses.total)
+        with s.accelerator.accumulate(s.objective), s.accelerator.autocast():
+            values = s.objective(batch, mels)
+            s.accelerator.backward(values[0])
             if s.accelerator.sync_gradients:
-                s.accelerator.clip_grad_norm_(s.model.parameters(), s.spec.train.max_grad_norm)
+                s.accelerator.clip_grad_norm_(s.objective.parameters(), s.spec.train.max_grad_norm)
             s.optimizer.step()
             s.optimizer.zero_grad(set_to_none=True)
         s.cursor = advance(s.cursor)
         s.micro_steps += 1
     s.scheduler.step()
     s.step += 1
-    assert losses is not None
-    return losses, frames
+    total, talker, cp = values.detach().float().tolist()
+    return Losses(total=total, talker=talker, code_predictor=cp), frames
 
 
 def run_eval(s: Session, writer) -> None:
     s.heartbeat.state("evaluating")
-    result = evaluate(
-        s.accelerator.unwrap_model(s.model), s.eval_data, s.step, s.spec.train.sub_talker_weight,
-        s.spec.train.eval_max_rows, s.device,
-    )
+    result = evaluate(s.model, s.eval_data, s.step, s.spec.train.sub_talker_weight, s.spec.train.eval_max_rows,
+                      s.device)
     s.evals.append(result)
-    atomic_write_bytes(s.run_dir / REPORT_FILE, msgspec.json.encode({"evals": s.evals}))
-    writer.add_scalar("eval/total", result.losses.total, s.step)
-    for kind, losses in result.per_split.items():
-        writer.add_scalar(f"eval/{kind}/total", losses.total, s.step)
+    if s.is_main:
+        atomic_write_bytes(s.run_dir / REPORT_FILE, msgspec.json.encode({"evals": s.evals}))
+        writer.add_scalar("eval/total", result.losses.total, s.step)
+        writer.add_scalar("eval/talker", result.losses.talker, s.step)
+        writer.add_scalar("eval/code_predictor", result.losses.code_predictor, s.step)
+        for kind, losses in result.per_split.items():
+            writer.add_scalar(f"eval/{kind}/total", losses.total, s.step)
     s.heartbeat.update(state="training", last_eval=result)
 
 
 def run_checkpoint(s: Session) -> None:
     s.heartbeat.state("checkpointing")
     path = write_checkpoint(s)
+    if path is None:
+        return
     prune(s.run_dir, s.spec.posture.keep_last, protect=s.resumed_from)
     ref = CheckpointRef(step=s.step, path=str(path), written_at=time.time())
     s.heartbeat.update(state="training", last_checkpoint=ref)
     s.heartbeat.event("checkpoint", f"durable checkpoint {path.name}", s.step)
 
 
-def _losses(step: StepLosses) -> Losses:
-    """One device sync for all three numbers."""
-    total, talker, cp = torch.stack([step.total, step.talker, step.code_predictor]).detach().float().tolist()
-    return Losses(total=total, talker=talker, code_predictor=cp)
+def log_step(s: Session, losses: Losses, writer) -> None:
+    if not s.is_main:
+        return
+    line = msgspec.json.encode({"step": s.step, "total": losses.total, "talker": losses.talker,
+                                "code_predictor": losses.code_predictor})
+    with (s.run_dir / LOSSES_FILE).open("ab") as handle:
+        handle.write(line + b"\n")
+    writer.add_scalar("train/total", losses.total, s.step)
+    writer.add_scalar("train/talker", losses.talker, s.step)
+    writer.add_scalar("train/code_predictor", losses.code_predictor, s.step)
 
 
 def loop(s: Session, stop: StopFlag, writer) -> int:
@@ -134,8 +113,7 @@ def loop(s: Session, stop: StopFlag, writer) -> int:
     t0, step0, frames_total = time.perf_counter(), s.step, 0
     s.heartbeat.update(state="training", step=s.step, epoch=s.cursor.epoch)
     while s.step < s.spec.train.max_steps:
-        step_losses, frames = train_step(s)
-        losses = _losses(step_losses)
+        losses, frames = train_step(s)
         if not math.isfinite(losses.total):
             s.heartbeat.event("non_finite", f"non-finite loss at step {s.step}: {losses}", s.step)
             s.heartbeat.state("failed_non_finite", f"non-finite loss at step {s.step}")
@@ -147,9 +125,7 @@ def loop(s: Session, stop: StopFlag, writer) -> int:
             lr=float(s.scheduler.get_last_lr()[0]),
             throughput=Throughput(steps_per_s=(s.step - step0) / elapsed, frames_per_s=frames_total / elapsed),
         )
-        writer.add_scalar("train/total", losses.total, s.step)
-        writer.add_scalar("train/talker", losses.talker, s.step)
-        writer.add_scalar("train/code_predictor", losses.code_predictor, s.step)
+        log_step(s, losses, writer)
         if s.step % posture.eval_every == 0:
             run_eval(s, writer)
         if s.step % posture.checkpoint_every == 0:
@@ -170,7 +146,14 @@ def _stop(s: Session, stop: StopFlag) -> int:
     return exitcodes.STOPPED
 
 
-def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: bool) -> int:
+def _reject(heartbeat: Heartbeat, exc: Exception) -> int:
+    heartbeat.update(state="cursor_rejected", cursor_check=f"rejected: {exc}", message=str(exc))
+    print(f"qwen-train: {exc}", file=sys.stderr)
+    return exitcodes.CURSOR_REJECTED
+
+
+def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: bool,
+                 reset_cursor: bool = False, bundle_root: Path | None = None) -> int:
     from torch.utils.tensorboard import SummaryWriter
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -179,15 +162,15 @@ def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: 
     heartbeat = Heartbeat(run_dir, run_id, nonce, spec.train.max_steps)
     heartbeat.state("starting", "loading model and bundle")
     try:
-        session = build_session(spec, run_dir, heartbeat)
-        if resume:
-            restore(session)
-    except CheckpointError as exc:
-        heartbeat.update(state="cursor_rejected", cursor_check=f"rejected: {exc}", message=str(exc))
-        print(f"qwen-train: {exc}", file=sys.stderr)
-        return exitcodes.CURSOR_REJECTED
-    except Exception as exc:  # noqa: BLE001 - every setup failure must reach status.json
-        heartbeat.state("failed", f"setup failed: {exc}")
+        session = build_session(spec, run_dir, heartbeat, bundle_root)
+        if resume or reset_cursor:
+            restore(session, reset_cursor=reset_cursor)
+        if session.is_main:
+            clean_temporaries(run_dir)
+    except (CheckpointError, CursorRejected) as exc:
+        return _reject(heartbeat, exc)
+    except Exception as exc:
+        heartbeat.state("failed", f"setup failed: {type(exc).__name__}: {exc}")
         raise
     with SummaryWriter(log_dir=str(run_dir / "tensorboard")) as writer:
         try:

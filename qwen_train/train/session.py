@@ -1,6 +1,10 @@
-"""Everything a training run holds, built from a spec; and its save/restore.
+"""Everything a training run holds, built from a spec; and what a checkpoint stores of it.
 
-Kept apart from the loop so the loop reads as a plain sequence of steps.
+Kept apart from the loop so the loop reads as a plain sequence of steps. The
+same code runs on one CPU, one GPU, or several processes under
+`accelerate launch`: the objective is wrapped by accelerate (DDP when
+distributed), each rank draws its own slice of the global batch, and only the
+main process writes status, reports and checkpoints.
 """
 
 from __future__ import annotations
@@ -14,22 +18,41 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 
 from qwen_train.bundle.fingerprint import verify_bundle
 from qwen_train.spec import RunSpec, encode_spec
 from qwen_train.status import EvalResult
 from qwen_train.train.checkpoint import rng_state, save_checkpoint
-from qwen_train.train.data import BundleData, Cursor
+from qwen_train.train.cursor import Cursor
+from qwen_train.train.data import BundleData
 from qwen_train.train.heartbeat import Heartbeat
+from qwen_train.train.language import ensure_language
 from qwen_train.train.layout import SpecialIds
+from qwen_train.train.objective import forward_losses, speaker_embeddings
+
+
+class Objective(torch.nn.Module):
+    """The model plus its loss, as one module so DDP sees the whole forward."""
+
+    def __init__(self, model: torch.nn.Module, sub_weight: float) -> None:
+        super().__init__()
+        self.model = model
+        self.sub_weight = sub_weight
+
+    def forward(self, batch: dict[str, torch.Tensor], mels: list[torch.Tensor]) -> torch.Tensor:
+        spk = speaker_embeddings(self.model, mels)
+        losses = forward_losses(self.model, batch, spk, self.sub_weight)
+        return torch.stack([losses.total, losses.talker, losses.code_predictor])
 
 
 @dataclass
 class Session:
     spec: RunSpec
     run_dir: Path
+    bundle: Path
     accelerator: Accelerator
-    model: Any
+    objective: Any
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     train_data: BundleData
@@ -45,6 +68,15 @@ class Session:
     @property
     def device(self) -> torch.device:
         return self.accelerator.device
+
+    @property
+    def model(self) -> Any:
+        """The bare Qwen3-TTS model (no DDP wrapper): for eval, export and state dicts."""
+        return self.accelerator.unwrap_model(self.objective).model
+
+    @property
+    def is_main(self) -> bool:
+        return bool(self.accelerator.is_main_process)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -74,72 +106,72 @@ def make_accelerator(spec: RunSpec) -> Accelerator:
     return Accelerator(cpu=cpu, mixed_precision=mixed, gradient_accumulation_steps=spec.train.grad_accum)
 
 
-def language_id(model, language: str | None) -> int | None:
-    if language is None:
-        return None
-    table = model.config.talker_config.codec_language_id
-    if language not in table:
-        raise ValueError(f"language {language!r} is not in the model's codec_language_id ({sorted(table)})")
-    return int(table[language])
-
-
-def build_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat) -> Session:
+def load_base_model(spec: RunSpec) -> tuple[Any, Any]:
+    """The model and processor through the real qwen-tts loader, with the language tag if asked."""
     from qwen_tts import Qwen3TTSModel
 
-    seed_everything(spec.train.seed, spec.train.deterministic)
-    bundle = Path(spec.bundle)
-    fingerprint = verify_bundle(bundle)
-    accelerator = make_accelerator(spec)
     wrapper = Qwen3TTSModel.from_pretrained(spec.model, dtype=torch.float32)
     model = wrapper.model
     if model.config.tts_model_type != "base" or model.speaker_encoder is None:
         raise ValueError(f"{spec.model}: not a base model with a speaker encoder; multi-speaker training needs one")
+    ensure_language(model, spec.language)
+    return model, wrapper.processor
+
+
+def build_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, bundle: Path | None = None) -> Session:
+    """`bundle` overrides the spec's bundle path (--bundle-root); its content is verified either way."""
+    seed_everything(spec.train.seed, spec.train.deterministic)
+    bundle = bundle or Path(spec.bundle)
+    fingerprint = verify_bundle(bundle)
+    accelerator = make_accelerator(spec)
+    heartbeat.enabled = bool(accelerator.is_main_process)
+    model, processor = load_base_model(spec)
     model.speaker_encoder.requires_grad_(False)
     ids = SpecialIds.from_config(model.config)
-    lang = language_id(model, spec.language)
-    train_data = BundleData(bundle, wrapper.processor, ids, lang, "train")
-    eval_data = BundleData(bundle, wrapper.processor, ids, lang, "eval")
-    if len(train_data) < spec.train.batch_size:
-        raise ValueError(f"bundle {bundle} has {len(train_data)} train rows, fewer than one batch")
+    lang = ensure_language(model, spec.language)
+    train_data = BundleData(bundle, processor, ids, lang, "train")
+    eval_data = BundleData(bundle, processor, ids, lang, "eval")
+    global_batch = spec.train.batch_size * accelerator.num_processes
+    if len(train_data) < global_batch:
+        raise ValueError(f"bundle {bundle} has {len(train_data)} train rows, fewer than one batch ({global_batch})")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.train.lr, weight_decay=spec.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(spec.train.warmup_steps, spec.train.max_steps))
-    model, optimizer = accelerator.prepare(model, optimizer)
-    model.train()
-    accelerator.unwrap_model(model).speaker_encoder.eval()
-    cursor = Cursor(
-        epoch=0,
-        position=0,
-        seed=spec.train.seed,
-        batch_size=spec.train.batch_size,
-        world_size=accelerator.num_processes,
-        rows=len(train_data),
-    )
-    return Session(spec, run_dir, accelerator, model, optimizer, scheduler, train_data, eval_data, cursor,
-                   fingerprint, heartbeat)
+    objective, optimizer = accelerator.prepare(Objective(model, spec.train.sub_talker_weight), optimizer)
+    objective.train()
+    model.speaker_encoder.eval()
+    cursor = Cursor(epoch=0, position=0, seed=spec.train.seed, batch_size=spec.train.batch_size,
+                    world_size=accelerator.num_processes, rows=len(train_data))
+    return Session(spec, run_dir, bundle, accelerator, objective, optimizer, scheduler, train_data, eval_data,
+                   cursor, fingerprint, heartbeat)
 
 
 def checkpoint_state(s: Session) -> dict[str, Any]:
+    """Model (speaker encoder included), optimizer, scheduler, scaler, every rank's RNG, counters."""
+    scaler = s.accelerator.scaler
     return {
-        "model": s.accelerator.unwrap_model(s.model).state_dict(),
+        "model": s.model.state_dict(),
         "optimizer": s.optimizer.state_dict(),
         "scheduler": s.scheduler.state_dict(),
-        "rng": rng_state(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": gather_object([rng_state()]) if s.accelerator.num_processes > 1 else [rng_state()],
         "step": s.step,
         "micro_steps": s.micro_steps,
-        "evals": [e for e in s.evals],
+        "evals": list(s.evals),
     }
 
 
-def write_checkpoint(s: Session) -> Path:
-    return save_checkpoint(
-        s.run_dir,
-        s.step,
-        checkpoint_state(s),
-        {
-            "cursor": s.cursor,
-            "spec": encode_spec(s.spec).decode(),
-            "bundle_fingerprint": s.fingerprint,
-            "micro_steps": s.micro_steps,
-        },
-    )
+def write_checkpoint(s: Session) -> Path | None:
+    """Every rank contributes its RNG state; the main process writes. Returns the path on main."""
+    state = checkpoint_state(s)
+    path = None
+    if s.is_main:
+        path = save_checkpoint(
+            s.run_dir,
+            s.step,
+            state,
+            {"cursor": s.cursor, "spec": encode_spec(s.spec).decode(), "bundle_fingerprint": s.fingerprint,
+             "micro_steps": s.micro_steps},
+        )
+    s.accelerator.wait_for_everyone()
+    return path

@@ -1,0 +1,97 @@
+"""Export a run's checkpoint as a model directory that `Qwen3TTSModel.from_pretrained` loads.
+
+The export keeps the speaker encoder and `tts_model_type = "base"` (the result
+still clones any voice from reference audio), carries the Swedish language tag
+when the run used it, and records its provenance (run, step, spec, bundle
+fingerprint, code revision) in `export.json`. Written to a temp dir and
+renamed, so a failed export never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import msgspec
+
+from qwen_train import __version__
+from qwen_train.atomic import atomic_write_bytes
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be made; the message names the run or checkpoint."""
+
+
+class ExportProvenance(msgspec.Struct, frozen=True):
+    run_dir: str
+    step: int
+    checkpoint: str
+    spec: str
+    bundle_fingerprint: str
+    base_model: str
+    code_revision: str
+    exported_at: float
+
+
+def code_revision() -> str:
+    """The git commit of this checkout when there is one, else the package version."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True, timeout=10)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"qwen-hemma {__version__}"
+
+
+def _pick(run_dir: Path, step: int | None) -> Path:
+    from qwen_train.train.checkpoint import checkpoint_name, list_checkpoints
+
+    ckpts = list_checkpoints(run_dir)
+    if not ckpts:
+        raise ExportError(f"{run_dir}: no durable checkpoint to export (is this a run directory?)")
+    if step is None:
+        return ckpts[-1]
+    wanted = run_dir / "checkpoints" / checkpoint_name(step)
+    if wanted not in ckpts:
+        steps = ", ".join(str(int(c.name.split("-")[1])) for c in ckpts)
+        raise ExportError(f"{run_dir}: no checkpoint at step {step}; kept steps: {steps}")
+    return wanted
+
+
+def export_run(run_dir: Path, step: int | None = None, out: Path | None = None) -> Path:
+    from qwen_train.modeldir import fix_saved_config
+    from qwen_train.spec import decode_spec
+    from qwen_train.train.checkpoint import CheckpointError, load_state, verify_checkpoint
+    from qwen_train.train.session import load_base_model
+
+    ckpt = _pick(run_dir, step)
+    try:
+        meta = verify_checkpoint(ckpt)
+    except CheckpointError as exc:
+        raise ExportError(str(exc)) from None
+    spec = decode_spec(meta.spec, source=f"{ckpt}/meta.json")
+    out = out or run_dir / "export" / ckpt.name
+    if out.exists():
+        raise ExportError(f"{out} already exists; choose another --out or remove it")
+    model, processor = load_base_model(spec)
+    model.load_state_dict(load_state(ckpt)["model"])
+    tmp = out.with_name(f".{out.name}.exporting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    fix_saved_config(tmp)
+    processor.save_pretrained(tmp)
+    base = Path(spec.model)
+    shutil.copyfile(base / "generation_config.json", tmp / "generation_config.json")
+    shutil.copytree(base / "speech_tokenizer", tmp / "speech_tokenizer")
+    provenance = ExportProvenance(
+        run_dir=str(run_dir.resolve()), step=meta.step, checkpoint=ckpt.name, spec=meta.spec,
+        bundle_fingerprint=meta.bundle_fingerprint, base_model=str(base), code_revision=code_revision(),
+        exported_at=time.time(),
+    )
+    atomic_write_bytes(tmp / "export.json", msgspec.json.format(msgspec.json.encode(provenance), indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(out)
+    return out

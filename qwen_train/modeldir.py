@@ -1,0 +1,22 @@
+"""Model directories as qwen-tts loads them: the fixes every saved directory needs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qwen_train.atomic import atomic_write_text
+
+
+def fix_saved_config(model_dir: Path) -> None:
+    """`save_pretrained` writes `speaker_encoder_config.model_type = ""`.
+
+    The speaker encoder's config class takes no `model_type` argument, so any
+    value there makes reload fail; drop the key, as the published config does.
+    `tts_model_type` stays `base`: the model must keep cloning voices.
+    """
+    path = model_dir / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.setdefault("speaker_encoder_config", {}).pop("model_type", None)
+    config["tts_model_type"] = "base"
+    atomic_write_text(path, json.dumps(config, indent=2, ensure_ascii=False))

@@ -1,0 +1,92 @@
+"""The data cursor: where a run is in its data, and whether a saved one still fits.
+
+The order of an epoch is a pure function of (sampler seed, epoch, row count):
+a seeded permutation of the train rows, cut into global batches, each rank
+taking its own slice. The cursor (epoch, position) therefore locates any batch
+in O(1): resume computes that epoch's permutation and slices; no batch before
+it is replayed. A saved cursor is only meaningful for the same bundle content,
+row count, batch size, world size and seed; anything else is refused
+(fail-closed) unless the operator explicitly resets the epoch.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import msgspec
+import torch
+
+
+class CursorRejected(RuntimeError):
+    """A saved cursor that cannot be right; the message names the mismatch."""
+
+
+class Cursor(msgspec.Struct, frozen=True):
+    """Where the run is in the data: the next batch to draw."""
+
+    epoch: int
+    position: int
+    seed: int
+    batch_size: int
+    world_size: int
+    rows: int
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return batches_per_epoch(self.rows, self.batch_size * self.world_size)
+
+
+def batches_per_epoch(rows: int, global_batch: int) -> int:
+    return rows // global_batch
+
+
+@functools.lru_cache(maxsize=2)
+def epoch_order(seed: int, epoch: int, rows: int) -> torch.Tensor:
+    """The epoch's permutation: computed once per epoch, the same at any cursor position."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(rows, generator=gen)
+
+
+def batch_indices(cursor: Cursor, rank: int = 0) -> list[int]:
+    """Row indices of this rank's share of the global batch at `cursor`."""
+    order = epoch_order(cursor.seed, cursor.epoch, cursor.rows)
+    start = (cursor.position * cursor.world_size + rank) * cursor.batch_size
+    return order[start : start + cursor.batch_size].tolist()
+
+
+def advance(cursor: Cursor) -> Cursor:
+    nxt = cursor.position + 1
+    if nxt >= cursor.batches_per_epoch:
+        return msgspec.structs.replace(cursor, epoch=cursor.epoch + 1, position=0)
+    return msgspec.structs.replace(cursor, position=nxt)
+
+
+
+def validate_cursor(saved: Cursor, current: Cursor, saved_fingerprint: str, fingerprint: str, bundle: str) -> None:
+    """Raise CursorRejected naming every reason the saved position is meaningless now."""
+    problems: list[str] = []
+    if saved_fingerprint != fingerprint:
+        problems.append(
+            f"bundle fingerprint differs: the checkpoint was trained on {saved_fingerprint[:16]}..., "
+            f"the bundle at {bundle} is {fingerprint[:16]}..."
+        )
+    for field in ("rows", "batch_size", "world_size", "seed"):
+        was, now = getattr(saved, field), getattr(current, field)
+        if was != now:
+            problems.append(f"{field} changed from {was} to {now}")
+    if not 0 <= saved.position < max(saved.batches_per_epoch, 1) or saved.epoch < 0:
+        problems.append(
+            f"position {saved.position} of epoch {saved.epoch} is past the end of its epoch "
+            f"({saved.batches_per_epoch} batches)"
+        )
+    if problems:
+        raise CursorRejected(
+            "cursor rejected: " + "; ".join(problems)
+            + ". Use the original bundle and settings, or pass --reset-cursor to restart the epoch from the "
+            "checkpoint's weights."
+        )
+
+
+def reset_epoch(saved: Cursor, current: Cursor) -> Cursor:
+    """--reset-cursor: the checkpoint's epoch, from its first batch, with today's settings."""
+    return msgspec.structs.replace(current, epoch=max(saved.epoch, 0), position=0)
