@@ -23,6 +23,7 @@ import torch
 
 from qwen_train.atomic import atomic_write_bytes, fsync_dir
 from qwen_train.train.cursor import Cursor
+from qwen_train.train.faults import pause
 
 CKPT_DIR = "checkpoints"
 STATE_FILE = "state.pt"
@@ -101,6 +102,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta_fields
     meta = CheckpointMeta(step=step, created_at=time.time(), files=files, **meta_fields)
     atomic_write_bytes(tmp / META_FILE, msgspec.json.encode(meta))
     fsync_dir(tmp)
+    pause("checkpoint-before-rename", step)
     if final.exists():  # same step written again (e.g. stop right after a scheduled save)
         shutil.rmtree(tmp)
         return final

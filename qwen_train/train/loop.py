@@ -21,9 +21,10 @@ from qwen_train import exitcodes
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.spec import RunSpec
 from qwen_train.status import CheckpointRef, Losses, Throughput
-from qwen_train.train.checkpoint import CheckpointError, clean_temporaries, prune
+from qwen_train.train.checkpoint import CheckpointError, clean_temporaries, list_checkpoints, prune
 from qwen_train.train.cursor import CursorRejected, advance, batch_indices
 from qwen_train.train.evaluate import evaluate
+from qwen_train.train.faults import pause
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.resume import LOSSES_FILE, restore
 from qwen_train.train.session import Session, build_session, write_checkpoint
@@ -90,6 +91,7 @@ def run_checkpoint(s: Session) -> None:
     path = write_checkpoint(s)
     if path is None:
         return
+    pause("checkpoint-before-prune", s.step)
     prune(s.run_dir, s.spec.posture.keep_last, protect=s.resumed_from)
     ref = CheckpointRef(step=s.step, path=str(path), written_at=time.time())
     s.heartbeat.update(state="training", last_checkpoint=ref)
@@ -162,6 +164,11 @@ def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: 
     heartbeat = Heartbeat(run_dir, run_id, nonce, spec.train.max_steps)
     heartbeat.state("starting", "loading model and bundle")
     try:
+        if not (resume or reset_cursor) and list_checkpoints(run_dir):
+            heartbeat.state("failed", f"{run_dir} already holds checkpoints")
+            print(f"qwen-train: {run_dir} already holds checkpoints of an earlier run; pass --resume to continue it "
+                  "or choose another --run-dir", file=sys.stderr)
+            return exitcodes.USAGE
         session = build_session(spec, run_dir, heartbeat, bundle_root)
         if resume or reset_cursor:
             restore(session, reset_cursor=reset_cursor)

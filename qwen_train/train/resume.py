@@ -48,6 +48,8 @@ def restore(s: Session, reset_cursor: bool = False) -> None:
     """Continue from the newest durable checkpoint, or start at step 0 if there is none."""
     ckpt = newest_checkpoint(s.run_dir)
     if ckpt is None:
+        if s.is_main:
+            truncate_losses(s.run_dir, 0)
         s.heartbeat.event("resume", "no checkpoint yet; starting from step 0")
         return
     meta = check_resume(s, ckpt, reset_cursor)
@@ -83,8 +85,20 @@ def truncate_losses(run_dir: Path, step: int) -> None:
     path = run_dir / LOSSES_FILE
     if not path.exists():
         return
-    keep = [line for line in path.read_bytes().splitlines() if line and msgspec.json.decode(line)["step"] <= step]
+    keep = []
+    for line in path.read_bytes().splitlines():
+        line_step = _step_of(line)
+        if line_step is not None and line_step <= step:
+            keep.append(line)
     atomic_write_bytes(path, b"".join(line + b"\n" for line in keep))
+
+
+def _step_of(line: bytes) -> int | None:
+    """A line cut short by a kill is dropped, not fatal."""
+    try:
+        return int(msgspec.json.decode(line)["step"])
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+        return None
 
 
 __all__ = ["CheckpointError", "CursorRejected", "LOSSES_FILE", "restore", "truncate_losses"]
