@@ -62,7 +62,7 @@ def _pick(run_dir: Path, step: int | None) -> Path:
 
 
 def export_run(run_dir: Path, step: int | None = None, out: Path | None = None) -> Path:
-    from qwen_train.modeldir import fix_saved_config
+    from qwen_train.modeldir import save_model_dir
     from qwen_train.spec import decode_spec
     from qwen_train.train.checkpoint import CheckpointError, load_state, verify_checkpoint
     from qwen_train.train.session import load_base_model
@@ -80,8 +80,7 @@ def export_run(run_dir: Path, step: int | None = None, out: Path | None = None) 
     model.load_state_dict(load_state(ckpt)["model"])
     tmp = out.with_name(f".{out.name}.exporting")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    fix_saved_config(tmp)
+    save_model_dir(model, tmp)
     processor.save_pretrained(tmp)
     base = Path(spec.model)
     shutil.copyfile(base / "generation_config.json", tmp / "generation_config.json")

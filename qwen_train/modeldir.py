@@ -20,3 +20,16 @@ def fix_saved_config(model_dir: Path) -> None:
     config.setdefault("speaker_encoder_config", {}).pop("model_type", None)
     config["tts_model_type"] = "base"
     atomic_write_text(path, json.dumps(config, indent=2, ensure_ascii=False))
+
+
+def save_model_dir(model, out_dir: Path) -> None:
+    """save_pretrained that works on a loaded model too.
+
+    Loading sets `dtype` on every sub-config; the speaker encoder's config class
+    never calls its parent's __init__, so its defaults lack that key and
+    transformers' diffing raises KeyError('dtype'). Drop the loader's attribute
+    from that one sub-config, save, then apply the config fix above.
+    """
+    vars(model.config.speaker_encoder_config).pop("dtype", None)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    fix_saved_config(out_dir)

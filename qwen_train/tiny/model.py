@@ -26,7 +26,7 @@ from qwen_tts.core.models.processing_qwen3_tts import Qwen3TTSProcessor
 
 from qwen_train.atomic import atomic_write_text
 from qwen_train.corpus.sentences import PROMPT_WORDS, SENTENCES
-from qwen_train.modeldir import fix_saved_config
+from qwen_train.modeldir import save_model_dir
 from qwen_train.tiny.speech_tokenizer import NUM_QUANTIZERS, build_speech_tokenizer
 from qwen_train.tiny.text_tokenizer import TokenIds, build_text_tokenizer
 
@@ -130,8 +130,7 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     model = Qwen3TTSForConditionalGeneration(config)
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    fix_saved_config(out_dir)
+    save_model_dir(model, out_dir)
     Qwen3TTSProcessor(tokenizer=tokenizer).save_pretrained(out_dir)
     atomic_write_text(out_dir / "generation_config.json", json.dumps(GENERATION_CONFIG, indent=2))
     build_speech_tokenizer(out_dir / "speech_tokenizer", seed=seed + 100)
