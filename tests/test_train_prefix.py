@@ -18,7 +18,7 @@ class _Captured(Exception):
         self.embeds = embeds
 
 
-def _inference_prefix(model, text_ids: torch.Tensor, spk: torch.Tensor) -> torch.Tensor:
+def _inference_prefix(model, text_ids: torch.Tensor, spk: torch.Tensor, language: str = "auto") -> torch.Tensor:
     """Run the real generate() up to the point it hands the prompt to the talker."""
 
     def capture(**kwargs):
@@ -29,7 +29,7 @@ def _inference_prefix(model, text_ids: torch.Tensor, spk: torch.Tensor) -> torch
     try:
         model.generate(
             input_ids=[text_ids],
-            languages=["auto"],
+            languages=[language],
             voice_clone_prompt={"ref_spk_embedding": [spk], "x_vector_only_mode": [True], "icl_mode": [False],
                                 "ref_code": [None]},
             non_streaming_mode=True,
@@ -76,3 +76,29 @@ def test_prefix_differs_without_text_projection(demo_root: Path) -> None:
         skipped = embed_inputs(model, batch, spk)
     with pytest.raises(AssertionError):
         torch.testing.assert_close(projected, skipped)
+
+
+def test_swedish_tag_prefix_equals_generate_with_language_swedish(demo_root: Path) -> None:
+    from qwen_tts import Qwen3TTSModel
+
+    from qwen_train.train.language import ensure_language
+
+    wrapper = Qwen3TTSModel.from_pretrained(str(demo_root / "model"), dtype=torch.float32)
+    model = wrapper.model.eval()
+    known = dict(model.config.talker_config.codec_language_id)
+    lang = ensure_language(model, "swedish")
+    assert lang is not None and lang not in known.values() and 2048 <= lang < 3072
+    assert ensure_language(model, "swedish") == lang  # idempotent: same id on resume/export
+    ids = SpecialIds.from_config(model.config)
+    data = BundleData(demo_root / "bundle", wrapper.processor, ids, lang, "train")
+    batch, mels, rows = data.batch([0])
+    assert lang in batch["codec_ids"][0].tolist()
+    spk = speaker_embeddings(model, mels)
+    with torch.no_grad():
+        ours = embed_inputs(model, batch, spk)
+    prompt = f"<|im_start|>assistant\n{rows[0].text}<|im_end|>\n<|im_start|>assistant\n"
+    text_ids = wrapper.processor(text=prompt, return_tensors="pt")["input_ids"]
+    theirs = _inference_prefix(model, text_ids, spk[0], language="swedish")
+    start = int(batch["cp_mask"][0].nonzero()[0])
+    assert theirs.shape[1] == start + 1
+    torch.testing.assert_close(ours[:, : start + 1], theirs, rtol=1e-5, atol=1e-5)
