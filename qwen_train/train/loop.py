@@ -67,7 +67,10 @@ def train_step(s: Session) -> tuple[Losses, int]:
         s.micro_steps += 1
     s.scheduler.step()
     s.step += 1
-    total, talker, cp = values.detach().float().tolist()
+    values = values.detach().float()
+    if s.accelerator.num_processes > 1:
+        values = s.accelerator.reduce(values, reduction="mean")  # the global batch's loss, not one rank's
+    total, talker, cp = values.tolist()
     return Losses(total=total, talker=talker, code_predictor=cp), frames
 
 
