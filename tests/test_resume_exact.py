@@ -9,7 +9,7 @@ import pytest
 from qwen_train import exitcodes
 from qwen_train.spec import Posture
 from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
-from tests.trainer_harness import finish, kill, losses, run, start, step_of, wait_until, write_spec
+from tests.trainer_harness import kill, losses, run, start, step_of, wait_until, write_spec
 
 STEPS = 14
 POSTURE = Posture(checkpoint_every=4, eval_every=5, keep_last=3)

@@ -14,7 +14,7 @@ from qwen_train.bundle.manifest import read_manifest
 from qwen_train.export import ExportError, export_run
 from qwen_train.spec import Posture
 from qwen_train.train.checkpoint import list_checkpoints
-from tests.trainer_harness import finish, kill, run, start, wait_until, write_spec
+from tests.trainer_harness import kill, run, start, wait_until, write_spec
 
 
 def _names(run_dir: Path) -> list[str]:

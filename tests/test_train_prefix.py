@@ -49,6 +49,7 @@ def test_training_prefix_equals_inference_prefix(demo_root: Path) -> None:
     ids = SpecialIds.from_config(model.config)
     data = BundleData(demo_root / "bundle", wrapper.processor, ids, None, "train")
     batch, mels, rows = data.batch([0])
+    assert batch["speaker_index"].tolist() == [data.speaker_index[rows[0].speaker_id]]  # speaker_id travels
     spk = speaker_embeddings(model, mels)
     with torch.no_grad():
         ours = embed_inputs(model, batch, spk)
