@@ -5,7 +5,11 @@ included, is JSON with a Content-Length, so `curl --unix-socket SOCK
 http://x/runs` works and the client decodes everything through the same
 Structs. No request can take the server down: a bad request is a 4xx
 ErrorBody, a bug is a 500 ErrorBody (traceback in the daemon's log only).
-The socket is created 0660: access is whoever shares the daemon's group.
+Nor can a client hold it: a connection idle for `_Handler.timeout` or not
+done within REQUEST_DEADLINE_S is cut, bodies over MAX_BODY_BYTES are
+refused, and past MAX_CONNECTIONS new connections get a quick 503.
+The socket is created 0660: access is whoever shares the daemon's group,
+and every connection's peer credentials are checked again (peercred.py).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import socket
 import socketserver
 import stat
+import threading
 import urllib.parse
 from collections.abc import Callable
 from http import HTTPStatus
@@ -27,7 +32,22 @@ import msgspec
 
 from qwen_daemon.config import ConfigError
 from qwen_daemon.errors import RequestError, bad_request
-from qwen_daemon.protocol import ErrorBody, HealthView, HostView, LaunchRequest, RunDetail, RunList, RunView
+from qwen_daemon.governance import Surface
+from qwen_daemon.peercred import Peer, PeerPolicy, peer_of
+from qwen_daemon.protocol import (
+    AuditList,
+    BindRootsView,
+    ClassChange,
+    ErrorBody,
+    HealthView,
+    HostView,
+    LaunchRequest,
+    ProbeView,
+    RunDetail,
+    RunList,
+    RunView,
+    SurfaceList,
+)
 from qwen_train.spec import SpecError, check_name
 
 log = logging.getLogger(__name__)
@@ -35,6 +55,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1 << 20
 _DRAIN_LIMIT_BYTES = 16 << 20
 SOCKET_MODE = 0o660
+REQUEST_DEADLINE_S = 30.0
+MAX_CONNECTIONS = 128
 
 
 class Backend(Protocol):
@@ -44,8 +66,14 @@ class Backend(Protocol):
     def host(self) -> HostView: ...
     def runs(self) -> RunList: ...
     def detail(self, name: str) -> RunDetail: ...
-    def launch(self, request: LaunchRequest) -> RunView: ...
-    def stop(self, name: str) -> RunView: ...
+    def launch(self, request: LaunchRequest, actor: str) -> RunView: ...
+    def stop(self, name: str, actor: str) -> RunView: ...
+    def resume(self, name: str, actor: str) -> RunView: ...
+    def surfaces(self) -> SurfaceList: ...
+    def set_class(self, name: str, change: ClassChange, actor: str) -> Surface: ...
+    def audit(self) -> AuditList: ...
+    def bind_roots(self) -> BindRootsView: ...
+    def probe(self) -> ProbeView: ...
 
 
 Action = Callable[["_Handler", list[str]], tuple[int, Any]]
@@ -71,41 +99,92 @@ def _launch(h: _Handler, _: list[str]) -> tuple[int, Any]:
         raise bad_request(f"invalid launch request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise bad_request(f"malformed JSON in launch request: {exc}") from None
-    return 201, h.server.backend.launch(request)
+    return 201, h.server.backend.launch(request, h.actor)
 
 
 def _detail(h: _Handler, parts: list[str]) -> tuple[int, Any]:
     return 200, h.server.backend.detail(parts[1])
 
 
-def _stop(h: _Handler, parts: list[str]) -> tuple[int, Any]:
+def _empty_body(h: _Handler, what: str) -> None:
     body = h.read_body()
     if body.strip():
         try:
             msgspec.json.decode(body, type=dict)
         except msgspec.DecodeError as exc:
-            raise bad_request(f"stop takes an empty body or a JSON object: {exc}") from None
-    return 200, h.server.backend.stop(parts[1])
+            raise bad_request(f"{what} takes an empty body or a JSON object: {exc}") from None
+
+
+def _stop(h: _Handler, parts: list[str]) -> tuple[int, Any]:
+    _empty_body(h, "stop")
+    return 200, h.server.backend.stop(parts[1], h.actor)
+
+
+def _resume(h: _Handler, parts: list[str]) -> tuple[int, Any]:
+    _empty_body(h, "resume")
+    return 201, h.server.backend.resume(parts[1], h.actor)
+
+
+def _set_class(h: _Handler, parts: list[str]) -> tuple[int, Any]:
+    try:
+        change = msgspec.json.decode(h.read_body(), type=ClassChange)
+    except msgspec.MsgspecError as exc:
+        raise bad_request(f"invalid class change: {exc}") from None
+    return 200, h.server.backend.set_class(parts[1], change, h.actor)
+
+
+def _probe(h: _Handler, _: list[str]) -> tuple[int, Any]:
+    _empty_body(h, "probe")
+    return 200, h.server.backend.probe()
+
+
+def _surfaces(h: _Handler, _: list[str]) -> tuple[int, Any]:
+    return 200, h.server.backend.surfaces()
+
+
+def _audit(h: _Handler, _: list[str]) -> tuple[int, Any]:
+    return 200, h.server.backend.audit()
+
+
+def _bind_roots(h: _Handler, _: list[str]) -> tuple[int, Any]:
+    return 200, h.server.backend.bind_roots()
+
+
+_FIXED: dict[tuple[str, ...], dict[str, Action]] = {
+    ("health",): {"GET": _health},
+    ("host",): {"GET": _host},
+    ("runs",): {"GET": _runs, "POST": _launch},
+    ("surfaces",): {"GET": _surfaces},
+    ("surfaces", "audit"): {"GET": _audit},
+    ("bind-roots",): {"GET": _bind_roots},
+    ("bind-roots", "probe"): {"POST": _probe},
+}
+
+
+def _checked(name: str) -> None:
+    try:
+        check_name(name)
+    except SpecError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def route(parts: list[str]) -> dict[str, Action] | None:
     """The methods a path allows, or None for no such route. Run names are checked first,
     so `/runs/..%2Fx` is a bad name (400), not an unknown route."""
-    if parts == ["health"]:
-        return {"GET": _health}
-    if parts == ["host"]:
-        return {"GET": _host}
-    if parts == ["runs"]:
-        return {"GET": _runs, "POST": _launch}
+    fixed = _FIXED.get(tuple(parts))
+    if fixed is not None:
+        return fixed
     if len(parts) >= 2 and parts[0] == "runs":
-        try:
-            check_name(parts[1])
-        except SpecError as exc:
-            raise bad_request(str(exc)) from None
+        _checked(parts[1])
         if len(parts) == 2:
             return {"GET": _detail}
         if len(parts) == 3 and parts[2] == "stop":
             return {"POST": _stop}
+        if len(parts) == 3 and parts[2] == "resume":
+            return {"POST": _resume}
+    if len(parts) == 3 and parts[0] == "surfaces" and parts[2] == "class":
+        _checked(parts[1])
+        return {"POST": _set_class}
     return None
 
 
@@ -119,6 +198,34 @@ class _Handler(BaseHTTPRequestHandler):
     server: ApiServer
     server_version = "qwen-daemon"
     timeout = 10.0  # a silent client must not hold a thread (or shutdown) for long
+
+    peer: Peer | None = None
+    _deadline: threading.Timer | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.peer = peer_of(self.request)
+        except OSError:
+            self.peer = None
+        # A client that trickles bytes resets the idle timeout forever; the deadline does not.
+        self._deadline = threading.Timer(REQUEST_DEADLINE_S, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _cut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.request.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    @property
+    def actor(self) -> str:
+        return self.peer.describe() if self.peer is not None else "unknown peer"
 
     def address_string(self) -> str:
         return "unix-socket"  # client_address of an AF_UNIX peer is not a (host, port) tuple
@@ -190,6 +297,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, body)
 
     def _handle(self) -> tuple[int, Any]:
+        refusal = "peer credentials unavailable" if self.peer is None else self.server.policy.refusal(self.peer)
+        if refusal is not None:
+            log.warning("refused %s %s from %s: %s", self.command, self.path, self.actor, refusal)
+            raise RequestError(403, refusal)
         parts = split_path(self.path)
         methods = route(parts)
         if methods is None:
@@ -243,10 +354,13 @@ class ApiServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     daemon_threads = False
     block_on_close = True
+    backend: Backend
 
     def __init__(self, path: Path, backend: Backend, gid: int | None = None) -> None:
         self.backend = backend
         self.path = path
+        self.policy = PeerPolicy(gid)
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         path.parent.mkdir(parents=True, exist_ok=True)
         _clear_socket_path(path)
         old_umask = os.umask(0o117)  # no window in which the socket is wider than 0660
@@ -261,6 +375,25 @@ class ApiServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("error while serving a request")
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per connection, up to MAX_CONNECTIONS; beyond that a 503, not a queue."""
+        if not self._connections.acquire(blocking=False):
+            body = msgspec.json.encode(ErrorBody(error="too many connections", detail="retry in a moment"))
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+                                + body)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
 
     def server_close(self) -> None:
         """Close, and remove the socket file if it is still ours."""

@@ -5,8 +5,13 @@
   qwen-daemon runs               [--socket S] [--json]
   qwen-daemon show NAME          [--socket S] [--json]
   qwen-daemon launch SPEC_FILE   [--socket S] [--json]
-  qwen-daemon stop NAME          [--socket S] [--json]
+  qwen-daemon stop NAME          [--socket S] [--json] [--wait [--wait-timeout X]]
+  qwen-daemon resume NAME        [--socket S] [--json]
   qwen-daemon host               [--socket S] [--json]
+  qwen-daemon surfaces list|audit|set-class SURFACE CLASS --reason WHY [--gate VERDICT]
+  qwen-daemon bind-roots status|probe
+  qwen-daemon classify TEXT...   (no daemon needed)
+  qwen-daemon unit-run NAME      [--spec-dir D]   (what qwen-run@NAME.service runs)
 
 Client commands find the daemon at --socket, else $QWEN_DAEMON_SOCKET, else
 the default state dir's daemon.sock. Exit status: 0 done, 1 the daemon
@@ -25,9 +30,18 @@ from typing import Any
 
 import msgspec
 
-from qwen_daemon import __version__, render
+from qwen_daemon import __version__, cli_ops, render, unit
 from qwen_daemon.client import DaemonClient, DaemonError
-from qwen_daemon.config import SOCKET_ENV, ConfigError, DaemonConfig, default_socket, default_state_dir
+from qwen_daemon.config import (
+    DEFAULT_JOURNAL_SOCKET,
+    SOCKET_ENV,
+    BindRoot,
+    ConfigError,
+    DaemonConfig,
+    DockerSettings,
+    default_socket,
+    default_state_dir,
+)
 from qwen_daemon.protocol import HostView, RunDetail, RunList, RunView
 from qwen_daemon.registry import RegistryError
 from qwen_train.spec import SpecError, load_spec
@@ -64,8 +78,34 @@ def _serve_parser(sub: Any) -> None:
                    help="seconds from SIGTERM to SIGKILL when stopping a run (default: %(default)s)")
     p.add_argument("--trainer-python", default=defaults.trainer_python,
                    help="interpreter that runs `-m qwen_train` (default: %(default)s)")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="run dirs live here (default: STATE_DIR/runs; docker runs need it under a bind root)")
+    p.add_argument("--surfaces", type=Path, default=None,
+                   help="surfaces registry file (default: STATE_DIR/surfaces.json)")
+    p.add_argument("--journal-socket", default=DEFAULT_JOURNAL_SOCKET,
+                   help="journald socket for sample records; '' turns them off (default: %(default)s)")
+    p.add_argument("--bind-root", action="append", default=[], type=_bind_root, metavar="PATH[=SOURCE]",
+                   help="a tree training containers may see; SOURCE: the home-dir bind source mounted onto it")
+    docker = DockerSettings()
+    p.add_argument("--docker-host", default="", help="Docker socket URL (default: $DOCKER_HOST or the system one)")
+    p.add_argument("--docker-image", default=docker.image, help="training image (default: %(default)s)")
+    p.add_argument("--docker-gpus", default=docker.gpus, choices=["none", "nvidia", "rocm"],
+                   help="GPUs for containers (default: %(default)s)")
+    p.add_argument("--docker-user", default="", help="UID:GID in containers (default: the daemon's, never root)")
+    p.add_argument("--docker-python", default=docker.python,
+                   help="interpreter inside the image (default: %(default)s)")
+    p.add_argument("--docker-network", default=docker.network, help="container network (default: %(default)s)")
+    p.add_argument("--docker-runtime-mount", action="append", default=[], metavar="PATH",
+                   help="host path mounted read-only at the same path (a development venv)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_serve)
+
+
+def _bind_root(text: str) -> BindRoot:
+    path, _, source = text.partition("=")
+    if not path:
+        raise argparse.ArgumentTypeError(f"{text!r} is not PATH or PATH=SOURCE")
+    return BindRoot(path=str(Path(path).absolute()), source=str(Path(source).absolute()) if source else "")
 
 
 def _client_parsers(sub: Any) -> None:
@@ -77,18 +117,23 @@ def _client_parsers(sub: Any) -> None:
         ("runs", "list runs", None, lambda c, a: c.runs()),
         ("show", "show one run: status, resource summary, events", "NAME", lambda c, a: c.run(a.name)),
         ("launch", "launch the run a spec file describes", "SPEC_FILE", _launch),
-        ("stop", "stop a run gracefully (SIGTERM, then SIGKILL after the timeout)", "NAME",
-         lambda c, a: c.stop(a.name)),
+        ("stop", "stop a run gracefully (SIGTERM, then SIGKILL after the timeout)", "NAME", _stop),
+        ("resume", "launch an ended run again from its newest durable checkpoint", "NAME",
+         lambda c, a: c.resume(a.name)),
         ("host", "host resources and sampler liveness", None, lambda c, a: c.host()),
     ]
     for name, text, arg, call in commands:
         p = sub.add_parser(name, parents=[common], help=text, description=text[0].upper() + text[1:] + ".")
         if arg == "NAME":
             p.add_argument("name", metavar="NAME", help="run name")
+        if name == "stop":
+            p.add_argument("--wait", action="store_true", help="return once the run has ended (checkpointed)")
+            p.add_argument("--wait-timeout", type=_seconds, default=3600.0, help="give up waiting after X s")
         elif arg == "SPEC_FILE":
             p.add_argument("spec_file", metavar="SPEC_FILE", type=Path,
                            help="run spec JSON; relative paths in it resolve against the file")
         p.set_defaults(func=_client_command(call))
+    cli_ops.add_parsers(sub, common)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +165,14 @@ def _serve(args: argparse.Namespace) -> int:
         stop_timeout_s=args.stop_timeout,
         trainer_python=args.trainer_python,
         socket_group=args.socket_group,
+        runs_path=str(args.runs_dir.absolute()) if args.runs_dir else "",
+        surfaces_path=str(args.surfaces.absolute()) if args.surfaces else "",
+        journal_socket=args.journal_socket,
+        bind_roots=args.bind_root,
+        docker=DockerSettings(
+            host=args.docker_host, image=args.docker_image, gpus=args.docker_gpus, user=args.docker_user,
+            python=args.docker_python, network=args.docker_network, runtime_mounts=args.docker_runtime_mount,
+        ),
     )
     try:
         daemon = Daemon(config)
@@ -129,6 +182,13 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(EXIT_DAEMON, f"cannot serve: {exc}")
     return EXIT_OK
+
+
+def _stop(client: DaemonClient, args: argparse.Namespace) -> Any:
+    if args.wait:
+        code = unit.stop_and_wait(client, args.name, args.wait_timeout)
+        raise SystemExit(code)
+    return client.stop(args.name)
 
 
 def _launch(client: DaemonClient, args: argparse.Namespace) -> Any:

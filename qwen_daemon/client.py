@@ -10,13 +10,19 @@ from typing import TypeVar
 import msgspec
 
 from qwen_daemon.protocol import (
+    AuditList,
+    BindRootsView,
+    ClassChange,
     ErrorBody,
     HealthView,
     HostView,
     LaunchRequest,
+    ProbeView,
     RunDetail,
     RunList,
     RunView,
+    Surface,
+    SurfaceList,
 )
 from qwen_train.spec import RunSpec
 
@@ -92,3 +98,21 @@ class DaemonClient:
 
     def stop(self, name: str) -> RunView:
         return self._request("POST", f"/runs/{name}/stop", RunView, b"{}")
+
+    def resume(self, name: str) -> RunView:
+        return self._request("POST", f"/runs/{name}/resume", RunView, b"{}")
+
+    def surfaces(self) -> SurfaceList:
+        return self._request("GET", "/surfaces", SurfaceList)
+
+    def set_class(self, name: str, change: ClassChange) -> Surface:
+        return self._request("POST", f"/surfaces/{name}/class", Surface, msgspec.json.encode(change))
+
+    def audit(self) -> AuditList:
+        return self._request("GET", "/surfaces/audit", AuditList)
+
+    def bind_roots(self) -> BindRootsView:
+        return self._request("GET", "/bind-roots", BindRootsView)
+
+    def probe(self) -> ProbeView:
+        return self._request("POST", "/bind-roots/probe", ProbeView, b"{}")

@@ -11,6 +11,7 @@ import grp
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -24,6 +25,42 @@ class ConfigError(ValueError):
     """A daemon setting that cannot work; the message names it and the fix."""
 
 
+GpuKind = Literal["none", "nvidia", "rocm"]
+DEFAULT_JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+
+class BindRoot(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A host tree training containers may see, e.g. /srv/scratch.
+
+    `source` is set where Docker cannot see the canonical tree itself (snap
+    Docker): the home-directory bind source mounted onto it.
+    """
+
+    path: str
+    source: str = ""
+
+
+class DockerSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How the `docker` runner starts training containers.
+
+    `host` empty: the Docker SDK's default ($DOCKER_HOST, else the system
+    socket). `user` empty: the daemon's own uid:gid, unless the daemon is root
+    (then it must be set: containers never run as root). `python` is the
+    interpreter inside the image. `runtime_mounts` are host paths mounted
+    read-only at the same path (a development venv and interpreter); data and
+    run dirs come only from the bind roots.
+    """
+
+    host: str = ""
+    image: str = "qwen-hemma-train:latest"
+    gpus: GpuKind = "none"
+    user: str = ""
+    python: str = "python3"
+    network: str = "none"
+    shm_size: str = "2g"
+    runtime_mounts: list[str] = []
+
+
 class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Settings of one daemon instance.
 
@@ -31,6 +68,9 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     the interpreter that runs `-m qwen_train`; it defaults to the daemon's
     own so a venv install works without configuration. `socket_group` empty
     leaves the socket with the daemon's group; either way it is 0660.
+    `runs_path` empty means `state_dir/runs` (docker runs need it under a
+    bind root). `journal_socket` empty turns journald logging of samples off.
+    `surfaces_path` empty means `state_dir/surfaces.json`.
     """
 
     state_dir: str
@@ -40,6 +80,11 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     stop_timeout_s: float = 60.0
     trainer_python: str = sys.executable
     socket_group: str = ""
+    runs_path: str = ""
+    journal_socket: str = DEFAULT_JOURNAL_SOCKET
+    surfaces_path: str = ""
+    bind_roots: list[BindRoot] = []
+    docker: DockerSettings = DockerSettings()
 
     @property
     def socket(self) -> Path:
@@ -47,7 +92,15 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     @property
     def runs_dir(self) -> Path:
-        return Path(self.state_dir) / "runs"
+        return Path(self.runs_path) if self.runs_path else Path(self.state_dir) / "runs"
+
+    @property
+    def surfaces_file(self) -> Path:
+        return Path(self.surfaces_path) if self.surfaces_path else Path(self.state_dir) / "surfaces.json"
+
+    @property
+    def audit_log(self) -> Path:
+        return Path(self.state_dir) / "surfaces-audit.jsonl"
 
     @property
     def db_path(self) -> Path:
@@ -108,6 +161,14 @@ def validate_config(config: DaemonConfig) -> DaemonConfig:
     _positive(config.stop_timeout_s, "--stop-timeout")
     check_socket_path(config.socket)
     socket_gid(config)
+    for root in config.bind_roots:
+        if not Path(root.path).is_absolute() or (root.source and not Path(root.source).is_absolute()):
+            raise ConfigError(f"bind root {root.path}={root.source} must use absolute paths")
+    for mount in config.docker.runtime_mounts:
+        if not Path(mount).is_absolute():
+            raise ConfigError(f"--docker-runtime-mount {mount} must be an absolute path")
+    if config.runs_path and not Path(config.runs_path).is_absolute():
+        raise ConfigError(f"--runs-dir {config.runs_path} must be an absolute path")
     trainer = Path(config.trainer_python)
     if not (trainer.is_file() and os.access(trainer, os.X_OK)):
         raise ConfigError(

@@ -3,8 +3,10 @@
 A run dir outlives its launches, and a status.json can be left over from an
 earlier launch, half-written by a dying process, or hand-edited. The guard
 trusts a status only if its run id and nonce are the active launch's, its pid
-is the launched process (or a child of it, e.g. under `accelerate launch`),
-and its heartbeat is fresh. Anything else is stale, with the reason; a stale
+is the launched process (or a child of it, e.g. under `accelerate launch`);
+for a container launch: the status names the launched container and its pid
+is one of that container's processes (pids inside a container are namespace
+pids, so they are compared through NSpid); and its heartbeat is fresh. Anything else is stale, with the reason; a stale
 status's numbers must never be shown as live. Reading never raises.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import msgspec
 import psutil
 
+from qwen_daemon.cgroups import namespace_pid
 from qwen_train.status import STATUS_FILE, Status, StatusError, read_status
 
 
@@ -65,15 +68,30 @@ def _read(run_dir: Path) -> Status | Verdict:
         return Verdict(live=False, reason=f"{run_dir / STATUS_FILE}: unreadable: {exc}")
 
 
+def _container_problem(status: Status, container: str, members: list[int] | None) -> str | None:
+    """The status must name the launched container, and its pid must be one of that container's."""
+    if status.container != container:
+        return f"status is from container {status.container!r}, not the launched container {container!r}"
+    if members is not None and status.pid not in {namespace_pid(pid) for pid in members}:
+        return f"pid {status.pid} is not a process of container {container}"
+    return None
+
+
 def check_live(
-    run_dir: Path, name: str, nonce: str, pid: int | None, now: float, stale_after_s: float
+    run_dir: Path, name: str, nonce: str, pid: int | None, now: float, stale_after_s: float,
+    container: str | None = None, members: list[int] | None = None,
 ) -> Verdict:
-    """Verdict on an active launch's status.json. `pid` None (not yet spawned) skips the pid check."""
+    """Verdict on an active launch's status.json. `pid` None (not yet spawned) skips the pid check.
+
+    For a container launch, `members` are the container's host pids (None: unknown, skip).
+    """
     read = _read(run_dir)
     if isinstance(read, Verdict):
         return read
     problem = _identity_problem(read, name, nonce)
-    if problem is None and pid is not None and not _is_launched_process(read.pid, pid):
+    if problem is None and container is not None:
+        problem = _container_problem(read, container, members)
+    elif problem is None and pid is not None and not _is_launched_process(read.pid, pid):
         problem = f"pid {read.pid} is not the active launch's pid {pid} (nor a child of it)"
     if problem is None:
         problem = _freshness_problem(read, now, stale_after_s)

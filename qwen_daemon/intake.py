@@ -16,7 +16,7 @@ from qwen_daemon.errors import RequestError, bad_request, unprocessable
 from qwen_daemon.protocol import LaunchRequest
 from qwen_train.spec import RunSpec, SpecError, load_spec, validate_spec
 
-SUPPORTED_RUNNERS = frozenset({"process"})
+SUPPORTED_RUNNERS = frozenset({"process", "docker"})
 
 
 def _inline(spec: RunSpec) -> RunSpec:
@@ -47,7 +47,7 @@ def _from_file(spec_path: str) -> RunSpec:
         raise unprocessable(str(exc)) from None
 
 
-def _check_runnable(spec: RunSpec) -> RunSpec:
+def check_runnable(spec: RunSpec) -> RunSpec:
     """What this daemon can check before launching: paths exist here, the runner exists."""
     for field in ("model", "bundle"):
         value = getattr(spec, field)
@@ -71,4 +71,4 @@ def resolve_launch(request: LaunchRequest) -> RunSpec:
             400, "a launch request needs exactly one of `spec` (inline, absolute paths) or `spec_path`"
         )
     spec = _inline(request.spec) if request.spec is not None else _from_file(str(request.spec_path))
-    return _check_runnable(spec)
+    return check_runnable(spec)

@@ -5,9 +5,11 @@ It reaps ended trainers and records how they ended (exit code mapped by
 stop that the trainer ignores past `stop_timeout_s` to SIGKILL, and at daemon
 start reconciles the registry with the processes that are really there.
 
-A launch whose exit the daemon did not see (it was down) is not a failure:
-if the launch's own final status.json names a terminal state, that state is
-used; otherwise the run is `interrupted`.
+A launch whose exit the daemon did not see (it was down), whose container
+vanished, or that was killed from outside (a signal the daemon did not send)
+is not a failure: if the launch's own final status.json names a terminal
+state, that state is used; otherwise the run is `interrupted`, resumable
+from its last durable checkpoint.
 """
 
 from __future__ import annotations
@@ -21,22 +23,25 @@ from typing import cast
 
 from qwen_daemon.config import DaemonConfig
 from qwen_daemon.guard import check_final
+from qwen_daemon.jobs import LOG_FILE, Exit, Runner, describe_exit
 from qwen_daemon.protocol import RunState
 from qwen_daemon.registry import Registry, RunRecord
-from qwen_daemon.runner import LOG_FILE, Exit, ProcessRunner, describe_exit
 from qwen_train.exitcodes import COMPLETED, STOPPED, state_for_exit
 from qwen_train.status import TERMINAL_STATES, Status
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+# Signals an operator or the system sends to end a process; a death by one of these that the
+# daemon did not send is an interruption (resumable), not a failure of the run.
+OUTSIDE_STOPS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
 class Monitor:
-    def __init__(self, config: DaemonConfig, registry: Registry, runner: ProcessRunner) -> None:
+    def __init__(self, config: DaemonConfig, registry: Registry, runners: dict[str, Runner]) -> None:
         self.config = config
         self.registry = registry
-        self.runner = runner
+        self.runners = runners
         self._lock = threading.Lock()
         self._stop_asked: dict[str, float] = {}
         self._killed: dict[str, float] = {}
@@ -64,20 +69,33 @@ class Monitor:
 
     # start-up
 
+    def runner(self, record: RunRecord) -> Runner:
+        runner = self.runners.get(record.runner)
+        if runner is None:
+            raise KeyError(f"run {record.name} uses runner {record.runner!r}, which this daemon does not have")
+        return runner
+
     def reconcile(self, now: float) -> None:
         """Reattach to launches that survived the daemon's restart; end the others."""
         for record in self.registry.active():
-            if record.pid is None:
+            if record.nonce is None:
+                continue
+            found = self.runner(record).adopt(record.nonce, record.pid, record.container)
+            if found is None and record.pid is None:
                 self._end(record, "interrupted", None, "the daemon stopped before the trainer started", now)
-            elif record.nonce is not None and self.runner.adopt(record.nonce, record.pid):
-                self.registry.add_event(
-                    record.name, "reattach", f"reattached to pid {record.pid} after a daemon restart", now
-                )
+            elif found is None:
+                lost = f"container {record.container} vanished while the daemon was down" if record.container else None
+                self._reap(record, Exit(code=None, detail=lost), now)
+            else:
+                if record.state == "launching":
+                    self.registry.set_running(record.name, record.nonce, found.pid, found.container)
+                elif found.pid != record.pid:
+                    self.registry.set_pid(record.name, record.nonce, found.pid, found.container)
+                where = f"container {found.container}" if found.container else f"pid {found.pid}"
+                self.registry.add_event(record.name, "reattach", f"reattached to {where} after a daemon restart", now)
                 if record.state == "stopping":
                     with self._lock:
                         self._stop_asked[record.nonce] = now
-            else:
-                self._reap(record, Exit(code=None), now)
 
     # stop
 
@@ -89,7 +107,7 @@ class Monitor:
             return False
         with self._lock:
             self._stop_asked[record.nonce] = now
-        self.runner.terminate(record.nonce)
+        self.runner(record).terminate(record.nonce)
         return True
 
     def _escalate(self, record: RunRecord, now: float) -> None:
@@ -102,7 +120,7 @@ class Monitor:
             if now - asked < self.config.stop_timeout_s:
                 return
             self._killed[nonce] = now
-        if self.runner.kill(nonce):
+        if self.runner(record).kill(nonce):
             self.registry.add_event(
                 record.name, "kill",
                 f"no exit {self.config.stop_timeout_s:g} s after SIGTERM: SIGKILL sent", now,
@@ -114,7 +132,7 @@ class Monitor:
         for record in self.registry.active():
             if record.nonce is None or record.state == "launching":
                 continue
-            ended = self.runner.poll(record.nonce)
+            ended = self.runner(record).poll(record.nonce)
             if ended is None:
                 self._escalate(record, now)
             else:
@@ -150,6 +168,15 @@ def outcome(
         )
     if stopped and code == -signal.SIGTERM:
         return "stopped", "ended by the stop's SIGTERM before the trainer could handle it (no final checkpoint)"
+    if ended.oom:
+        return "failed", (
+            f"{ended.detail or 'out of memory'}; {describe_exit(code)}: give it more memory or a smaller batch"
+        )
+    if code is not None and code < 0 and not stopped and -code in OUTSIDE_STOPS:
+        return "interrupted", (
+            f"{describe_exit(code)}, which the daemon did not send (killed from outside); "
+            f"resume from the last durable checkpoint with `qwen-daemon resume {record.name}`"
+        )
     if code is not None:
         state = cast(RunState, state_for_exit(code))
         hint = "" if code in (COMPLETED, STOPPED) else f"; see {Path(record.run_dir) / LOG_FILE}"
@@ -159,7 +186,8 @@ def outcome(
             "exit code unknown (not a child of this daemon since its restart); "
             f"state from the trainer's final status: {final.state}"
         )
+    lost = ended.detail or f"pid {record.pid} gone"
     return "interrupted", (
-        f"the daemon lost the trainer (pid {record.pid} gone, exit code unknown, no final status); "
-        "launch it again to resume from the last durable checkpoint"
+        f"the daemon lost the trainer ({lost}, exit code unknown, no final status); "
+        f"resume from the last durable checkpoint with `qwen-daemon resume {record.name}`"
     )

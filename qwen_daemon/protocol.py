@@ -11,7 +11,13 @@ Routes:
   POST /runs      LaunchRequest -> RunView      (201)
   GET  /runs/{name}            -> RunDetail
   POST /runs/{name}/stop       -> RunView
-Errors are ErrorBody with a 4xx/5xx status.
+  POST /runs/{name}/resume     -> RunView      (201; from the newest durable checkpoint)
+  GET  /surfaces               -> SurfaceList
+  POST /surfaces/{name}/class  ClassChange -> Surface   (audited)
+  GET  /surfaces/audit         -> AuditList
+  GET  /bind-roots             -> BindRootsView
+  POST /bind-roots/probe       -> ProbeView
+Errors are ErrorBody with a 4xx/5xx status; a governance refusal is 403 and names its rule.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from typing import Literal
 
 import msgspec
 
-from qwen_daemon.resources import ResourceSample, ResourceSummary
+from qwen_daemon.bindroots import BindRootsView, ProbeView
+from qwen_daemon.governance import AuditEntry, Surface, SurfaceClass
+from qwen_daemon.resources import Gap, ResourceSample, ResourceSummary
 from qwen_train.spec import RunSpec
 from qwen_train.status import Event, Status
 
@@ -65,6 +73,8 @@ class RunView(msgspec.Struct, frozen=True):
     created_at: float
     nonce: str | None = None
     pid: int | None = None
+    container: str | None = None
+    surface_class: str | None = None
     ended_at: float | None = None
     exit_code: int | None = None
     stale_reason: str | None = None
@@ -88,10 +98,15 @@ class RunList(msgspec.Struct, frozen=True):
 
 
 class SamplerHealth(msgspec.Struct, frozen=True):
+    """`gaps`: the recent stretches without a sample (the daemon's downtime included, and
+    one still open if the sampler is not alive). `journal`: where samples go, or why not."""
+
     period_s: float
     last_sample: float | None
     alive: bool
     gpu_note: str | None = None
+    gaps: list[Gap] = []
+    journal: str | None = None
 
 
 class HostView(msgspec.Struct, frozen=True):
@@ -103,3 +118,28 @@ class HealthView(msgspec.Struct, frozen=True):
     ok: bool
     version: str
     pid: int
+
+
+class ClassChange(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """An explicit surface class change; `gate` (a passed verdict file) unblocks a recovery surface."""
+
+    klass: SurfaceClass = msgspec.field(name="class")
+    reason: str = ""
+    gate: str | None = None
+    notes: str | None = None
+
+
+class SurfaceList(msgspec.Struct, frozen=True):
+    surfaces: list[Surface]
+    path: str
+
+
+class AuditList(msgspec.Struct, frozen=True):
+    entries: list[AuditEntry]
+
+
+__all__ = [
+    "ACTIVE_STATES", "AuditList", "BindRootsView", "ClassChange", "ErrorBody", "Health", "HealthView", "HostView",
+    "LaunchRequest", "ProbeView", "RunDetail", "RunList", "RunState", "RunView", "SamplerHealth", "Surface",
+    "SurfaceList",
+]

@@ -25,7 +25,7 @@ from qwen_daemon.resources import ResourceSample
 from qwen_train.spec import RunSpec, check_name, encode_spec
 from qwen_train.status import Event
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _ACTIVE = tuple(sorted(ACTIVE_STATES))
 _ACTIVE_SQL = f"state IN ({', '.join('?' for _ in _ACTIVE)})"
 
@@ -44,7 +44,8 @@ CREATE TABLE runs (
     ended_at REAL,
     exit_code INTEGER,
     spec_json TEXT NOT NULL,
-    message TEXT
+    message TEXT,
+    container TEXT
 );
 CREATE TABLE launches (
     nonce TEXT PRIMARY KEY,
@@ -72,7 +73,7 @@ CREATE INDEX samples_by_run ON samples (run, time);
 
 _RUN_COLUMNS = (
     "name, lane, surface, runner, state, nonce, pid, run_dir, created_at, launched_at, "
-    "ended_at, exit_code, spec_json, message"
+    "ended_at, exit_code, spec_json, message, container"
 )
 
 
@@ -101,6 +102,7 @@ class RunRecord(msgspec.Struct, frozen=True):
     exit_code: int | None
     spec_json: str
     message: str | None
+    container: str | None = None
 
     @property
     def active(self) -> bool:
@@ -127,9 +129,16 @@ class Registry:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Create the schema in a new file; refuse a file from another schema version."""
+        """Create the schema in a new file, upgrade a version-1 file; refuse any other version."""
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
+            return
+        if version == 1:  # the walking skeleton's file: runs had no container column
+            with self._lock:
+                self._conn.executescript(
+                    "BEGIN IMMEDIATE; ALTER TABLE runs ADD COLUMN container TEXT; "
+                    f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                )
             return
         if version != 0:
             raise RegistryError(
@@ -190,7 +199,7 @@ class Registry:
                 conn.execute(
                     "UPDATE runs SET lane = ?, surface = ?, runner = ?, state = ?, nonce = ?, "
                     "run_dir = ?, launched_at = ?, spec_json = ?, pid = NULL, ended_at = NULL, "
-                    "exit_code = NULL, message = NULL WHERE name = ?",
+                    "exit_code = NULL, message = NULL, container = NULL WHERE name = ?",
                     (*values, name),
                 )
             conn.execute(
@@ -201,15 +210,23 @@ class Registry:
         assert record is not None
         return record
 
-    def set_running(self, name: str, nonce: str, pid: int) -> bool:
-        """Record the trainer's pid once it is spawned."""
+    def set_running(self, name: str, nonce: str, pid: int, container: str | None = None) -> bool:
+        """Record the trainer's pid (and container) once it is spawned."""
         with self._tx() as conn:
             cur = conn.execute(
-                "UPDATE runs SET state = 'running', pid = ? WHERE name = ? AND nonce = ? "
+                "UPDATE runs SET state = 'running', pid = ?, container = ? WHERE name = ? AND nonce = ? "
                 "AND state = 'launching'",
-                (pid, name, nonce),
+                (pid, container, name, nonce),
             )
             return cur.rowcount == 1
+
+    def set_pid(self, name: str, nonce: str, pid: int, container: str | None) -> None:
+        """After a reattach: the container's init may have a new host pid (or none, if it exited)."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE runs SET pid = ?, container = COALESCE(?, container) WHERE name = ? AND nonce = ?",
+                (pid, container, name, nonce),
+            )
 
     def mark_stopping(self, name: str, nonce: str, now: float, message: str) -> bool:
         """Move an active launch to `stopping`; False if it already ended or is stopping."""
@@ -308,6 +325,12 @@ class Registry:
                 (name, start, end),
             ).fetchall()
         return [msgspec.json.decode(row[0], type=ResourceSample) for row in rows]
+
+    def last_sample_time(self) -> float | None:
+        """When the newest stored sample was taken: a restarted sampler's gap starts there."""
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(time) FROM samples").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def prune_host_samples(self, before: float) -> int:
         """Host-only samples are for the recent past; runs keep theirs as evidence."""

@@ -18,6 +18,21 @@ class GpuSample(msgspec.Struct, frozen=True):
     vram_total_bytes: int
 
 
+class RunUsage(msgspec.Struct, frozen=True):
+    """One run's own share: its processes (for docker: its container's, found through cgroups).
+
+    `cpu_percent` is of the whole machine, like the host's. `gpu_memory_bytes`
+    sums the GPU memory NVML attributes to the run's host pids; None when
+    there is no NVML to ask.
+    """
+
+    processes: int
+    cpu_percent: float
+    rss_bytes: int
+    gpu_memory_bytes: int | None = None
+    gpu_processes: int = 0
+
+
 class ResourceSample(msgspec.Struct, frozen=True):
     time: float
     cpu_percent: float
@@ -25,6 +40,7 @@ class ResourceSample(msgspec.Struct, frozen=True):
     ram_total_bytes: int
     gpus: list[GpuSample] = []
     gpu_note: str | None = None
+    runs: dict[str, RunUsage] = {}
 
 
 class MetricStats(msgspec.Struct, frozen=True):

@@ -21,42 +21,14 @@ import threading
 import time
 from pathlib import Path
 
-import msgspec
 import psutil
 
 from qwen_daemon.config import DaemonConfig
+from qwen_daemon.jobs import LOG_FILE, NONCE_ENV, SPEC_FILE, Exit, Launched, job_argv
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.spec import RunSpec, encode_spec
 
-SPEC_FILE = "spec.json"
-LOG_FILE = "trainer.log"
-NONCE_ENV = "QWEN_RUN_NONCE"
-
-
-class Exit(msgspec.Struct, frozen=True):
-    """How a launch ended. `code` None: not our child, the exit code is lost."""
-
-    code: int | None
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "exit code unknown"
-    if code < 0:
-        try:
-            return f"trainer killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"trainer killed by signal {-code}"
-    return f"trainer exited with code {code}"
-
-
-def trainer_command(config: DaemonConfig, run_dir: Path, name: str, nonce: str) -> list[str]:
-    """The contract with qwen_train's CLI; the nonce is also in the environment."""
-    return [
-        config.trainer_python, "-m", "qwen_train", "run", str(run_dir / SPEC_FILE),
-        "--run-dir", str(run_dir), "--run-id", name, "--nonce", nonce,
-    ]
-
+__all__ = ["LOG_FILE", "ProcessRunner", "process_tree"]
 
 def _carries_nonce(pid: int, nonce: str) -> bool:
     """True if `pid` is a running (not zombie) process launched with `nonce`."""
@@ -82,7 +54,7 @@ def _signal(pid: int, sig: signal.Signals, group: bool) -> bool:
 
 
 class ProcessRunner:
-    """Spawns, signals and reaps trainers, keyed by launch nonce. Thread-safe."""
+    """Spawns, signals and reaps trainers, keyed by launch nonce (a `jobs.Runner`). Thread-safe."""
 
     name = "process"
 
@@ -92,11 +64,14 @@ class ProcessRunner:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._adopted: dict[str, int] = {}
 
-    def launch(self, spec: RunSpec, run_dir: Path, nonce: str) -> int:
+    def check(self, spec: RunSpec, run_dir: Path) -> None:
+        """Any spec the intake accepted can run as a local process."""
+
+    def launch(self, spec: RunSpec, run_dir: Path, nonce: str, resume: bool = False) -> Launched:
         """Write the resolved spec, spawn the trainer, return its pid. Raises OSError."""
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(run_dir / SPEC_FILE, encode_spec(spec))
-        command = trainer_command(self.config, run_dir, spec.name, nonce)
+        command = job_argv(self.config.trainer_python, run_dir, spec.name, nonce, resume)
         env = {**os.environ, NONCE_ENV: nonce, "PYTHONUNBUFFERED": "1"}
         with open(run_dir / LOG_FILE, "ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S %z")
@@ -113,15 +88,15 @@ class ProcessRunner:
             )
         with self._lock:
             self._children[nonce] = child
-        return child.pid
+        return Launched(pid=child.pid)
 
-    def adopt(self, nonce: str, pid: int) -> bool:
-        """Watch a trainer a previous daemon started; False if it is gone."""
-        if not _carries_nonce(pid, nonce):
-            return False
+    def adopt(self, nonce: str, pid: int | None, container: str | None = None) -> Launched | None:
+        """Watch a trainer a previous daemon started; None if it is gone."""
+        if pid is None or not _carries_nonce(pid, nonce):
+            return None
         with self._lock:
             self._adopted[nonce] = pid
-        return True
+        return Launched(pid=pid)
 
     def poll(self, nonce: str) -> Exit | None:
         """None while the launch runs; its Exit (reaped) once it has ended."""
@@ -156,3 +131,18 @@ class ProcessRunner:
     def kill(self, nonce: str) -> bool:
         """The escalation: SIGKILL the trainer's whole process group."""
         return self._send(nonce, signal.SIGKILL, group=True)
+
+    def pids(self, nonce: str) -> list[int]:
+        """The trainer and its descendants (data workers, `accelerate launch` children)."""
+        with self._lock:
+            child = self._children.get(nonce)
+            pid = child.pid if child is not None else self._adopted.get(nonce)
+        return process_tree(pid) if pid is not None else []
+
+
+def process_tree(pid: int) -> list[int]:
+    try:
+        root = psutil.Process(pid)
+        return [pid, *(p.pid for p in root.children(recursive=True))]
+    except psutil.Error:
+        return []

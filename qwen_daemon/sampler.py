@@ -1,11 +1,13 @@
-"""The resource sampler: host CPU/RAM and per-GPU busy/VRAM, every period.
+"""The resource sampler: host CPU/RAM, per-GPU busy/VRAM and each run's own share, every period.
 
 Samples are the evidence behind a run's resource summary, so the sampler
 must never be the thing that fails: a machine without a GPU (NVML library
 not found) is stated as such and sampling goes on; an error in one tick is
 logged and the next tick tries again. Its own liveness (the time of the last
-sample) is reported, so a dead sampler shows up as gaps and as not alive,
-never as quiet zeros.
+sample) is reported, and so are its recent gaps (including the daemon's own
+downtime), so a dead sampler shows up as gaps and as not alive, never as
+quiet zeros. Every sample also goes to journald as structured fields, one
+entry per active run (QWEN_RUN_ID) or one host entry when nothing runs.
 """
 
 from __future__ import annotations
@@ -13,21 +15,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
 import psutil
 import pynvml
 
+from qwen_daemon.journal import JournalWriter
 from qwen_daemon.protocol import SamplerHealth
-from qwen_daemon.resources import GpuSample, ResourceSample
+from qwen_daemon.resources import Gap, GpuSample, ResourceSample
 from qwen_daemon.summary import GAP_PERIODS
+from qwen_daemon.usage import UsageMeter
 
 log = logging.getLogger(__name__)
 
 NO_NVML_NOTE = "no GPU: NVML library not found"
 HOST_SAMPLE_RETENTION_S = 24 * 3600.0
 _PRUNE_EVERY_S = 3600.0
+RECENT_GAPS = 20
 
 
 class SampleSink(Protocol):
@@ -91,6 +97,22 @@ class GpuProbe:
             )
         return gpus, "; ".join(problems) if problems else self.note
 
+    def processes(self) -> dict[int, int] | None:
+        """Host pid -> GPU memory bytes over every GPU (compute and graphics); None without NVML."""
+        if not self._open:
+            return None
+        used: dict[int, int] = {}
+        for handle in self._handles:
+            for query in (pynvml.nvmlDeviceGetComputeRunningProcesses, pynvml.nvmlDeviceGetGraphicsRunningProcesses):
+                try:
+                    procs = query(handle)
+                except pynvml.NVMLError:
+                    continue
+                for proc in procs:
+                    memory = proc.usedGpuMemory if isinstance(proc.usedGpuMemory, int) else 0
+                    used[int(proc.pid)] = used.get(int(proc.pid), 0) + memory
+        return used
+
     def close(self) -> None:
         if self._open:
             self._open = False
@@ -100,10 +122,13 @@ class GpuProbe:
                 log.warning("NVML shutdown failed: %s", exc)
 
 
-def take_sample(probe: GpuProbe, now: float) -> ResourceSample:
-    """Host-wide readings. RAM 'used' is total minus available: what pressure means for OOM."""
+def take_sample(
+    probe: GpuProbe, now: float, run_pids: dict[str, list[int]] | None = None, meter: UsageMeter | None = None
+) -> ResourceSample:
+    """Host-wide readings plus each run's share. RAM 'used' is total minus available: what OOM means."""
     memory = psutil.virtual_memory()
     gpus, note = probe.read()
+    runs = (meter or UsageMeter()).measure(run_pids, probe.processes()) if run_pids else {}
     return ResourceSample(
         time=now,
         cpu_percent=float(psutil.cpu_percent(interval=None)),
@@ -111,7 +136,33 @@ def take_sample(probe: GpuProbe, now: float) -> ResourceSample:
         ram_total_bytes=int(memory.total),
         gpus=gpus,
         gpu_note=note,
+        runs=runs,
     )
+
+
+def journal_fields(sample: ResourceSample, run: str | None) -> dict[str, object]:
+    """The sample as journald fields: QWEN_RUN_ID (when for a run) and one field per metric."""
+    fields: dict[str, object] = {
+        "QWEN_SAMPLE_TIME": f"{sample.time:.3f}",
+        "QWEN_CPU_PERCENT": f"{sample.cpu_percent:.1f}",
+        "QWEN_RAM_USED_BYTES": sample.ram_used_bytes,
+        "QWEN_RAM_TOTAL_BYTES": sample.ram_total_bytes,
+    }
+    for gpu in sample.gpus:
+        fields[f"QWEN_GPU{gpu.index}_BUSY_PERCENT"] = f"{gpu.busy_percent:.1f}"
+        fields[f"QWEN_GPU{gpu.index}_VRAM_USED_BYTES"] = gpu.vram_used_bytes
+    if sample.gpu_note:
+        fields["QWEN_GPU_NOTE"] = sample.gpu_note
+    usage = sample.runs.get(run) if run is not None else None
+    if run is not None:
+        fields["QWEN_RUN_ID"] = run
+    if usage is not None:
+        fields["QWEN_RUN_PROCESSES"] = usage.processes
+        fields["QWEN_RUN_CPU_PERCENT"] = f"{usage.cpu_percent:.1f}"
+        fields["QWEN_RUN_RSS_BYTES"] = usage.rss_bytes
+        if usage.gpu_memory_bytes is not None:
+            fields["QWEN_RUN_GPU_MEMORY_BYTES"] = usage.gpu_memory_bytes
+    return fields
 
 
 class Sampler:
@@ -123,10 +174,18 @@ class Sampler:
         sink: SampleSink,
         active_runs: Callable[[], list[str]],
         probe: GpuProbe | None = None,
+        run_pids: Callable[[str], list[int]] | None = None,
+        journal: JournalWriter | None = None,
+        last_before_start: float | None = None,
     ) -> None:
         self.period_s = period_s
         self._sink = sink
         self._active_runs = active_runs
+        self._run_pids = run_pids
+        self._journal = journal
+        self._meter = UsageMeter()
+        self._gaps: deque[Gap] = deque(maxlen=RECENT_GAPS)
+        self._last_time = last_before_start
         self._probe = probe if probe is not None else GpuProbe()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
@@ -154,14 +213,29 @@ class Sampler:
     def sample_once(self) -> ResourceSample:
         """Take, store and remember one sample (the thread's tick; callable from tests)."""
         now = time.time()
-        sample = take_sample(self._probe, now)
-        self._sink.add_sample(sample, self._active_runs())
+        runs = self._active_runs()
+        pids = {run: self._run_pids(run) for run in runs} if self._run_pids is not None else None
+        sample = take_sample(self._probe, now, pids, self._meter)
+        self._sink.add_sample(sample, runs)
         with self._lock:
             self._latest = sample
+            if self._last_time is not None and now - self._last_time > GAP_PERIODS * self.period_s:
+                self._gaps.append(Gap(start=self._last_time, end=now))
+            self._last_time = now
+        self._to_journal(sample, runs)
         if now - self._last_prune > _PRUNE_EVERY_S:
             self._last_prune = now
             self._sink.prune_host_samples(now - HOST_SAMPLE_RETENTION_S)
         return sample
+
+    def _to_journal(self, sample: ResourceSample, runs: list[str]) -> None:
+        if self._journal is None:
+            return
+        host = f"cpu {sample.cpu_percent:.0f}% ram {sample.ram_used_bytes / 2**30:.1f} GiB"
+        targets: list[str | None] = list(runs) if runs else [None]
+        for run in targets:
+            message = f"sample {run}: {host}" if run is not None else f"sample host: {host}"
+            self._journal.send(message, journal_fields(sample, run))
 
     def _loop(self) -> None:
         """Tick on a fixed schedule; a failed tick is logged and leaves a gap, nothing else."""
@@ -187,9 +261,18 @@ class Sampler:
         last = latest.time if latest is not None else None
         since = last if last is not None else self._started_at
         alive = self._thread.is_alive() and since is not None and now - since < GAP_PERIODS * self.period_s
+        with self._lock:
+            gaps = list(self._gaps)
+        if alive is False and since is not None and now - since > GAP_PERIODS * self.period_s:
+            gaps.append(Gap(start=since, end=now))  # the gap still open right now
+        journal = None
+        if self._journal is not None:
+            journal = self._journal.problem or f"sending to {self._journal.path} ({self._journal.sent} entries)"
         return SamplerHealth(
             period_s=self.period_s,
             last_sample=last,
             alive=alive,
             gpu_note=latest.gpu_note if latest is not None else self._probe.note,
+            gaps=gaps,
+            journal=journal,
         )

@@ -1,8 +1,10 @@
-"""The Daemon: registry, runner, monitor, sampler and API as one service.
+"""The Daemon: registry, runners, monitor, sampler, governance and API as one service.
 
 It is the Backend the API serves and the owner of the threads. Shutting it
-down stops serving and sampling but leaves runs alone: trainers are detached
-and a restarted daemon reattaches to them (see `Monitor.reconcile`).
+down stops serving and sampling but leaves runs alone: trainers (processes
+or containers) are detached and a restarted daemon reattaches to them (see
+`Monitor.reconcile`). Under systemd it reports READY/STOPPING and feeds the
+watchdog only while it answers its own API.
 """
 
 from __future__ import annotations
@@ -19,19 +21,39 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from qwen_daemon import __version__
+import msgspec
+
+from qwen_daemon import __version__, bindroots
 from qwen_daemon.api import ApiServer
+from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.config import ConfigError, DaemonConfig, socket_gid, validate_config
-from qwen_daemon.errors import RequestError, conflict, not_found
-from qwen_daemon.intake import resolve_launch
+from qwen_daemon.docker_runner import DockerRunner
+from qwen_daemon.errors import RequestError, conflict, not_found, unprocessable
+from qwen_daemon.governance import Governance, GovernanceRefusal, Surface
+from qwen_daemon.intake import check_runnable, resolve_launch
+from qwen_daemon.jobs import Runner, RunnerRefusal
+from qwen_daemon.journal import JournalWriter
 from qwen_daemon.monitor import Monitor
-from qwen_daemon.protocol import HealthView, HostView, LaunchRequest, RunDetail, RunList, RunView
+from qwen_daemon.notify import Watchdog, notify, watchdog_interval
+from qwen_daemon.protocol import (
+    AuditList,
+    BindRootsView,
+    ClassChange,
+    HealthView,
+    HostView,
+    LaunchRequest,
+    ProbeView,
+    RunDetail,
+    RunList,
+    RunView,
+    SurfaceList,
+)
 from qwen_daemon.registry import Registry, RunConflict, RunRecord
 from qwen_daemon.runner import ProcessRunner
 from qwen_daemon.sampler import Sampler
 from qwen_daemon.summary_cache import SummaryCache
 from qwen_daemon.views import run_detail, run_view
-from qwen_train.spec import RunSpec
+from qwen_train.spec import RunSpec, SpecError, decode_spec
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +82,17 @@ class Daemon:
         self.config.runs_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_state_dir(Path(config.state_dir))
         self.registry = Registry(config.db_path)
-        self.runner = ProcessRunner(config)
-        self.monitor = Monitor(config, self.registry, self.runner)
-        self.sampler = Sampler(config.sample_period_s, self.registry, self._active_names)
+        self.governance = Governance(config.surfaces_file, config.audit_log)
+        self.docker = DockerRunner(config)
+        self.runners: dict[str, Runner] = {"process": ProcessRunner(config), "docker": self.docker}
+        self.monitor = Monitor(config, self.registry, self.runners)
+        self.journal = JournalWriter(config.journal_socket) if config.journal_socket else None
+        self.sampler = Sampler(
+            config.sample_period_s, self.registry, self._active_names, run_pids=self._run_pids,
+            journal=self.journal, last_before_start=self.registry.last_sample_time(),
+        )
         self.summaries = SummaryCache(self.registry, config.sample_period_s)
+        self._watchdog: Watchdog | None = None
         self._server: ApiServer | None = None
         # Launch and stop of one name must not interleave (a stop between reserve and spawn
         # would find no process to signal); both are rare, so one lock for all names is enough.
@@ -72,6 +101,23 @@ class Daemon:
 
     def _active_names(self) -> list[str]:
         return [record.name for record in self.registry.active()]
+
+    def _members(self, record: RunRecord) -> list[int] | None:
+        runner = self.runners.get(record.runner)
+        return runner.pids(record.nonce) if runner is not None and record.nonce else None
+
+    def _run_pids(self, name: str) -> list[int]:
+        record = self.registry.get(name)
+        return (self._members(record) or []) if record is not None else []
+
+    def _classes(self) -> dict[str, str]:
+        try:
+            return {s.name: s.klass for s in self.governance.load().surfaces}
+        except GovernanceRefusal:
+            return {}
+
+    def _with_class(self, view: RunView, classes: dict[str, str]) -> RunView:
+        return msgspec.structs.replace(view, surface_class=classes.get(view.surface))
 
     # Backend
 
@@ -84,7 +130,10 @@ class Daemon:
     def runs(self) -> RunList:
         now = time.time()
         stale = self.config.stale_after_s
-        return RunList(runs=[run_view(record, now, stale)[0] for record in self.registry.all()])
+        classes = self._classes()
+        return RunList(runs=[
+            self._with_class(run_view(record, now, stale, self._members)[0], classes) for record in self.registry.all()
+        ])
 
     def _record(self, name: str) -> RunRecord:
         record = self.registry.get(name)
@@ -96,43 +145,97 @@ class Daemon:
         record = self._record(name)
         now = time.time()
         summary = self.summaries.get(name, now)
-        return run_detail(self.registry, record, now, self.config.stale_after_s, summary)
+        detail = run_detail(self.registry, record, now, self.config.stale_after_s, summary, self._members)
+        return msgspec.structs.replace(detail, run=self._with_class(detail.run, self._classes()))
 
     def _view(self, name: str) -> RunView:
-        return run_view(self._record(name), time.time(), self.config.stale_after_s)[0]
+        view = run_view(self._record(name), time.time(), self.config.stale_after_s, self._members)[0]
+        return self._with_class(view, self._classes())
 
-    def launch(self, request: LaunchRequest) -> RunView:
-        """Reserve the name, write the spec, spawn the trainer with a fresh nonce."""
+    def launch(self, request: LaunchRequest, actor: str = "local") -> RunView:
+        """Check governance and the runner, reserve the name, start the trainer with a fresh nonce."""
         spec = resolve_launch(request)
         with self._control:
-            self._spawn(spec)
+            self._spawn(spec, resume=False, actor=actor)
         return self._view(spec.name)
 
-    def _spawn(self, spec: RunSpec) -> None:
-        """Reserve, spawn, record the pid; a spawn failure ends the launch as failed, with why."""
-        nonce = secrets.token_hex(16)
-        run_dir = self.config.run_dir(spec.name)
-        now = time.time()
+    def resume(self, name: str, actor: str = "local") -> RunView:
+        """Launch an ended run again from its newest durable checkpoint, with the spec it ran with."""
+        with self._control:
+            record = self._record(name)
+            if record.active:
+                raise conflict(f"run {name!r} is {record.state}: it can be resumed only once it has ended")
+            try:
+                spec = check_runnable(decode_spec(record.spec_json, source=f"run {name}'s recorded spec"))
+            except SpecError as exc:
+                raise unprocessable(str(exc)) from None
+            self._spawn(spec, resume=True, actor=actor)
+        return self._view(name)
+
+    def _spawn(self, spec: RunSpec, resume: bool, actor: str) -> None:
+        """Governance, runner checks, reserve, start, record; a start failure ends the launch as failed."""
         try:
-            self.registry.reserve(spec, run_dir, nonce, now)
+            self.governance.check_launch(spec)
+        except GovernanceRefusal as exc:
+            raise RequestError(403, str(exc)) from None
+        runner = self.runners[spec.runner]
+        run_dir = self.config.run_dir(spec.name)
+        try:
+            runner.check(spec, run_dir)
+        except RunnerRefusal as exc:
+            raise unprocessable(str(exc)) from None
+        nonce = secrets.token_hex(16)
+        try:
+            self.registry.reserve(spec, run_dir, nonce, time.time())
         except RunConflict as exc:
             raise conflict(str(exc)) from None
         try:
-            pid = self.runner.launch(spec, run_dir, nonce)
-        except (OSError, subprocess.SubprocessError) as exc:
-            message = f"could not start the trainer with {self.config.trainer_python}: {exc}"
+            started = runner.launch(spec, run_dir, nonce, resume)
+        except (OSError, subprocess.SubprocessError, RunnerRefusal) as exc:
+            message = f"could not start the trainer ({runner.name} runner): {exc}"
             self.registry.finish(spec.name, nonce, "failed", None, message, time.time())
-            raise RequestError(500, message, "check the daemon's --trainer-python and the run dir") from None
-        self.registry.set_running(spec.name, nonce, pid)
-        log.info("launched run %s (pid %d, nonce %s) in %s", spec.name, pid, nonce, run_dir)
+            raise RequestError(500, message, "check the daemon's runner settings and the run dir") from None
+        self.registry.set_running(spec.name, nonce, started.pid, started.container)
+        how = "resumed" if resume else "launched"
+        if resume:
+            self.registry.add_event(spec.name, "resume", f"resumed by {actor} from the newest checkpoint", time.time())
+        log.info("%s run %s for %s (pid %d, container %s, nonce %s) in %s",
+                 how, spec.name, actor, started.pid, started.container, nonce, run_dir)
 
-    def stop(self, name: str) -> RunView:
+    def stop(self, name: str, actor: str = "local") -> RunView:
         """Graceful stop; idempotent for a run that is stopping or already ended."""
         with self._control:
             record = self._record(name)
             if record.state == "running" and self.monitor.request_stop(record, time.time()):
-                log.info("stop requested for run %s (pid %s)", name, record.pid)
+                log.info("stop of run %s requested by %s (pid %s)", name, actor, record.pid)
         return self._view(name)
+
+    # governance and bind roots
+
+    def surfaces(self) -> SurfaceList:
+        try:
+            return SurfaceList(surfaces=self.governance.load().surfaces, path=str(self.governance.path))
+        except GovernanceRefusal as exc:
+            raise RequestError(500, str(exc)) from None
+
+    def set_class(self, name: str, change: ClassChange, actor: str = "local") -> Surface:
+        try:
+            surface = self.governance.set_class(name, change.klass, change.reason, actor, change.gate, change.notes)
+        except GovernanceRefusal as exc:
+            raise RequestError(403, str(exc)) from None
+        log.info("surface %s is now %s (by %s: %s)", name, change.klass, actor, change.reason)
+        return surface
+
+    def audit(self) -> AuditList:
+        return AuditList(entries=self.governance.audit())
+
+    def bind_roots(self) -> BindRootsView:
+        return bindroots.status(self.config.bind_roots)
+
+    def probe(self) -> ProbeView:
+        if not self.config.bind_roots:
+            raise unprocessable("no bind roots are configured: pass --bind-root PATH[=SOURCE] to qwen-daemon serve")
+        return bindroots.probe(self.config.bind_roots, self.config.docker.python, self.docker.run_once)
 
     # lifecycle
 
@@ -155,8 +258,20 @@ class Daemon:
             self._server = None
         self.monitor.stop()
         self.sampler.stop()
+        self.docker.close()
+        if self.journal is not None:
+            self.journal.close()
         self.registry.close()
         os.close(self._lock_fd)
+
+    def healthy(self) -> bool:
+        """What the watchdog vouches for: the threads run and the API answers a request."""
+        if not (self.monitor.alive and self._serving is not None and self._serving.is_alive()):
+            return False
+        try:
+            return DaemonClient(self.config.socket, timeout=5.0).health().ok
+        except DaemonError:
+            return False
 
     def run_until_signalled(self, on_ready: Callable[[], None]) -> None:
         """Serve until SIGTERM or SIGINT, then shut down gracefully."""
@@ -170,9 +285,17 @@ class Daemon:
         try:
             self.start()
             on_ready()
+            notify(f"READY=1\nSTATUS=serving on {self.config.socket}\nMAINPID={os.getpid()}")
+            interval = watchdog_interval()
+            if interval is not None:
+                self._watchdog = Watchdog(interval, self.healthy)
+                self._watchdog.start()
             while not stopping.wait(0.5):
                 pass
         finally:
+            notify("STOPPING=1")
+            if self._watchdog is not None:
+                self._watchdog.stop()
             self.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -27,8 +27,8 @@ class Window(NamedTuple):
     samples: Sequence[ResourceSample]
 
 
-def metric_values(sample: ResourceSample) -> dict[str, float]:
-    """Flatten a sample into the named metrics the summary reports."""
+def metric_values(sample: ResourceSample, run: str | None = None) -> dict[str, float]:
+    """Flatten a sample into the named metrics the summary reports (with `run`'s own share)."""
     values: dict[str, float] = {
         "cpu_percent": sample.cpu_percent,
         "ram_used_bytes": float(sample.ram_used_bytes),
@@ -36,6 +36,12 @@ def metric_values(sample: ResourceSample) -> dict[str, float]:
     for gpu in sample.gpus:
         values[f"gpu{gpu.index}_busy_percent"] = gpu.busy_percent
         values[f"gpu{gpu.index}_vram_used_bytes"] = float(gpu.vram_used_bytes)
+    usage = sample.runs.get(run) if run is not None else None
+    if usage is not None:
+        values["run_cpu_percent"] = usage.cpu_percent
+        values["run_rss_bytes"] = float(usage.rss_bytes)
+        if usage.gpu_memory_bytes is not None:
+            values["run_gpu_memory_bytes"] = float(usage.gpu_memory_bytes)
     return values
 
 
@@ -67,12 +73,12 @@ def find_gaps(window: Window, period_s: float) -> list[Gap]:
     return [Gap(start=a, end=b) for a, b in zip(times, times[1:], strict=False) if b - a > limit]
 
 
-def summarize(windows: Sequence[Window], period_s: float) -> ResourceSummary:
+def summarize(windows: Sequence[Window], period_s: float, run: str | None = None) -> ResourceSummary:
     """Pool the windows' samples into per-metric statistics and list every gap."""
     samples = [s for w in windows for s in w.samples]
     pooled: dict[str, list[float]] = {}
     for sample in samples:
-        for name, value in metric_values(sample).items():
+        for name, value in metric_values(sample, run).items():
             pooled.setdefault(name, []).append(value)
     notes = [s.gpu_note for s in samples if s.gpu_note]
     return ResourceSummary(

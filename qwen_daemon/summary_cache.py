@@ -62,4 +62,4 @@ class SummaryCache:
         for launch in launches:
             end = launch.ended_at if launch.ended_at is not None else now
             windows.append(Window(launch.started_at, end, self.registry.samples(name, launch.started_at, end)))
-        return summarize(windows, self.period_s)
+        return summarize(windows, self.period_s, name)

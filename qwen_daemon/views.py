@@ -8,6 +8,7 @@ or `waiting` (launched, no heartbeat yet), with the numbers left empty.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -30,19 +31,32 @@ def _active_health(verdict: Verdict, age: float, stale_after_s: float) -> tuple[
     return "stale", verdict.reason
 
 
-def judge(record: RunRecord, now: float, stale_after_s: float) -> tuple[Health, Verdict, str | None]:
-    """Health, the guard's verdict and the stale reason for one run."""
+Members = Callable[[RunRecord], "list[int] | None"]
+
+
+def judge(
+    record: RunRecord, now: float, stale_after_s: float, members: Members | None = None
+) -> tuple[Health, Verdict, str | None]:
+    """Health, the guard's verdict and the stale reason for one run.
+
+    `members` gives a container launch's host pids (the guard checks the status pid against them).
+    """
     run_dir = Path(record.run_dir)
     if record.active and record.nonce is not None:
-        verdict = check_live(run_dir, record.name, record.nonce, record.pid, now, stale_after_s)
+        pids = members(record) if members is not None and record.container else None
+        verdict = check_live(
+            run_dir, record.name, record.nonce, record.pid, now, stale_after_s, record.container, pids
+        )
         health, reason = _active_health(verdict, now - record.launched_at, stale_after_s)
         return health, verdict, reason
     return "ended", check_final(run_dir, record.name, record.nonce), None
 
 
-def run_view(record: RunRecord, now: float, stale_after_s: float) -> tuple[RunView, Status | None]:
+def run_view(
+    record: RunRecord, now: float, stale_after_s: float, members: Members | None = None
+) -> tuple[RunView, Status | None]:
     """The RunView, and the status it was built from (None unless trusted)."""
-    health, verdict, reason = judge(record, now, stale_after_s)
+    health, verdict, reason = judge(record, now, stale_after_s, members)
     status = verdict.status
     view = RunView(
         name=record.name,
@@ -55,6 +69,7 @@ def run_view(record: RunRecord, now: float, stale_after_s: float) -> tuple[RunVi
         created_at=record.created_at,
         nonce=record.nonce,
         pid=record.pid,
+        container=record.container,
         ended_at=record.ended_at,
         exit_code=record.exit_code,
         stale_reason=reason,
@@ -77,10 +92,11 @@ def _with_numbers(view: RunView, status: Status) -> RunView:
 
 
 def run_detail(
-    registry: Registry, record: RunRecord, now: float, stale_after_s: float, summary: ResourceSummary
+    registry: Registry, record: RunRecord, now: float, stale_after_s: float, summary: ResourceSummary,
+    members: Members | None = None,
 ) -> RunDetail:
     """The run's view, trusted status, resource summary and events (daemon's and trainer's)."""
-    view, status = run_view(record, now, stale_after_s)
+    view, status = run_view(record, now, stale_after_s, members)
     events: list[Event] = registry.events(record.name)
     if status is not None:
         events = sorted([*events, *status.events], key=lambda e: e.time)

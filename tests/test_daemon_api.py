@@ -149,7 +149,7 @@ def test_spec_that_cannot_be_run(daemon: DaemonProcess, paths: Path) -> None:
     assert_error(post(daemon, "/runs", {"spec_path": str(broken)}), 422, "invalid run spec")
     missing = spec_dict(paths, bundle=str(paths / "no-bundle"))
     assert_error(post(daemon, "/runs", {"spec": missing}), 422, "does not exist on the daemon's host")
-    assert_error(post(daemon, "/runs", {"spec": spec_dict(paths, runner="docker")}), 422, "runner 'docker'")
+    assert_error(post(daemon, "/runs", {"spec": spec_dict(paths, runner="docker")}), 422, "--docker-user")
 
 
 def test_routes_methods_and_sizes(daemon: DaemonProcess) -> None:
