@@ -18,6 +18,7 @@ STATUS_FILE = "status.json"
 
 TrainerState = Literal[
     "starting",
+    "preparing",
     "training",
     "evaluating",
     "checkpointing",

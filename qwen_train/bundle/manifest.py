@@ -19,6 +19,8 @@ SPK_ID_MAP = "spk_id_map.json"
 SPLITS = "splits.json"
 BUNDLE_JSON = "bundle.json"
 STATS = "stats.json"
+ANCHORS = "anchors.json"
+REJECTS = "rejects.jsonl"
 
 Split = Literal["train", "eval"]
 EvalKind = Literal["held_out_speaker", "held_out_utterance"]
@@ -43,6 +45,7 @@ class Row(msgspec.Struct, frozen=True):
     role: str
     split: Split
     eval_kind: EvalKind | None = None
+    orig_id: str = ""
 
 
 class Splits(msgspec.Struct, frozen=True):
@@ -50,6 +53,8 @@ class Splits(msgspec.Struct, frozen=True):
     train: list[str]
     eval: list[str]
     held_out_speakers: list[str]
+    held_out_utterances: list[str] = []
+    roles: dict[str, str] = {}
 
 
 class BundleInfo(msgspec.Struct, frozen=True):
@@ -60,6 +65,8 @@ class BundleInfo(msgspec.Struct, frozen=True):
     speakers: int
     tokenizer: str
     created_at: float
+    name: str = ""
+    provenance: dict[str, Any] = {}
 
 
 def write_jsonl(path: Path, rows: list[Row]) -> None:

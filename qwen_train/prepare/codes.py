@@ -1,0 +1,111 @@
+"""Audio codes through the real `Qwen3TTSTokenizer.encode`, batched, cached by content.
+
+The cache lives in the work dir under the tokenizer's own hash, one `.npy`
+per audio sha256: a re-run (or a resumed window) never encodes the same audio
+twice, and a different tokenizer never reuses another's codes. Batches are cut
+from the full list of distinct clips, sorted by length (less padding), and a
+batch is encoded whole whenever any member is missing, so a clip's codes never
+depend on what happened to be cached: an interrupted run and an uninterrupted
+one produce the same bytes. Runs on the GPU when there is one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from qwen_train.bundle.codes import load_speech_tokenizer, read_mono_24k
+from qwen_train.bundle.fingerprint import file_sha256
+
+# (batches done, batches total, seconds per batch so far)
+CodeProgress = Callable[[int, int, float], None]
+
+
+def tokenizer_key(model_dir: Path) -> str:
+    """Hash of the speech tokenizer's weights and config: the cache's namespace."""
+    root = model_dir / "speech_tokenizer"
+    if not (root / "config.json").is_file():
+        raise FileNotFoundError(f"{root}: no speech tokenizer here; `model` must be a Qwen3-TTS model directory")
+    parts = sorted(p for p in root.iterdir() if p.suffix in {".json", ".safetensors", ".bin"})
+    return file_sha256_many(parts)[:16]
+
+
+def file_sha256_many(paths: list[Path]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for p in paths:
+        digest.update(p.name.encode() + b"\0" + file_sha256(p).encode() + b"\n")
+    return digest.hexdigest()
+
+
+class CodeCache:
+    def __init__(self, work: Path, model_dir: Path) -> None:
+        self.dir = work / "codes" / tokenizer_key(model_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha: str) -> Path:
+        return self.dir / f"{sha}.npy"
+
+    def has(self, sha: str) -> bool:
+        return self.path(sha).is_file()
+
+    def load(self, sha: str) -> np.ndarray:
+        return np.load(self.path(sha))
+
+    def store(self, sha: str, codes: np.ndarray) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".codes.", suffix=".npy", dir=self.dir)
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, codes.astype(np.int16))
+        os.replace(tmp, self.path(sha))
+
+
+def plan_batches(clips: dict[str, float], batch_size: int) -> list[list[str]]:
+    """Distinct shas, longest first (ties by sha), cut into fixed batches."""
+    order = sorted(clips, key=lambda sha: (-clips[sha], sha))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def extract_codes(
+    clips: dict[str, float],
+    wav_path: Callable[[str], Path],
+    cache: CodeCache,
+    model_dir: Path,
+    *,
+    batch_size: int,
+    device: str = "auto",
+    deadline: float | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    progress: CodeProgress | None = None,
+) -> bool:
+    """Fill the cache for every clip (sha -> duration); False if a bound stopped it first."""
+    batches = plan_batches(clips, batch_size)
+    todo = [i for i, b in enumerate(batches) if not all(cache.has(s) for s in b)]
+    if not todo:
+        return True
+    tok = load_speech_tokenizer(model_dir, device)
+    started = time.monotonic()
+    bar = tqdm(total=len(batches), initial=len(batches) - len(todo), desc="codes", unit="batch",
+               file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+    try:
+        for done, index in enumerate(todo, start=1):
+            if should_stop() or (deadline is not None and time.monotonic() >= deadline):
+                return False
+            batch = batches[index]
+            wavs = [read_mono_24k(wav_path(sha)) for sha in batch]
+            enc = tok.encode(wavs, sr=24000)
+            for sha, codes in zip(batch, enc.audio_codes, strict=True):
+                cache.store(sha, codes.detach().cpu().numpy())
+            bar.update(1)
+            if progress is not None:
+                progress(len(batches) - len(todo) + done, len(batches), (time.monotonic() - started) / done)
+        return True
+    finally:
+        bar.close()

@@ -1,0 +1,106 @@
+"""Google FLEURS `sv_se`: per-split TSV transcripts plus per-split audio archives.
+
+Layout of the published dataset: `data/sv_se/{train,dev,test}.tsv` and
+`data/sv_se/audio/{split}.tar.gz`, whose members are `{split}/<file_name>`
+(16 kHz wav). Each TSV line has seven tab-separated columns without a header:
+sentence id, file name, raw transcription, normalised transcription, word
+segmentation, number of samples, gender. We take the raw transcription
+(cased, punctuated: what a TTS model should read).
+
+FLEURS publishes no speaker ids, only that speakers are disjoint across splits.
+So each recording is its own speaker (`fleurs:<split>-<file stem>`) and its
+anchor is cut from itself: honest, and it never merges two voices into one.
+Archives are extracted once into the work dir (members checked to stay inside).
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from qwen_train.atomic import atomic_write_text
+from qwen_train.prepare.records import AudioRef, ImportReject, Item, SourceRow
+from qwen_train.prepare.spec import SourceSpec
+
+SPLITS = ("train", "dev", "test")
+COLUMNS = 7
+
+
+def lang_root(path: Path) -> Path:
+    """Accept the dataset root (holding data/sv_se) or the sv_se directory itself."""
+    for cand in (path / "data" / "sv_se", path / "sv_se", path):
+        if any((cand / f"{s}.tsv").is_file() for s in SPLITS):
+            return cand
+    raise FileNotFoundError(f"fleurs: no {{train,dev,test}}.tsv under {path}; point the source at data/sv_se")
+
+
+def _splits(src: SourceSpec, root: Path) -> list[str]:
+    wanted = src.splits or list(SPLITS)
+    unknown = sorted(set(wanted) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"fleurs: unknown splits {unknown}; FLEURS has {list(SPLITS)}")
+    return [s for s in wanted if (root / f"{s}.tsv").is_file()]
+
+
+def audio_dir(root: Path, split: str, work: Path, label: str) -> Path | None:
+    """The directory holding the split's wavs: extracted beside the TSV, or extracted by us once."""
+    extracted = root / "audio" / split
+    if extracted.is_dir():
+        return extracted
+    archive = root / "audio" / f"{split}.tar.gz"
+    if not archive.is_file():
+        return None
+    dest = work / "extracted" / label
+    done = dest / f".{split}.done"
+    if not done.is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")  # "data" refuses members escaping dest
+        atomic_write_text(done, archive.name)
+    return dest / split
+
+
+def _lines(root: Path, split: str) -> list[str]:
+    return (root / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+
+
+def count(src: SourceSpec, work: Path) -> int:
+    root = lang_root(Path(src.path))
+    return sum(len(_lines(root, s)) for s in _splits(src, root))
+
+
+def rows(src: SourceSpec, work: Path, start: int = 0) -> Iterator[Item]:
+    root = lang_root(Path(src.path))
+    n = -1
+    for split in _splits(src, root):
+        lines = _lines(root, split)
+        if n + len(lines) < start:
+            n += len(lines)
+            continue
+        wavs = audio_dir(root, split, work, src.label)
+        for k, line in enumerate(lines, start=1):
+            n += 1
+            if n < start:
+                continue
+            cols = line.split("\t")
+            if len(cols) != COLUMNS or not cols[1].strip():
+                yield ImportReject(n, f"{split}:line{k}", "bad_metadata",
+                                   f"{split}.tsv line {k}: {len(cols)} columns, expected {COLUMNS}")
+                continue
+            sentence_id, file_name, raw_text, _norm, _words, _samples, gender = cols
+            stem = Path(file_name).stem
+            orig_id = f"{split}/{stem}"
+            wav = wavs / file_name if wavs is not None else None
+            if wav is None or not wav.is_file():
+                detail = f"{split}.tsv line {k}: {file_name} not in audio/{split}"
+                yield ImportReject(n, orig_id, "missing_audio", detail)
+                continue
+            yield SourceRow(
+                n=n,
+                orig_id=orig_id,
+                speaker=f"{split}-{stem}",
+                text=raw_text,
+                audio=AudioRef("file", str(wav)),
+                meta={"split": split, "sentence_id": sentence_id, "gender": gender.lower()},
+            )

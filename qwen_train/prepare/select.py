@@ -1,0 +1,120 @@
+"""From journaled rows to the bundle's rows: outliers, shares, roles and splits.
+
+Everything here is a pure function of the journal and the seed, so a resumed
+run and an uninterrupted one select the same rows into the same splits.
+
+Splits, per source, by role:
+* train: `held_out_speakers` whole speakers (or the fraction, whichever is
+  more) go to eval as `held_out_speaker`; each remaining speaker with enough
+  rows gives `held_out_utterances` rows to eval as `held_out_utterance`;
+* eval / benchmark: every row is evaluation. Speaker ids are scoped by source
+  (`fleurs:...` never equals `rixvox:...`), so these are held-out speakers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+from qwen_train.bundle.manifest import EvalKind
+from qwen_train.prepare.records import Processed, Reject
+from qwen_train.prepare.spec import PrepareSpec, Role, SourceSpec
+from qwen_train.prepare.validate import chars_per_second, rate_outliers
+from qwen_train.spec import SpecError
+
+
+@dataclass(frozen=True)
+class Selected:
+    entry: Processed
+    role: Role
+    split: str
+    eval_kind: EvalKind | None
+
+    @property
+    def speaker_id(self) -> str:
+        return f"{self.entry.source}:{self.entry.speaker}"
+
+    @property
+    def row_id(self) -> str:
+        return f"{self.entry.source}:{self.entry.orig_id}"
+
+
+@dataclass
+class Selection:
+    rows: list[Selected]
+    rejects: list[Reject]
+    unselected: dict[str, int]
+    held_out_speakers: list[str]
+
+
+def _unit(seed: int, *parts: str) -> float:
+    """A stable uniform number in [0, 1) for (seed, parts): share sampling without RNG state."""
+    digest = hashlib.sha256("\0".join([str(seed), *parts]).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def select(spec: PrepareSpec, entries: list[Processed]) -> Selection:
+    by_source: dict[str, list[Processed]] = defaultdict(list)
+    rejects: list[Reject] = []
+    for e in entries:
+        if e.reason is None:
+            by_source[e.source].append(e)
+        else:
+            rejects.append(Reject(e.source, e.orig_id, e.n, e.reason, e.detail))
+    rows: list[Selected] = []
+    unselected: dict[str, int] = {}
+    held: list[str] = []
+    for src in spec.sources:
+        accepted = by_source.get(src.label, [])
+        rates = {e.orig_id: chars_per_second(e.text, max(e.span_s, 1e-3)) for e in accepted}
+        outliers = rate_outliers(rates, spec.limits.rate_outlier_mads)
+        kept: list[Processed] = []
+        for e in accepted:
+            if e.orig_id in outliers:
+                rejects.append(Reject(e.source, e.orig_id, e.n, "speech_rate", outliers[e.orig_id]))
+            elif _unit(spec.seed, "share", src.label, e.orig_id) < src.share:
+                kept.append(e)
+        unselected[src.label] = len(accepted) - len(outliers) - len(kept)
+        src_rows, src_held = split_source(spec, src, kept)
+        rows.extend(src_rows)
+        held.extend(src_held)
+    rejects.sort(key=lambda r: ([s.label for s in spec.sources].index(r.source), r.n))
+    return Selection(rows=rows, rejects=rejects, unselected=unselected, held_out_speakers=sorted(held))
+
+
+def split_source(spec: PrepareSpec, src: SourceSpec, kept: list[Processed]) -> tuple[list[Selected], list[str]]:
+    role = src.resolved_role
+    if role != "train":
+        return [Selected(e, role, "eval", "held_out_speaker") for e in kept], sorted(
+            {f"{e.source}:{e.speaker}" for e in kept}
+        )
+    by_speaker: dict[str, list[Processed]] = defaultdict(list)
+    for e in kept:
+        by_speaker[e.speaker].append(e)
+    speakers = sorted(by_speaker)
+    rng = random.Random(f"{spec.seed}:{src.label}")
+    want = max(spec.split.held_out_speakers, math.ceil(spec.split.held_out_speaker_fraction * len(speakers)))
+    if want and len(speakers) <= want:
+        raise SpecError(
+            f"source {src.label!r} has {len(speakers)} speaker(s) after validation; holding out {want} would leave "
+            "none to train on. Lower split.held_out_speakers (0 for a single-speaker bundle) or add speakers."
+        )
+    held = set(rng.sample(speakers, want)) if want else set()
+    out: list[Selected] = []
+    for spk in speakers:
+        spk_rows = sorted(by_speaker[spk], key=lambda e: e.orig_id)
+        if spk in held:
+            out.extend(Selected(e, role, "eval", "held_out_speaker") for e in spk_rows)
+            continue
+        n_utt = spec.split.held_out_utterances if len(spk_rows) > spec.split.held_out_utterances else 0
+        picked = set(rng.sample([e.orig_id for e in spk_rows], n_utt)) if n_utt else set()
+        for e in spk_rows:
+            if e.orig_id in picked:
+                out.append(Selected(e, role, "eval", "held_out_utterance"))
+            else:
+                out.append(Selected(e, role, "train", None))
+    out.sort(key=lambda s: s.entry.n)
+    return out, sorted(f"{src.label}:{s}" for s in held)
