@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     verify = bsub.add_parser("verify", help="check a bundle against its fingerprint")
     verify.add_argument("dir", type=Path)
 
+    prep = sub.add_parser("prepare", help="preprocess corpora into a frozen bundle from a prepare spec (JSON)")
+    prep.add_argument("spec", type=Path)
+    prep.add_argument("--run-dir", type=Path, help="where status.json goes (default: runs/NAME)")
+    prep.add_argument("--run-id", help="run id echoed in status.json (default: the spec's name)")
+    prep.add_argument("--nonce", default=os.environ.get("QWEN_RUN_NONCE"), help="launch nonce from the daemon")
+    prep.add_argument("--max-rows", type=int, help="bound this window to N rows (overrides the spec)")
+    prep.add_argument("--max-seconds", type=float, help="bound this window's wall time (overrides the spec)")
+
     sub.add_parser("doctor", help="check the training stack's versions")
     return p
 
@@ -106,7 +114,23 @@ def _cmd_doctor() -> int:
     return 0 if bad == 0 else exitcodes.FAILED
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from qwen_train.prepare.run import run_prepare
+    from qwen_train.prepare.spec import load_prepare_spec, validate_prepare_spec
+
+    spec = load_prepare_spec(args.spec)
+    bounds = {k: v for k, v in (("max_rows", args.max_rows), ("max_seconds", args.max_seconds)) if v is not None}
+    spec = validate_prepare_spec(msgspec.structs.replace(spec, **bounds))
+    run_id = check_name(args.run_id or spec.name)
+    run_dir = args.run_dir or Path("runs") / spec.name
+    return run_prepare(spec, run_dir, run_id, args.nonce or secrets.token_hex(8))
+
+
 def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "prepare":
+        return _cmd_prepare(args)
     if args.command == "run":
         return _cmd_run(args)
     if args.command == "bundle":

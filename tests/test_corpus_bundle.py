@@ -57,7 +57,7 @@ def test_verify_names_what_changed(demo_root: Path, tmp_path: Path, damage: str)
     shutil.copytree(demo_root / "bundle", copy)
     for p in [copy, *copy.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
-    target = copy / "codes" / "astrid-000.npy"
+    target = copy / "codes" / "demo" / "astrid-000.npy"
     if damage == "change":
         data = bytearray(target.read_bytes())
         data[-1] ^= 0xFF
@@ -66,7 +66,7 @@ def test_verify_names_what_changed(demo_root: Path, tmp_path: Path, damage: str)
         target.unlink()
     else:
         (copy / "stray.txt").write_text("x")
-    expected = {"change": "changed file codes/astrid-000.npy", "remove": "missing file codes/astrid-000.npy",
+    expected = {"change": "changed file codes/demo/astrid-000.npy", "remove": "missing file codes/demo/astrid-000.npy",
                 "add": "extra file stray.txt"}[damage]
     with pytest.raises(BundleError, match=expected):
         verify_bundle(copy)
