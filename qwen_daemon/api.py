@@ -354,6 +354,7 @@ class ApiServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     daemon_threads = False
     block_on_close = True
+    request_queue_size = 128  # the listen backlog: a burst of clients must not get EAGAIN at connect
     backend: Backend
 
     def __init__(self, path: Path, backend: Backend, gid: int | None = None) -> None:

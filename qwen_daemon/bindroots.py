@@ -155,6 +155,7 @@ def probe(roots: Sequence[BindRoot], python: str, run_once: RunOnce) -> ProbeVie
             detail = (f"a container wrote through {given}; read back at {seen}" if ok
                       else f"{seen} holds other content than the container wrote")
             results.append(ProbeResult(root.path, ok, detail))
-        finally:
-            seen.unlink(missing_ok=True)
+        finally:  # where it was written and where it was looked for: the same file only when all is well
+            for leftover in (seen, Path(given) / name):
+                leftover.unlink(missing_ok=True)
     return ProbeView(results=results)

@@ -144,3 +144,32 @@ def test_view_waits_for_a_first_heartbeat_then_calls_it_stale(tmp_path: Path) ->
     view, _ = run_view(record(tmp_path, launched_ago=500.0), time.time(), STALE_AFTER)
     assert view.health == "stale" and view.stale_reason is not None
     assert view.stale_reason.startswith("no status.json 500 s after launch")
+
+
+def container_verdict(run_dir: Path, members: list[int]) -> tuple[bool, str | None]:
+    verdict = check_live(run_dir, "r1", NONCE, 12345, time.time(), STALE_AFTER, container="qwen-r1-aaaa",
+                         members=members)
+    return verdict.live, verdict.reason
+
+
+def test_container_launch_accepts_its_own_container_and_process(tmp_path: Path) -> None:
+    write_status(tmp_path, status(container="qwen-r1-aaaa", pid=os.getpid()))
+    assert container_verdict(tmp_path, [os.getpid()]) == (True, None)
+
+
+def test_another_containers_status_is_stale(tmp_path: Path) -> None:
+    write_status(tmp_path, status(container="qwen-r1-bbbb"))
+    assert container_verdict(tmp_path, [os.getpid()]) == (
+        False, "status is from container 'qwen-r1-bbbb', not the launched container 'qwen-r1-aaaa'")
+
+
+def test_a_pid_outside_the_launched_container_is_stale(tmp_path: Path) -> None:
+    """The status names our container but a pid none of its processes has (e.g. another container's)."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        write_status(tmp_path, status(container="qwen-r1-aaaa", pid=other.pid))
+        assert container_verdict(tmp_path, [os.getpid()]) == (
+            False, f"pid {other.pid} is not a process of container qwen-r1-aaaa")
+    finally:
+        other.kill()
+        other.wait()
