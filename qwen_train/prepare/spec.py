@@ -86,6 +86,13 @@ class PrepareSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     `work_dir` holds the resumable state (journal, 24 kHz audio, code cache);
     it defaults to `<out>.work`. `max_rows` / `max_seconds` bound one window;
     a bounded run stops cleanly and the next run continues from the cursor.
+
+    Example (`qwen-train prepare pilot.json --max-seconds 3600`):
+        {"name": "pilot-sv", "out": "/srv/scratch/bundles/pilot-sv", "model": "/srv/scratch/models/base",
+         "sources": [{"kind": "rixvox", "path": "/srv/storage/rixvox/data", "share": 0.05},
+                     {"kind": "fleurs", "path": "/srv/storage/fleurs", "splits": ["dev", "test"]},
+                     {"kind": "waxholm", "path": "/srv/storage/waxholm", "role": "benchmark"}],
+         "split": {"held_out_speakers": 20, "held_out_utterances": 1}, "workers": 8}
     """
 
     name: str
