@@ -15,7 +15,6 @@ from pathlib import Path
 
 from qwen_train.demo import build_demo
 from qwen_train.spec import RunSpec, TrainConfig
-from qwen_train.status import Losses
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.loop import train_step
 from qwen_train.train.session import Session, build_session
@@ -24,10 +23,9 @@ from qwen_train.train.session import Session, build_session
 def timed(session: Session, steps: int, beat: bool) -> float:
     start = time.perf_counter()
     for _ in range(steps):
-        losses, _frames = train_step(session)
+        outcome = train_step(session)
         if beat:
-            session.heartbeat.update(state="training", step=session.step,
-                                     losses=Losses(total=float(losses.total), talker=0.0, code_predictor=0.0))
+            session.heartbeat.update(state="training", step=session.step, losses=outcome.losses)
     return time.perf_counter() - start
 
 

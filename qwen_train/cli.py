@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--bundle-root", type=Path,
                      help="use the bundle at this path instead of the spec's (its content must match on resume)")
 
+    diagnose = sub.add_parser("diagnose", help="replay a run to a step and localise its non-finite loss")
+    diagnose.add_argument("run_dir", type=Path)
+    diagnose.add_argument("--step", type=int, help="step to replay (default: the last non-finite event's)")
+
     export = sub.add_parser("export", help="write a loadable model directory from a run's checkpoint")
     export.add_argument("run_dir", type=Path)
     export.add_argument("--checkpoint", type=int, help="step to export (default: the newest durable checkpoint)")
@@ -137,6 +141,15 @@ def dispatch(args: argparse.Namespace) -> int:
         return _cmd_bundle(args)
     if args.command == "doctor":
         return _cmd_doctor()
+    if args.command == "diagnose":
+        from qwen_train.train.replay import DiagnoseError, diagnose_run
+
+        try:
+            print(diagnose_run(args.run_dir, args.step).summary)
+        except DiagnoseError as exc:
+            print(f"qwen-train: {exc}", file=sys.stderr)
+            return exitcodes.USAGE
+        return 0
     if args.command == "export":
         from qwen_train.export import export_run
 

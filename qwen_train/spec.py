@@ -51,6 +51,26 @@ class TrainConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     eval_max_rows: int = 64
 
 
+class GuardConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The non-finite guard and its bounded retry policy.
+
+    A step whose loss parts or gradient norm are NaN/Inf (or above the optional
+    "absurd" thresholds) is not applied. The run rolls back to the last durable
+    checkpoint, optionally skips the offending batch and scales the learning
+    rate by `lr_factor` for `lr_window` steps; after `max_retries` it ends
+    `failed_non_finite` with a diagnosis.
+    """
+
+    enabled: bool = True
+    max_loss: float | None = None
+    max_grad_norm: float | None = None
+    max_retries: int = 3
+    skip_batch: bool = True
+    lr_factor: float = 0.5
+    lr_window: int = 100
+    diagnose: bool = True
+
+
 class RunSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """One training run. Paths are resolved relative to the spec file."""
 
@@ -63,6 +83,7 @@ class RunSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     language: str | None = None
     posture: Posture = Posture()
     train: TrainConfig = TrainConfig()
+    guard: GuardConfig = GuardConfig()
 
 
 def check_name(name: str) -> str:
@@ -91,6 +112,10 @@ def validate_spec(spec: RunSpec) -> RunSpec:
     _positive(spec.train.grad_accum, "train.grad_accum")
     if not spec.train.lr > 0:
         raise SpecError(f"train.lr must be positive, got {spec.train.lr}")
+    if spec.guard.max_retries < 0:
+        raise SpecError(f"guard.max_retries must be 0 or more, got {spec.guard.max_retries}")
+    if not 0 < spec.guard.lr_factor <= 1:
+        raise SpecError(f"guard.lr_factor must be in (0, 1], got {spec.guard.lr_factor}")
     return spec
 
 

@@ -67,12 +67,40 @@ class EvalResult(msgspec.Struct, frozen=True):
 
 
 class Event(msgspec.Struct, frozen=True):
-    """Something the operator should see in the run's history."""
+    """Something the operator should see in the run's history; `data` carries its numbers as text."""
 
     time: float
     kind: str
     message: str
     step: int | None = None
+    data: dict[str, str] = {}
+
+
+class ModuleFinding(msgspec.Struct, frozen=True):
+    """A module where the diagnosis saw a finite input become a non-finite output (or gradient)."""
+
+    name: str
+    dtype: str
+    input_absmax: str
+    output_absmax: str
+
+
+class Diagnosis(msgspec.Struct, frozen=True):
+    """Which loss part broke, which module broke first (forward, backward), and the fp32 verdict."""
+
+    step: int
+    epoch: int
+    position: int
+    loss_parts: dict[str, str]
+    grad_norm: str
+    broken_parts: list[str]
+    forward: ModuleFinding | None
+    backward: ModuleFinding | None
+    backward_note: str
+    precision: str
+    fp32_reproduces: bool | None
+    summary: str
+    created_at: float
 
 
 class Status(msgspec.Struct, frozen=True):
@@ -96,6 +124,8 @@ class Status(msgspec.Struct, frozen=True):
     non_finite_events: list[Event] = []
     events: list[Event] = []
     message: str | None = None
+    diagnosis: Diagnosis | None = None
+    retries: int = 0
 
 
 def write_status(run_dir: Path, status: Status) -> None:

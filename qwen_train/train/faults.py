@@ -2,8 +2,14 @@
 
 `QWEN_TEST_PAUSE=point[@step]:seconds[,...]` makes the trainer sleep at a
 named point (optionally only at one step) so a test can SIGKILL it there
-deterministically, e.g. in the middle of a checkpoint write. Nothing here
-runs unless that variable is set.
+deterministically, e.g. in the middle of a checkpoint write.
+
+`QWEN_TEST_FAULT='{"module": "talker.model.layers.1.mlp", "step": 5, ...}'`
+injects a fault at one optimizer step: NaN/Inf into the named module's output
+(target "output"), or into / a scale on its weight (target "weight").
+`times` is how many times the step may be hit (0 = every time, e.g. after
+each rollback); `precision: "reduced"` fires only under autocast, to model a
+fault that fp32 does not have. Nothing here runs unless the variable is set.
 """
 
 from __future__ import annotations
@@ -11,8 +17,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any, Literal
+
+import msgspec
+import torch
 
 PAUSE_ENV = "QWEN_TEST_PAUSE"
+FAULT_ENV = "QWEN_TEST_FAULT"
 
 
 def _pauses() -> dict[str, float]:
@@ -30,3 +41,73 @@ def pause(point: str, step: int) -> None:
     if seconds:
         print(f"qwen-train: test pause at {point} for {seconds}s", file=sys.stderr, flush=True)
         time.sleep(seconds)
+
+
+class FaultSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    module: str
+    step: int
+    kind: Literal["nan", "inf", "scale"] = "nan"
+    target: Literal["output", "weight"] = "output"
+    times: int = 1
+    factor: float = 1e30
+    precision: Literal["any", "reduced"] = "any"
+
+
+def _poison(t: torch.Tensor, spec: FaultSpec) -> torch.Tensor:
+    if spec.kind == "scale":
+        return t * spec.factor
+    return torch.full_like(t, float("nan") if spec.kind == "nan" else float("inf"))
+
+
+class FaultInjector:
+    """Arms at the fault's step (at most `times` times); while armed, poisons the module."""
+
+    def __init__(self, spec: FaultSpec, model: torch.nn.Module) -> None:
+        modules = dict(model.named_modules())
+        if spec.module not in modules:
+            raise ValueError(f"{FAULT_ENV}: no module named {spec.module!r} in the model")
+        self.spec = spec
+        self.module = modules[spec.module]
+        self.armed = False
+        self.hits = 0
+        self.module.register_forward_hook(self._hook)
+
+    def begin_step(self, step: int) -> None:
+        """Called before optimizer step `step` (1-based) is computed."""
+        self.armed = False
+        if step != self.spec.step or (self.spec.times and self.hits >= self.spec.times):
+            return
+        self.armed = True
+        self.hits += 1
+        print(f"qwen-train: TEST FAULT armed at step {step}: {self.spec}", file=sys.stderr, flush=True)
+        if self.spec.target == "weight":
+            with torch.no_grad():
+                weight = self.module.weight
+                weight.copy_(_poison(weight, self.spec))
+
+    def _hook(self, module: torch.nn.Module, args: Any, output: Any) -> Any:
+        if not self.armed or self.spec.target != "output":
+            return None
+        if self.spec.precision == "reduced" and not torch.is_autocast_enabled(_device_type(output)):
+            return None
+        if isinstance(output, torch.Tensor):
+            return _poison(output, self.spec)
+        if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+            return (_poison(output[0], self.spec), *output[1:])
+        return None
+
+
+def _device_type(output: Any) -> str:
+    tensor = output if isinstance(output, torch.Tensor) else output[0]
+    return str(tensor.device.type)
+
+
+def install_fault(model: torch.nn.Module) -> FaultInjector | None:
+    raw = os.environ.get(FAULT_ENV)
+    if not raw:
+        return None
+    try:
+        spec = msgspec.json.decode(raw, type=FaultSpec)
+    except msgspec.MsgspecError as exc:
+        raise ValueError(f"{FAULT_ENV} is malformed: {exc}") from None
+    return FaultInjector(spec, model)

@@ -7,6 +7,7 @@ step finishes, a durable checkpoint is written, and the process exits with
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -25,8 +26,10 @@ from qwen_train.train.checkpoint import CheckpointError, clean_temporaries, list
 from qwen_train.train.cursor import CursorRejected, advance, batch_indices
 from qwen_train.train.evaluate import evaluate
 from qwen_train.train.faults import pause
+from qwen_train.train.guard import step_problems
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.resume import LOSSES_FILE, restore
+from qwen_train.train.retry import StepOutcome, handle_non_finite
 from qwen_train.train.session import Session, build_session, write_checkpoint
 
 REPORT_FILE = "report.json"
@@ -48,30 +51,57 @@ class StopFlag:
         self.signal_name = signal.Signals(signum).name
 
 
-def train_step(s: Session) -> tuple[Losses, int]:
-    """One optimizer step over `grad_accum` micro-batches; one device sync for the loss numbers."""
-    frames = 0
-    values = torch.zeros(3)
-    for _ in range(s.spec.train.grad_accum):
-        batch, mels, _rows = s.train_data.batch(batch_indices(s.cursor, s.accelerator.process_index))
+def _next_cursor(s: Session) -> None:
+    """Move past batches the guard has marked to skip."""
+    while (s.cursor.epoch, s.cursor.position) in s.skip:
+        s.cursor = advance(s.cursor)
+
+
+def train_step(s: Session) -> StepOutcome:
+    """Accumulate `grad_accum` micro-batches, then apply the step only if the guard allows.
+
+    The loss parts and the gradient norm come to the host in one sync, which
+    logging needs anyway; a refused step leaves weights, optimizer and
+    scheduler untouched.
+    """
+    if s.injector is not None:
+        s.injector.begin_step(s.step + 1)
+    accum = s.spec.train.grad_accum
+    frames, totals, s.drawn = 0, torch.zeros(3, device=s.device), []
+    _next_cursor(s)
+    s.last_step_cursor = s.cursor
+    for micro in range(accum):
+        _next_cursor(s)
+        indices = batch_indices(s.cursor, s.accelerator.process_index)
+        s.drawn.append(indices)
+        batch, mels, _rows = s.train_data.batch(indices)
         frames += int(batch["cp_mask"].sum())
         batch = {k: v.to(s.device) for k, v in batch.items()}
-        with s.accelerator.accumulate(s.objective), s.accelerator.autocast():
+        sync = contextlib.nullcontext() if micro == accum - 1 else s.accelerator.no_sync(s.objective)
+        with sync, s.accelerator.autocast():
             values = s.objective(batch, mels)
-            s.accelerator.backward(values[0])
-            if s.accelerator.sync_gradients:
-                s.accelerator.clip_grad_norm_(s.objective.parameters(), s.spec.train.max_grad_norm)
-            s.optimizer.step()
-            s.optimizer.zero_grad(set_to_none=True)
+            s.accelerator.backward(values[0] / accum)
+        totals = totals + values.detach().float() / accum
         s.cursor = advance(s.cursor)
         s.micro_steps += 1
+    grad_norm = s.accelerator.clip_grad_norm_(s.objective.parameters(), s.spec.train.max_grad_norm)
+    packed = torch.cat([totals, torch.as_tensor(grad_norm, device=s.device).float().reshape(1)])
+    if s.accelerator.num_processes > 1:
+        packed = s.accelerator.reduce(packed, reduction="mean")  # the global batch's loss, not one rank's
+    total, talker, cp, norm = packed.tolist()
+    losses = Losses(total=total, talker=talker, code_predictor=cp)
+    problems = step_problems({"total": total, "talker": talker, "code_predictor": cp}, norm, s.spec.guard)
+    if problems:
+        s.optimizer.zero_grad(set_to_none=True)
+        return StepOutcome(losses, norm, frames, problems)
+    s.optimizer.step()
+    s.optimizer.zero_grad(set_to_none=True)
     s.scheduler.step()
     s.step += 1
-    values = values.detach().float()
-    if s.accelerator.num_processes > 1:
-        values = s.accelerator.reduce(values, reduction="mean")  # the global batch's loss, not one rank's
-    total, talker, cp = values.tolist()
-    return Losses(total=total, talker=talker, code_predictor=cp), frames
+    if s.step < s.lr_scale_until:
+        for group in s.optimizer.param_groups:
+            group["lr"] *= s.lr_scale
+    return StepOutcome(losses, norm, frames, [])
 
 
 def run_eval(s: Session, writer) -> None:
@@ -118,10 +148,16 @@ def loop(s: Session, stop: StopFlag, writer) -> int:
     t0, step0, frames_total = time.perf_counter(), s.step, 0
     s.heartbeat.update(state="training", step=s.step, epoch=s.cursor.epoch)
     while s.step < s.spec.train.max_steps:
-        losses, frames = train_step(s)
-        if not math.isfinite(losses.total):
-            s.heartbeat.event("non_finite", f"non-finite loss at step {s.step}: {losses}", s.step)
-            s.heartbeat.state("failed_non_finite", f"non-finite loss at step {s.step}")
+        outcome = train_step(s)
+        if outcome.problems:
+            code = handle_non_finite(s, outcome)
+            if code is not None:
+                return code
+            t0, step0, frames_total = time.perf_counter(), s.step, 0
+            continue
+        losses, frames = outcome.losses, outcome.frames
+        if not math.isfinite(losses.total):  # only reachable with guard.enabled = false
+            s.heartbeat.state("failed_non_finite", f"non-finite loss at step {s.step} with the guard disabled")
             return exitcodes.FAILED_NON_FINITE
         frames_total += frames
         elapsed = max(time.perf_counter() - t0, 1e-9)

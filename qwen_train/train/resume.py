@@ -53,17 +53,7 @@ def restore(s: Session, reset_cursor: bool = False) -> None:
         s.heartbeat.event("resume", "no checkpoint yet; starting from step 0")
         return
     meta = check_resume(s, ckpt, reset_cursor)
-    state = load_state(ckpt)
-    s.model.load_state_dict(state["model"])
-    s.optimizer.load_state_dict(state["optimizer"])
-    s.scheduler.load_state_dict(state["scheduler"])
-    if state.get("scaler") is not None and s.accelerator.scaler is not None:
-        s.accelerator.scaler.load_state_dict(state["scaler"])
-    rngs = state["rng"]
-    restore_rng(rngs[min(s.accelerator.process_index, len(rngs) - 1)])
-    s.step = int(state["step"])
-    s.micro_steps = int(state["micro_steps"])
-    s.evals = list(state["evals"])
+    apply_checkpoint(s, ckpt, meta)
     s.resumed_from = ckpt
     if reset_cursor:
         s.cursor = reset_epoch(meta.cursor, s.cursor)
@@ -78,6 +68,27 @@ def restore(s: Session, reset_cursor: bool = False) -> None:
         truncate_losses(s.run_dir, s.step)
     s.heartbeat.update(cursor_check=verdict, step=s.step, epoch=s.cursor.epoch)
     s.heartbeat.event("resume", f"resumed from {ckpt.name} at step {s.step}", s.step)
+
+
+def apply_checkpoint(s: Session, ckpt: Path, meta: CheckpointMeta) -> None:
+    """Load a verified checkpoint into the live session (resume and rollback share this)."""
+    state = load_state(ckpt)
+    s.model.load_state_dict(state["model"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    s.scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler") is not None and s.accelerator.scaler is not None:
+        s.accelerator.scaler.load_state_dict(state["scaler"])
+    rngs = state["rng"]
+    restore_rng(rngs[min(s.accelerator.process_index, len(rngs) - 1)])
+    s.step = int(state["step"])
+    s.micro_steps = int(state["micro_steps"])
+    s.evals = list(state["evals"])
+    s.cursor = meta.cursor
+    guard = state.get("guard", {})
+    s.skip = {(int(e), int(p)) for e, p in guard.get("skip", [])}
+    s.lr_scale = float(guard.get("lr_scale", 1.0))
+    s.lr_scale_until = int(guard.get("lr_scale_until", 0))
+    s.retries = int(guard.get("retries", 0))
 
 
 def truncate_losses(run_dir: Path, step: int) -> None:

@@ -26,6 +26,7 @@ from qwen_train.status import EvalResult
 from qwen_train.train.checkpoint import rng_state, save_checkpoint
 from qwen_train.train.cursor import Cursor
 from qwen_train.train.data import BundleData
+from qwen_train.train.faults import install_fault
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.language import ensure_language
 from qwen_train.train.layout import SpecialIds
@@ -64,6 +65,15 @@ class Session:
     micro_steps: int = 0
     resumed_from: Path | None = None
     evals: list[EvalResult] = field(default_factory=list)
+    # Non-finite guard state: batches to skip, a temporary LR scale, retries used (all checkpointed).
+    skip: set[tuple[int, int]] = field(default_factory=set)
+    lr_scale: float = 1.0
+    lr_scale_until: int = 0
+    retries: int = 0
+    last_step_cursor: Cursor | None = None
+    drawn: list[list[int]] = field(default_factory=list)
+    injector: Any = None
+    initial_scheduler: dict[str, Any] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
@@ -103,7 +113,9 @@ def make_accelerator(spec: RunSpec) -> Accelerator:
     device = spec.train.device
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     mixed = "bf16" if spec.train.precision == "bf16" else "no"
-    return Accelerator(cpu=cpu, mixed_precision=mixed, gradient_accumulation_steps=spec.train.grad_accum)
+    # Gradient accumulation is done by the loop itself (no_sync on all but the last micro-batch),
+    # so the guard can look at the accumulated step before anything is applied.
+    return Accelerator(cpu=cpu, mixed_precision=mixed)
 
 
 def load_base_model(spec: RunSpec) -> tuple[Any, Any]:
@@ -142,8 +154,11 @@ def build_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, bundle: Pa
     model.speaker_encoder.eval()
     cursor = Cursor(epoch=0, position=0, seed=spec.train.seed, batch_size=spec.train.batch_size,
                     world_size=accelerator.num_processes, rows=len(train_data))
-    return Session(spec, run_dir, bundle, accelerator, objective, optimizer, scheduler, train_data, eval_data,
-                   cursor, fingerprint, heartbeat)
+    session = Session(spec, run_dir, bundle, accelerator, objective, optimizer, scheduler, train_data, eval_data,
+                      cursor, fingerprint, heartbeat)
+    session.initial_scheduler = scheduler.state_dict()
+    session.injector = install_fault(model)
+    return session
 
 
 def checkpoint_state(s: Session) -> dict[str, Any]:
@@ -158,6 +173,8 @@ def checkpoint_state(s: Session) -> dict[str, Any]:
         "step": s.step,
         "micro_steps": s.micro_steps,
         "evals": list(s.evals),
+        "guard": {"skip": sorted(s.skip), "lr_scale": s.lr_scale, "lr_scale_until": s.lr_scale_until,
+                  "retries": s.retries},
     }
 
 

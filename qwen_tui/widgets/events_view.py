@@ -21,15 +21,20 @@ MAX_EVENTS = 50
 _ALARM_WORDS = ("fail", "non_finite", "non-finite", "error", "reject", "interrupt")
 
 
+def _identity(event: Event) -> tuple[float, str, str, int | None]:
+    """Events carry a dict of numbers, so they are not hashable; these fields identify one."""
+    return (event.time, event.kind, event.message, event.step)
+
+
 def timeline(run_events: Sequence[Event], trainer_events: Sequence[Event]) -> list[tuple[str, Event]]:
     """Both sources, oldest first, each event once, the newest MAX_EVENTS kept.
 
     The daemon may already have merged the trainer's status events into the
     run's events; an event is shown once either way, tagged by where it came from.
     """
-    from_trainer = set(trainer_events)
-    merged = list(dict.fromkeys([*run_events, *trainer_events]))
-    tagged = [("trainer" if event in from_trainer else "daemon", event) for event in merged]
+    from_trainer = {_identity(e) for e in trainer_events}
+    merged = list({_identity(e): e for e in [*run_events, *trainer_events]}.values())
+    tagged = [("trainer" if _identity(event) in from_trainer else "daemon", event) for event in merged]
     tagged.sort(key=lambda item: item[1].time)
     return tagged[-MAX_EVENTS:]
 
