@@ -185,7 +185,7 @@ class DockerRunner:
             self.client().images.get(self.settings.image)
         except docker.errors.ImageNotFound:
             raise RunnerRefusal(
-                f"Docker image {self.settings.image} is not on this host: build it (see docker/README.md) "
+                f"Docker image {self.settings.image} is not on this host: build it (see image/README.md) "
                 "or pass --docker-image"
             ) from None
         except docker.errors.APIError as exc:

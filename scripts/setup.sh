@@ -8,6 +8,12 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 need=()
 for tool in espeak-ng sox tmux; do command -v "$tool" >/dev/null || need+=("$tool"); done
+# The daemon's integration tests: a private dockerd (docker.io brings containerd, runc and
+# docker-init), real systemd in systemd-nspawn, standalone journald (systemd) and util-linux's
+# nsenter/unshare/mount. Checked by package, since some install no command of their own name.
+for pkg in docker.io systemd systemd-container util-linux; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} (apt)"
   $SUDO apt-get update -qq
