@@ -17,6 +17,11 @@ Routes:
   GET  /surfaces/audit         -> AuditList
   GET  /bind-roots             -> BindRootsView
   POST /bind-roots/probe       -> ProbeView
+  GET  /runs/{name}/history    -> RunHistory    (per-step losses and evals of the active launch)
+  GET  /runs/{name}/diagnosis  -> Diagnosis     (404 until a diagnosis exists)
+  POST /runs/{name}/diagnose   DiagnoseRequest -> RunView   (a `diagnose` job replaying that run)
+A LaunchRequest with kind "preprocess" carries a PrepareSpec (inline or a file) instead of a RunSpec
+and runs `qwen-train prepare` with the same nonce, heartbeat and resource summary as training.
 Errors are ErrorBody with a 4xx/5xx status; a governance refusal is 403 and names its rule.
 """
 
@@ -29,6 +34,7 @@ import msgspec
 from qwen_daemon.bindroots import BindRootsView, ProbeView
 from qwen_daemon.governance import AuditEntry, Surface, SurfaceClass
 from qwen_daemon.resources import Gap, ResourceSample, ResourceSummary
+from qwen_train.prepare.spec import PrepareSpec
 from qwen_train.spec import RunSpec
 from qwen_train.status import Event, Status
 
@@ -53,11 +59,47 @@ class ErrorBody(msgspec.Struct, frozen=True):
     detail: str | None = None
 
 
+JobKind = Literal["train", "preprocess", "diagnose"]
+
+
 class LaunchRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Either an inline spec (absolute paths) or a spec file on the daemon's host."""
+    """Either an inline spec (absolute paths) or a spec file on the daemon's host.
+
+    kind "train" takes `spec`/`spec_path` (a RunSpec); kind "preprocess" takes
+    `prepare`/`spec_path` (a PrepareSpec). `diagnose` jobs come from POST .../diagnose.
+    """
 
     spec: RunSpec | None = None
     spec_path: str | None = None
+    kind: JobKind = "train"
+    prepare: PrepareSpec | None = None
+
+
+class DiagnoseRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Replay run `name` to `step` (default: its last non-finite event) and diagnose it."""
+
+    step: int | None = None
+
+
+class LossPoint(msgspec.Struct, frozen=True):
+    step: int
+    total: float
+    talker: float
+    code_predictor: float
+
+
+class EvalPoint(msgspec.Struct, frozen=True):
+    step: int
+    total: float
+    per_split: dict[str, float] = {}
+
+
+class RunHistory(msgspec.Struct, frozen=True):
+    """Curves for the dashboard: from the run's losses.jsonl and report.json (downsampled to <= 2000 points)."""
+
+    name: str
+    losses: list[LossPoint] = []
+    evals: list[EvalPoint] = []
 
 
 class RunView(msgspec.Struct, frozen=True):
@@ -84,6 +126,8 @@ class RunView(msgspec.Struct, frozen=True):
     eval_loss: float | None = None
     steps_per_s: float | None = None
     message: str | None = None
+    kind: str = "train"
+    parent: str | None = None  # a diagnose job's run
 
 
 class RunDetail(msgspec.Struct, frozen=True):
