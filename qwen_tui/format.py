@@ -148,7 +148,13 @@ def fmt_metric(name: str, value: float) -> str:
     return f"{value:.4g}"
 
 
-_METRIC_LABELS: dict[str, str] = {"cpu_percent": "host CPU", "ram_used_bytes": "host RAM"}
+_METRIC_LABELS: dict[str, str] = {
+    "cpu_percent": "host CPU",
+    "ram_used_bytes": "host RAM",
+    "run_cpu_percent": "run CPU",
+    "run_rss_bytes": "run RAM (RSS)",
+    "run_gpu_memory_bytes": "run GPU memory",
+}
 _GPU_METRIC = re.compile(r"^gpu(\d+)_(busy_percent|vram_used_bytes)$")
 
 
@@ -186,3 +192,49 @@ def fmt_age(timestamp: float | None, now: float | None = None) -> str:
         return "never"
     now = time.time() if now is None else now
     return f"{fmt_duration(max(now - timestamp, 0.0))} ago"
+
+
+CLASS_STYLE: dict[str, str] = {
+    "mechanism": "green",
+    "recovery": "yellow",
+    "provenance": "blue",
+    "legacy-readonly": "dim",
+    "deprecated": "dim strike",
+}
+
+_VERDICT_STYLE: tuple[tuple[str, str], ...] = (
+    ("ok:", "green"),
+    ("reset:", "bold yellow"),
+    ("rejected:", "bold red"),
+)
+
+
+def cursor_verdict_text(verdict: str | None) -> Text:
+    """The trainer's cursor check, coloured by its prefix.
+
+    "ok:" (the cursor matches the bundle), "reset:" (an epoch restarted from its
+    first batch because the operator asked: weights reused on other data) and
+    "rejected:" (fail-closed: the run refused to start) are the trainer's words;
+    anything else is shown as it came.
+    """
+    if verdict is None:
+        return Text(DASH, style="dim")
+    for prefix, style in _VERDICT_STYLE:
+        if verdict.startswith(prefix):
+            return Text(verdict, style=style)
+    return Text(verdict)
+
+
+def surface_class_text(klass: str | None) -> Text:
+    if klass is None:
+        return Text(DASH, style="dim")
+    return Text(klass, style=CLASS_STYLE.get(klass, ""))
+
+
+def kind_text(view: RunView) -> Text:
+    """A run's job kind; a diagnose job names the run it replays."""
+    if view.kind == "train":
+        return Text("train", style="dim")
+    if view.kind == "diagnose" and view.parent:
+        return Text(f"diagnose of {view.parent}", style="magenta")
+    return Text(view.kind, style="magenta")

@@ -2,7 +2,9 @@
 
 These are the daemon's own records: where the run lives, which launch is the
 active one (nonce, pid), how it ended (exit code, message). A stale run keeps
-its identity here but its figures are blanked, as in the runs table.
+its identity here but its figures are blanked, as in the runs table. The
+surface's class and, for a job that is not training, its kind (a diagnose job
+names the run it replays) are part of the run's identity too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from qwen_tui.format import (
     fmt_step,
     health_text,
     is_live,
+    kind_text,
     state_text,
+    surface_class_text,
 )
 
 
@@ -39,7 +43,11 @@ def run_facts(view: RunView, now: float | None = None) -> RenderableType:
     live = is_live(view)
     grid = key_value_grid()
     grid.add_row("run", Text(view.name, style="bold"))
-    grid.add_row("lane / surface", f"{view.lane} / {view.surface}")
+    surface = Text(f"{view.lane} / {view.surface} ")
+    surface.append_text(surface_class_text(view.surface_class))
+    grid.add_row("lane / surface", surface)
+    if view.kind != "train":
+        grid.add_row("kind", kind_text(view))
     grid.add_row("runner", view.runner)
     state = state_text(view.state)
     if view.exit_code is not None:

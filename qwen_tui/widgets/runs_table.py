@@ -3,7 +3,10 @@
 Rows are updated cell by cell under their run name rather than rebuilt, so the
 cursor stays on the run the operator is looking at while figures change under
 it. A run that is not live never shows a speed or an ETA, and a stale run shows
-no figures at all: its health cell says "stale: <reason>" instead.
+no figures at all: its health cell says "stale: <reason>" instead. The surface's
+class sits beside the surface, since it says what may be done with the run.
+The kind column appears only while a run is listed that is not a training run
+(a preprocess job, or a diagnose job naming the run it replays).
 """
 
 from __future__ import annotations
@@ -22,13 +25,16 @@ from qwen_tui.format import (
     fmt_step,
     health_text,
     is_live,
+    kind_text,
     state_text,
+    surface_class_text,
 )
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "name"),
     ("lane", "lane"),
     ("surface", "surface"),
+    ("class", "class"),
     ("state", "state"),
     ("health", "health"),
     ("step", "step"),
@@ -37,6 +43,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("speed", "speed"),
     ("eta", "ETA"),
 )
+KIND = "kind"
 
 
 def run_cells(view: RunView) -> dict[str, Text]:
@@ -51,6 +58,7 @@ def run_cells(view: RunView) -> dict[str, Text]:
         "name": Text(view.name, style="bold"),
         "lane": Text(view.lane),
         "surface": Text(view.surface),
+        "class": surface_class_text(view.surface_class),
         "state": state_text(view.state),
         "health": health_text(view),
         "step": number(fmt_step(view.step, view.max_steps)),
@@ -58,6 +66,7 @@ def run_cells(view: RunView) -> dict[str, Text]:
         "eval_loss": number(fmt_float(view.eval_loss)),
         "speed": number(fmt_speed(view.steps_per_s) if live else DASH),
         "eta": number(fmt_eta(view)),
+        KIND: kind_text(view),
     }
 
 
@@ -71,18 +80,31 @@ class RunsTable(DataTable[Text]):
 
     def show_runs(self, runs: Iterable[RunView]) -> None:
         """Update rows in place, add new runs, drop runs the daemon no longer lists."""
+        views = list(runs)
+        self._show_kind_column(any(view.kind != "train" for view in views))
+        columns = [key for key, _ in COLUMNS] + ([KIND] if self.kind_shown else [])
         seen: set[str] = set()
-        for view in runs:
+        for view in views:
             seen.add(view.name)
             cells = run_cells(view)
             if view.name in self.rows:
-                for key, value in cells.items():
-                    self.update_cell(view.name, key, value, update_width=True)
+                for key in columns:
+                    self.update_cell(view.name, key, cells[key], update_width=True)
             else:
-                self.add_row(*(cells[key] for key, _ in COLUMNS), key=view.name)
+                self.add_row(*(cells[key] for key in columns), key=view.name)
         for row_key in list(self.rows):
             if row_key.value not in seen:
                 self.remove_row(row_key)
+
+    @property
+    def kind_shown(self) -> bool:
+        return KIND in self.columns
+
+    def _show_kind_column(self, wanted: bool) -> None:
+        if wanted and not self.kind_shown:
+            self.add_column("kind", key=KIND, default=Text(""))
+        elif not wanted and self.kind_shown:
+            self.remove_column(KIND)
 
     @property
     def selected_name(self) -> str | None:

@@ -4,7 +4,8 @@ The daemon only passes on a status whose nonce is the active launch's and whose
 heartbeat is fresh; when there is none, this view says why (the stale reason,
 or that the first heartbeat has not arrived) instead of showing old figures.
 The last eval is broken down per split and per held-out speaker, because a
-language-expansion run is judged on speakers it has never heard.
+language-expansion run is judged on speakers it has never heard. The cursor
+check is coloured by its verdict: a reset or a rejection must not read like ok.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from qwen_daemon.protocol import RunView
 from qwen_train.status import EvalResult, Losses, Status
 from qwen_tui.format import (
     DASH,
+    cursor_verdict_text,
     fmt_age,
     fmt_clock,
     fmt_float,
@@ -102,7 +104,7 @@ def status_renderable(status: Status | None, view: RunView | None, now: float | 
         grid.add_row("last eval", f"step {result.step}, {result.rows} rows: {losses_text(result.losses)}")
     else:
         grid.add_row("last eval", Text("none yet", style="dim"))
-    grid.add_row("cursor check", status.cursor_check or Text(DASH, style="dim"))
+    grid.add_row("cursor check", cursor_verdict_text(status.cursor_check))
     if status.message:
         grid.add_row("message", Text(status.message, style="yellow"))
     parts: list[RenderableType] = [grid]
