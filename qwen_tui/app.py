@@ -1,14 +1,16 @@
 """HemmaApp: the dashboard, a client of the daemon's Unix-socket API.
 
-The app owns the one DaemonClient. It polls on an interval in a worker thread
-(the client blocks; the UI must not), publishes each result as the reactive
-`snapshot`, and every screen and widget binds to that. When the daemon cannot
-be reached the `connection` reactive carries the client's message for the
-banner, the figures on screen are dimmed, and polling simply continues.
+The app owns the one daemon client. It polls on an interval in a worker thread
+(the client blocks; the UI must not), for the runs, the host and whatever the
+screen on top wants (a run's detail and history, the surfaces board, the bind
+roots), publishes each result as the reactive `snapshot`, and every screen and
+widget binds to that. When the daemon cannot be reached the `connection`
+reactive carries the client's message for the banner, the figures on screen
+are dimmed, and polling simply continues.
 
-Actions that change a run go through here too: a screen asks (StopRequested),
-the app confirms with a modal, calls the daemon in a worker, and says what
-happened.
+Actions go through here too: a screen asks (ActionRequested), the app refuses
+what cannot apply, confirms the rest with a modal, calls the daemon in a
+worker, and says what happened (qwen_tui.actions has the words).
 """
 
 from __future__ import annotations
@@ -24,17 +26,22 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
-from qwen_daemon.client import DaemonClient, DaemonError
-from qwen_daemon.protocol import ACTIVE_STATES, RunView
-from qwen_tui.history import LossHistory
-from qwen_tui.messages import OpenRun, StopRequested
-from qwen_tui.poller import Connection, Snapshot, fetch_snapshot
+from qwen_daemon.client import DaemonError
+from qwen_tui.actions import Outcome, Verb, perform, question, refusal, report
+from qwen_tui.api import DashboardClient
+from qwen_tui.history import HostHistory, LossHistory
+from qwen_tui.messages import ActionRequested, OpenRun
+from qwen_tui.poller import Connection, Snapshot, Wants, fetch_snapshot
+from qwen_tui.screens.base import DashboardScreen
 from qwen_tui.screens.confirm import ConfirmScreen
 from qwen_tui.screens.detail import RunDetailScreen
+from qwen_tui.screens.host import HostScreen
+from qwen_tui.screens.lanes import LanesScreen
+from qwen_tui.screens.launch import LaunchScreen
 from qwen_tui.screens.runs import RunsScreen
 
 POLL_GROUP = "poll"
-STOP_GROUP = "stop"
+ACTION_GROUP = "action"
 
 
 @dataclass(frozen=True)
@@ -44,23 +51,20 @@ class PollFailure:
     error: str
 
 
-@dataclass(frozen=True)
-class StopOutcome:
-    name: str
-    view: RunView | None = None
-    error: str | None = None
-
-
 class HemmaApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "qwen-hemma"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("r", "poll_now", "Refresh"),
+        Binding("l", "lanes", "Lanes"),
+        Binding("h", "host", "Host"),
+        Binding("n", "start", "Start run"),
     ]
 
     snapshot: reactive[Snapshot | None] = reactive(None, always_update=True)
     connection: reactive[Connection] = reactive(Connection(), always_update=True)
+    probe_outcome: reactive[Outcome | None] = reactive(None, always_update=True)
 
     def __init__(
         self,
@@ -72,10 +76,11 @@ class HemmaApp(App[None]):
         super().__init__()
         if refresh_interval <= 0:
             raise ValueError(f"refresh interval must be positive, got {refresh_interval}")
-        self.client = DaemonClient(socket_path, timeout=request_timeout)
+        self.client = DashboardClient(socket_path, timeout=request_timeout)
         self.refresh_interval = refresh_interval
         self.initial_run = initial_run
         self.history = LossHistory()
+        self.host_history = HostHistory()
         self._poll_in_flight = False
         self._poll_again = False
         self.set_reactive(HemmaApp.connection, Connection(interval=refresh_interval))
@@ -98,20 +103,20 @@ class HemmaApp(App[None]):
             self._poll_again = True
             return
         self._poll_in_flight = True
-        self._poll_worker(self._watched_run())
+        self._poll_worker(self._wants())
 
-    def _watched_run(self) -> str | None:
-        """The run whose detail is showing, also while a modal sits on top of it."""
+    def _wants(self) -> Wants:
+        """What the full screen on top shows, also while a modal sits on it."""
         for screen in reversed(self.screen_stack):
             if isinstance(screen, ModalScreen):
                 continue
-            return screen.run_name if isinstance(screen, RunDetailScreen) else None
-        return None
+            return screen.wants() if isinstance(screen, DashboardScreen) else Wants()
+        return Wants()
 
     @work(thread=True, group=POLL_GROUP)
-    def _poll_worker(self, detail_name: str | None) -> Snapshot | PollFailure:
+    def _poll_worker(self, wants: Wants) -> Snapshot | PollFailure:
         try:
-            return fetch_snapshot(self.client, detail_name)
+            return fetch_snapshot(self.client, wants)
         except DaemonError as exc:
             return PollFailure(str(exc))
         except msgspec.MsgspecError as exc:
@@ -125,6 +130,10 @@ class HemmaApp(App[None]):
         self.history.record(outcome.runs)
         if outcome.detail is not None:
             self.history.record_detail(outcome.detail)
+        if outcome.history is not None:
+            self.history.record_history(outcome.history)
+        if outcome.host is not None:
+            self.host_history.record(outcome.host.sample)
         self.remove_class("-disconnected")
         self.connection = Connection(None, outcome.fetched_at, self.refresh_interval)
         self.snapshot = outcome
@@ -132,46 +141,64 @@ class HemmaApp(App[None]):
     def action_poll_now(self) -> None:
         self.poll()
 
-    # -- requests from screens -------------------------------------------------
+    # -- navigation ------------------------------------------------------------
 
     def on_open_run(self, message: OpenRun) -> None:
         self.push_screen(RunDetailScreen(message.run_name, self.history))
         self.poll()
 
-    def on_stop_requested(self, message: StopRequested) -> None:
-        name = message.run_name
-        view = self.snapshot.run(name) if self.snapshot is not None else None
-        if view is not None and view.state not in ACTIVE_STATES:
-            self.notify(f"{name} is {view.state}: there is nothing to stop", severity="warning", markup=False)
-            return
+    def action_lanes(self) -> None:
+        if not isinstance(self.screen, LanesScreen):
+            self.push_screen(LanesScreen())
+            self.poll()
+
+    def action_host(self) -> None:
+        if not isinstance(self.screen, HostScreen):
+            self.push_screen(HostScreen(self.host_history))
+            self.poll()
+
+    # -- actions ---------------------------------------------------------------
+
+    def action_start(self) -> None:
+        """Ask for a spec path, then confirm launching it."""
+
+        def typed(path: str | None) -> None:
+            if path:
+                self._confirm("start", path)
+
+        self.push_screen(LaunchScreen(), typed)
+
+    def on_action_requested(self, message: ActionRequested) -> None:
+        verb, target = message.verb, message.target
+        if verb in ("stop", "resume", "diagnose"):
+            view = self.snapshot.run(target) if self.snapshot is not None else None
+            reason = refusal(verb, target, view)
+            if reason is not None:
+                self.notify(reason, severity="warning", markup=False)
+                return
+        self._confirm(verb, target)
+
+    def _confirm(self, verb: Verb, target: str) -> None:
+        asked = question(verb, target)
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.notify(f"asking the daemon to stop {name}…", markup=False)
-                self._stop_worker(name)
+                self.notify(f"asking the daemon to {verb} {target}…", markup=False)
+                self._action_worker(verb, target)
             else:
-                self.notify(f"{name} left running", markup=False)
+                self.notify(f"{verb} {target}: cancelled, nothing was sent", markup=False)
 
-        question = (
-            f"Stop run {name}?\n\nThe trainer finishes its current step, writes a durable "
-            "checkpoint and exits; the daemon forces it only after its stop timeout."
-        )
-        self.push_screen(ConfirmScreen(question, yes_label="Stop", no_label="Keep running"), answered)
+        self.push_screen(ConfirmScreen(asked.text, yes_label=asked.yes, no_label=asked.no), answered)
 
-    @work(thread=True, group=STOP_GROUP)
-    def _stop_worker(self, name: str) -> StopOutcome:
-        try:
-            return StopOutcome(name, view=self.client.stop(name))
-        except DaemonError as exc:
-            return StopOutcome(name, error=str(exc))
-        except msgspec.MsgspecError as exc:
-            return StopOutcome(name, error=f"unreadable reply from the daemon: {exc}")
+    @work(thread=True, group=ACTION_GROUP)
+    def _action_worker(self, verb: Verb, target: str) -> Outcome:
+        return perform(self.client, verb, target)
 
-    def _report_stop(self, outcome: StopOutcome) -> None:
-        if outcome.view is not None:
-            self.notify(f"stop requested for {outcome.name}: the daemon reports it {outcome.view.state}", markup=False)
-        else:
-            self.notify(f"could not stop {outcome.name}: {outcome.error}", severity="error", timeout=10, markup=False)
+    def _report(self, outcome: Outcome) -> None:
+        text, severity = report(outcome)
+        self.notify(text, severity=severity, timeout=10 if severity == "error" else 5, markup=False)
+        if outcome.verb == "probe":
+            self.probe_outcome = outcome
         self.poll()
 
     # -- worker results --------------------------------------------------------
@@ -185,7 +212,5 @@ class HemmaApp(App[None]):
             if self._poll_again:
                 self._poll_again = False
                 self.poll()
-        elif (
-            worker.group == STOP_GROUP and event.state == WorkerState.SUCCESS and isinstance(worker.result, StopOutcome)
-        ):
-            self._report_stop(worker.result)
+        elif worker.group == ACTION_GROUP and event.state == WorkerState.SUCCESS and isinstance(worker.result, Outcome):
+            self._report(worker.result)

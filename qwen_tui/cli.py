@@ -42,8 +42,11 @@ def _interval(value: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qwen-tui",
-        description="Terminal dashboard for the qwen-hemma daemon: runs, a run's detail, the host.",
-        epilog="Keys: Enter opens a run, s stops it (after confirming), r refreshes, Escape goes back, q quits.",
+        description="Terminal dashboard for the qwen-hemma daemon: runs, a run's detail, lanes and surfaces, "
+        "the host.",
+        epilog="Keys: Enter opens a run; s stops, R resumes, d diagnoses it; n launches a spec file; "
+        "l shows lanes and surfaces, h the host (p probes the bind roots); every action asks first. "
+        "r refreshes, Escape goes back, q quits.",
     )
     parser.add_argument(
         "--socket",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from qwen_tui.actions import Verb
+
 
 class OpenRun(Message):
     """Show the detail screen of run `name`."""
@@ -18,9 +20,10 @@ class OpenRun(Message):
         self.run_name = name
 
 
-class StopRequested(Message):
-    """The operator asked to stop run `name`; the app confirms before acting."""
+class ActionRequested(Message):
+    """The operator asked for an action on `target` (a run name, a spec path); the app confirms first."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, verb: Verb, target: str = "") -> None:
         super().__init__()
-        self.run_name = name
+        self.verb: Verb = verb
+        self.target = target

@@ -1,24 +1,43 @@
 """One round trip to the daemon, as a value the UI can apply in a single step.
 
 The client is blocking, so `fetch_snapshot` runs in a worker thread and hands
-the UI a complete, immutable `Snapshot`. Failures are split by what they
-affect: an unreachable daemon (or a failing run list) is a connection problem
-for the whole screen; a failing /host only blanks the host bar; a failing
-detail (an unknown run name, say) only concerns the detail screen.
+the UI a complete, immutable `Snapshot`. What is fetched besides the run list
+and the host follows what the screen on top `Wants`: a run's detail (with its
+history and diagnosis), the surfaces board, the bind roots. Failures are split
+by what they affect: an unreachable daemon (or a failing run list) is a
+connection problem for the whole screen; any other failing route only blanks
+the part of the screen that shows it, with the daemon's message in its place.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
-from qwen_daemon.client import DaemonClient, DaemonError
-from qwen_daemon.protocol import HostView, RunDetail, RunView
+import msgspec
+
+from qwen_daemon.client import DaemonError
+from qwen_daemon.protocol import AuditList, BindRootsView, HostView, RunDetail, RunHistory, RunView, SurfaceList
+from qwen_train.status import Diagnosis
+from qwen_tui.api import DashboardClient
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Wants:
+    """What a screen shows beyond the run list and the host, so the poll fetches only that."""
+
+    detail: str | None = None
+    surfaces: bool = False
+    bind_roots: bool = False
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What the daemon said at `fetched_at`."""
+    """What the daemon said at `fetched_at`; each optional part is either a value or an error."""
 
     fetched_at: float
     runs: tuple[RunView, ...]
@@ -27,6 +46,15 @@ class Snapshot:
     detail_name: str | None = None
     detail: RunDetail | None = None
     detail_error: str | None = None
+    history: RunHistory | None = None
+    history_error: str | None = None
+    diagnosis: Diagnosis | None = None
+    diagnosis_error: str | None = None
+    surfaces: SurfaceList | None = None
+    audit: AuditList | None = None
+    surfaces_error: str | None = None
+    bind_roots: BindRootsView | None = None
+    bind_roots_error: str | None = None
 
     def run(self, name: str) -> RunView | None:
         for view in self.runs:
@@ -44,32 +72,51 @@ class Connection:
     interval: float = 1.0
 
 
-def fetch_snapshot(client: DaemonClient, detail_name: str | None = None) -> Snapshot:
-    """Blocking. Raises DaemonError only when the run list itself cannot be had."""
-    runs = client.runs().runs
-    host: HostView | None = None
-    host_error: str | None = None
+def _part(call: Callable[[], T]) -> tuple[T | None, str | None]:
+    """One route's answer or its error text; an unreachable daemon still fails the whole poll."""
     try:
-        host = client.host()
+        return call(), None
     except DaemonError as exc:
         if exc.status == 0:
             raise
-        host_error = str(exc)
-    detail: RunDetail | None = None
-    detail_error: str | None = None
-    if detail_name is not None:
-        try:
-            detail = client.run(detail_name)
-        except DaemonError as exc:
-            if exc.status == 0:
-                raise
-            detail_error = str(exc)
-    return Snapshot(
-        fetched_at=time.time(),
-        runs=tuple(runs),
-        host=host,
-        host_error=host_error,
-        detail_name=detail_name,
-        detail=detail,
-        detail_error=detail_error,
-    )
+        return None, str(exc)
+    except msgspec.MsgspecError as exc:
+        return None, f"the daemon sent a reply this dashboard cannot read: {exc}"
+
+
+def wants_diagnosis(detail: RunDetail) -> bool:
+    """Ask /diagnosis only where one can exist and the trusted status does not carry it.
+
+    A run whose trusted status has no non-finite event has nothing to diagnose;
+    asking on every poll would only collect 404s.
+    """
+    status = detail.status
+    if status is None:
+        return detail.run.kind == "diagnose" or detail.run.state == "failed_non_finite"
+    return status.diagnosis is None and (bool(status.non_finite_events) or detail.run.kind == "diagnose")
+
+
+def fetch_snapshot(client: DashboardClient, wants: Wants | None = None) -> Snapshot:
+    """Blocking. Raises DaemonError only when the run list itself cannot be had."""
+    wants = wants or Wants()
+    runs = client.runs().runs
+    host, host_error = _part(client.host)
+    snapshot = Snapshot(time.time(), tuple(runs), host, host_error, detail_name=wants.detail)
+    name = wants.detail
+    if name is not None:
+        detail, detail_error = _part(lambda: client.run(name))
+        snapshot = replace(snapshot, detail=detail, detail_error=detail_error)
+        if detail is not None:
+            history, history_error = _part(lambda: client.history(name))
+            snapshot = replace(snapshot, history=history, history_error=history_error)
+            if wants_diagnosis(detail):
+                diagnosis, diagnosis_error = _part(lambda: client.diagnosis(name))
+                snapshot = replace(snapshot, diagnosis=diagnosis, diagnosis_error=diagnosis_error)
+    if wants.surfaces:
+        surfaces, surfaces_error = _part(client.surfaces)
+        audit, audit_error = _part(client.audit)
+        snapshot = replace(snapshot, surfaces=surfaces, audit=audit, surfaces_error=surfaces_error or audit_error)
+    if wants.bind_roots:
+        roots, roots_error = _part(client.bind_roots)
+        snapshot = replace(snapshot, bind_roots=roots, bind_roots_error=roots_error)
+    return snapshot

@@ -1,28 +1,33 @@
 """The main screen: every run the daemon knows, one row each.
 
 The table follows the app's latest snapshot; the screen only turns keys into
-requests (open a run, stop a run) for the app, which owns the daemon client.
+requests (open, stop, resume, diagnose the run under the cursor) for the app,
+which owns the daemon client. Start, the lanes board and the host are the
+app's own keys, available from every screen.
 """
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from qwen_tui.messages import OpenRun, StopRequested
+from qwen_tui.actions import Verb
+from qwen_tui.messages import ActionRequested, OpenRun
 from qwen_tui.poller import Snapshot
+from qwen_tui.screens.base import DashboardScreen
 from qwen_tui.widgets.banner import ConnectionBanner
 from qwen_tui.widgets.host_bar import HostBar
 from qwen_tui.widgets.runs_table import RunsTable
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(DashboardScreen):
     CSS_PATH = "runs.tcss"
     BINDINGS = [
         Binding("enter", "open", "Open"),
-        Binding("s", "stop", "Stop run"),
+        Binding("s", "run_action('stop')", "Stop"),
+        Binding("R", "run_action('resume')", "Resume"),
+        Binding("d", "run_action('diagnose')", "Diagnose"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -48,7 +53,7 @@ class RunsScreen(Screen[None]):
             empty.display = False
         else:
             empty.update(
-                "the daemon has no runs yet: start one with `qwen-daemon launch SPEC` "
+                "the daemon has no runs yet: press n to launch a spec file, or use `qwen-daemon launch SPEC` "
                 "or `systemctl start qwen-run@NAME`"
             )
             empty.display = True
@@ -63,9 +68,9 @@ class RunsScreen(Screen[None]):
         if name is not None:
             self.post_message(OpenRun(name))
 
-    def action_stop(self) -> None:
+    def action_run_action(self, verb: Verb) -> None:
         name = self.query_one(RunsTable).selected_name
         if name is None:
             self.notify("no run selected", severity="warning")
             return
-        self.post_message(StopRequested(name))
+        self.post_message(ActionRequested(verb, name))

@@ -1,0 +1,94 @@
+"""The host screen (key `h`): sampler liveness, live resources, per-run usage, bind roots.
+
+The poll brings /host every time and /bind-roots while this screen is on top;
+the sparklines are drawn from the app's HostHistory. `p` asks the app to probe
+the bind roots (after confirming: it starts containers); the outcome arrives
+as the app's `probe_outcome` and stays shown here with its time.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Header, Static
+
+from qwen_tui.actions import Outcome
+from qwen_tui.history import HostHistory
+from qwen_tui.messages import ActionRequested
+from qwen_tui.poller import Snapshot, Wants
+from qwen_tui.screens.base import DashboardScreen
+from qwen_tui.widgets.banner import ConnectionBanner
+from qwen_tui.widgets.host_view import (
+    HostMetrics,
+    bind_roots_renderable,
+    probe_renderable,
+    run_usage_renderable,
+    sampler_renderable,
+)
+
+PROBE_TARGET = "the bind roots"
+
+
+class HostScreen(DashboardScreen):
+    CSS_PATH = "host.tcss"
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("p", "probe", "Probe bind roots"),
+    ]
+
+    def __init__(self, host_history: HostHistory) -> None:
+        super().__init__()
+        self.host_history = host_history
+
+    def wants(self) -> Wants:
+        return Wants(bind_roots=True)
+
+    def compose(self) -> ComposeResult:
+        loading = Text("loading…", style="dim")
+        yield Header()
+        yield ConnectionBanner(id="banner")
+        with VerticalScroll(id="hostpanel"):
+            yield Static("", id="host-error")
+            yield Static(loading, id="sampler")
+            yield HostMetrics(id="metrics")
+            yield Static(loading, id="usage")
+            yield Static(loading, id="roots")
+            yield Static(probe_renderable(None, None), id="probe")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "host"
+        titles = {"#sampler": "sampler", "#metrics": "now", "#usage": "runs on this host",
+                  "#roots": "bind roots", "#probe": "bind-root probe"}  # fmt: skip
+        for selector, title in titles.items():
+            self.query_one(selector).border_title = title
+        self.query_one("#host-error").display = False
+        self.query_one("#hostpanel").focus()
+        self.watch(self.app, "snapshot", self._show, init=True)
+        self.watch(self.app, "probe_outcome", self._show_probe, init=True)
+
+    def _show(self, snapshot: Snapshot | None) -> None:
+        if snapshot is None:
+            return
+        error = self.query_one("#host-error", Static)
+        problems = [f"/host: {snapshot.host_error}"] if snapshot.host_error else []
+        if snapshot.bind_roots_error:
+            problems.append(f"/bind-roots: {snapshot.bind_roots_error}")
+        error.display = bool(problems)
+        error.update(Text("the daemon could not answer " + "; ".join(problems), style="bold red"))
+        host = snapshot.host
+        if host is not None:
+            self.query_one("#sampler", Static).update(sampler_renderable(host.sampler))
+            self.query_one("#usage", Static).update(run_usage_renderable(host.sample))
+        self.query_one(HostMetrics).show(self.host_history.samples())
+        if snapshot.bind_roots is not None:
+            self.query_one("#roots", Static).update(bind_roots_renderable(snapshot.bind_roots))
+
+    def _show_probe(self, outcome: Outcome | None) -> None:
+        at = outcome.finished_at if outcome is not None else None
+        self.query_one("#probe", Static).update(probe_renderable(outcome, at))
+
+    def action_probe(self) -> None:
+        self.post_message(ActionRequested("probe", PROBE_TARGET))

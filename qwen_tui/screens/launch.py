@@ -1,0 +1,70 @@
+"""Ask for the spec file to launch (key `n`); the app then confirms and launches it.
+
+The path is read by the daemon on its own host, which may not be the machine
+the dashboard runs on (a forwarded socket), so nothing here resolves or checks
+it beyond its being given and absolute: the daemon's refusal (relative path,
+spec that does not load, governance rule) is shown as it gives it.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+
+def path_problem(path: str) -> str | None:
+    """Why a typed path cannot be sent, or None."""
+    if not path:
+        return "type the spec file's path"
+    if not path.startswith("/"):
+        return f"{path!r} is relative: give the absolute path of the spec file on the daemon's host"
+    return None
+
+
+class LaunchScreen(ModalScreen[str | None]):
+    CSS_PATH = "launch.tcss"
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("Launch a run from a spec file", id="title")
+            yield Label(
+                "The path is on the daemon's host. Enter goes on to a confirmation; Escape cancels.",
+                id="hint",
+            )
+            yield Input(placeholder="/srv/scratch/specs/run.json", id="spec-path")
+            yield Static("", id="problem")
+            with Horizontal(id="buttons"):
+                yield Button("Next (enter)", variant="primary", id="next")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#problem").display = False
+        self.query_one(Input).focus()
+
+    def _submit(self) -> None:
+        path = self.query_one(Input).value.strip()
+        problem = path_problem(path)
+        if problem is not None:
+            shown = self.query_one("#problem", Static)
+            shown.update(Text(problem, style="bold red"))
+            shown.display = True
+            return
+        self.dismiss(path)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "next":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
