@@ -1,6 +1,6 @@
 """HTTP+JSON over a Unix socket, with the standard library only.
 
-The routes and bodies are `qwen_daemon.protocol`'s. Every answer, errors
+The bodies are `qwen_daemon.protocol`'s, the routes `qwen_daemon.routes`'. Every answer, errors
 included, is JSON with a Content-Length, so `curl --unix-socket SOCK
 http://x/runs` works and the client decodes everything through the same
 Structs. No request can take the server down: a bad request is a 4xx
@@ -21,34 +21,18 @@ import socket
 import socketserver
 import stat
 import threading
-import urllib.parse
-from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
 from qwen_daemon.config import ConfigError
 from qwen_daemon.errors import RequestError, bad_request
-from qwen_daemon.governance import Surface
 from qwen_daemon.peercred import Peer, PeerPolicy, peer_of
-from qwen_daemon.protocol import (
-    AuditList,
-    BindRootsView,
-    ClassChange,
-    ErrorBody,
-    HealthView,
-    HostView,
-    LaunchRequest,
-    ProbeView,
-    RunDetail,
-    RunList,
-    RunView,
-    SurfaceList,
-)
-from qwen_train.spec import SpecError, check_name
+from qwen_daemon.protocol import ErrorBody
+from qwen_daemon.routes import Backend, route, split_path
 
 log = logging.getLogger(__name__)
 
@@ -57,141 +41,6 @@ _DRAIN_LIMIT_BYTES = 16 << 20
 SOCKET_MODE = 0o660
 REQUEST_DEADLINE_S = 30.0
 MAX_CONNECTIONS = 128
-
-
-class Backend(Protocol):
-    """What the API serves; the Daemon implements it."""
-
-    def health(self) -> HealthView: ...
-    def host(self) -> HostView: ...
-    def runs(self) -> RunList: ...
-    def detail(self, name: str) -> RunDetail: ...
-    def launch(self, request: LaunchRequest, actor: str) -> RunView: ...
-    def stop(self, name: str, actor: str) -> RunView: ...
-    def resume(self, name: str, actor: str) -> RunView: ...
-    def surfaces(self) -> SurfaceList: ...
-    def set_class(self, name: str, change: ClassChange, actor: str) -> Surface: ...
-    def audit(self) -> AuditList: ...
-    def bind_roots(self) -> BindRootsView: ...
-    def probe(self) -> ProbeView: ...
-
-
-Action = Callable[["_Handler", list[str]], tuple[int, Any]]
-
-
-def _health(h: _Handler, _: list[str]) -> tuple[int, Any]:
-    return 200, h.server.backend.health()
-
-
-def _host(h: _Handler, _: list[str]) -> tuple[int, Any]:
-    return 200, h.server.backend.host()
-
-
-def _runs(h: _Handler, _: list[str]) -> tuple[int, Any]:
-    return 200, h.server.backend.runs()
-
-
-def _launch(h: _Handler, _: list[str]) -> tuple[int, Any]:
-    body = h.read_body()
-    try:
-        request = msgspec.json.decode(body, type=LaunchRequest)
-    except msgspec.ValidationError as exc:
-        raise bad_request(f"invalid launch request: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise bad_request(f"malformed JSON in launch request: {exc}") from None
-    return 201, h.server.backend.launch(request, h.actor)
-
-
-def _detail(h: _Handler, parts: list[str]) -> tuple[int, Any]:
-    return 200, h.server.backend.detail(parts[1])
-
-
-def _empty_body(h: _Handler, what: str) -> None:
-    body = h.read_body()
-    if body.strip():
-        try:
-            msgspec.json.decode(body, type=dict)
-        except msgspec.DecodeError as exc:
-            raise bad_request(f"{what} takes an empty body or a JSON object: {exc}") from None
-
-
-def _stop(h: _Handler, parts: list[str]) -> tuple[int, Any]:
-    _empty_body(h, "stop")
-    return 200, h.server.backend.stop(parts[1], h.actor)
-
-
-def _resume(h: _Handler, parts: list[str]) -> tuple[int, Any]:
-    _empty_body(h, "resume")
-    return 201, h.server.backend.resume(parts[1], h.actor)
-
-
-def _set_class(h: _Handler, parts: list[str]) -> tuple[int, Any]:
-    try:
-        change = msgspec.json.decode(h.read_body(), type=ClassChange)
-    except msgspec.MsgspecError as exc:
-        raise bad_request(f"invalid class change: {exc}") from None
-    return 200, h.server.backend.set_class(parts[1], change, h.actor)
-
-
-def _probe(h: _Handler, _: list[str]) -> tuple[int, Any]:
-    _empty_body(h, "probe")
-    return 200, h.server.backend.probe()
-
-
-def _surfaces(h: _Handler, _: list[str]) -> tuple[int, Any]:
-    return 200, h.server.backend.surfaces()
-
-
-def _audit(h: _Handler, _: list[str]) -> tuple[int, Any]:
-    return 200, h.server.backend.audit()
-
-
-def _bind_roots(h: _Handler, _: list[str]) -> tuple[int, Any]:
-    return 200, h.server.backend.bind_roots()
-
-
-_FIXED: dict[tuple[str, ...], dict[str, Action]] = {
-    ("health",): {"GET": _health},
-    ("host",): {"GET": _host},
-    ("runs",): {"GET": _runs, "POST": _launch},
-    ("surfaces",): {"GET": _surfaces},
-    ("surfaces", "audit"): {"GET": _audit},
-    ("bind-roots",): {"GET": _bind_roots},
-    ("bind-roots", "probe"): {"POST": _probe},
-}
-
-
-def _checked(name: str) -> None:
-    try:
-        check_name(name)
-    except SpecError as exc:
-        raise bad_request(str(exc)) from None
-
-
-def route(parts: list[str]) -> dict[str, Action] | None:
-    """The methods a path allows, or None for no such route. Run names are checked first,
-    so `/runs/..%2Fx` is a bad name (400), not an unknown route."""
-    fixed = _FIXED.get(tuple(parts))
-    if fixed is not None:
-        return fixed
-    if len(parts) >= 2 and parts[0] == "runs":
-        _checked(parts[1])
-        if len(parts) == 2:
-            return {"GET": _detail}
-        if len(parts) == 3 and parts[2] == "stop":
-            return {"POST": _stop}
-        if len(parts) == 3 and parts[2] == "resume":
-            return {"POST": _resume}
-    if len(parts) == 3 and parts[0] == "surfaces" and parts[2] == "class":
-        _checked(parts[1])
-        return {"POST": _set_class}
-    return None
-
-
-def split_path(raw: str) -> list[str]:
-    """Split before URL-decoding, so an encoded '/' stays inside its segment."""
-    path = urllib.parse.urlsplit(raw).path
-    return [urllib.parse.unquote(part) for part in path.strip("/").split("/")]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -222,6 +71,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._deadline.cancel()
         with contextlib.suppress(OSError):
             super().finish()
+
+    @property
+    def backend(self) -> Backend:
+        return self.server.backend
 
     @property
     def actor(self) -> str:

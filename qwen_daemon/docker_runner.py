@@ -3,10 +3,12 @@
 The daemon is the one place that starts training containers, and it starts
 them narrowly: a non-root user, no privileges (all capabilities dropped,
 no-new-privileges), a read-only root filesystem with a private /tmp, no
-network unless configured, and only these mounts: the run dir (read-write),
-the spec's model and bundle (read-only), each of which must lie under a
-configured bind root, plus configured read-only runtime mounts (a development
-venv). GPUs come as an NVIDIA device request (`--gpus all`) or, for ROCm, the
+network unless configured, and only these mounts: the run dir (read-write)
+and what the job names (`Job.paths`: a training run's model and bundle,
+read-only; a preprocess job's model and sources read-only and the directory
+its bundle is built in read-write; a diagnose job's run dir read-write), each
+of which must lie under a configured bind root, plus configured read-only
+runtime mounts (a development venv). GPUs come as an NVIDIA device request (`--gpus all`) or, for ROCm, the
 /dev/kfd and /dev/dri devices. Labels carry the run id and launch nonce, so a
 restarted daemon finds its containers again; the nonce is in the environment
 for the trainer to echo.
@@ -41,12 +43,12 @@ from qwen_daemon.jobs import (
     NONCE_ENV,
     SPEC_FILE,
     Exit,
+    Job,
     Launched,
     RunnerRefusal,
     job_argv,
 )
 from qwen_train.atomic import atomic_write_bytes
-from qwen_train.spec import RunSpec, encode_spec
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +166,10 @@ class DockerRunner:
             )
         return f"{os.geteuid()}:{os.getegid()}"
 
-    def mounts(self, spec: RunSpec, run_dir: Path) -> list[Mount]:
-        """Run dir read-write, model and bundle read-only, all under bind roots; runtime mounts read-only."""
+    def mounts(self, job: Job, run_dir: Path) -> list[Mount]:
+        """Run dir read-write and the job's paths, all under bind roots; runtime mounts read-only."""
         roots = self.config.bind_roots
-        wanted = [(run_dir, False, "the run dir"), (Path(spec.model), True, "spec.model"),
-                  (Path(spec.bundle), True, "spec.bundle")]
+        wanted = [(run_dir, False, "the run dir"), *job.paths()]
         mounts = []
         for host_path, read_only, what in wanted:
             source = bindroots.docker_source(host_path, roots, what)
@@ -177,9 +178,9 @@ class DockerRunner:
             mounts.append(Mount(target=path, source=path, type="bind", read_only=True))
         return mounts
 
-    def check(self, spec: RunSpec, run_dir: Path) -> None:
+    def check(self, job: Job, run_dir: Path) -> None:
         self.user()
-        self.mounts(spec, run_dir)
+        self.mounts(job, run_dir)
         gpu_options(self.settings.gpus)
         try:
             self.client().images.get(self.settings.image)
@@ -193,22 +194,28 @@ class DockerRunner:
 
     # the Runner protocol
 
-    def launch(self, spec: RunSpec, run_dir: Path, nonce: str, resume: bool = False) -> Launched:
+    def launch(self, job: Job, run_dir: Path, nonce: str, resume: bool = False) -> Launched:
         user = self.user()
         run_dir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:  # the container user writes checkpoints and status.json here
+        created = [run_dir]
+        for path, read_only, _ in job.paths():
+            if not read_only and not path.exists():  # a bind mount needs its source (a prepare's output tree)
+                path.mkdir(parents=True)
+                created.append(path)
+        if os.geteuid() == 0:  # the container user writes checkpoints, status.json and bundles there
             uid, gid = parse_user(user)
-            os.chown(run_dir, uid, gid)
-        atomic_write_bytes(run_dir / SPEC_FILE, encode_spec(spec))
+            for path in created:
+                os.chown(path, uid, gid)
+        atomic_write_bytes(run_dir / SPEC_FILE, job.spec_bytes())
         os.chmod(run_dir / SPEC_FILE, 0o644)  # written 0600 by the atomic writer; the container user reads it
-        name = container_name(spec.name, nonce)
-        argv = job_argv(self.settings.python, run_dir, spec.name, nonce, resume)
+        name = container_name(job.name, nonce)
+        argv = job_argv(self.settings.python, run_dir, job, nonce, resume)
         client = self.client()
         options: dict[str, Any] = dict(
             image=self.settings.image, command=argv, name=name, user=user, working_dir=str(run_dir),
             environment={NONCE_ENV: nonce, CONTAINER_ENV: name, "PYTHONUNBUFFERED": "1", "HOME": "/tmp"},
-            labels={LABEL_RUN: spec.name, LABEL_NONCE: nonce, LABEL_MANAGED: MANAGED_BY},
-            mounts=self.mounts(spec, run_dir), network_mode=self.settings.network, init=True,
+            labels={LABEL_RUN: job.name, LABEL_NONCE: nonce, LABEL_MANAGED: MANAGED_BY},
+            mounts=self.mounts(job, run_dir), network_mode=self.settings.network, init=True,
             read_only=True, tmpfs={"/tmp": "rw,nosuid,nodev,exec"}, cap_drop=["ALL"],
             security_opt=["no-new-privileges"], privileged=False, shm_size=self.settings.shm_size,
             log_config=LogConfig(type="json-file", config={"max-size": "50m", "max-file": "2"}),

@@ -143,12 +143,18 @@ class Governance:
         return next((s for s in self.load().surfaces if s.name == name), None)
 
     def check_launch(self, spec: RunSpec) -> Surface:
-        """The surface a launch runs on, if every rule allows it; GovernanceRefusal otherwise."""
-        surface = self.get(spec.surface)
+        """The surface a training launch runs on, if every rule allows it; GovernanceRefusal otherwise."""
+        surface = self.check_surface(spec.surface)
+        check_lane(spec)
+        return surface
+
+    def check_surface(self, name: str) -> Surface:
+        """The surface rules alone: what preprocess and diagnose jobs are held to (they set no lane policy)."""
+        surface = self.get(name)
         if surface is None:
             raise GovernanceRefusal("surface-registered", (
-                f"surface {spec.surface!r} is not in {self.path}: register it with "
-                f"`qwen-daemon surfaces set-class {spec.surface} mechanism --reason WHY`"))
+                f"surface {name!r} is not in {self.path}: register it with "
+                f"`qwen-daemon surfaces set-class {name} mechanism --reason WHY`"))
         if surface.klass in NEVER_LAUNCHED:
             raise GovernanceRefusal(f"surface-{surface.klass}", (
                 f"surface {surface.name} is {surface.klass} ({NEVER_LAUNCHED[surface.klass]}): nothing is launched "
@@ -159,7 +165,6 @@ class Governance:
             raise GovernanceRefusal("recovery-blocked", (
                 f"surface {surface.name} is recovery and stays blocked until a mechanism candidate passes the "
                 f"promotion gate: `qwen-daemon surfaces set-class {surface.name} recovery --gate VERDICT.json`"))
-        check_lane(spec)
         return surface
 
     def set_class(self, name: str, klass: SurfaceClass, reason: str, actor: str,

@@ -1,40 +1,151 @@
-"""What every runner shares: the trainer's command line, a launch's handle and end.
+"""What every runner shares: the job, its command line, a launch's handle and end.
 
-The command line is built here and only here, so the process runner, the
-docker runner and a later job kind (`preprocess` -> `qwen_train prepare`) all
-speak the same contract with qwen_train's CLI. A runner is anything with the
-`Runner` methods; the monitor and the daemon never ask which kind it is.
+A job is what the daemon launches under a name: a training run (`train`,
+`qwen_train run`), a preprocessing job (`preprocess`, `qwen_train prepare`)
+or a replay of a run's non-finite step (`diagnose`, `qwen_train diagnose`).
+The command line is built here and only here, so the process runner and the
+docker runner speak the same contract with qwen_train's CLI. A runner is
+anything with the `Runner` methods; the monitor and the daemon never ask
+which kind it is.
+
+Job kinds differ in what they are given and what they touch, and the rest
+of the daemon asks the Job, not the kind: `spec_bytes` is the record written
+to RUN_DIR/spec.json (and kept in the registry, so a relaunch reruns the same
+job), `paths` are the host paths beyond the run dir that a container must see.
+A `preprocess` job relaunched runs the same `prepare` command: prepare resumes
+from its own journal, so there is no `--resume` flag for it. A `diagnose` job
+writes no status.json (the replay must not touch its run's heartbeat) and
+carries its nonce only in the environment (`qwen_train diagnose` takes none).
 """
 
 from __future__ import annotations
 
+import hashlib
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 import msgspec
 
-from qwen_train.spec import RunSpec
+from qwen_train.prepare.spec import PrepareSpec, decode_prepare_spec, encode_prepare_spec
+from qwen_train.spec import RunSpec, SpecError, check_name, decode_spec, encode_spec
 
 SPEC_FILE = "spec.json"
 LOG_FILE = "trainer.log"
 NONCE_ENV = "QWEN_RUN_NONCE"
 CONTAINER_ENV = "QWEN_CONTAINER_ID"
+DIAGNOSE_SUFFIX = ".diagnose"
+NO_LANE = "-"  # preprocessing is no request lane: it sets no lane policy and shows as '-'
 
-JobKind = Literal["train"]
-# qwen_train subcommand per job kind; `preprocess: "prepare"` joins it later.
-_SUBCOMMANDS: dict[str, str] = {"train": "run"}
+# Also protocol.JobKind (which cannot be imported here: protocol -> bindroots -> jobs).
+JobKind = Literal["train", "preprocess", "diagnose"]
+_SUBCOMMANDS: dict[str, str] = {"train": "run", "preprocess": "prepare", "diagnose": "diagnose"}
 
 
 class RunnerRefusal(Exception):
-    """The runner cannot launch this spec here; the message says why and what to do."""
+    """The runner cannot launch this job here; the message says why and what to do."""
+
+
+class DiagnoseTarget(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A diagnose job's spec: the run it replays, that run's dir, the step (None: its last non-finite event)."""
+
+    run: str
+    run_dir: str
+    step: int | None = None
+
+
+JobSpec = RunSpec | PrepareSpec | DiagnoseTarget
+
+
+@dataclass(frozen=True)
+class Job:
+    """One launchable job. `lane`/`surface`/`runner` are what the registry shows and governance checks."""
+
+    kind: JobKind
+    name: str
+    lane: str
+    surface: str
+    runner: str
+    spec: JobSpec
+    parent: str | None = None
+
+    def spec_bytes(self) -> bytes:
+        if isinstance(self.spec, RunSpec):
+            return encode_spec(self.spec)
+        if isinstance(self.spec, PrepareSpec):
+            return encode_prepare_spec(self.spec)
+        return msgspec.json.encode(self.spec)
+
+    def paths(self) -> list[tuple[Path, bool, str]]:
+        """(host path, read-only, what) a container needs besides the run dir; every one under a bind root."""
+        spec = self.spec
+        if isinstance(spec, RunSpec):
+            return [(Path(spec.model), True, "spec.model"), (Path(spec.bundle), True, "spec.bundle")]
+        if isinstance(spec, PrepareSpec):
+            out = Path(spec.out)
+            # The bundle is built in a hidden sibling of `out` and renamed into place: the parent is written.
+            wanted = [(Path(spec.model), True, "prepare.model"), (out.parent, False, "the parent of prepare.out")]
+            wanted += [(Path(s.path), True, f"source {s.label}") for s in spec.sources]
+            work = Path(spec.work_dir or spec.out + ".work")
+            if out.parent not in work.parents:
+                wanted.append((work, False, "prepare.work_dir"))
+            return wanted
+        try:
+            parent = parent_spec(spec)
+        except SpecError as exc:
+            raise RunnerRefusal(f"cannot tell what the replay reads: {exc}") from None
+        return [(Path(spec.run_dir), False, f"run {spec.run}'s dir"), (Path(parent.model), True, "spec.model"),
+                (Path(parent.bundle), True, "spec.bundle")]
+
+
+def parent_spec(target: DiagnoseTarget) -> RunSpec:
+    """The replayed run's spec, from its run dir (the spec its trainer was launched with)."""
+    path = Path(target.run_dir) / SPEC_FILE
+    try:
+        return decode_spec(path.read_bytes(), source=str(path))
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read run {target.run}'s spec ({exc.strerror})") from None
+
+
+def train_job(spec: RunSpec) -> Job:
+    return Job("train", spec.name, spec.lane, spec.surface, spec.runner, spec)
+
+
+def prepare_job(spec: PrepareSpec, surface: str, runner: str) -> Job:
+    return Job("preprocess", spec.name, NO_LANE, surface, runner, spec)
+
+
+def diagnose_name(run: str) -> str:
+    """`RUN.diagnose`; where that is no run name (too long, or '..'), a prefix and a digest of RUN."""
+    name = run + DIAGNOSE_SUFFIX
+    if len(name) > 64 or ".." in name:
+        digest = hashlib.sha256(run.encode()).hexdigest()[:8]
+        name = f"{run[:64 - len(DIAGNOSE_SUFFIX) - 9]}-{digest}{DIAGNOSE_SUFFIX}"
+    return check_name(name)
+
+
+def decode_job(kind: str, name: str, lane: str, surface: str, runner: str, spec_json: str,
+               parent: str | None) -> Job:
+    """A registry row back into the Job it launched; SpecError if the stored spec no longer decodes."""
+    source = f"run {name}'s recorded spec"
+    if kind == "train":
+        return train_job(decode_spec(spec_json, source=source))
+    if kind == "preprocess":
+        return Job("preprocess", name, lane, surface, runner, decode_prepare_spec(spec_json, source=source))
+    if kind == "diagnose":
+        try:
+            target = msgspec.json.decode(spec_json, type=DiagnoseTarget)
+        except msgspec.MsgspecError as exc:
+            raise SpecError(f"{source}: invalid diagnose target: {exc}") from None
+        return Job("diagnose", name, lane, surface, runner, target, parent)
+    raise SpecError(f"{source}: unknown job kind {kind!r}")
 
 
 class Exit(msgspec.Struct, frozen=True):
     """How a launch ended. `code` None: the exit code is lost (not our child, or vanished).
 
-    `signal_sent_by_us` is filled by the monitor; `detail` is the runner's own
-    explanation (e.g. "container was removed", "out of memory").
+    `detail` is the runner's own explanation (e.g. "container was removed", "out of memory").
     """
 
     code: int | None
@@ -49,13 +160,14 @@ class Launched(msgspec.Struct, frozen=True):
     container: str | None = None
 
 
-def job_argv(python: str, run_dir: Path, name: str, nonce: str, resume: bool, kind: JobKind = "train") -> list[str]:
+def job_argv(python: str, run_dir: Path, job: Job, nonce: str, resume: bool) -> list[str]:
     """The contract with qwen_train's CLI, as an argument list; the nonce also goes in the environment."""
-    argv = [
-        python, "-m", "qwen_train", _SUBCOMMANDS[kind], str(run_dir / SPEC_FILE),
-        "--run-dir", str(run_dir), "--run-id", name, "--nonce", nonce,
-    ]
-    if resume:
+    command = [python, "-m", "qwen_train", _SUBCOMMANDS[job.kind]]
+    if isinstance(job.spec, DiagnoseTarget):
+        step = [] if job.spec.step is None else ["--step", str(job.spec.step)]
+        return [*command, job.spec.run_dir, *step]
+    argv = [*command, str(run_dir / SPEC_FILE), "--run-dir", str(run_dir), "--run-id", job.name, "--nonce", nonce]
+    if resume and job.kind == "train":
         argv.append("--resume")
     return argv
 
@@ -72,15 +184,15 @@ def describe_exit(code: int | None) -> str:
 
 
 class Runner(Protocol):
-    """One way of running trainers. Every method is keyed by the launch nonce and thread-safe."""
+    """One way of running jobs. Every method is keyed by the launch nonce and thread-safe."""
 
     name: str
 
-    def check(self, spec: RunSpec, run_dir: Path) -> None:
-        """Raise RunnerRefusal if this spec cannot be launched here (before anything is reserved)."""
+    def check(self, job: Job, run_dir: Path) -> None:
+        """Raise RunnerRefusal if this job cannot be launched here (before anything is reserved)."""
 
-    def launch(self, spec: RunSpec, run_dir: Path, nonce: str, resume: bool) -> Launched:
-        """Write the spec into run_dir and start the trainer. Raises OSError or RunnerRefusal."""
+    def launch(self, job: Job, run_dir: Path, nonce: str, resume: bool) -> Launched:
+        """Write the job's spec into run_dir and start it. Raises OSError or RunnerRefusal."""
 
     def adopt(self, nonce: str, pid: int | None, container: str | None) -> Launched | None:
         """Watch a launch a previous daemon started; None if it is gone."""
@@ -89,7 +201,7 @@ class Runner(Protocol):
         """None while the launch runs; its Exit once it has ended (and is cleaned up)."""
 
     def terminate(self, nonce: str) -> bool:
-        """Ask the trainer to stop gracefully (SIGTERM); False if it is not running."""
+        """Ask the job to stop gracefully (SIGTERM); False if it is not running."""
 
     def kill(self, nonce: str) -> bool:
         """The escalation: SIGKILL everything of the launch."""

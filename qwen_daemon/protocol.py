@@ -21,7 +21,14 @@ Routes:
   GET  /runs/{name}/diagnosis  -> Diagnosis     (404 until a diagnosis exists)
   POST /runs/{name}/diagnose   DiagnoseRequest -> RunView   (a `diagnose` job replaying that run)
 A LaunchRequest with kind "preprocess" carries a PrepareSpec (inline or a file) instead of a RunSpec
-and runs `qwen-train prepare` with the same nonce, heartbeat and resource summary as training.
+and runs `qwen-train prepare` with the same nonce, heartbeat and resource summary as training
+(lane "-": no lane policy; surface from the request, default "default"). Resume reruns prepare,
+which continues from its journal. A diagnose job is named RUN.diagnose, has parent RUN and lane,
+surface and runner of RUN; it writes no status.json, so its health is its process's (live while it
+runs) and its message is its diagnosis's first line or its last line of output. Diagnose is 409
+while RUN is active, and RUN's resume 409 while its replay runs. history and diagnosis of a
+diagnose job are its run's. history: 422 for a malformed report.json; diagnosis: 404 until a
+diagnosis.json exists, 422 (naming the file) for a malformed one.
 Errors are ErrorBody with a 4xx/5xx status; a governance refusal is 403 and names its rule.
 """
 
@@ -35,7 +42,7 @@ from qwen_daemon.bindroots import BindRootsView, ProbeView
 from qwen_daemon.governance import AuditEntry, Surface, SurfaceClass
 from qwen_daemon.resources import Gap, ResourceSample, ResourceSummary
 from qwen_train.prepare.spec import PrepareSpec
-from qwen_train.spec import RunSpec
+from qwen_train.spec import Runner, RunSpec
 from qwen_train.status import Event, Status
 
 RunState = Literal[
@@ -67,12 +74,16 @@ class LaunchRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     kind "train" takes `spec`/`spec_path` (a RunSpec); kind "preprocess" takes
     `prepare`/`spec_path` (a PrepareSpec). `diagnose` jobs come from POST .../diagnose.
+    `surface` and `runner` are for "preprocess" only (a PrepareSpec names neither;
+    defaults "default" and "process"); a training run takes both from its RunSpec.
     """
 
     spec: RunSpec | None = None
     spec_path: str | None = None
     kind: JobKind = "train"
     prepare: PrepareSpec | None = None
+    surface: str | None = None
+    runner: Runner | None = None
 
 
 class DiagnoseRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -183,7 +194,7 @@ class AuditList(msgspec.Struct, frozen=True):
 
 
 __all__ = [
-    "ACTIVE_STATES", "AuditList", "BindRootsView", "ClassChange", "ErrorBody", "Health", "HealthView", "HostView",
-    "LaunchRequest", "ProbeView", "RunDetail", "RunList", "RunState", "RunView", "SamplerHealth", "Surface",
-    "SurfaceList",
+    "ACTIVE_STATES", "AuditList", "BindRootsView", "ClassChange", "DiagnoseRequest", "ErrorBody", "EvalPoint",
+    "Health", "HealthView", "HostView", "JobKind", "LaunchRequest", "LossPoint", "ProbeView", "RunDetail", "RunHistory",
+    "RunList", "RunState", "RunView", "SamplerHealth", "Surface", "SurfaceList",
 ]

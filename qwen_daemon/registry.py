@@ -8,6 +8,10 @@ so a run's summary survives restarts too.
 
 One connection shared by all threads, serialised by a lock: the daemon's
 write rate (a few rows a second at most) is far below what that allows.
+
+A name belongs to one job kind for good (`train`, `preprocess`, `diagnose`):
+its run dir holds that kind's files, so relaunching a name as another kind is
+refused. A diagnose job records the run it replays as its `parent`.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from pathlib import Path
 
 import msgspec
 
+from qwen_daemon.jobs import Job
 from qwen_daemon.protocol import ACTIVE_STATES, RunState
 from qwen_daemon.resources import ResourceSample
-from qwen_train.spec import RunSpec, check_name, encode_spec
+from qwen_train.spec import check_name
 from qwen_train.status import Event
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _ACTIVE = tuple(sorted(ACTIVE_STATES))
 _ACTIVE_SQL = f"state IN ({', '.join('?' for _ in _ACTIVE)})"
 
@@ -45,7 +50,9 @@ CREATE TABLE runs (
     exit_code INTEGER,
     spec_json TEXT NOT NULL,
     message TEXT,
-    container TEXT
+    container TEXT,
+    kind TEXT NOT NULL DEFAULT 'train',
+    parent TEXT
 );
 CREATE TABLE launches (
     nonce TEXT PRIMARY KEY,
@@ -73,8 +80,13 @@ CREATE INDEX samples_by_run ON samples (run, time);
 
 _RUN_COLUMNS = (
     "name, lane, surface, runner, state, nonce, pid, run_dir, created_at, launched_at, "
-    "ended_at, exit_code, spec_json, message, container"
+    "ended_at, exit_code, spec_json, message, container, kind, parent"
 )
+# Upgrades of older files, by the version they start from: each adds what later versions added.
+_UPGRADES: dict[int, str] = {
+    1: "ALTER TABLE runs ADD COLUMN container TEXT;",  # the walking skeleton's file
+    2: "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train'; ALTER TABLE runs ADD COLUMN parent TEXT;",
+}
 
 
 class RegistryError(RuntimeError):
@@ -103,6 +115,8 @@ class RunRecord(msgspec.Struct, frozen=True):
     spec_json: str
     message: str | None
     container: str | None = None
+    kind: str = "train"
+    parent: str | None = None
 
     @property
     def active(self) -> bool:
@@ -129,15 +143,15 @@ class Registry:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Create the schema in a new file, upgrade a version-1 file; refuse any other version."""
+        """Create the schema in a new file, upgrade an older one in one transaction; refuse any other version."""
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
-        if version == 1:  # the walking skeleton's file: runs had no container column
+        if version in _UPGRADES:
+            steps = " ".join(_UPGRADES[v] for v in range(version, SCHEMA_VERSION))
             with self._lock:
                 self._conn.executescript(
-                    "BEGIN IMMEDIATE; ALTER TABLE runs ADD COLUMN container TEXT; "
-                    f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                    f"BEGIN IMMEDIATE; {steps} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
                 )
             return
         if version != 0:
@@ -171,35 +185,40 @@ class Registry:
 
     # runs
 
-    def reserve(self, spec: RunSpec, run_dir: Path, nonce: str, now: float) -> RunRecord:
-        """Claim `spec.name` for a new launch, or raise RunConflict if it is still active.
+    def reserve(self, job: Job, run_dir: Path, nonce: str, now: float) -> RunRecord:
+        """Claim `job.name` for a new launch, or raise RunConflict if it is still active
+        (or belongs to another kind of job).
 
         A name whose run has ended is launched again under the same name (a
         resume); its creation time and history are kept.
         """
-        name = check_name(spec.name)
+        name = check_name(job.name)
         with self._tx() as conn:
-            row = conn.execute("SELECT state FROM runs WHERE name = ?", (name,)).fetchone()
+            row = conn.execute("SELECT state, kind FROM runs WHERE name = ?", (name,)).fetchone()
             if row is not None and row[0] in ACTIVE_STATES:
                 raise RunConflict(
                     f"run {name!r} is already active (state {row[0]}): stop it first, "
                     "or launch under another name"
                 )
+            if row is not None and row[1] != job.kind:
+                raise RunConflict(
+                    f"{name!r} is the name of a {row[1]} job; a {job.kind} job needs a name of its own"
+                )
             values = (
-                spec.lane, spec.surface, spec.runner, "launching", nonce, str(run_dir), now,
-                encode_spec(spec).decode("utf-8"),
+                job.lane, job.surface, job.runner, "launching", nonce, str(run_dir), now,
+                job.spec_bytes().decode("utf-8"), job.kind, job.parent,
             )
             if row is None:
                 conn.execute(
                     "INSERT INTO runs (lane, surface, runner, state, nonce, run_dir, launched_at, "
-                    "spec_json, name, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "spec_json, kind, parent, name, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*values, name, now),
                 )
             else:
                 conn.execute(
                     "UPDATE runs SET lane = ?, surface = ?, runner = ?, state = ?, nonce = ?, "
-                    "run_dir = ?, launched_at = ?, spec_json = ?, pid = NULL, ended_at = NULL, "
-                    "exit_code = NULL, message = NULL, container = NULL WHERE name = ?",
+                    "run_dir = ?, launched_at = ?, spec_json = ?, kind = ?, parent = ?, pid = NULL, "
+                    "ended_at = NULL, exit_code = NULL, message = NULL, container = NULL WHERE name = ?",
                     (*values, name),
                 )
             conn.execute(

@@ -8,8 +8,9 @@ down in order, writing a durable checkpoint); SIGKILL, the escalation, goes
 to the whole process group so nothing is left behind.
 
 After a daemon restart the trainer is no longer our child: it is "adopted"
-by pid, and recognised by the nonce on its command line so that a recycled
-pid is never mistaken for it. Its exit code is then lost.
+by pid, and recognised by the nonce on its command line (or, for a job whose
+command takes none, `diagnose`, in its environment) so that a recycled pid
+is never mistaken for it. Its exit code is then lost.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ from pathlib import Path
 import psutil
 
 from qwen_daemon.config import DaemonConfig
-from qwen_daemon.jobs import LOG_FILE, NONCE_ENV, SPEC_FILE, Exit, Launched, job_argv
+from qwen_daemon.jobs import LOG_FILE, NONCE_ENV, SPEC_FILE, Exit, Job, Launched, job_argv
 from qwen_train.atomic import atomic_write_bytes
-from qwen_train.spec import RunSpec, encode_spec
 
 __all__ = ["LOG_FILE", "ProcessRunner", "process_tree"]
 
@@ -36,7 +36,7 @@ def _carries_nonce(pid: int, nonce: str) -> bool:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        return nonce in proc.cmdline()
+        return nonce in proc.cmdline() or proc.environ().get(NONCE_ENV) == nonce
     except psutil.Error:
         return False
 
@@ -64,14 +64,17 @@ class ProcessRunner:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._adopted: dict[str, int] = {}
 
-    def check(self, spec: RunSpec, run_dir: Path) -> None:
-        """Any spec the intake accepted can run as a local process."""
+    def check(self, job: Job, run_dir: Path) -> None:
+        """Any job the intake accepted can run as a local process."""
 
-    def launch(self, spec: RunSpec, run_dir: Path, nonce: str, resume: bool = False) -> Launched:
-        """Write the resolved spec, spawn the trainer, return its pid. Raises OSError."""
+    def launch(self, job: Job, run_dir: Path, nonce: str, resume: bool = False) -> Launched:
+        """Write the resolved spec, spawn the job, return its pid. Raises OSError.
+
+        The job gets the daemon's own environment (plus the nonce), so settings such
+        as CUDA_VISIBLE_DEVICES or HF_HOME given to the daemon reach every job."""
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / SPEC_FILE, encode_spec(spec))
-        command = job_argv(self.config.trainer_python, run_dir, spec.name, nonce, resume)
+        atomic_write_bytes(run_dir / SPEC_FILE, job.spec_bytes())
+        command = job_argv(self.config.trainer_python, run_dir, job, nonce, resume)
         env = {**os.environ, NONCE_ENV: nonce, "PYTHONUNBUFFERED": "1"}
         with open(run_dir / LOG_FILE, "ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S %z")

@@ -1,6 +1,11 @@
 """The Daemon: registry, runners, monitor, sampler, governance and API as one service.
 
-It is the Backend the API serves and the owner of the threads. Shutting it
+It is the Backend the API serves and the owner of the threads. It launches
+three kinds of job under one contract (jobs.py): training runs, preprocess
+jobs and diagnose replays. A diagnose job replays a run's checkpoints and
+writes into its run dir, so a run and its replay never run at once: diagnose
+is refused while the run is active, and the run's launch or resume while
+its replay is. Shutting it
 down stops serving and sampling but leaves runs alone: trainers (processes
 or containers) are detached and a restarted daemon reattaches to them (see
 `Monitor.reconcile`). Under systemd it reports READY/STOPPING and feeds the
@@ -28,10 +33,10 @@ from qwen_daemon.api import ApiServer
 from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.config import ConfigError, DaemonConfig, socket_gid, validate_config
 from qwen_daemon.docker_runner import DockerRunner
-from qwen_daemon.errors import RequestError, conflict, not_found, unprocessable
+from qwen_daemon.errors import RequestError, bad_request, conflict, not_found, unprocessable
 from qwen_daemon.governance import Governance, GovernanceRefusal, Surface
-from qwen_daemon.intake import check_runnable, resolve_launch
-from qwen_daemon.jobs import Runner, RunnerRefusal
+from qwen_daemon.intake import check_prepare_runnable, check_runnable, resolve_launch
+from qwen_daemon.jobs import DiagnoseTarget, Job, Runner, RunnerRefusal, decode_job, diagnose_name
 from qwen_daemon.journal import JournalWriter
 from qwen_daemon.monitor import Monitor
 from qwen_daemon.notify import Watchdog, notify, watchdog_interval
@@ -39,21 +44,26 @@ from qwen_daemon.protocol import (
     AuditList,
     BindRootsView,
     ClassChange,
+    DiagnoseRequest,
     HealthView,
     HostView,
     LaunchRequest,
     ProbeView,
     RunDetail,
+    RunHistory,
     RunList,
     RunView,
     SurfaceList,
 )
 from qwen_daemon.registry import Registry, RunConflict, RunRecord
+from qwen_daemon.runfiles import FileProblem, HistoryReader, read_diagnosis
 from qwen_daemon.runner import ProcessRunner
 from qwen_daemon.sampler import Sampler
 from qwen_daemon.summary_cache import SummaryCache
 from qwen_daemon.views import run_detail, run_view
-from qwen_train.spec import RunSpec, SpecError, decode_spec
+from qwen_train.prepare.spec import PrepareSpec
+from qwen_train.spec import RunSpec, SpecError
+from qwen_train.status import Diagnosis
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +102,7 @@ class Daemon:
             journal=self.journal, last_before_start=self.registry.last_sample_time(),
         )
         self.summaries = SummaryCache(self.registry, config.sample_period_s)
+        self.histories = HistoryReader()
         self._watchdog: Watchdog | None = None
         self._server: ApiServer | None = None
         # Launch and stop of one name must not interleave (a stop between reserve and spawn
@@ -153,54 +164,123 @@ class Daemon:
         return self._with_class(view, self._classes())
 
     def launch(self, request: LaunchRequest, actor: str = "local") -> RunView:
-        """Check governance and the runner, reserve the name, start the trainer with a fresh nonce."""
-        spec = resolve_launch(request)
+        """Check governance and the runner, reserve the name, start the job with a fresh nonce."""
+        job = resolve_launch(request)
         with self._control:
-            self._spawn(spec, resume=False, actor=actor)
-        return self._view(spec.name)
+            self._spawn(job, resume=False, actor=actor)
+        return self._view(job.name)
 
     def resume(self, name: str, actor: str = "local") -> RunView:
-        """Launch an ended run again from its newest durable checkpoint, with the spec it ran with."""
+        """Launch an ended job again with the spec it ran with: a run from its newest durable
+        checkpoint, a preprocess job from its journal, a diagnose job's replay once more."""
         with self._control:
             record = self._record(name)
             if record.active:
                 raise conflict(f"run {name!r} is {record.state}: it can be resumed only once it has ended")
             try:
-                spec = check_runnable(decode_spec(record.spec_json, source=f"run {name}'s recorded spec"))
+                job = decode_job(record.kind, name, record.lane, record.surface, record.runner, record.spec_json,
+                                 record.parent)
             except SpecError as exc:
                 raise unprocessable(str(exc)) from None
-            self._spawn(spec, resume=True, actor=actor)
+            if isinstance(job.spec, RunSpec):
+                check_runnable(job.spec)
+            elif isinstance(job.spec, PrepareSpec):
+                check_prepare_runnable(job.spec)
+            else:  # the replayed run must still be there and at rest
+                job = self._diagnose_job(self._record(job.spec.run), job.spec.step)
+            self._spawn(job, resume=True, actor=actor)
         return self._view(name)
 
-    def _spawn(self, spec: RunSpec, resume: bool, actor: str) -> None:
-        """Governance, runner checks, reserve, start, record; a start failure ends the launch as failed."""
+    def diagnose(self, name: str, request: DiagnoseRequest, actor: str = "local") -> RunView:
+        """Start `NAME.diagnose`: replay run NAME from its nearest durable checkpoint to the step."""
+        if request.step is not None and request.step < 1:
+            raise bad_request(f"step {request.step} is no optimizer step: steps count from 1")
+        with self._control:
+            job = self._diagnose_job(self._record(name), request.step)
+            self._spawn(job, resume=False, actor=actor)
+        return self._view(job.name)
+
+    def _diagnose_job(self, record: RunRecord, step: int | None) -> Job:
+        if record.kind != "train":
+            raise unprocessable(f"{record.name!r} is a {record.kind} job: only training runs can be replayed")
+        if record.active:
+            raise conflict(f"run {record.name!r} is {record.state}: stop it first "
+                           f"(`qwen-daemon stop {record.name} --wait`), then diagnose it")
+        target = DiagnoseTarget(run=record.name, run_dir=record.run_dir, step=step)
+        return Job("diagnose", diagnose_name(record.name), record.lane, record.surface, record.runner, target,
+                   parent=record.name)
+
+    def _govern(self, job: Job) -> None:
+        """Training runs meet surface and lane rules; preprocess and diagnose jobs the surface rules."""
         try:
-            self.governance.check_launch(spec)
+            if isinstance(job.spec, RunSpec):
+                self.governance.check_launch(job.spec)
+            else:
+                self.governance.check_surface(job.surface)
         except GovernanceRefusal as exc:
             raise RequestError(403, str(exc)) from None
-        runner = self.runners[spec.runner]
-        run_dir = self.config.run_dir(spec.name)
+        replays = [r.name for r in self.registry.active() if r.parent == job.name]
+        if replays:
+            raise conflict(f"diagnose job {replays[0]!r} is replaying run {job.name!r}: "
+                           "wait for it to end (or stop it) first")
+
+    def _spawn(self, job: Job, resume: bool, actor: str) -> None:
+        """Governance, runner checks, reserve, start, record; a start failure ends the launch as failed."""
+        self._govern(job)
+        runner = self.runners[job.runner]
+        run_dir = self.config.run_dir(job.name)
         try:
-            runner.check(spec, run_dir)
+            runner.check(job, run_dir)
         except RunnerRefusal as exc:
             raise unprocessable(str(exc)) from None
         nonce = secrets.token_hex(16)
         try:
-            self.registry.reserve(spec, run_dir, nonce, time.time())
+            self.registry.reserve(job, run_dir, nonce, time.time())
         except RunConflict as exc:
             raise conflict(str(exc)) from None
         try:
-            started = runner.launch(spec, run_dir, nonce, resume)
+            started = runner.launch(job, run_dir, nonce, resume)
         except (OSError, subprocess.SubprocessError, RunnerRefusal) as exc:
-            message = f"could not start the trainer ({runner.name} runner): {exc}"
-            self.registry.finish(spec.name, nonce, "failed", None, message, time.time())
+            message = f"could not start the {job.kind} job ({runner.name} runner): {exc}"
+            self.registry.finish(job.name, nonce, "failed", None, message, time.time())
             raise RequestError(500, message, "check the daemon's runner settings and the run dir") from None
-        self.registry.set_running(spec.name, nonce, started.pid, started.container)
-        how = "resumed" if resume else "launched"
+        self.registry.set_running(job.name, nonce, started.pid, started.container)
         if resume:
-            self.registry.add_event(spec.name, "resume", f"resumed by {actor} from the newest checkpoint", time.time())
-        log.info("%s run %s for %s (pid %d, container %s, nonce %s) in %s",
-                 how, spec.name, actor, started.pid, started.container, nonce, run_dir)
+            since = {"train": "from the newest checkpoint", "preprocess": "from its journal"}.get(job.kind, "again")
+            self.registry.add_event(job.name, "resume", f"resumed by {actor} {since}", time.time())
+        log.info("%s %s job %s for %s (pid %d, container %s, nonce %s) in %s", "resumed" if resume else "launched",
+                 job.kind, job.name, actor, started.pid, started.container, nonce, run_dir)
+
+    # what a run left in its dir
+
+    def _files_dir(self, record: RunRecord) -> Path:
+        """Where a job's curves and diagnosis are: a diagnose job's are its run's."""
+        if record.kind == "diagnose":
+            try:
+                return Path(msgspec.json.decode(record.spec_json, type=DiagnoseTarget).run_dir)
+            except msgspec.MsgspecError as exc:
+                raise unprocessable(f"run {record.name}'s recorded diagnose target is malformed: {exc}") from None
+        return Path(record.run_dir)
+
+    def history(self, name: str) -> RunHistory:
+        record = self._record(name)
+        try:
+            return self.histories.history(name, self._files_dir(record))
+        except FileProblem as exc:
+            raise unprocessable(str(exc)) from None
+
+    def diagnosis(self, name: str) -> Diagnosis:
+        record = self._record(name)
+        run_dir = self._files_dir(record)
+        run = record.parent or name
+        try:
+            found = read_diagnosis(run_dir)
+        except FileProblem as exc:
+            raise unprocessable(f"{exc}: `qwen-daemon diagnose {run}` writes it again") from None
+        if found is None:
+            raise not_found(f"run {name!r} has no diagnosis yet ({run_dir}/diagnosis.json): one is written when "
+                            f"the non-finite guard stops a step, or by `qwen-daemon diagnose {run}`")
+        return found
 
     def stop(self, name: str, actor: str = "local") -> RunView:
         """Graceful stop; idempotent for a run that is stopping or already ended."""

@@ -4,6 +4,10 @@ The one place where status numbers reach a RunView, and they get there only
 through the guard: a live verdict for an active launch, or the launch's own
 final status for an ended one. Everything else is `stale` (with the reason)
 or `waiting` (launched, no heartbeat yet), with the numbers left empty.
+
+A diagnose job is the exception: it writes no heartbeat (the replay must not
+touch its run's status.json), so no status is ever trusted for it and its
+health is its process's: `live` while the runner sees it, `waiting` before.
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ def judge(
     `members` gives a container launch's host pids (the guard checks the status pid against them).
     """
     run_dir = Path(record.run_dir)
+    if record.kind == "diagnose":
+        no_status = Verdict(live=False, reason="a diagnose job writes no status.json")
+        if not record.active:
+            return "ended", no_status, None
+        alive = members is not None and bool(members(record))
+        return ("live" if alive else "waiting"), no_status, None
     if record.active and record.nonce is not None:
         pids = members(record) if members is not None and record.container else None
         verdict = check_live(
@@ -74,6 +84,8 @@ def run_view(
         exit_code=record.exit_code,
         stale_reason=reason,
         message=record.message or (status.message if status is not None else None),
+        kind=record.kind,
+        parent=record.parent,
     )
     if status is None:
         return view, None

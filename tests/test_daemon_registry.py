@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from qwen_daemon.jobs import Job, train_job
 from qwen_daemon.registry import Registry, RegistryError, RunConflict
 from qwen_daemon.resources import ResourceSample
 from qwen_daemon.summary_cache import SummaryCache
 from qwen_train.spec import RunSpec, SpecError
 
 
-def spec(name: str = "r1") -> RunSpec:
-    return RunSpec(name=name, lane="language-expansion", model="/m", bundle="/b", surface="lab")
+def spec(name: str = "r1") -> Job:
+    return train_job(RunSpec(name=name, lane="language-expansion", model="/m", bundle="/b", surface="lab"))
 
 
 def sample(t: float) -> ResourceSample:
