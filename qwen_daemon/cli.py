@@ -7,6 +7,9 @@
   qwen-daemon launch SPEC_FILE   [--socket S] [--json]
   qwen-daemon stop NAME          [--socket S] [--json] [--wait [--wait-timeout X]]
   qwen-daemon resume NAME        [--socket S] [--json]
+  qwen-daemon prepare SPEC_FILE  [--surface S] [--runner R]   (a preprocess job)
+  qwen-daemon diagnose NAME      [--step N]   (replay an ended run: job NAME.diagnose)
+  qwen-daemon history NAME       [--json]
   qwen-daemon host               [--socket S] [--json]
   qwen-daemon surfaces list|audit|set-class SURFACE CLASS --reason WHY [--gate VERDICT]
   qwen-daemon bind-roots status|probe
@@ -30,7 +33,7 @@ from typing import Any
 
 import msgspec
 
-from qwen_daemon import __version__, cli_ops, render, unit
+from qwen_daemon import __version__, cli_jobs, cli_ops, render, unit
 from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.config import (
     DEFAULT_JOURNAL_SOCKET,
@@ -42,7 +45,7 @@ from qwen_daemon.config import (
     default_socket,
     default_state_dir,
 )
-from qwen_daemon.protocol import HostView, RunDetail, RunList, RunView
+from qwen_daemon.protocol import HostView, RunDetail, RunHistory, RunList, RunView
 from qwen_daemon.registry import RegistryError
 from qwen_train.spec import SpecError, load_spec
 
@@ -118,7 +121,7 @@ def _client_parsers(sub: Any) -> None:
         ("show", "show one run: status, resource summary, events", "NAME", lambda c, a: c.run(a.name)),
         ("launch", "launch the run a spec file describes", "SPEC_FILE", _launch),
         ("stop", "stop a run gracefully (SIGTERM, then SIGKILL after the timeout)", "NAME", _stop),
-        ("resume", "launch an ended run again from its newest durable checkpoint", "NAME",
+        ("resume", "launch an ended run again (from its newest durable checkpoint, or journal)", "NAME",
          lambda c, a: c.resume(a.name)),
         ("host", "host resources and sampler liveness", None, lambda c, a: c.host()),
     ]
@@ -133,6 +136,7 @@ def _client_parsers(sub: Any) -> None:
             p.add_argument("spec_file", metavar="SPEC_FILE", type=Path,
                            help="run spec JSON; relative paths in it resolve against the file")
         p.set_defaults(func=_client_command(call))
+    cli_jobs.add_parsers(sub, common, _client_command)
     cli_ops.add_parsers(sub, common)
 
 
@@ -219,6 +223,8 @@ def _text(answer: Any) -> str:
         return render.runs_table([answer])
     if isinstance(answer, HostView):
         return render.host_view(answer)
+    if isinstance(answer, RunHistory):
+        return cli_jobs.history_text(answer)
     return str(answer)
 
 

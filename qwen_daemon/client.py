@@ -1,9 +1,14 @@
-"""A small client for the daemon's Unix-socket API (used by CLI and dashboard)."""
+"""A small client for the daemon's Unix-socket API (used by CLI and dashboard).
+
+Run names go into paths quoted, so a bad name reaches the daemon as one bad
+name (400) and never as another route.
+"""
 
 from __future__ import annotations
 
 import http.client
 import socket
+import urllib.parse
 from pathlib import Path
 from typing import TypeVar
 
@@ -13,18 +18,23 @@ from qwen_daemon.protocol import (
     AuditList,
     BindRootsView,
     ClassChange,
+    DiagnoseRequest,
     ErrorBody,
     HealthView,
     HostView,
+    JobKind,
     LaunchRequest,
     ProbeView,
     RunDetail,
+    RunHistory,
     RunList,
     RunView,
     Surface,
     SurfaceList,
 )
-from qwen_train.spec import RunSpec
+from qwen_train.prepare.spec import PrepareSpec
+from qwen_train.spec import Runner, RunSpec
+from qwen_train.status import Diagnosis
 
 T = TypeVar("T")
 
@@ -47,6 +57,11 @@ class _UnixConnection(http.client.HTTPConnection):
         sock.settimeout(self.timeout)
         sock.connect(self._path)
         self.sock = sock
+
+
+def _run_path(name: str, action: str | None = None) -> str:
+    path = f"/runs/{urllib.parse.quote(name, safe='')}"
+    return path if action is None else f"{path}/{action}"
 
 
 class DaemonClient:
@@ -90,17 +105,40 @@ class DaemonClient:
         return self._request("GET", "/runs", RunList)
 
     def run(self, name: str) -> RunDetail:
-        return self._request("GET", f"/runs/{name}", RunDetail)
+        return self._request("GET", _run_path(name), RunDetail)
 
-    def launch(self, spec: RunSpec | None = None, spec_path: str | None = None) -> RunView:
-        body = msgspec.json.encode(LaunchRequest(spec=spec, spec_path=spec_path))
-        return self._request("POST", "/runs", RunView, body)
+    def launch(
+        self, spec: RunSpec | None = None, spec_path: str | None = None, kind: JobKind = "train",
+        prepare: PrepareSpec | None = None, surface: str | None = None, runner: Runner | None = None,
+    ) -> RunView:
+        """A training run (`spec` or `spec_path`), or with kind "preprocess" a prepare job
+        (`prepare` or `spec_path`; `surface` and `runner` only for those)."""
+        request = LaunchRequest(spec=spec, spec_path=spec_path, kind=kind, prepare=prepare, surface=surface,
+                                runner=runner)
+        return self._request("POST", "/runs", RunView, msgspec.json.encode(request))
+
+    def prepare(self, spec: PrepareSpec, surface: str | None = None, runner: Runner | None = None) -> RunView:
+        """Launch a preprocess job from an inline PrepareSpec (absolute paths)."""
+        return self.launch(kind="preprocess", prepare=spec, surface=surface, runner=runner)
 
     def stop(self, name: str) -> RunView:
-        return self._request("POST", f"/runs/{name}/stop", RunView, b"{}")
+        return self._request("POST", _run_path(name, "stop"), RunView, b"{}")
 
     def resume(self, name: str) -> RunView:
-        return self._request("POST", f"/runs/{name}/resume", RunView, b"{}")
+        return self._request("POST", _run_path(name, "resume"), RunView, b"{}")
+
+    def history(self, name: str) -> RunHistory:
+        """Per-step losses (at most 2000 points, the last kept) and evals; a diagnose job's are its run's."""
+        return self._request("GET", _run_path(name, "history"), RunHistory)
+
+    def diagnosis(self, name: str) -> Diagnosis:
+        """The run's diagnosis.json; DaemonError 404 until one exists, 422 if it is malformed."""
+        return self._request("GET", _run_path(name, "diagnosis"), Diagnosis)
+
+    def diagnose(self, name: str, step: int | None = None) -> RunView:
+        """Start the job `NAME.diagnose` replaying run NAME to `step` (None: its last non-finite event)."""
+        body = msgspec.json.encode(DiagnoseRequest(step=step))
+        return self._request("POST", _run_path(name, "diagnose"), RunView, body)
 
     def surfaces(self) -> SurfaceList:
         return self._request("GET", "/surfaces", SurfaceList)

@@ -50,9 +50,10 @@ def _note(view: RunView) -> str:
 def runs_table(runs: Sequence[RunView]) -> str:
     if not runs:
         return "no runs yet: launch one with `qwen-daemon launch SPEC_FILE`"
-    header = ("NAME", "STATE", "HEALTH", "STEP", "LOSS", "EVAL", "LANE", "SURFACE", "NOTE")
+    header = ("NAME", "KIND", "STATE", "HEALTH", "STEP", "LOSS", "EVAL", "LANE", "SURFACE", "NOTE")
     rows = [
-        (v.name, v.state, v.health, _step(v), number(v.loss), number(v.eval_loss), v.lane, v.surface, _note(v))
+        (v.name, v.kind, v.state, v.health, _step(v), number(v.loss), number(v.eval_loss), v.lane, v.surface,
+         _note(v))
         for v in runs
     ]
     return table([header, *rows])
@@ -76,7 +77,8 @@ def summary_lines(summary: ResourceSummary) -> list[str]:
 def run_detail(detail: RunDetail) -> str:
     view = detail.run
     facts = [
-        ("run", view.name), ("state", view.state), ("health", view.health),
+        ("run", view.name), ("kind", view.kind), ("replays run", view.parent or ""), ("state", view.state),
+        ("health", view.health),
         ("stale because", view.stale_reason or ""), ("lane", view.lane), ("surface", view.surface),
         ("runner", view.runner), ("pid", _DASH if view.pid is None else str(view.pid)),
         ("nonce", view.nonce or _DASH), ("run dir", view.run_dir), ("created", when(view.created_at)),
