@@ -66,8 +66,11 @@ def make_spec(root: Path, name: str, max_steps: int = 1000) -> RunSpec:
 class DaemonProcess:
     """`python -m qwen_daemon serve` on a private state dir and socket."""
 
-    def __init__(self, state_dir: Path, sock: Path, trainer: Path, *extra: str) -> None:
+    def __init__(self, state_dir: Path, sock: Path, trainer: Path, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
+        """`env`: added to the daemon's environment, which it passes on to every job it launches."""
         self.state_dir = state_dir
+        self.env = env or {}
         self.socket = sock
         self.trainer = trainer
         self.extra = extra
@@ -80,7 +83,7 @@ class DaemonProcess:
             sys.executable, "-m", "qwen_daemon", "serve", "--state-dir", str(self.state_dir),
             "--socket", str(self.socket), "--trainer-python", str(self.trainer), *self.extra,
         ]
-        env = {k: v for k, v in os.environ.items() if k != "QWEN_DAEMON_SOCKET"}
+        env = {**{k: v for k, v in os.environ.items() if k != "QWEN_DAEMON_SOCKET"}, **self.env}
         with open(self.log_path, "a") as log:
             self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         assert self.proc.stdout is not None
