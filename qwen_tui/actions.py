@@ -51,8 +51,9 @@ def refusal(verb: RunVerb, name: str, view: RunView | None) -> str | None:
         return None
     if verb == "stop" and view.state not in ACTIVE_STATES:
         return f"{name} is {view.state}: there is nothing to stop"
-    if verb == "resume" and view.state in ACTIVE_STATES:
-        return f"{name} is {view.state}: a run is resumed only once it has ended (stop it first)"
+    if verb in ("resume", "diagnose") and view.state in ACTIVE_STATES:
+        why = "" if verb == "resume" else ", as its replay writes into the run's dir"
+        return f"{name} is {view.state}: a run is {verb}d only once it has ended{why} (stop it first)"
     return None
 
 

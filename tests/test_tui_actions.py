@@ -84,6 +84,15 @@ async def test_diagnose_from_the_detail_screen_starts_a_job(daemon: ScriptedDaem
         assert isinstance(app.screen, RunDetailScreen)
 
 
+async def test_diagnose_of_an_active_run_is_refused_without_asking(daemon: ScriptedDaemon) -> None:
+    app = make_app(daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("down", "d")
+        await until(pilot, lambda: notified(app, "live is running: a run is diagnosed only once it has ended"))
+        assert isinstance(app.screen, RunsScreen) and daemon.calls == []
+
+
 async def test_diagnose_error_is_shown_plainly(daemon: ScriptedDaemon) -> None:
     daemon.fail["diagnose"] = DaemonError(404, "no such route: POST /runs/ended/diagnose")
     app = make_app(daemon)

@@ -264,7 +264,8 @@ def test_refusals_and_questions() -> None:
     assert refusal("stop", "a", ended) == "a is completed: there is nothing to stop"
     assert refusal("resume", "a", run_view("a")) is not None
     assert refusal("resume", "a", run_view("a", state="failed", health="ended")) is None
-    assert refusal("diagnose", "a", run_view("a")) is None and refusal("stop", "a", None) is None
+    assert refusal("diagnose", "a", run_view("a")) is not None and refusal("stop", "a", None) is None
+    assert refusal("diagnose", "a", run_view("a", state="failed_non_finite", health="ended")) is None
     for verb in ("stop", "resume", "diagnose", "start", "probe"):
         asked = question(verb, "/x/spec.json" if verb == "start" else "a")  # type: ignore[arg-type]
         assert asked.yes != asked.no and asked.text.endswith(".")

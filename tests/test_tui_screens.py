@@ -60,7 +60,7 @@ async def test_lanes_board_groups_surfaces_by_class_with_rules_and_audit() -> No
         assert "registry: /state/surfaces.json" in board
         assert "mechanism  bounded diagnosis experiments: launched" in board
         assert "provenance  historical evidence, read-only: never launched" in board
-        assert "legacy-readonly  readable, never launched: never launched" in board
+        assert "legacy-readonly  readable, never launched\n" in board
         assert "blocked until a mechanism candidate passes the promotion gate" in board
         assert "fresh-start" in board and "blocked: no passed promotion gate" in board
         assert "unblocked by gate /srv/gates/cand-3.verdict.json" in board

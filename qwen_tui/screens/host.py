@@ -41,6 +41,7 @@ class HostScreen(DashboardScreen):
     def __init__(self, host_history: HostHistory) -> None:
         super().__init__()
         self.host_history = host_history
+        self._probe: Outcome | None = None
 
     def wants(self) -> Wants:
         return Wants(bind_roots=True)
@@ -85,10 +86,15 @@ class HostScreen(DashboardScreen):
         self.query_one(HostMetrics).show(self.host_history.samples())
         if snapshot.bind_roots is not None:
             self.query_one("#roots", Static).update(bind_roots_renderable(snapshot.bind_roots))
+        self._render_probe()  # its age moves on
 
     def _show_probe(self, outcome: Outcome | None) -> None:
-        at = outcome.finished_at if outcome is not None else None
-        self.query_one("#probe", Static).update(probe_renderable(outcome, at))
+        self._probe = outcome
+        self._render_probe()
+
+    def _render_probe(self) -> None:
+        at = self._probe.finished_at if self._probe is not None else None
+        self.query_one("#probe", Static).update(probe_renderable(self._probe, at))
 
     def action_probe(self) -> None:
         self.post_message(ActionRequested("probe", PROBE_TARGET))

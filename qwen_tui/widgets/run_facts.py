@@ -43,8 +43,9 @@ def run_facts(view: RunView, now: float | None = None) -> RenderableType:
     live = is_live(view)
     grid = key_value_grid()
     grid.add_row("run", Text(view.name, style="bold"))
-    surface = Text(f"{view.lane} / {view.surface} ")
+    surface = Text(f"{view.lane} / {view.surface} (")
     surface.append_text(surface_class_text(view.surface_class))
+    surface.append(")")
     grid.add_row("lane / surface", surface)
     if view.kind != "train":
         grid.add_row("kind", kind_text(view))

@@ -30,8 +30,11 @@ CLASS_ORDER: tuple[str, ...] = ("mechanism", "recovery", "provenance", "legacy-r
 CLASS_RULES: dict[str, str] = {
     "mechanism": "bounded diagnosis experiments: launched",
     "recovery": "the fresh-start proof lane: blocked until a mechanism candidate passes the promotion gate",
-    **{klass: f"{words}: never launched" for klass, words in NEVER_LAUNCHED.items()},
+    "provenance": "historical evidence, read-only: never launched",
+    "legacy-readonly": "readable, never launched",
+    "deprecated": "not for new work: never launched",
 }
+assert set(NEVER_LAUNCHED) <= set(CLASS_RULES), "a class the daemon refuses needs its rule worded here"
 
 LANE_WORDS: dict[str, tuple[str, str]] = {
     "benchmark": ("evaluate, no training", "no data policy"),
