@@ -83,6 +83,7 @@ def test_sigkill_then_bounded_window_then_done_equals_one_run(corpus: Path, demo
     status = read_status(run_dir / "status.json")
     assert status.state == "stopped" and status.nonce == "n0" and "run the same command again" in (status.message or "")
     assert read_journal(work)[0].rows == killed_at + 20
+    assert status.step == killed_at + 20  # the final heartbeat says where the window stopped
 
     final = _prepare(_spec(corpus, model, "a"), run_dir)
     out, err = final.communicate(timeout=300)

@@ -52,6 +52,7 @@ class Outcome(msgspec.Struct, frozen=True):
     state: str
     message: str
     fingerprint: str | None = None
+    rows_done: int | None = None  # the final heartbeat's step: the rate-limited one may lag behind
 
 
 def identity(spec: PrepareSpec) -> bytes:
@@ -149,7 +150,8 @@ def prepare(
         if not result.complete:
             return Outcome(exitcodes.STOPPED, "stopped",
                            f"window ended ({result.stop_reason}) after {result.rows_this_window} rows; "
-                           f"{result.journaled}/{total} rows done; run the same command again to continue")
+                           f"{result.journaled}/{total} rows done; run the same command again to continue",
+                           rows_done=result.journaled)
         selection = select(spec, journal.state.entries)
         clips = {s.entry.audio_sha or "": s.entry.duration_s for s in selection.rows}
         cache = CodeCache(work, Path(spec.model))
@@ -185,7 +187,8 @@ def run_prepare(spec: PrepareSpec, run_dir: Path, run_id: str, nonce: str) -> in
         return exitcodes.FAILED
     finally:
         signal.signal(signal.SIGTERM, previous)
-    heartbeat.update(state=outcome.state, message=outcome.message)
+    final_step = outcome.rows_done if outcome.rows_done is not None else heartbeat.status.step
+    heartbeat.update(state=outcome.state, message=outcome.message, step=final_step)
     heartbeat.event("prepare", outcome.message)
     print(outcome.message, file=sys.stderr if outcome.code else sys.stdout)
     return outcome.code
