@@ -1,12 +1,15 @@
 """The dashboard against a real `qwen-daemon serve` on a temporary socket.
 
 A stand-in trainer (a script passed as --trainer-python) writes status.json
-through qwen_train.status with the launch's nonce every 0.2 s and exits 5
-(stopped) on SIGTERM, so the daemon's whole path is real: launch, process
-runner, stale-status guard, sampler, stop. One test watches a row's step
-change in the table, opens the run's detail, and stops the run with `s` + `y`;
-another pauses the trainer (SIGSTOP) and sees the row turn stale, with no
-numbers, and come back.
+through qwen_train.status with the launch's nonce every 0.2 s, appends each
+step to losses.jsonl and an eval every 5 steps to report.json as the real
+trainer does, and exits 5 (stopped) on SIGTERM, so the daemon's whole path is
+real: launch, process runner, stale-status guard, sampler, history, stop. One
+test watches a row's step change in the table, opens the run's detail, and
+stops the run with `s` + `y`; another pauses the trainer (SIGSTOP) and sees the
+row turn stale, with no numbers, and come back; a third opens the lanes board
+and the host screen and watches the run's loss curve grow from the daemon's
+history.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import Label, Sparkline, Static
 
 from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.protocol import ACTIVE_STATES, RunView
@@ -35,6 +38,8 @@ from qwen_train.spec import Posture, RunSpec, TrainConfig
 from qwen_tui.app import HemmaApp
 from qwen_tui.screens.confirm import ConfirmScreen
 from qwen_tui.screens.detail import RunDetailScreen
+from qwen_tui.screens.host import HostScreen
+from qwen_tui.screens.lanes import LanesScreen
 from qwen_tui.screens.runs import RunsScreen
 from qwen_tui.widgets.runs_table import RunsTable
 
@@ -48,7 +53,9 @@ FAKE_TRAINER = """\
 import argparse, os, signal, socket, sys, time
 from pathlib import Path
 sys.path.insert(0, {repo!r})
-from qwen_train.status import Losses, Status, Throughput, write_status
+import msgspec
+from qwen_train.atomic import atomic_write_bytes
+from qwen_train.status import EvalResult, Losses, Status, Throughput, write_status
 
 parser = argparse.ArgumentParser()
 parser.add_argument("-m")
@@ -62,13 +69,21 @@ stopping = []
 signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
 started = time.time()
 step = 0
+evals = []
+run_dir = Path(args.run_dir)
 while True:
     state = "stopped" if stopping else "training"
-    write_status(Path(args.run_dir), Status(
+    losses = Losses(total=5.0 / (1 + step), talker=4.0 / (1 + step), code_predictor=1.0 / (1 + step))
+    with (run_dir / "losses.jsonl").open("ab") as handle:
+        handle.write(msgspec.json.encode(dict(step=step, **msgspec.structs.asdict(losses))) + b"\\n")
+    if step % 5 == 0:
+        evals.append(EvalResult(step=step, losses=losses, rows=8, per_split={{"fleurs": losses}}))
+        atomic_write_bytes(run_dir / "report.json", msgspec.json.encode({{"evals": evals}}))
+    write_status(run_dir, Status(
         run_id=args.run_id, nonce=args.nonce, host=socket.gethostname(), pid=os.getpid(),
         state=state, heartbeat=time.time(), started_at=started, step=step, max_steps=100000,
-        losses=Losses(total=5.0 / (1 + step), talker=4.0 / (1 + step), code_predictor=1.0 / (1 + step)),
-        lr=2e-5, throughput=Throughput(steps_per_s=5.0, frames_per_s=250.0),
+        losses=losses, lr=2e-5, throughput=Throughput(steps_per_s=5.0, frames_per_s=250.0),
+        last_eval=evals[-1],
     ))
     if stopping:
         sys.exit(5)
@@ -254,3 +269,53 @@ async def test_a_paused_trainer_turns_stale_and_shows_no_numbers(start_daemon: C
         await until(pilot, lambda: "trainer state" in plain(status.content), "the status to be trusted again")
         await pilot.press("escape")
         await until(pilot, lambda: table_cell(app, "health") == "live", "the row to be live again")
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_lanes_board_host_screen_and_a_growing_history(
+    start_daemon: Callable[..., LiveDaemon], tmp_path: Path
+) -> None:
+    scratch, storage, source = tmp_path / "scratch", tmp_path / "storage", tmp_path / "home-storage"
+    for path in (scratch, storage, source):
+        path.mkdir()
+    # One root Docker sees directly (ok); one whose bind source is not mounted on it (the daemon names the fix).
+    daemon = start_daemon("--bind-root", str(scratch), "--bind-root", f"{storage}={source}")
+    daemon.launch()
+    app = HemmaApp(daemon.socket, refresh_interval=0.2)
+    async with app.run_test(size=(160, 50)) as pilot:
+        table = app.screen.query_one(RunsTable)
+        await until(pilot, lambda: RUN in table.rows and table_cell(app, "health") == "live", "a live row")
+        assert table_cell(app, "class") == "mechanism" and not table.kind_shown
+
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LanesScreen), "the lanes board")
+        surfaces = app.screen.query_one("#surfaces", Static)
+        await until(pilot, lambda: "ad hoc runs and demos" in plain(surfaces.content), "the daemon's surfaces")
+        board = plain(surfaces.content)
+        assert "mechanism  bounded diagnosis experiments: launched" in board and "1 (1 active)" in board
+        assert "no class changes recorded yet" in plain(app.screen.query_one("#audit", Static).content)
+        await pilot.press("escape", "h")
+        await until(pilot, lambda: isinstance(app.screen, HostScreen), "the host screen")
+        roots = app.screen.query_one("#roots", Static)
+        await until(pilot, lambda: "PROBLEM" in plain(roots.content), "the bind-root verdicts")
+        assert f"ok      {scratch}" in plain(roots.content)
+        assert f"{storage} is not a mount point" in plain(roots.content)
+        sampler = app.screen.query_one("#sampler", Static)
+        await until(pilot, lambda: "alive" in plain(sampler.content), "a live sampler")
+        await until(pilot, lambda: len(app.host_history) >= 3, "host samples for the sparklines")
+        assert app.screen.query_one("#cpu--spark", Sparkline).data
+
+        await pilot.press("escape", "enter")
+        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen), "the detail screen")
+        spark = app.screen.query_one("#loss-spark", Sparkline)
+        label = app.screen.query_one("#loss-label", Label)
+        await until(pilot, lambda: "from the daemon" in plain(label.render()) and len(spark.data or []) >= 3,
+                    "the daemon's loss history")
+        seen = len(spark.data or [])
+        await until(pilot, lambda: len(spark.data or []) >= seen + 5, "the loss curve to grow")
+        points = app.history.loss(RUN).steps()
+        assert points == list(range(points[0], points[0] + len(points)))  # one point per step, none lost
+        assert "talker" in plain(label.render()) and "code predictor" in plain(label.render())
+        eval_label = plain(app.screen.query_one("#eval-label", Label).render())
+        assert "per split: fleurs" in eval_label
