@@ -17,9 +17,8 @@ from typing import Literal
 
 import msgspec
 
-from qwen_daemon.client import DaemonError
-from qwen_daemon.protocol import ACTIVE_STATES, ProbeView, RunView
-from qwen_tui.api import DashboardClient
+from qwen_daemon.client import DaemonClient, DaemonError
+from qwen_daemon.protocol import ACTIVE_STATES, JobKind, ProbeView, RunView
 
 RunVerb = Literal["stop", "resume", "diagnose"]
 Verb = Literal["stop", "resume", "diagnose", "start", "probe"]
@@ -57,7 +56,7 @@ def refusal(verb: RunVerb, name: str, view: RunView | None) -> str | None:
     return None
 
 
-def question(verb: Verb, target: str) -> Question:
+def question(verb: Verb, target: str, kind: JobKind = "train") -> Question:
     if verb == "stop":
         return Question(
             f"Stop run {target}?\n\nThe trainer finishes its current step, writes a durable "
@@ -81,10 +80,17 @@ def question(verb: Verb, target: str) -> Question:
             "Diagnose",
             "Cancel",
         )
+    if verb == "start" and kind == "preprocess":
+        return Question(
+            f"Start the preprocess job described by {target}?\n\nThe daemon reads the PrepareSpec on its own "
+            "host and checks the surface rules before starting anything.",
+            "Launch",
+            "Cancel",
+        )
     if verb == "start":
         return Question(
-            f"Launch the run described by {target}?\n\nThe daemon reads the spec on its own host and "
-            "checks its surface class and lane before starting anything.",
+            f"Launch the training run described by {target}?\n\nThe daemon reads the spec on its own host "
+            "and checks its surface class and lane before starting anything.",
             "Launch",
             "Cancel",
         )
@@ -96,7 +102,7 @@ def question(verb: Verb, target: str) -> Question:
     )
 
 
-def perform(client: DashboardClient, verb: Verb, target: str) -> Outcome:
+def perform(client: DaemonClient, verb: Verb, target: str, kind: JobKind = "train") -> Outcome:
     """Blocking: the one daemon call for the action; errors become the Outcome's text."""
     try:
         if verb == "stop":
@@ -106,7 +112,7 @@ def perform(client: DashboardClient, verb: Verb, target: str) -> Outcome:
         if verb == "diagnose":
             return Outcome(verb, target, view=client.diagnose(target, step=None))
         if verb == "start":
-            return Outcome(verb, target, view=client.launch(spec_path=target))
+            return Outcome(verb, target, view=client.launch(spec_path=target, kind=kind))
         return Outcome(verb, target, probe=client.probe())
     except DaemonError as exc:
         return Outcome(verb, target, error=str(exc))
@@ -154,7 +160,9 @@ def report(outcome: Outcome) -> tuple[str, Severity]:
             "information",
         )
     klass = f", class {view.surface_class}" if view.surface_class else ""
+    what = "" if view.kind == "train" else f"{view.kind} job "
     return (
-        f"launched {view.name} from {outcome.target}: {view.state} on surface {view.surface}{klass}, lane {view.lane}",
+        f"launched {what}{view.name} from {outcome.target}: {view.state} on surface {view.surface}{klass}, "
+        f"lane {view.lane}",
         "information",
     )

@@ -26,9 +26,9 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
-from qwen_daemon.client import DaemonError
+from qwen_daemon.client import DaemonClient, DaemonError
+from qwen_daemon.protocol import JobKind
 from qwen_tui.actions import Outcome, Verb, perform, question, refusal, report
-from qwen_tui.api import DashboardClient
 from qwen_tui.history import HostHistory, LossHistory
 from qwen_tui.messages import ActionRequested, OpenRun
 from qwen_tui.poller import Connection, Snapshot, Wants, fetch_snapshot
@@ -37,7 +37,7 @@ from qwen_tui.screens.confirm import ConfirmScreen
 from qwen_tui.screens.detail import RunDetailScreen
 from qwen_tui.screens.host import HostScreen
 from qwen_tui.screens.lanes import LanesScreen
-from qwen_tui.screens.launch import LaunchScreen
+from qwen_tui.screens.launch import LaunchChoice, LaunchScreen
 from qwen_tui.screens.runs import RunsScreen
 
 POLL_GROUP = "poll"
@@ -76,7 +76,7 @@ class HemmaApp(App[None]):
         super().__init__()
         if refresh_interval <= 0:
             raise ValueError(f"refresh interval must be positive, got {refresh_interval}")
-        self.client = DashboardClient(socket_path, timeout=request_timeout)
+        self.client = DaemonClient(socket_path, timeout=request_timeout)
         self.refresh_interval = refresh_interval
         self.initial_run = initial_run
         self.history = LossHistory()
@@ -160,11 +160,11 @@ class HemmaApp(App[None]):
     # -- actions ---------------------------------------------------------------
 
     def action_start(self) -> None:
-        """Ask for a spec path, then confirm launching it."""
+        """Ask for a spec path and the job kind, then confirm launching it."""
 
-        def typed(path: str | None) -> None:
-            if path:
-                self._confirm("start", path)
+        def typed(choice: LaunchChoice | None) -> None:
+            if choice is not None:
+                self._confirm("start", choice.path, choice.kind)
 
         self.push_screen(LaunchScreen(), typed)
 
@@ -178,21 +178,21 @@ class HemmaApp(App[None]):
                 return
         self._confirm(verb, target)
 
-    def _confirm(self, verb: Verb, target: str) -> None:
-        asked = question(verb, target)
+    def _confirm(self, verb: Verb, target: str, kind: JobKind = "train") -> None:
+        asked = question(verb, target, kind)
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.notify(f"asking the daemon to {verb} {target}…", markup=False)
-                self._action_worker(verb, target)
+                self._action_worker(verb, target, kind)
             else:
                 self.notify(f"{verb} {target}: cancelled, nothing was sent", markup=False)
 
         self.push_screen(ConfirmScreen(asked.text, yes_label=asked.yes, no_label=asked.no), answered)
 
     @work(thread=True, group=ACTION_GROUP)
-    def _action_worker(self, verb: Verb, target: str) -> Outcome:
-        return perform(self.client, verb, target)
+    def _action_worker(self, verb: Verb, target: str, kind: JobKind) -> Outcome:
+        return perform(self.client, verb, target, kind)
 
     def _report(self, outcome: Outcome) -> None:
         text, severity = report(outcome)

@@ -18,10 +18,9 @@ from typing import TypeVar
 
 import msgspec
 
-from qwen_daemon.client import DaemonError
+from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.protocol import AuditList, BindRootsView, HostView, RunDetail, RunHistory, RunView, SurfaceList
 from qwen_train.status import Diagnosis
-from qwen_tui.api import DashboardClient
 
 T = TypeVar("T")
 
@@ -96,7 +95,7 @@ def wants_diagnosis(detail: RunDetail) -> bool:
     return status.diagnosis is None and (bool(status.non_finite_events) or detail.run.kind == "diagnose")
 
 
-def fetch_snapshot(client: DashboardClient, wants: Wants | None = None) -> Snapshot:
+def fetch_snapshot(client: DaemonClient, wants: Wants | None = None) -> Snapshot:
     """Blocking. Raises DaemonError only when the run list itself cannot be had."""
     wants = wants or Wants()
     runs = client.runs().runs

@@ -125,6 +125,21 @@ async def test_start_takes_a_path_confirms_and_launches(daemon: ScriptedDaemon) 
         await until(pilot, lambda: "launched" in app.screen.query_one(RunsTable).rows)
 
 
+async def test_start_a_preprocess_job_chosen_by_keys(daemon: ScriptedDaemon) -> None:
+    app = make_app(daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, LaunchScreen))
+        app.screen.query_one(Input).value = "/srv/specs/prepare-rixvox.json"
+        await pilot.press("tab", "down", "enter", "tab", "enter")  # to the kinds, pick preprocess, Next
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "preprocess job described by /srv/specs/prepare-rixvox.json" in app.screen.question
+        await pilot.press("y")
+        await until(pilot, lambda: notified(app, "launched preprocess job launched from /srv/specs/prepare-rixvox"))
+        assert daemon.calls == [("start preprocess", "/srv/specs/prepare-rixvox.json")]
+
+
 async def test_start_cancelled_and_a_governance_refusal_shown(daemon: ScriptedDaemon) -> None:
     refusal = (
         "refused by rule surface-deprecated: surface old is deprecated (not for new work): nothing is launched on it"

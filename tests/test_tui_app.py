@@ -47,7 +47,7 @@ async def test_unreachable_daemon_is_stated_and_retried(monkeypatch: pytest.Monk
 
     def counting_fetch(client: DaemonClient, wants: Wants | None = None) -> Snapshot:
         calls.append(time.monotonic())
-        return fetch_snapshot(client, wants)  # type: ignore[arg-type]  # the real client, nobody serving
+        return fetch_snapshot(client, wants)  # the real client, nobody serving
 
     monkeypatch.setattr(app_module, "fetch_snapshot", counting_fetch)
     app = HemmaApp("/tmp/qwen-tui-test-nobody.sock", refresh_interval=0.1)

@@ -20,12 +20,13 @@ from rich.console import Console
 from textual.pilot import Pilot
 
 from qwen_daemon.bindroots import BindRootStatus, ProbeResult
-from qwen_daemon.client import DaemonError
+from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.governance import AuditEntry, Surface
 from qwen_daemon.protocol import (
     AuditList,
     BindRootsView,
     HostView,
+    JobKind,
     ProbeView,
     RunDetail,
     RunHistory,
@@ -37,7 +38,6 @@ from qwen_daemon.protocol import (
 from qwen_daemon.resources import MetricStats, ResourceSample, ResourceSummary
 from qwen_train.spec import RunSpec
 from qwen_train.status import Diagnosis, Status
-from qwen_tui.api import DashboardClient
 from qwen_tui.app import HemmaApp
 
 SIZE = (160, 45)
@@ -63,7 +63,7 @@ def run_view(name: str, **changes: object) -> RunView:
     return RunView(**base)  # type: ignore[arg-type]
 
 
-class ScriptedDaemon(DashboardClient):
+class ScriptedDaemon(DaemonClient):
     """Answers every route from its fields; `calls` records the actions asked of it."""
 
     def __init__(self, *views: RunView) -> None:
@@ -158,10 +158,12 @@ class ScriptedDaemon(DashboardClient):
         self.views[job.name] = job
         return job
 
-    def launch(self, spec: RunSpec | None = None, spec_path: str | None = None) -> RunView:
+    def launch(  # type: ignore[override]  # the scripted daemon takes what the dashboard sends
+        self, spec: RunSpec | None = None, spec_path: str | None = None, kind: JobKind = "train", **_: object
+    ) -> RunView:
         self._route("launch")
-        self.calls.append(("start", str(spec_path)))
-        view = run_view("launched", state="launching", health="waiting", step=None)
+        self.calls.append(("start" if kind == "train" else f"start {kind}", str(spec_path)))
+        view = run_view("launched", state="launching", health="waiting", step=None, kind=kind)
         self.views[view.name] = view
         return view
 

@@ -1,19 +1,31 @@
-"""Ask for the spec file to launch (key `n`); the app then confirms and launches it.
+"""Ask for the spec file to launch (key `n`) and what it is; the app then confirms and launches it.
 
+A training run takes a RunSpec file, a preprocess job (`qwen-train prepare`)
+a PrepareSpec file; diagnose jobs are started from a run (`d`), not here.
 The path is read by the daemon on its own host, which may not be the machine
 the dashboard runs on (a forwarded socket), so nothing here resolves or checks
-it beyond its being given and absolute: the daemon's refusal (relative path,
-spec that does not load, governance rule) is shown as it gives it.
+it beyond its being given and absolute: the daemon's refusal (spec that does
+not load, governance rule) is shown as it gives it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+
+from qwen_daemon.protocol import JobKind
+
+
+@dataclass(frozen=True)
+class LaunchChoice:
+    path: str
+    kind: JobKind
 
 
 def path_problem(path: str) -> str | None:
@@ -25,7 +37,7 @@ def path_problem(path: str) -> str | None:
     return None
 
 
-class LaunchScreen(ModalScreen[str | None]):
+class LaunchScreen(ModalScreen[LaunchChoice | None]):
     CSS_PATH = "launch.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -33,10 +45,14 @@ class LaunchScreen(ModalScreen[str | None]):
         with Vertical(id="dialog"):
             yield Label("Launch a run from a spec file", id="title")
             yield Label(
-                "The path is on the daemon's host. Enter goes on to a confirmation; Escape cancels.",
+                "The path is on the daemon's host. Tab to choose what it describes; Enter goes on to a "
+                "confirmation; Escape cancels.",
                 id="hint",
             )
             yield Input(placeholder="/srv/scratch/specs/run.json", id="spec-path")
+            with RadioSet(id="kind"):
+                yield RadioButton("training run (a RunSpec file)", value=True, id="train")
+                yield RadioButton("preprocess job (a PrepareSpec file)", id="preprocess")
             yield Static("", id="problem")
             with Horizontal(id="buttons"):
                 yield Button("Next (enter)", variant="primary", id="next")
@@ -54,7 +70,9 @@ class LaunchScreen(ModalScreen[str | None]):
             shown.update(Text(problem, style="bold red"))
             shown.display = True
             return
-        self.dismiss(path)
+        pressed = self.query_one(RadioSet).pressed_button
+        kind: JobKind = "preprocess" if pressed is not None and pressed.id == "preprocess" else "train"
+        self.dismiss(LaunchChoice(path, kind))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
