@@ -101,17 +101,21 @@ def install_units(units: Path, daemon_args: list[str]) -> None:
     for name in ("qwen-daemon.service", "qwen-run@.service"):
         shutil.copy(REPO / "systemd" / name, units / name)
     venv = REPO / ".venv" / "bin" / "qwen-daemon"
+    # PrivateTmp= gives the units a fresh /tmp: a checkout (or interpreter) living under /tmp, as a CI clone
+    # may, would vanish inside them. Bind those paths back in; elsewhere this changes nothing.
+    keep = " ".join(sorted({str(REPO), str(Path(sys.base_prefix).resolve())}))
+    visible = f"BindReadOnlyPaths={keep}\n"
     daemon = units / "qwen-daemon.service.d"
     daemon.mkdir()
     (daemon / "checkout.conf").write_text(
         "[Service]\nExecStart=\n"
         f"ExecStart={venv} serve --state-dir /var/lib/qwen-hemma --socket /run/qwen-hemma/daemon.sock "
         f"--socket-group qwen {' '.join(daemon_args)}\n"
-        "WatchdogSec=3\nTimeoutAbortSec=2\nSupplementaryGroups=\n"
+        "WatchdogSec=3\nTimeoutAbortSec=2\nSupplementaryGroups=\n" + visible
     )
     run = units / "qwen-run@.service.d"
     run.mkdir()
     (run / "checkout.conf").write_text(
         f"[Service]\nExecStart=\nExecStart={venv} unit-run %i --spec-dir /etc/qwen-hemma/runs\n"
-        f"ExecStop=\nExecStop={venv} stop %i --wait --wait-timeout 60\n"
+        f"ExecStop=\nExecStop={venv} stop %i --wait --wait-timeout 60\n" + visible
     )
