@@ -69,7 +69,7 @@ def tiny_speech_tokenizer_config() -> Qwen3TTSTokenizerV2Config:
     )
 
 
-def _fill_codebooks(model: Qwen3TTSTokenizerV2Model, generator: torch.Generator) -> None:
+def fill_codebooks(model: Qwen3TTSTokenizerV2Model, generator: torch.Generator) -> None:
     """Random Mimi codebooks start at zero, so every frame would encode to code 0.
 
     Give every codebook (encoder and decoder) random centroids with unit usage so
@@ -92,7 +92,7 @@ def build_speech_tokenizer(out_dir: Path, seed: int) -> None:
     config = tiny_speech_tokenizer_config()
     model = Qwen3TTSTokenizerV2Model(config)
     with torch.no_grad():
-        _fill_codebooks(model, generator)
+        fill_codebooks(model, generator)
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
