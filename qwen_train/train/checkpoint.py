@@ -3,8 +3,10 @@
 Written into `checkpoints/.tmp-step-N`, every file fsynced, then renamed to
 `checkpoints/step-N` and the directory fsynced: a crash mid-save leaves the
 previous checkpoint as it was. `meta.json` lists each file with size and
-sha256, so a truncated or altered checkpoint is detected before use.
-Retention deletes old checkpoints only after a newer one is durable.
+sha256, so a truncated or altered checkpoint is detected before use; the
+hash is taken while the bytes are written (one pass, no re-read). Retention
+deletes old checkpoints only after a newer one is durable. `save_checkpoint`
+is also what the background writer (ckpt_async.py) runs, on a snapshot.
 """
 
 from __future__ import annotations
@@ -76,12 +78,33 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class _HashingFile:
+    """A file that hashes what passes through it; large writes release the GIL in both."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.digest.update(view)
+        self.handle.write(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _save_hashed(state: dict[str, Any], path: Path) -> FileEntry:
+    """torch.save into `path`, fsynced; returns its size and sha256."""
+    with path.open("wb") as handle:
+        sink = _HashingFile(handle)
+        torch.save(state, sink)  # type: ignore[arg-type]  # a writable file-like object is all it needs
+        handle.flush()
+        os.fsync(handle.fileno())
+    return FileEntry(size=sink.size, sha256=sink.digest.hexdigest())
 
 
 def checkpoint_name(step: int) -> str:
@@ -96,9 +119,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta_fields
     tmp = root / f".tmp-{checkpoint_name(step)}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    torch.save(state, tmp / STATE_FILE)
-    _fsync_file(tmp / STATE_FILE)
-    files = {STATE_FILE: FileEntry(size=(tmp / STATE_FILE).stat().st_size, sha256=_sha256(tmp / STATE_FILE))}
+    files = {STATE_FILE: _save_hashed(state, tmp / STATE_FILE)}
     meta = CheckpointMeta(step=step, created_at=time.time(), files=files, **meta_fields)
     atomic_write_bytes(tmp / META_FILE, msgspec.json.encode(meta))
     fsync_dir(tmp)

@@ -7,6 +7,12 @@ in O(1): resume computes that epoch's permutation and slices; no batch before
 it is replayed. A saved cursor is only meaningful for the same bundle content,
 row count, batch size, world size and seed; anything else is refused
 (fail-closed) unless the operator explicitly resets the epoch.
+
+With `bucket` > 0 (length bucketing, the GPU default) the epoch is still a
+pure function of those plus the rows' lengths (which the bundle fingerprint
+pins): the permutation is cut into windows of `bucket` global batches, each
+window is sorted by length and cut into batches, and the batches are shuffled.
+Rows of similar length then share a batch, so little of a batch is padding.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class Cursor(msgspec.Struct, frozen=True):
     batch_size: int
     world_size: int
     rows: int
+    bucket: int = 0
 
     @property
     def batches_per_epoch(self) -> int:
@@ -47,8 +54,47 @@ def epoch_order(seed: int, epoch: int, rows: int) -> torch.Tensor:
     return torch.randperm(rows, generator=gen)
 
 
-def batch_indices(cursor: Cursor, rank: int = 0) -> list[int]:
+class Lengths:
+    """Row lengths (for bucketing), hashed once so the epoch cache can key on them cheaply."""
+
+    def __init__(self, values: list[int]) -> None:
+        self.values = torch.tensor(values, dtype=torch.long)
+        self._hash = hash(tuple(values))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Lengths) and self._hash == other._hash and torch.equal(self.values, other.values)
+
+
+@functools.lru_cache(maxsize=2)
+def bucketed_batches(seed: int, epoch: int, rows: int, global_batch: int, bucket: int,
+                     lengths: Lengths) -> torch.Tensor:
+    """(batches, global_batch) row indices: length-sorted windows of the epoch's permutation, shuffled."""
+    order = epoch_order(seed, epoch, rows)
+    n = batches_per_epoch(rows, global_batch)
+    used = order[: n * global_batch]
+    window = bucket * global_batch
+    parts = []
+    for start in range(0, used.numel(), window):
+        chunk = used[start : start + window]
+        ranked = torch.sort(lengths.values[chunk], stable=True, descending=True).indices
+        parts.append(chunk[ranked])
+    batches = torch.cat(parts).reshape(n, global_batch)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 500_000)
+    return batches[torch.randperm(n, generator=gen)]
+
+
+def batch_indices(cursor: Cursor, rank: int = 0, lengths: Lengths | None = None) -> list[int]:
     """Row indices of this rank's share of the global batch at `cursor`."""
+    if cursor.bucket > 0:
+        if lengths is None:
+            raise ValueError("a bucketed cursor needs the rows' lengths")
+        batches = bucketed_batches(cursor.seed, cursor.epoch, cursor.rows, cursor.batch_size * cursor.world_size,
+                                   cursor.bucket, lengths)
+        row = batches[cursor.position]
+        return row[rank * cursor.batch_size : (rank + 1) * cursor.batch_size].tolist()
     order = epoch_order(cursor.seed, cursor.epoch, cursor.rows)
     start = (cursor.position * cursor.world_size + rank) * cursor.batch_size
     return order[start : start + cursor.batch_size].tolist()
@@ -70,7 +116,7 @@ def validate_cursor(saved: Cursor, current: Cursor, saved_fingerprint: str, fing
             f"bundle fingerprint differs: the checkpoint was trained on {saved_fingerprint[:16]}..., "
             f"the bundle at {bundle} is {fingerprint[:16]}..."
         )
-    for field in ("rows", "batch_size", "world_size", "seed"):
+    for field in ("rows", "batch_size", "world_size", "seed", "bucket"):
         was, now = getattr(saved, field), getattr(current, field)
         if was != now:
             problems.append(f"{field} changed from {was} to {now}")

@@ -32,9 +32,18 @@ class BundleData:
         self._processor = processor
         self._ids = ids
         self._language_id = language_id
+        refs = sorted({r.ref_audio for r in self.rows})
+        self._ref_index = {ref: i for i, ref in enumerate(refs)}
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def lengths(self) -> list[int]:
+        """Approximate sequence lengths for bucketing, from the manifest alone (no tokenizing).
+
+        Frames dominate a row's length; text adds about one token per three bytes.
+        """
+        return [r.frames + len(r.text.encode("utf-8")) // 3 for r in self.rows]
 
     def example(self, index: int) -> Example:
         row = self.rows[index]
@@ -49,10 +58,11 @@ class BundleData:
         return reference_mel(self.root / rel)
 
     def batch(self, indices: list[int]) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[Row]]:
-        """Collated tensors (with each row's dataset-scoped speaker index), reference mels, rows."""
+        """Collated tensors (with each row's dataset-scoped speaker index and reference id), mels, rows."""
         examples = [self.example(i) for i in indices]
         batch = collate([e.layout for e in examples])
         batch["speaker_index"] = torch.tensor([self._speaker(e.row) for e in examples], dtype=torch.long)
+        batch["ref_index"] = torch.tensor([self._ref_index[e.row.ref_audio] for e in examples], dtype=torch.long)
         return batch, [e.ref_mel for e in examples], [e.row for e in examples]
 
     def _speaker(self, row: Row) -> int:
@@ -69,7 +79,12 @@ def reference_mel(path: Path) -> torch.Tensor:
     wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
     if rate != 24000:
         raise BundleError(f"{path}: reference audio is {rate} Hz; the speaker encoder needs 24 kHz")
-    audio = torch.from_numpy(wav.mean(axis=1)).unsqueeze(0)
+    return mel_from_wave(torch.from_numpy(wav.mean(axis=1)))
+
+
+def mel_from_wave(wave: torch.Tensor) -> torch.Tensor:
+    """(frames, 128) mel of a mono 24 kHz waveform, as inference computes it for the speaker encoder."""
+    audio = wave.unsqueeze(0)
     mel = mel_spectrogram(
         audio, n_fft=1024, num_mels=128, sampling_rate=24000, hop_size=256, win_size=1024, fmin=0, fmax=12000
     )

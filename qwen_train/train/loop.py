@@ -21,16 +21,22 @@ import torch
 from qwen_train import exitcodes
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.spec import RunSpec
-from qwen_train.status import CheckpointRef, Losses, Throughput
-from qwen_train.train.checkpoint import CheckpointError, clean_temporaries, list_checkpoints, prune
+from qwen_train.status import Losses, Throughput
+from qwen_train.train.checkpoint import CheckpointError, clean_temporaries, list_checkpoints
 from qwen_train.train.cursor import CursorRejected, advance, batch_indices
 from qwen_train.train.evaluate import evaluate
-from qwen_train.train.faults import pause
 from qwen_train.train.guard import step_problems
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.resume import LOSSES_FILE, restore
 from qwen_train.train.retry import StepOutcome, handle_non_finite
-from qwen_train.train.session import Session, build_session, write_checkpoint
+from qwen_train.train.session import (
+    Session,
+    build_session,
+    checkpoint_done,
+    finish_background,
+    reserve_background,
+    write_checkpoint,
+)
 
 REPORT_FILE = "report.json"
 
@@ -62,7 +68,8 @@ def train_step(s: Session) -> StepOutcome:
 
     The loss parts and the gradient norm come to the host in one sync, which
     logging needs anyway; a refused step leaves weights, optimizer and
-    scheduler untouched.
+    scheduler untouched. With a prefetcher the batch was prepared by a worker
+    (pinned, so the copy to the GPU overlaps); it is the same batch either way.
     """
     if s.injector is not None:
         s.injector.begin_step(s.step + 1)
@@ -72,14 +79,22 @@ def train_step(s: Session) -> StepOutcome:
     s.last_step_cursor = s.cursor
     for micro in range(accum):
         _next_cursor(s)
-        indices = batch_indices(s.cursor, s.accelerator.process_index)
+        indices = batch_indices(s.cursor, s.accelerator.process_index, s.lengths)
         s.drawn.append(indices)
-        batch, mels, _rows = s.train_data.batch(indices)
+        if s.prefetcher is not None:
+            batch, mels = s.prefetcher.get(s.cursor, indices, s.skip)
+        else:
+            batch, mels, _rows = s.train_data.batch(indices)
         frames += int(batch["cp_mask"].sum())
-        batch = {k: v.to(s.device) for k, v in batch.items()}
+        ref_ids = batch.pop("ref_index", None)
+        refs = ref_ids.tolist() if ref_ids is not None else None
+        ahead = s.device.type == "cuda"
+        batch = {k: v.to(s.device, non_blocking=ahead) for k, v in batch.items()}
+        if ahead:
+            mels = [m.to(s.device, non_blocking=True) for m in mels]
         sync = contextlib.nullcontext() if micro == accum - 1 else s.accelerator.no_sync(s.objective)
         with sync, s.accelerator.autocast():
-            values = s.objective(batch, mels)
+            values = s.objective(batch, mels, refs)
             s.accelerator.backward(values[0] / accum)
         totals = totals + values.detach().float() / accum
         s.cursor = advance(s.cursor)
@@ -119,16 +134,14 @@ def run_eval(s: Session, writer) -> None:
     s.heartbeat.update(state="training", last_eval=result)
 
 
-def run_checkpoint(s: Session) -> None:
+def run_checkpoint(s: Session, final: bool = False) -> None:
+    """A scheduled checkpoint goes to the background when the session has a writer; a final one never does."""
+    finish_background(s, wait=True)  # one write at a time, and in step order
     s.heartbeat.state("checkpointing")
-    path = write_checkpoint(s)
-    if path is None:
-        return
-    pause("checkpoint-before-prune", s.step)
-    prune(s.run_dir, s.spec.posture.keep_last, protect=s.resumed_from)
-    ref = CheckpointRef(step=s.step, path=str(path), written_at=time.time())
-    s.heartbeat.update(state="training", last_checkpoint=ref)
-    s.heartbeat.event("checkpoint", f"durable checkpoint {path.name}", s.step)
+    path = write_checkpoint(s, background=not final)
+    if path is not None:
+        checkpoint_done(s, path)
+    s.heartbeat.state("training")
 
 
 def log_step(s: Session, losses: Losses, writer) -> None:
@@ -148,6 +161,7 @@ def loop(s: Session, stop: StopFlag, writer) -> int:
     t0, step0, frames_total = time.perf_counter(), s.step, 0
     s.heartbeat.update(state="training", step=s.step, epoch=s.cursor.epoch)
     while s.step < s.spec.train.max_steps:
+        finish_background(s, wait=False)
         outcome = train_step(s)
         if outcome.problems:
             code = handle_non_finite(s, outcome)
@@ -156,6 +170,7 @@ def loop(s: Session, stop: StopFlag, writer) -> int:
             t0, step0, frames_total = time.perf_counter(), s.step, 0
             continue
         losses, frames = outcome.losses, outcome.frames
+        reserve_background(s)
         if not math.isfinite(losses.total):  # only reachable with guard.enabled = false
             s.heartbeat.state("failed_non_finite", f"non-finite loss at step {s.step} with the guard disabled")
             return exitcodes.FAILED_NON_FINITE
@@ -174,7 +189,8 @@ def loop(s: Session, stop: StopFlag, writer) -> int:
         if stop.requested:
             return _stop(s, stop)
     if s.step % posture.checkpoint_every != 0:
-        run_checkpoint(s)
+        run_checkpoint(s, final=True)
+    finish_background(s, wait=True)
     s.heartbeat.state("completed", f"reached max_steps={s.spec.train.max_steps}")
     return exitcodes.COMPLETED
 
@@ -182,7 +198,8 @@ def loop(s: Session, stop: StopFlag, writer) -> int:
 def _stop(s: Session, stop: StopFlag) -> int:
     s.heartbeat.state("stopping", f"{stop.signal_name} received; writing a checkpoint")
     if s.step % s.spec.posture.checkpoint_every != 0:
-        run_checkpoint(s)
+        run_checkpoint(s, final=True)
+    finish_background(s, wait=True)
     s.heartbeat.state("stopped", f"stopped on {stop.signal_name} at step {s.step} after a durable checkpoint")
     return exitcodes.STOPPED
 
@@ -224,3 +241,6 @@ def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: 
         except Exception as exc:
             heartbeat.state("failed", f"training failed at step {session.step}: {type(exc).__name__}: {exc}")
             raise
+        finally:
+            if session.checkpointer is not None and session.checkpointer.busy:
+                session.checkpointer.wait()  # a snapshot taken before the failure is still worth keeping

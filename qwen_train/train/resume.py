@@ -74,6 +74,7 @@ def apply_checkpoint(s: Session, ckpt: Path, meta: CheckpointMeta) -> None:
     """Load a verified checkpoint into the live session (resume and rollback share this)."""
     state = load_state(ckpt)
     s.model.load_state_dict(state["model"])
+    s.weights_changed()
     s.optimizer.load_state_dict(state["optimizer"])
     s.scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler") is not None and s.accelerator.scaler is not None:

@@ -20,7 +20,7 @@ from qwen_train.status import Diagnosis, Event, Losses
 from qwen_train.train.checkpoint import verify_checkpoint
 from qwen_train.train.diagnose import diagnose_batch, write_diagnosis
 from qwen_train.train.resume import apply_checkpoint, newest_checkpoint, truncate_losses
-from qwen_train.train.session import Session, load_base_model, seed_everything
+from qwen_train.train.session import Session, finish_background, load_base_model, seed_everything
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ def _diagnose(s: Session, outcome: StepOutcome) -> Diagnosis | None:
 
 def handle_non_finite(s: Session, outcome: StepOutcome) -> int | None:
     """Return an exit code to end the run, or None after a rollback to carry on."""
+    finish_background(s, wait=True)  # the checkpoint in flight is the one to roll back to
     event = _event(s, outcome)
     status = s.heartbeat.status
     s.heartbeat.update(non_finite_events=[*status.non_finite_events, event][-50:])
@@ -108,6 +109,7 @@ def reset_to_base(s: Session) -> None:
     """Step 0 again: base weights, empty optimizer state, the initial schedule, seeded RNG."""
     base, _processor = load_base_model(s.spec)
     s.model.load_state_dict(base.state_dict())
+    s.weights_changed()
     inner = getattr(s.optimizer, "optimizer", s.optimizer)
     inner.state.clear()
     s.scheduler.load_state_dict(s.initial_scheduler)

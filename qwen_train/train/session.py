@@ -5,12 +5,20 @@ same code runs on one CPU, one GPU, or several processes under
 `accelerate launch`: the objective is wrapped by accelerate (DDP when
 distributed), each rank draws its own slice of the global batch, and only the
 main process writes status, reports and checkpoints.
+
+`assemble_session` is the part that does not care where the weights and rows
+come from: the real path (`build_session`: weights through the qwen-tts
+loader, rows from a verified bundle) and the full-size GPU benchmark (random
+weights built on the GPU, synthetic rows) both go through it, so the benchmark
+measures the code real runs use. How fast it runs is `Perf`'s business
+(perf.py); what it trains is the spec's.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,27 +30,32 @@ from accelerate.utils import gather_object
 
 from qwen_train.bundle.fingerprint import verify_bundle
 from qwen_train.spec import RunSpec, encode_spec
-from qwen_train.status import EvalResult
-from qwen_train.train.checkpoint import rng_state, save_checkpoint
-from qwen_train.train.cursor import Cursor
+from qwen_train.status import CheckpointRef, EvalResult
+from qwen_train.train.checkpoint import prune, rng_state, save_checkpoint
+from qwen_train.train.ckpt_async import BackgroundCheckpointer
+from qwen_train.train.cursor import Cursor, Lengths
 from qwen_train.train.data import BundleData
-from qwen_train.train.faults import install_fault
+from qwen_train.train.faults import install_fault, pause
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.language import ensure_language
 from qwen_train.train.layout import SpecialIds
-from qwen_train.train.objective import forward_losses, speaker_embeddings
+from qwen_train.train.objective import SpeakerCache, forward_losses
+from qwen_train.train.perf import Perf, make_optimizer, speed_up_model
+from qwen_train.train.prefetch import Prefetcher
 
 
 class Objective(torch.nn.Module):
     """The model plus its loss, as one module so DDP sees the whole forward."""
 
-    def __init__(self, model: torch.nn.Module, sub_weight: float) -> None:
+    def __init__(self, model: torch.nn.Module, sub_weight: float, speaker_cache: bool = False) -> None:
         super().__init__()
         self.model = model
         self.sub_weight = sub_weight
+        self.speakers = SpeakerCache(speaker_cache)
 
-    def forward(self, batch: dict[str, torch.Tensor], mels: list[torch.Tensor]) -> torch.Tensor:
-        spk = speaker_embeddings(self.model, mels)
+    def forward(self, batch: dict[str, torch.Tensor], mels: list[torch.Tensor],
+                refs: list[int] | None = None) -> torch.Tensor:
+        spk = self.speakers.embed(self.model, mels, refs)
         losses = forward_losses(self.model, batch, spk, self.sub_weight)
         return torch.stack([losses.total, losses.talker, losses.code_predictor])
 
@@ -56,8 +69,8 @@ class Session:
     objective: Any
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    train_data: BundleData
-    eval_data: BundleData
+    train_data: Any  # BundleData, or anything with len(), batch(indices) and lengths()
+    eval_data: Any
     cursor: Cursor
     fingerprint: str
     heartbeat: Heartbeat
@@ -74,6 +87,10 @@ class Session:
     drawn: list[list[int]] = field(default_factory=list)
     injector: Any = None
     initial_scheduler: dict[str, Any] = field(default_factory=dict)
+    perf: Perf = field(default_factory=Perf)
+    lengths: Lengths | None = None
+    prefetcher: Prefetcher | None = None
+    checkpointer: BackgroundCheckpointer | None = None
 
     @property
     def device(self) -> torch.device:
@@ -87,6 +104,10 @@ class Session:
     @property
     def is_main(self) -> bool:
         return bool(self.accelerator.is_main_process)
+
+    def weights_changed(self) -> None:
+        """Weights were loaded (resume, rollback): cached x-vectors may no longer hold."""
+        self.accelerator.unwrap_model(self.objective).speakers.clear()
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -130,34 +151,54 @@ def load_base_model(spec: RunSpec) -> tuple[Any, Any]:
     return model, wrapper.processor
 
 
-def build_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, bundle: Path | None = None) -> Session:
+def build_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, bundle: Path | None = None,
+                  perf: Perf | None = None) -> Session:
     """`bundle` overrides the spec's bundle path (--bundle-root); its content is verified either way."""
     seed_everything(spec.train.seed, spec.train.deterministic)
     bundle = bundle or Path(spec.bundle)
     fingerprint = verify_bundle(bundle)
     accelerator = make_accelerator(spec)
-    heartbeat.enabled = bool(accelerator.is_main_process)
     model, processor = load_base_model(spec)
-    model.speaker_encoder.requires_grad_(False)
     ids = SpecialIds.from_config(model.config)
     lang = ensure_language(model, spec.language)
     train_data = BundleData(bundle, processor, ids, lang, "train")
     eval_data = BundleData(bundle, processor, ids, lang, "eval")
+    return assemble_session(spec, run_dir, heartbeat, accelerator, model, train_data, eval_data, bundle,
+                            fingerprint, perf)
+
+
+def assemble_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, accelerator: Accelerator, model: Any,
+                     train_data: Any, eval_data: Any, bundle: Path, fingerprint: str,
+                     perf: Perf | None = None) -> Session:
+    """Optimizer, schedule, accelerate wrapping, cursor and the speed settings around a loaded model."""
+    perf = perf or Perf.resolve(accelerator.device)
+    heartbeat.enabled = bool(accelerator.is_main_process)
+    model.speaker_encoder.requires_grad_(False)
     global_batch = spec.train.batch_size * accelerator.num_processes
     if len(train_data) < global_batch:
         raise ValueError(f"bundle {bundle} has {len(train_data)} train rows, fewer than one batch ({global_batch})")
+    model.to(accelerator.device)
+    speed_up_model(model, perf)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec.train.lr, weight_decay=spec.train.weight_decay)
+    optimizer = make_optimizer(params, spec.train.lr, spec.train.weight_decay, perf, accelerator.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(spec.train.warmup_steps, spec.train.max_steps))
-    objective, optimizer = accelerator.prepare(Objective(model, spec.train.sub_talker_weight), optimizer)
+    injector = install_fault(model)
+    cache = perf.speaker_cache and injector is None  # an injected fault must meet every encoder call
+    objective, optimizer = accelerator.prepare(Objective(model, spec.train.sub_talker_weight, cache), optimizer)
     objective.train()
     model.speaker_encoder.eval()
     cursor = Cursor(epoch=0, position=0, seed=spec.train.seed, batch_size=spec.train.batch_size,
-                    world_size=accelerator.num_processes, rows=len(train_data))
+                    world_size=accelerator.num_processes, rows=len(train_data), bucket=perf.bucket)
     session = Session(spec, run_dir, bundle, accelerator, objective, optimizer, scheduler, train_data, eval_data,
-                      cursor, fingerprint, heartbeat)
+                      cursor, fingerprint, heartbeat, perf=perf)
+    session.lengths = Lengths(list(train_data.lengths()))
+    if perf.prefetch > 0:
+        session.prefetcher = Prefetcher(train_data, perf.prefetch, perf.workers, accelerator.device.type == "cuda",
+                                        accelerator.process_index, session.lengths)
+    if perf.async_checkpoint:
+        session.checkpointer = BackgroundCheckpointer(pin=accelerator.device.type == "cuda")
     session.initial_scheduler = scheduler.state_dict()
-    session.injector = install_fault(model)
+    session.injector = injector
     return session
 
 
@@ -178,17 +219,46 @@ def checkpoint_state(s: Session) -> dict[str, Any]:
     }
 
 
-def write_checkpoint(s: Session) -> Path | None:
-    """Every rank contributes its RNG state; the main process writes. Returns the path on main."""
+def write_checkpoint(s: Session, background: bool = False) -> Path | None:
+    """Every rank contributes its RNG state; the main process writes.
+
+    Returns the durable path on main, or None when the write went to the
+    background (`finish_background` reports it once durable) or on other ranks.
+    """
     state = checkpoint_state(s)
     path = None
     if s.is_main:
-        path = save_checkpoint(
-            s.run_dir,
-            s.step,
-            state,
-            {"cursor": s.cursor, "spec": encode_spec(s.spec).decode(), "bundle_fingerprint": s.fingerprint,
-             "micro_steps": s.micro_steps},
-        )
+        meta = {"cursor": s.cursor, "spec": encode_spec(s.spec).decode(), "bundle_fingerprint": s.fingerprint,
+                "micro_steps": s.micro_steps}
+        if background and s.checkpointer is not None:
+            s.checkpointer.submit(s.run_dir, s.step, state, meta)
+        else:
+            path = save_checkpoint(s.run_dir, s.step, state, meta)
     s.accelerator.wait_for_everyone()
     return path
+
+
+def checkpoint_done(s: Session, path: Path) -> None:
+    """Bookkeeping once a checkpoint is durable: retention, then the status that names it."""
+    step = int(path.name.split("-")[1])
+    pause("checkpoint-before-prune", step)
+    prune(s.run_dir, s.spec.posture.keep_last, protect=s.resumed_from)
+    ref = CheckpointRef(step=step, path=str(path), written_at=time.time())
+    s.heartbeat.update(last_checkpoint=ref)
+    s.heartbeat.event("checkpoint", f"durable checkpoint {path.name}", step)
+
+
+def reserve_background(s: Session) -> None:
+    """Once the optimizer state exists, pin the checkpoint buffers in the background (main process only)."""
+    if s.checkpointer is None or s.checkpointer.reserved or not s.is_main:
+        return
+    s.checkpointer.reserve({"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict()})
+
+
+def finish_background(s: Session, wait: bool) -> None:
+    """Collect a finished background write (or, with `wait`, the one in flight) and do its bookkeeping."""
+    if s.checkpointer is None:
+        return
+    path = s.checkpointer.wait() if wait else s.checkpointer.poll()
+    if path is not None:
+        checkpoint_done(s, path)

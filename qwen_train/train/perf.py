@@ -1,0 +1,95 @@
+"""Speed settings: what the trainer does to be fast on a GPU, and nothing on a CPU.
+
+Every switch here changes *how* the same step is computed, never *what* is
+trained: the objective, the alignment, the guard and the precision policy are
+the spec's. The defaults depend on the device: on CUDA all of them are on
+(except activation checkpointing, which only pays when it buys a batch size),
+on a CPU all are off, so CPU runs (the tests, exact resume) compute exactly
+what they always did. `QWEN_TRAIN_PERF` (a JSON object of these fields)
+overrides the defaults, e.g. to turn compilation off on a GPU where it fails,
+or to exercise background checkpointing on a CPU in a test.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import msgspec
+import torch
+
+PERF_ENV = "QWEN_TRAIN_PERF"
+
+
+@dataclass(frozen=True)
+class Perf:
+    """How the step is made fast. See the module docstring for the defaults."""
+
+    fused_optimizer: bool = False  # one fused AdamW kernel instead of per-tensor loops
+    compile_layers: bool = False  # torch.compile each decoder layer (regional: one compile per layer type)
+    compile_speaker: bool = False  # torch.compile the frozen speaker encoder (measured: costlier per call, off)
+    speaker_cache: bool = False  # one encoder call per reference per run (objective.SpeakerCache)
+    activation_checkpointing: bool = False  # recompute layer activations in backward: memory for batch size
+    bucket: int = 0  # sort rows by length within windows of this many global batches (0: off)
+    prefetch: int = 0  # batches prepared ahead by worker processes (0: in the step, as before)
+    workers: int = 2  # worker processes for prefetching
+    async_checkpoint: bool = False  # snapshot to (pinned) host memory, write + fsync + rename in a thread
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> Perf:
+        if device.type == "cuda":
+            return cls(fused_optimizer=True, compile_layers=True, speaker_cache=True, bucket=16, prefetch=8,
+                       workers=4, async_checkpoint=True)
+        return cls()
+
+    @classmethod
+    def resolve(cls, device: torch.device, overrides: dict[str, Any] | None = None) -> Perf:
+        """The device's defaults, then `QWEN_TRAIN_PERF`, then explicit overrides."""
+        perf = cls.for_device(device)
+        raw = os.environ.get(PERF_ENV)
+        if raw:
+            try:
+                env = msgspec.json.decode(raw)
+            except msgspec.DecodeError as exc:
+                raise ValueError(f"{PERF_ENV} is not JSON: {exc}") from None
+            perf = perf.with_fields(env, PERF_ENV)
+        if overrides:
+            perf = perf.with_fields(overrides, "overrides")
+        return perf
+
+    def with_fields(self, values: Any, source: str) -> Perf:
+        known = {f.name: f.type for f in fields(self)}
+        if not isinstance(values, dict) or not set(values) <= set(known):
+            raise ValueError(f"{source}: expected an object with fields among {sorted(known)}, got {values!r}")
+        return replace(self, **values)
+
+
+def make_optimizer(params: list[torch.nn.Parameter], lr: float, weight_decay: float, perf: Perf,
+                   device: torch.device) -> torch.optim.AdamW:
+    """AdamW; fused on CUDA when asked (same update rule, one kernel for all tensors)."""
+    fused = perf.fused_optimizer and device.type == "cuda"
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
+def speed_up_model(model: Any, perf: Perf) -> None:
+    """Apply the model-side switches in place (compilation, activation checkpointing).
+
+    Compilation is regional: every decoder layer of the talker and of the code
+    predictor is compiled on its own, with dynamic shapes, so one compile per
+    layer type covers every sequence length and batch size, and the 28 + 5
+    layers share it. The Python around the layers stays eager, which keeps the
+    fault injector's hooks and the diagnosis working unchanged.
+    """
+    if perf.activation_checkpointing:
+        model.talker.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if perf.compile_layers or perf.compile_speaker:
+        import torch._dynamo
+
+        # Headroom for the few shape families a run meets (masked or not, speaker mel lengths).
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    if perf.compile_layers:
+        for layer in [*model.talker.model.layers, *model.talker.code_predictor.model.layers]:
+            layer.compile(dynamic=True)
+    if perf.compile_speaker and model.speaker_encoder is not None:
+        model.speaker_encoder.compile(dynamic=True)
