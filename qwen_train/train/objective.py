@@ -100,7 +100,9 @@ def code_predictor_logits(model, hidden: torch.Tensor, codes: torch.Tensor) -> t
     tables = talker.code_predictor.get_input_embeddings()
     parts = [hidden.unsqueeze(1), talker.model.codec_embedding(codes[:, :1])]
     parts += [tables[g - 1](codes[:, g : g + 1]) for g in range(1, codes.shape[1] - 1)]
-    out = talker.code_predictor.forward_finetune(inputs_embeds=torch.cat(parts, dim=1))
+    # use_cache=False: the library would otherwise build a KV cache it never reads (memory, and a
+    # recompile of each compiled layer for every cache length).
+    out = talker.code_predictor.forward_finetune(inputs_embeds=torch.cat(parts, dim=1), use_cache=False)
     return out.logits
 
 
