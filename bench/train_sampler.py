@@ -1,0 +1,112 @@
+"""The daemon's sampler against the real NVML, in its own process, beside a training run.
+
+Started by `train_throughput.py` with the trainer's pid. It is the daemon's
+code (qwen_daemon.sampler: GpuProbe, take_sample, the Sampler thread), only
+read and called here: the sampler lives outside the training process, as in
+the daemon, so its NVML calls cost the step nothing. It records
+
+* per-call cost in microseconds of each NVML query the sampler makes, and of
+  one whole `take_sample` with the run's pid (median of many calls, while the
+  GPU is training);
+* pairs of readings, the sampler's and `nvidia-smi`'s, taken back to back;
+* every sample the Sampler thread takes, tagged with the run.
+
+It runs until its stdin closes, then writes everything as JSON to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pynvml
+
+from qwen_daemon.resources import ResourceSample
+from qwen_daemon.sampler import GpuProbe, Sampler, take_sample
+from qwen_daemon.usage import UsageMeter
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.samples: list[ResourceSample] = []
+
+    def add_sample(self, sample: ResourceSample, runs: list[str]) -> None:
+        self.samples.append(sample)
+
+    def prune_host_samples(self, before: float) -> int:
+        return 0
+
+
+def per_call_us(fn: Any, calls: int) -> float:
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter_ns()
+        fn()
+        times.append(time.perf_counter_ns() - start)
+    return statistics.median(times) / 1000.0
+
+
+def costs(probe: GpuProbe, pid: int, calls: int) -> dict[str, float]:
+    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    meter = UsageMeter()
+    return {
+        "utilization_us": per_call_us(lambda: pynvml.nvmlDeviceGetUtilizationRates(handle), calls),
+        "memory_info_us": per_call_us(lambda: pynvml.nvmlDeviceGetMemoryInfo(handle), calls),
+        "running_processes_us": per_call_us(lambda: pynvml.nvmlDeviceGetComputeRunningProcesses(handle), calls),
+        "probe_read_us": per_call_us(probe.read, calls),
+        "take_sample_us": per_call_us(lambda: take_sample(probe, time.time(), {"bench": [pid]}, meter), calls),
+    }
+
+
+def paired(probe: GpuProbe) -> dict[str, float]:
+    """nvidia-smi's reading bracketed by two of the sampler's (smi takes ~0.1 s, the load moves meanwhile)."""
+    before = probe.read()[0][0]
+    query = "utilization.gpu,memory.used,memory.total"
+    out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits", "-i", "0"],
+                         capture_output=True, text=True, timeout=30).stdout
+    after = probe.read()[0][0]
+    util, used, total = (float(x) for x in out.strip().split(","))
+    return {"time": time.time(), "smi_busy": util, "smi_used_mib": used, "smi_total_mib": total,
+            "busy_before": before.busy_percent, "busy_after": after.busy_percent,
+            "used_mib_before": before.vram_used_bytes / 2**20, "used_mib_after": after.vram_used_bytes / 2**20,
+            "total_mib": before.vram_total_bytes / 2**20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pid", type=int, required=True)
+    parser.add_argument("--period", type=float, default=0.5)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--pair-every", type=float, default=8.0)
+    parser.add_argument("--cost-after", type=float, default=45.0, help="measure call costs this late (training)")
+    args = parser.parse_args()
+    sink = ListSink()
+    sampler = Sampler(args.period, sink, lambda: ["bench"], run_pids=lambda _run: [args.pid])
+    sampler.start()
+    probe = GpuProbe()
+    closed = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), closed.set()), daemon=True).start()
+    started, pairs, cost = time.time(), [], {}
+    while not closed.wait(args.pair_every):
+        if probe.note is None:
+            pairs.append(paired(probe))
+            if not cost and time.time() - started > args.cost_after:
+                cost = costs(probe, args.pid, 300)
+    if not cost and probe.note is None:
+        cost = costs(probe, args.pid, 300)
+    sampler.stop()
+    result = {"period_s": args.period, "note": probe.note, "costs_us": cost, "pairs": pairs,
+              "samples": sink.samples}
+    args.out.write_bytes(msgspec.json.encode(result))
+    probe.close()
+
+
+if __name__ == "__main__":
+    main()
