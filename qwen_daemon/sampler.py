@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import psutil
 import pynvml
@@ -55,6 +55,7 @@ class GpuProbe:
     def __init__(self) -> None:
         self._handles: list[object] = []
         self._open = False
+        self._memory_v2 = True
         self.note: str | None = None
         try:
             pynvml.nvmlInit()
@@ -81,7 +82,7 @@ class GpuProbe:
         for index, handle in enumerate(self._handles):
             try:
                 util = pynvml.nvmlDeviceGetUtilizationRates(handle)
-                memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+                memory = self._memory(handle)
                 name = _text(pynvml.nvmlDeviceGetName(handle))
             except pynvml.NVMLError as exc:
                 problems.append(f"GPU {index}: {exc}")
@@ -96,6 +97,22 @@ class GpuProbe:
                 )
             )
         return gpus, "; ".join(problems) if problems else self.note
+
+    def _memory(self, handle: object) -> Any:
+        """Memory info as nvidia-smi counts it: v2, whose `used` leaves out the driver's reserved memory.
+
+        v1's `used` includes that reservation (measured on an H100: a constant
+        480 MiB above nvidia-smi). Drivers or bindings without v2 fall back to
+        v1, once, and the note says so.
+        """
+        if self._memory_v2:
+            try:
+                return pynvml.nvmlDeviceGetMemoryInfo(handle, version=pynvml.nvmlMemory_v2)
+            except (pynvml.NVMLError_FunctionNotFound, pynvml.NVMLError_NotSupported,
+                    pynvml.NVMLError_ArgumentVersionMismatch, AttributeError, TypeError):
+                self._memory_v2 = False
+                log.warning("NVML memory info v2 unavailable: VRAM used includes the driver's reserved memory")
+        return pynvml.nvmlDeviceGetMemoryInfo(handle)
 
     def processes(self) -> dict[int, int] | None:
         """Host pid -> GPU memory bytes over every GPU (compute and graphics); None without NVML."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pynvml
@@ -113,3 +114,19 @@ def test_probe_with_gpus_reads_busy_and_vram_per_gpu() -> None:
         assert len(sample.gpus) == len(gpus) and sample.gpu_note is None
     finally:
         probe.close()
+
+
+@pytest.mark.gpu
+def test_vram_used_agrees_with_nvidia_smi_on_every_gpu() -> None:
+    """The probe counts VRAM as nvidia-smi does (memory info v2: the driver's reservation is not 'used')."""
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.used", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    expected = {int(i): float(used) for i, used in (line.split(",") for line in smi.strip().splitlines())}
+    probe = GpuProbe()
+    try:
+        gpus, note = probe.read()
+    finally:
+        probe.close()
+    assert note is None and sorted(g.index for g in gpus) == sorted(expected)
+    for gpu in gpus:  # an idle GPU's memory does not move between the two readings; smi rounds to MiB
+        assert abs(gpu.vram_used_bytes / 2**20 - expected[gpu.index]) <= 2.0, (gpu, expected)

@@ -88,3 +88,22 @@ def test_launches_pool_statistics_and_keep_their_own_gaps() -> None:
     assert summary.gaps == [Gap(1000.0, 1030.0)]
     assert summary.metrics["cpu_percent"].median == 25.0
     assert summary.samples == 4 and summary.first == 1.0 and summary.last == 1035.0
+
+
+def test_two_gpus_are_summarised_separately() -> None:
+    """A two-GPU host: each GPU keeps its own busy/VRAM statistics; neither is averaged into the other."""
+
+    def two(t: float, busy: tuple[float, float], vram: tuple[int, int]) -> ResourceSample:
+        gpus = [GpuSample(index=i, name="H200", busy_percent=busy[i], vram_used_bytes=vram[i],
+                          vram_total_bytes=141 * GIB) for i in (0, 1)]
+        return ResourceSample(time=t, cpu_percent=10.0, ram_used_bytes=GIB, ram_total_bytes=64 * GIB, gpus=gpus)
+
+    samples = [two(10.0, (90.0, 10.0), (40 * GIB, 2 * GIB)), two(11.0, (80.0, 30.0), (41 * GIB, 3 * GIB)),
+               two(12.0, (100.0, 20.0), (42 * GIB, 4 * GIB))]
+    summary = summarize([Window(10.0, 12.0, samples)], period_s=1.0)
+    assert {k for k in summary.metrics if k.startswith("gpu")} == {
+        "gpu0_busy_percent", "gpu0_vram_used_bytes", "gpu1_busy_percent", "gpu1_vram_used_bytes"}
+    g0, g1 = summary.metrics["gpu0_busy_percent"], summary.metrics["gpu1_busy_percent"]
+    assert (g0.median, g0.min, g0.max) == (90.0, 80.0, 100.0)
+    assert (g1.median, g1.min, g1.max) == (20.0, 10.0, 30.0)
+    assert summary.metrics["gpu1_vram_used_bytes"].max == 4 * GIB
