@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import psutil
 import pynvml
 
 from qwen_daemon.resources import ResourceSample
@@ -65,18 +66,34 @@ def costs(probe: GpuProbe, pid: int, calls: int) -> dict[str, float]:
     }
 
 
-def paired(probe: GpuProbe) -> dict[str, float]:
-    """nvidia-smi's reading bracketed by two of the sampler's (smi takes ~0.1 s, the load moves meanwhile)."""
-    before = probe.read()[0][0]
-    query = "utilization.gpu,memory.used,memory.total"
-    out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits", "-i", "0"],
+def paired_all(probe: GpuProbe) -> list[dict[str, float]]:
+    """The same bracket for every GPU at once: one nvidia-smi call, a sampler reading on either side."""
+    before = probe.read()[0]
+    query = "index,utilization.gpu,memory.used,memory.total"
+    out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
                          capture_output=True, text=True, timeout=30).stdout
-    after = probe.read()[0][0]
-    util, used, total = (float(x) for x in out.strip().split(","))
-    return {"time": time.time(), "smi_busy": util, "smi_used_mib": used, "smi_total_mib": total,
-            "busy_before": before.busy_percent, "busy_after": after.busy_percent,
-            "used_mib_before": before.vram_used_bytes / 2**20, "used_mib_after": after.vram_used_bytes / 2**20,
-            "total_mib": before.vram_total_bytes / 2**20}
+    after = probe.read()[0]
+    now, pairs = time.time(), []
+    for line in out.strip().splitlines():
+        index, util, used, total = (float(x) for x in line.split(","))
+        b = next((g for g in before if g.index == int(index)), None)
+        a = next((g for g in after if g.index == int(index)), None)
+        if a is None or b is None:
+            continue
+        pairs.append({"time": now, "gpu": int(index), "smi_busy": util, "smi_used_mib": used, "smi_total_mib": total,
+                      "busy_before": b.busy_percent, "busy_after": a.busy_percent,
+                      "used_mib_before": b.vram_used_bytes / 2**20, "used_mib_after": a.vram_used_bytes / 2**20,
+                      "total_mib": b.vram_total_bytes / 2**20})
+    return pairs
+
+
+def tree(pid: int) -> list[int]:
+    """A process and all its descendants: the daemon's process runner reports a run the same way."""
+    try:
+        root = psutil.Process(pid)
+        return [pid, *(child.pid for child in root.children(recursive=True))]
+    except psutil.Error:
+        return [pid]
 
 
 def main() -> None:
@@ -85,10 +102,12 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=0.5)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--pair-every", type=float, default=8.0)
+    parser.add_argument("--tree", action="store_true", help="the run is the pid and all its descendants")
     parser.add_argument("--cost-after", type=float, default=45.0, help="measure call costs this late (training)")
     args = parser.parse_args()
     sink = ListSink()
-    sampler = Sampler(args.period, sink, lambda: ["bench"], run_pids=lambda _run: [args.pid])
+    pids = (lambda _run: tree(args.pid)) if args.tree else (lambda _run: [args.pid])
+    sampler = Sampler(args.period, sink, lambda: ["bench"], run_pids=pids)
     sampler.start()
     probe = GpuProbe()
     closed = threading.Event()
@@ -96,7 +115,7 @@ def main() -> None:
     started, pairs, cost = time.time(), [], {}
     while not closed.wait(args.pair_every):
         if probe.note is None:
-            pairs.append(paired(probe))
+            pairs.extend(paired_all(probe))
             if not cost and time.time() - started > args.cost_after:
                 cost = costs(probe, args.pid, 300)
     if not cost and probe.note is None:
