@@ -41,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", type=int, help="step to export (default: the newest durable checkpoint)")
     export.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/export/step-N)")
 
+    gate = sub.add_parser("gate", help="judge a run's checkpoint against the promotion gate; writes RUN_DIR/gate/")
+    gate.add_argument("run_dir", type=Path)
+    gate.add_argument("--checkpoint", type=int, help="step to judge (default: the newest durable checkpoint)")
+    gate.add_argument("--export", type=Path, help="judge this exported model dir instead of exporting a checkpoint")
+    gate.add_argument("--base", type=Path, help="base model dir to beat (default: the run spec's model)")
+    gate.add_argument("--asr", type=Path, help="CTC ASR model dir for intelligibility (a Swedish wav2vec2)")
+    gate.add_argument("--resources", type=Path, help="resource summary (default: RUN_DIR/resources.json)")
+    gate.add_argument("--thresholds", type=Path, help="thresholds JSON file (default: the built-in thresholds)")
+    gate.add_argument("--max-rows", type=int, help="bound eval rows and clones to N each")
+
     demo = sub.add_parser("demo", help="generate the Swedish demo corpus, tiny model, bundle and spec")
     demo.add_argument("dir", type=Path)
     demo.add_argument("--seed", type=int, default=0)
@@ -155,6 +165,12 @@ def dispatch(args: argparse.Namespace) -> int:
 
         print(f"exported to {export_run(args.run_dir, args.checkpoint, args.out)}")
         return 0
+    if args.command == "gate":
+        from qwen_train.gate.run import gate_main
+        from qwen_train.gate.target import GateOptions
+
+        return gate_main(GateOptions(args.run_dir, args.checkpoint, args.export, args.base, args.asr, args.resources,
+                                     args.thresholds, args.max_rows))
     if args.command == "demo":
         from qwen_train.demo import build_demo
 

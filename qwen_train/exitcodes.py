@@ -8,6 +8,7 @@ USAGE = 2
 CURSOR_REJECTED = 3
 FAILED_NON_FINITE = 4
 STOPPED = 5
+GATE_FAILED = 6  # `qwen-train gate`: the gate ran and at least one criterion failed
 
 STATE_BY_CODE: dict[int, str] = {
     COMPLETED: "completed",
@@ -16,6 +17,8 @@ STATE_BY_CODE: dict[int, str] = {
     CURSOR_REJECTED: "cursor_rejected",
     FAILED_NON_FINITE: "failed_non_finite",
     STOPPED: "stopped",
+    # A gate that ran and said no is a finished job: the "no" is in its verdict file, not in the job's state.
+    GATE_FAILED: "completed",
 }
 
 

@@ -53,7 +53,9 @@ class GateVerdict(msgspec.Struct, frozen=True):
     passed: bool
     criteria: list[Criterion]
     decided_at: float
-    code_revision: str
+    code_revision: str  # the judged model's, as its export.json records it ("" when it records none)
+    gate_revision: str = ""  # the code that ran the gate (git commit or package version)
+    thresholds: dict[str, float] = {}  # the thresholds and measurement bounds this verdict was decided with
 
 
 def verdict_path(run_dir: Path) -> Path:

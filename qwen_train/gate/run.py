@@ -1,0 +1,203 @@
+"""`qwen-train gate RUN_DIR`: judge a run's checkpoint, write the verdict, say it criterion by criterion.
+
+Order of work: check every input (usage errors, exit 2, before anything is
+written); export the checkpoint unless an export is given or already there;
+then measure everything that can be measured, one model in memory at a time
+(the judged model: eval loss and the clones; the base model: eval loss and
+the speaker embeddings; the ASR model: transcripts). A measurement that
+raises is recorded as the reason its criterion was not measured, and the
+other criteria are still measured: the verdict always lists all of them, in
+CRITERIA order. The verdict is written atomically to RUN_DIR/gate/verdict.json
+once it is complete, so an older verdict stays readable until then.
+
+Exit 0 when every criterion passed, GATE_FAILED (6) when any failed.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import torch
+
+from qwen_train import exitcodes
+from qwen_train.atomic import atomic_write_bytes
+from qwen_train.export import ExportError, code_revision, export_run
+from qwen_train.gate.clones import Clone, clone_language, clone_rows, generate_clones, write_samples
+from qwen_train.gate.criteria import ended_cleanly, not_measured, provenance, read_provenance, resource_evidence
+from qwen_train.gate.heldout import eval_criterion, eval_loss, gate_device, load_tts
+from qwen_train.gate.intelligibility import NO_ASR, Asr, intelligibility_criterion, transcribe_clones
+from qwen_train.gate.speaker import score_clones, similarity_criterion
+from qwen_train.gate.target import GateOptions, GateUsageError, Target, resolve
+from qwen_train.gate.thresholds import thresholds_record
+from qwen_train.gate.verdict import CRITERIA, GATE_DIR, Criterion, GateVerdict, verdict_path
+from qwen_train.status import EvalResult
+
+
+@dataclass
+class Measured:
+    """What the models said; a string is why that measurement could not be made."""
+
+    trained_eval: EvalResult | str = "not run"
+    base_eval: EvalResult | str = "not run"
+    clones: list[Clone] = field(default_factory=list)
+    clone_error: str = ""
+    similarity_error: str = ""
+    asr_error: str = ""
+    language: str = "auto"
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _say(message: str) -> None:
+    print(f"gate: {message}", file=sys.stderr, flush=True)
+
+
+def _free() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _measure_trained(t: Target, device: torch.device, m: Measured) -> None:
+    _say(f"judged model {t.export}: held-out eval and clones")
+    try:
+        wrapper = load_tts(t.export, t.spec.language, device)
+    except Exception as exc:
+        m.trained_eval = m.clone_error = f"cannot load {t.export}: {_why(exc)}"
+        return
+    try:
+        m.trained_eval = eval_loss(wrapper, t.spec, t.thresholds.eval_max_rows, device)
+    except Exception as exc:
+        m.trained_eval = _why(exc)
+    try:
+        rows = clone_rows(Path(t.spec.bundle), t.thresholds.clone_max_rows)
+        m.language = clone_language(wrapper, t.spec.language)
+        m.clones = generate_clones(wrapper, Path(t.spec.bundle), rows, m.language, t.thresholds)
+    except Exception as exc:
+        m.clone_error = _why(exc)
+    del wrapper
+    _free()
+
+
+def _measure_base(t: Target, device: torch.device, m: Measured) -> None:
+    _say(f"base model {t.base}: held-out eval and speaker embeddings")
+    try:
+        wrapper = load_tts(t.base, t.spec.language, device)
+    except Exception as exc:
+        m.base_eval = m.similarity_error = f"cannot load base {t.base}: {_why(exc)}"
+        return
+    try:
+        m.base_eval = eval_loss(wrapper, t.spec, t.thresholds.eval_max_rows, device)
+    except Exception as exc:
+        m.base_eval = _why(exc)
+    try:
+        score_clones(wrapper.model, m.clones)
+    except Exception as exc:
+        m.similarity_error = _why(exc)
+    del wrapper
+    _free()
+
+
+def _measure_asr(t: Target, device: torch.device, m: Measured) -> None:
+    if t.asr is None or m.clone_error or not m.clones:
+        return
+    _say(f"ASR model {t.asr}: transcripts")
+    try:
+        transcribe_clones(Asr(t.asr, device), m.clones)
+    except Exception as exc:
+        m.asr_error = f"ASR with {t.asr} failed: {_why(exc)}"
+    _free()
+
+
+def _similarity(t: Target, m: Measured) -> Criterion:
+    minimum = t.thresholds.min_speaker_similarity
+    if m.clone_error:
+        return not_measured("speaker_similarity", f"no clones: {m.clone_error}", minimum)
+    if m.similarity_error:
+        return not_measured("speaker_similarity", m.similarity_error, minimum)
+    return similarity_criterion(m.clones, minimum, m.language)
+
+
+def _intelligibility(t: Target, m: Measured) -> Criterion:
+    maximum = t.thresholds.max_cer
+    if t.asr is None:
+        return Criterion(name="intelligibility", passed=False, detail=NO_ASR, threshold=maximum)
+    if m.clone_error:
+        return not_measured("intelligibility", f"no clones: {m.clone_error}", maximum)
+    if m.asr_error:
+        return not_measured("intelligibility", m.asr_error, maximum)
+    return intelligibility_criterion(m.clones, maximum)
+
+
+def judge(t: Target) -> GateVerdict:
+    """Measure everything, decide every criterion, return the verdict (not yet written)."""
+    device = gate_device()
+    m = Measured()
+    _measure_trained(t, device, m)
+    _measure_base(t, device, m)
+    _measure_asr(t, device, m)
+    criteria = [
+        ended_cleanly(t.run_dir),
+        eval_criterion(m.trained_eval, m.base_eval),
+        _similarity(t, m),
+        _intelligibility(t, m),
+        resource_evidence(t.resources, t.thresholds.max_resource_gap_fraction),
+        provenance(t.export, t.run_dir, t.spec),
+    ]
+    assert tuple(c.name for c in criteria) == CRITERIA
+    if m.clones:
+        write_samples(t.run_dir / GATE_DIR, m.clones)
+    try:
+        recorded = read_provenance(t.export).code_revision
+    except ValueError:
+        recorded = ""
+    return GateVerdict(
+        run=t.run_dir.name, run_dir=str(t.run_dir), model=str(t.export), checkpoint_step=t.step,
+        base_model=str(t.base), passed=all(c.passed for c in criteria), criteria=criteria,
+        decided_at=time.time(), code_revision=recorded, gate_revision=code_revision(),
+        thresholds=thresholds_record(t.thresholds),
+    )
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def render(verdict: GateVerdict) -> str:
+    """The verdict as a table an operator reads in a terminal or a job log."""
+    head = "PASSED" if verdict.passed else "FAILED"
+    lines = [f"gate {head}: run {verdict.run}, checkpoint step {verdict.checkpoint_step}, model {verdict.model}",
+             f"{'criterion':<20} {'result':<6} {'measured':>10} {'threshold':>10}  detail"]
+    for c in verdict.criteria:
+        lines.append(f"{c.name:<20} {'pass' if c.passed else 'FAIL':<6} {_cell(c.measured):>10} "
+                     f"{_cell(c.threshold):>10}  {c.detail}")
+    return "\n".join(lines)
+
+
+def write_verdict(run_dir: Path, verdict: GateVerdict) -> Path:
+    path = verdict_path(run_dir)
+    atomic_write_bytes(path, msgspec.json.format(msgspec.json.encode(verdict), indent=2) + b"\n")
+    return path
+
+
+def gate_main(opts: GateOptions) -> int:
+    try:
+        target = resolve(opts)
+        if target.to_export is not None:
+            _say(f"exporting {target.to_export.name} to {target.export}")
+            export_run(target.run_dir, target.step, target.export)
+    except (GateUsageError, ExportError) as exc:
+        print(f"qwen-train gate: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    verdict = judge(target)
+    path = write_verdict(target.run_dir, verdict)
+    print(render(verdict))
+    print(f"verdict written to {path}")
+    return exitcodes.COMPLETED if verdict.passed else exitcodes.GATE_FAILED

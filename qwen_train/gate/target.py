@@ -1,0 +1,144 @@
+"""What the gate judges: the run dir, its spec, the checkpoint or export, the base model.
+
+Everything an operator names on the command line is checked here, before
+anything is exported, loaded or written, so a usage error (exit 2) leaves
+the run dir exactly as it was: an old verdict stays until a new one is
+complete.
+
+The run's spec comes from RUN_DIR/spec.json (the daemon writes it), else the
+judged checkpoint's meta.json (the trainer records the spec it ran), else
+the export's export.json. Its `model` is the default base, its `bundle` the
+held-out data, its `language` the tag clones are generated with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from qwen_train.export import ExportProvenance
+from qwen_train.gate.thresholds import Thresholds, ThresholdsError, load_thresholds
+from qwen_train.spec import RunSpec, SpecError, decode_spec, load_spec
+from qwen_train.train.checkpoint import CheckpointError, checkpoint_name, list_checkpoints, read_meta
+
+RESOURCES_FILE = "resources.json"
+RUN_SPEC_FILE = "spec.json"
+
+
+class GateUsageError(ValueError):
+    """The gate cannot judge what it was given; the message names the thing and what to do."""
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    run_dir: Path
+    checkpoint: int | None = None
+    export: Path | None = None
+    base: Path | None = None
+    asr: Path | None = None
+    resources: Path | None = None
+    thresholds: Path | None = None
+    max_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    run_dir: Path
+    spec: RunSpec
+    base: Path
+    step: int  # the judged checkpoint's step; -1 when an --export records none
+    export: Path  # where the judged model is (or will be, once `to_export` is exported)
+    to_export: Path | None  # the checkpoint to export first, None when the export exists
+    asr: Path | None
+    resources: Path
+    thresholds: Thresholds
+
+
+def _exported_step(export: Path) -> int | None:
+    try:
+        return msgspec.json.decode((export / "export.json").read_bytes(), type=ExportProvenance).step
+    except (OSError, msgspec.MsgspecError):
+        return None
+
+
+def _checkpoint(run_dir: Path, step: int | None) -> Path:
+    ckpts = list_checkpoints(run_dir)
+    if not ckpts:
+        raise GateUsageError(f"{run_dir} has no durable checkpoint to judge: train the run first, or pass "
+                             "--export DIR to judge a model exported already")
+    if step is None:
+        return ckpts[-1]
+    wanted = run_dir / "checkpoints" / checkpoint_name(step)
+    if wanted not in ckpts:
+        kept = ", ".join(str(int(c.name.split("-")[1])) for c in ckpts)
+        raise GateUsageError(f"{run_dir} has no checkpoint at step {step}; kept steps: {kept}")
+    return wanted
+
+
+def _model_dir(path: Path, what: str, fix: str) -> Path:
+    if not (path / "config.json").is_file():
+        raise GateUsageError(f"{what} {path} is not a model directory (no config.json): {fix}")
+    return path
+
+
+def _judged(opts: GateOptions, run_dir: Path) -> tuple[Path, Path | None, int]:
+    """(export dir, checkpoint to export or None, step)."""
+    if opts.export is not None:
+        export = _model_dir(opts.export, "--export", "give a directory written by `qwen-train export`")
+        step = _exported_step(export)
+        return export, None, step if step is not None else (opts.checkpoint or -1)
+    ckpt = _checkpoint(run_dir, opts.checkpoint)
+    step = int(ckpt.name.split("-")[1])
+    export = run_dir / "export" / ckpt.name
+    if not export.exists():
+        return export, ckpt, step
+    if _exported_step(export) != step:
+        raise GateUsageError(f"{export} exists but is not an export of {ckpt.name}: move it away, or pass "
+                             "--export to judge it as it is")
+    return export, None, step  # exported earlier (exports are renamed into place whole)
+
+
+def _spec(run_dir: Path, checkpoint: Path | None, export: Path) -> RunSpec:
+    if (run_dir / RUN_SPEC_FILE).is_file():
+        try:
+            return load_spec(run_dir / RUN_SPEC_FILE)
+        except SpecError as exc:
+            raise GateUsageError(f"{exc}; fix or remove {run_dir / RUN_SPEC_FILE}") from None
+    sources: list[Path] = [checkpoint] if checkpoint is not None else list_checkpoints(run_dir)[-1:]
+    for ckpt in sources:
+        try:
+            return decode_spec(read_meta(ckpt).spec, source=f"{ckpt}/meta.json")
+        except (CheckpointError, SpecError):
+            continue
+    try:
+        record = msgspec.json.decode((export / "export.json").read_bytes(), type=ExportProvenance)
+        return decode_spec(record.spec, source=f"{export}/export.json")
+    except (OSError, msgspec.MsgspecError, SpecError):
+        pass
+    raise GateUsageError(f"{run_dir}: no run spec found (no {RUN_SPEC_FILE}, no readable checkpoint meta.json, "
+                         "no export.json): the gate needs the run's spec for its bundle and base model")
+
+
+def resolve(opts: GateOptions) -> Target:
+    """Check every named input; GateUsageError (exit 2) before anything is touched."""
+    if not opts.run_dir.is_dir():
+        raise GateUsageError(f"{opts.run_dir} is not a directory: give the RUN_DIR of a training run")
+    if opts.max_rows is not None and opts.max_rows <= 0:
+        raise GateUsageError(f"--max-rows must be positive, got {opts.max_rows}")
+    try:
+        thresholds = load_thresholds(opts.thresholds)
+    except ThresholdsError as exc:
+        raise GateUsageError(str(exc)) from None
+    run_dir = opts.run_dir.resolve()
+    export, to_export, step = _judged(opts, run_dir)
+    spec = _spec(run_dir, to_export, export)
+    base = _model_dir(opts.base or Path(spec.model), "base model", "pass --base MODEL_DIR")
+    if opts.asr is not None and not opts.asr.is_dir():
+        raise GateUsageError(f"--asr {opts.asr} is not a directory: give a CTC model directory (config.json, "
+                             "preprocessor and tokenizer files)")
+    if opts.max_rows is not None:
+        thresholds = msgspec.structs.replace(thresholds, eval_max_rows=opts.max_rows, clone_max_rows=opts.max_rows)
+    return Target(run_dir=run_dir, spec=spec, base=base, step=step, export=export, to_export=to_export,
+                  asr=opts.asr, resources=opts.resources or run_dir / RESOURCES_FILE, thresholds=thresholds)

@@ -1,0 +1,368 @@
+"""The promotion gate on the real tiny model: a real short run, a real export, a real CTC ASR path.
+
+The tiny models are random, so their similarity and CER mean nothing; what is
+tested is that every criterion is measured through the real code, decided
+in the right direction, written in order, and that the exit code follows
+the verdict. Thresholds are loosened only where a random model cannot meet
+them, in a file, as an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+import soundfile as sf
+
+from qwen_train import exitcodes
+from qwen_train.bundle.manifest import Row, write_jsonl
+from qwen_train.cli import main
+from qwen_train.export import export_run
+from qwen_train.gate.cer import corpus_cer, edit_distance, normalize_text
+from qwen_train.gate.criteria import NO_RESOURCES, ended_cleanly, provenance, resource_evidence
+from qwen_train.gate.thresholds import Thresholds, ThresholdsError, load_thresholds
+from qwen_train.gate.verdict import CRITERIA, Criterion, GateVerdict, read_verdict, verdict_path
+from qwen_train.spec import Posture, load_spec
+from qwen_train.status import EvalResult, Event, Losses
+from tests.conftest import python_env
+from tests.gate_asr import build_tiny_asr
+from tests.gate_fixtures import LOOSE, SHORT, resource_summary, variant_run, write_json
+from tests.trainer_harness import run, write_spec
+
+
+@pytest.fixture(scope="module")
+def gate_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(run dir, spec file): a 4-step Swedish-tagged run with checkpoints at 2 and 4 and a resource summary."""
+    where = tmp_path_factory.mktemp("gate")
+    spec = write_spec(demo_root, where, "gate", 4, Posture(checkpoint_every=2, eval_every=100, keep_last=3))
+    spec.write_bytes(spec.read_bytes().replace(b'"language": null', b'"language": "swedish"'))
+    code, out = run(spec, where / "run")
+    assert code == exitcodes.COMPLETED, out[-2000:]
+    write_json(where / "run" / "resources.json", resource_summary())
+    return where / "run", spec
+
+
+@pytest.fixture(scope="module")
+def asr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_asr(tmp_path_factory.mktemp("asr") / "tiny-sv-ctc")
+
+
+@pytest.fixture(scope="module")
+def exported(gate_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_run(gate_run[0], step=4, out=tmp_path_factory.mktemp("exp") / "step-4")
+
+
+@pytest.fixture(scope="module")
+def thresholds_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    where = tmp_path_factory.mktemp("thresholds")
+    return {"loose": write_json(where / "loose.json", LOOSE), "short": write_json(where / "short.json", SHORT)}
+
+
+def _by_name(verdict: GateVerdict) -> dict[str, Criterion]:
+    return {c.name: c for c in verdict.criteria}
+
+
+def _gate(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = main(["gate", *(str(a) for a in argv)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# -- the whole gate, end to end ------------------------------------------------------------------
+
+
+def test_gate_passes_with_loosened_thresholds_and_writes_every_criterion(
+        gate_run: tuple[Path, Path], asr_dir: Path, thresholds_files: dict[str, Path]) -> None:
+    run_dir, _spec = gate_run
+    cmd = [sys.executable, "-m", "qwen_train", "gate", str(run_dir), "--asr", str(asr_dir),
+           "--thresholds", str(thresholds_files["loose"]), "--max-rows", "3"]
+    proc = subprocess.run(cmd, env=python_env(), capture_output=True, text=True, timeout=600)
+    verdict = read_verdict(verdict_path(run_dir))
+    assert tuple(c.name for c in verdict.criteria) == CRITERIA
+    assert proc.returncode == (0 if verdict.passed else exitcodes.GATE_FAILED), proc.stdout + proc.stderr
+    assert verdict.passed, proc.stdout
+    criteria = _by_name(verdict)
+    trained, base = criteria["eval_beats_base"].measured, criteria["eval_beats_base"].threshold
+    assert trained is not None and base is not None and trained < base  # 4 steps at lr 1e-3 beat the base
+    assert criteria["speaker_similarity"].measured is not None and -1 <= criteria["speaker_similarity"].measured <= 1
+    assert criteria["intelligibility"].measured is not None and criteria["intelligibility"].measured >= 0
+    assert criteria["resource_evidence"].measured is not None and criteria["resource_evidence"].measured < 0.1
+    assert verdict.checkpoint_step == 4 and verdict.model == str(run_dir / "export" / "step-00000004")
+    assert (run_dir / "export" / "step-00000004" / "export.json").is_file()  # exported by the gate
+    assert len(verdict.code_revision) >= 7 and verdict.thresholds["max_cer"] == 100.0
+    assert verdict.thresholds["clone_max_rows"] == 3.0  # --max-rows bounds the clones
+    for name in CRITERIA:
+        assert name in proc.stdout
+    samples = json.loads((run_dir / "gate" / "samples.json").read_text())
+    assert len(samples) == 3 and all(s["transcript"] is not None and s["similarity"] is not None for s in samples)
+    assert (run_dir / "gate" / samples[0]["audio"]).is_file()
+
+
+def test_real_thresholds_fail_intelligibility_of_random_asr_with_exit_6(
+        gate_run: tuple[Path, Path], asr_dir: Path, thresholds_files: dict[str, Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir, _spec = gate_run
+    code, out, _err = _gate(capsys, run_dir, "--asr", asr_dir, "--thresholds", thresholds_files["short"],
+                            "--max-rows", "2")
+    assert code == exitcodes.GATE_FAILED
+    verdict = read_verdict(verdict_path(run_dir))
+    assert not verdict.passed
+    intelligibility = _by_name(verdict)["intelligibility"]
+    assert not intelligibility.passed and intelligibility.threshold == 0.25
+    assert intelligibility.measured is not None and intelligibility.measured > 0.25
+    assert f"CER {intelligibility.measured:.3f} > 0.250" in intelligibility.detail
+    assert "intelligibility      FAIL" in out
+    similarity = _by_name(verdict)["speaker_similarity"]  # the tiny model speaks silence: no voice, no pass
+    assert not similarity.passed and similarity.measured == 0.0
+    assert "2 clone(s) empty, silent or failed" in similarity.detail
+    assert "2 clone(s) empty, silent or failed, transcribed as nothing" in intelligibility.detail
+
+
+def test_missing_evidence_fails_its_criteria_but_everything_else_is_still_measured(
+        gate_run: tuple[Path, Path], exported: Path, thresholds_files: dict[str, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir, spec = gate_run
+    variant = variant_run(run_dir, tmp_path / "nf", spec, state="failed_non_finite",
+                          message="non-finite at step 3 after 3 retries")
+    code, _out, _err = _gate(capsys, variant, "--export", exported, "--thresholds", thresholds_files["short"],
+                             "--max-rows", "2")
+    assert code == exitcodes.GATE_FAILED
+    verdict = read_verdict(verdict_path(variant))
+    assert tuple(c.name for c in verdict.criteria) == CRITERIA
+    criteria = _by_name(verdict)
+    assert not criteria["ended_cleanly"].passed and "failed_non_finite" in criteria["ended_cleanly"].detail
+    assert not criteria["resource_evidence"].passed
+    assert NO_RESOURCES in criteria["resource_evidence"].detail
+    assert not criteria["intelligibility"].passed
+    assert criteria["intelligibility"].detail.startswith("not measured: no ASR model given (--asr DIR")
+    # Measured all the same: the eval comparison and the similarity are there.
+    assert criteria["eval_beats_base"].measured is not None and criteria["speaker_similarity"].measured is not None
+    assert not criteria["provenance"].passed and "not " + str(variant.resolve()) in criteria["provenance"].detail
+
+
+def test_base_model_judged_as_itself_is_not_better(demo_root: Path, gate_run: tuple[Path, Path], tmp_path: Path,
+                                                 thresholds_files: dict[str, Path],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir, spec = gate_run
+    variant = variant_run(run_dir, tmp_path / "self", spec, resources=resource_summary())
+    code, _out, _err = _gate(capsys, variant, "--export", demo_root / "model", "--thresholds",
+                             thresholds_files["short"], "--max-rows", "2")
+    assert code == exitcodes.GATE_FAILED
+    verdict = read_verdict(verdict_path(variant))
+    criteria = _by_name(verdict)
+    comparison = criteria["eval_beats_base"]
+    assert comparison.measured == comparison.threshold and not comparison.passed
+    assert "not better than" in comparison.detail
+    assert criteria["ended_cleanly"].passed and criteria["resource_evidence"].passed
+    assert not criteria["provenance"].passed and "export.json is missing" in criteria["provenance"].detail
+    assert verdict.checkpoint_step == -1 and verdict.code_revision == ""
+
+
+# -- usage errors leave the run dir alone --------------------------------------------------------
+
+
+def test_usage_errors_exit_2_and_keep_an_existing_verdict(gate_run: tuple[Path, Path], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir, spec = gate_run
+    variant = variant_run(run_dir, tmp_path / "v", spec)
+    (variant / "gate").mkdir()
+    verdict_path(variant).write_bytes(b'{"run": "trunc')
+    bad = write_json(tmp_path / "bad.json", {"max_cer": 0.3, "max_wer": 0.2})
+    code, _out, err = _gate(capsys, variant, "--thresholds", bad)
+    assert code == exitcodes.USAGE
+    assert str(bad) in err and "max_wer" in err
+    assert verdict_path(variant).read_bytes() == b'{"run": "trunc'
+    code, _out, err = _gate(capsys, variant, "--thresholds", tmp_path / "absent.json")
+    assert code == exitcodes.USAGE and "cannot read thresholds file" in err
+    code, _out, err = _gate(capsys, variant)
+    assert code == exitcodes.USAGE and "no durable checkpoint to judge" in err and "--export" in err
+    code, _out, err = _gate(capsys, tmp_path / "nowhere")
+    assert code == exitcodes.USAGE and "is not a directory" in err
+    code, _out, err = _gate(capsys, run_dir, "--checkpoint", "3")
+    assert code == exitcodes.USAGE and "no checkpoint at step 3; kept steps: 2, 4" in err
+    code, _out, err = _gate(capsys, variant, "--export", tmp_path)
+    assert code == exitcodes.USAGE and "not a model directory" in err
+    assert verdict_path(variant).read_bytes() == b'{"run": "trunc'
+    assert not (variant / "export").exists()
+
+
+def test_gate_failed_is_a_completed_job() -> None:
+    assert exitcodes.GATE_FAILED == 6 and exitcodes.state_for_exit(exitcodes.GATE_FAILED) == "completed"
+
+
+# -- criteria one by one -------------------------------------------------------------------------
+
+
+def _event(kind: str, at: float, step: int) -> Event:
+    return Event(time=at, kind=kind, message=f"{kind} at {step}", step=step)
+
+
+def test_ended_cleanly_reads_state_and_open_non_finite_events(gate_run: tuple[Path, Path], tmp_path: Path) -> None:
+    run_dir, spec = gate_run
+    assert ended_cleanly(run_dir).passed
+    now = time.time()
+    bad, retry = _event("non_finite", now, 3), _event("retry", now + 1, 2)
+    recovered = variant_run(run_dir, tmp_path / "rec", spec, non_finite_events=[bad], events=[bad, retry])
+    verdict = ended_cleanly(recovered)
+    assert verdict.passed and "each followed by a rollback" in verdict.detail
+    earlier = _event("retry", now - 1, 2)  # a rollback before the event does not close it
+    left_open = variant_run(run_dir, tmp_path / "open", spec, non_finite_events=[bad], events=[earlier, bad])
+    verdict = ended_cleanly(left_open)
+    assert not verdict.passed and "left open" in verdict.detail and "step 3" in verdict.detail
+    stopped = variant_run(run_dir, tmp_path / "stop", spec, state="stopped")
+    assert ended_cleanly(stopped).passed
+    training = variant_run(run_dir, tmp_path / "live", spec, state="training")
+    assert not ended_cleanly(training).passed and "state training" in ended_cleanly(training).detail
+    missing = ended_cleanly(tmp_path)
+    assert not missing.passed and missing.detail.startswith("not measured:")
+
+
+def test_resource_evidence_from_the_daemons_summary(tmp_path: Path) -> None:
+    def judge(**kwargs: object) -> Criterion:
+        return resource_evidence(write_json(tmp_path / "r.json", resource_summary(**kwargs)), 0.10)  # type: ignore[arg-type]
+
+    ok = judge()
+    assert ok.passed and ok.measured is not None and math.isclose(ok.measured, 10 / 600)
+    assert judge(gpu=True, gpu_note=None).passed
+    gappy = judge(gap=120.0)
+    assert not gappy.passed and "gaps cover 20.0%" in gappy.detail and gappy.measured == pytest.approx(0.2)
+    mute = judge(gpu_note=None)
+    assert not mute.passed and "no GPU metrics and no gpu_note" in mute.detail
+    empty = write_json(tmp_path / "e.json", {"samples": 0, "first": None, "last": None})
+    assert not resource_evidence(empty, 0.1).passed and "no samples" in resource_evidence(empty, 0.1).detail
+    (tmp_path / "bad.json").write_text("[1, 2")
+    assert "not a resource summary" in resource_evidence(tmp_path / "bad.json", 0.1).detail
+    missing = resource_evidence(tmp_path / "none.json", 0.1)
+    assert not missing.passed and NO_RESOURCES in missing.detail
+
+
+def _provenance_variant(exported: Path, where: Path, **changes: object) -> Path:
+    copy = where / "export"
+    shutil.copytree(exported, copy)
+    record = msgspec.json.decode((copy / "export.json").read_bytes())
+    record.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del record[key]
+    write_json(copy / "export.json", record)
+    return copy
+
+
+def test_provenance_names_what_is_missing(demo_root: Path, gate_run: tuple[Path, Path], exported: Path,
+                                          tmp_path: Path) -> None:
+    run_dir, spec_file = gate_run
+    spec = load_spec(spec_file)
+    assert provenance(exported, run_dir, spec).passed
+    no_revision = _provenance_variant(exported, tmp_path / "a", code_revision=None)
+    verdict = provenance(no_revision, run_dir, spec)
+    assert not verdict.passed and "code_revision" in verdict.detail
+    blank = _provenance_variant(exported, tmp_path / "b", code_revision=" ")
+    assert "no code revision recorded" in provenance(blank, run_dir, spec).detail
+    other = _provenance_variant(exported, tmp_path / "c", bundle_fingerprint="0" * 64)
+    assert "trained on bundle 000000000000" in provenance(other, run_dir, spec).detail
+    no_spec = _provenance_variant(exported, tmp_path / "d", spec="")
+    assert "no run spec recorded" in provenance(no_spec, run_dir, spec).detail
+    bundle = tmp_path / "bundle"
+    shutil.copytree(demo_root / "bundle", bundle)
+    with (bundle / "stats.json").open("a") as handle:
+        handle.write(" ")
+    tampered = provenance(exported, run_dir, msgspec.structs.replace(spec, bundle=str(bundle)))
+    assert not tampered.passed and "changed file stats.json" in tampered.detail
+
+
+def test_eval_comparison_direction() -> None:
+    from qwen_train.gate.heldout import eval_criterion
+
+    def result(total: float) -> EvalResult:
+        return EvalResult(step=0, losses=Losses(total=total, talker=total, code_predictor=total), rows=2,
+                          per_split={"held_out_speaker": Losses(total=total, talker=total, code_predictor=total)})
+
+    assert eval_criterion(result(1.0), result(2.0)).passed
+    assert not eval_criterion(result(2.0), result(1.0)).passed
+    assert not eval_criterion(result(1.0), result(1.0)).passed
+    assert not eval_criterion(result(float("nan")), result(1.0)).passed
+    missing = eval_criterion("OSError: gone", result(1.0))
+    assert not missing.passed and missing.detail == "not measured: trained: OSError: gone"
+
+
+def test_speaker_similarity_tells_voices_apart(demo_root: Path) -> None:
+    """The base encoder scores a clip against itself 1 and against another voice lower."""
+    from qwen_train.gate.clones import Clone
+    from qwen_train.gate.heldout import gate_device, load_tts
+    from qwen_train.gate.speaker import score_clones, similarity_criterion
+
+    base = load_tts(demo_root / "model", None, gate_device())
+    anchors = sorted((demo_root / "bundle" / "anchors").glob("*.wav"))
+    row = Row(id="r", speaker_id="demo:x", text="hej", audio="", codes="", frames=1, duration_s=1.0,
+              ref_audio="", source="demo", role="train", split="eval")
+
+    def clone(audio: Path) -> Clone:
+        wave, rate = sf.read(str(audio), dtype="float32")
+        return Clone(row=row, reference=anchors[0], wave=wave, rate=rate)
+
+    same, other, failed = clone(anchors[0]), clone(anchors[1]), clone(anchors[1])
+    failed.error = "RuntimeError: generation broke"
+    score_clones(base.model, [same, other, failed])
+    assert same.similarity == pytest.approx(1.0, abs=1e-5)
+    assert other.similarity is not None and other.similarity < 0.999
+    assert failed.similarity is None
+    verdict = similarity_criterion([same, other, failed], 0.5, "swedish")
+    assert verdict.measured == pytest.approx((1.0 + other.similarity) / 3)  # the failed clone scores 0
+    assert "1 clone(s) empty, silent or failed, scored 0" in verdict.detail
+
+
+def test_clone_rows_cover_every_held_out_speaker(tmp_path: Path) -> None:
+    from qwen_train.gate.clones import clone_rows
+
+    def row(speaker: str, n: int, kind: str | None = "held_out_speaker") -> Row:
+        return Row(id=f"{speaker}-{n}", speaker_id=speaker, text="t", audio="", codes="", frames=1, duration_s=1.0,
+                   ref_audio="", source="demo", role="train", split="eval", eval_kind=kind)  # type: ignore[arg-type]
+
+    write_jsonl(tmp_path / "manifest.jsonl", [row("a", 0), row("a", 1), row("a", 2), row("b", 0),
+                                              row("c", 0, "held_out_utterance"), row("b", 1)])
+    assert [r.id for r in clone_rows(tmp_path, 3)] == ["a-0", "b-0", "a-1"]
+    assert [r.id for r in clone_rows(tmp_path, 10)] == ["a-0", "b-0", "a-1", "b-1", "a-2"]
+
+
+# -- character error rate and thresholds ---------------------------------------------------------
+
+
+def test_normalisation_keeps_swedish_letters_and_drops_punctuation() -> None:
+    assert normalize_text("  Å, Ä och Ö!  Går   det?") == "å ä och ö går det"
+    assert normalize_text("a\u030a") == "å"  # decomposed å is the same letter
+    assert normalize_text("Hej—du... (ja)") == "hej du ja"
+
+
+def test_edit_distance_and_cer() -> None:
+    assert edit_distance("sjön", "sjön") == 0
+    assert edit_distance("sjön", "sjon") == 1  # substitution (ö is not o)
+    assert edit_distance("sjön", "sjöen") == 1  # insertion
+    assert edit_distance("sjön", "sön") == 1  # deletion
+    assert edit_distance("", "abc") == 3 and edit_distance("abc", "") == 3
+    assert edit_distance("kitten", "sitting") == 3
+    assert corpus_cer([("Hej, du!", "hej du")]) == 0.0
+    assert corpus_cer([("abcd", "abxd"), ("ef", "")]) == pytest.approx(3 / 6)  # pooled, not averaged
+    assert corpus_cer([("ab", "abab")]) == 1.0  # insertions count
+    with pytest.raises(ValueError):
+        corpus_cer([("?!", "x")])
+
+
+def test_thresholds_file(tmp_path: Path) -> None:
+    assert load_thresholds(None) == Thresholds()
+    assert load_thresholds(write_json(tmp_path / "t.json", {"max_cer": 0.1})).max_cer == 0.1
+    with pytest.raises(ThresholdsError, match="max_wer.*known fields: min_speaker_similarity"):
+        load_thresholds(write_json(tmp_path / "u.json", {"max_wer": 0.1}))
+    with pytest.raises(ThresholdsError, match="not a cosine"):
+        load_thresholds(write_json(tmp_path / "c.json", {"min_speaker_similarity": 2}))
+    with pytest.raises(ThresholdsError, match="clone_max_rows must be positive"):
+        load_thresholds(write_json(tmp_path / "r.json", {"clone_max_rows": 0}))
+    (tmp_path / "j.json").write_text("{")
+    with pytest.raises(ThresholdsError, match="not valid JSON"):
+        load_thresholds(tmp_path / "j.json")
+
