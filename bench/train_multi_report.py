@@ -71,12 +71,16 @@ def _agreement(pairs: list[dict[str, float]]) -> dict[str, Any]:
     return per
 
 
+def _rel(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1e}"
+
+
 def _gib(value: float | None) -> str:
     return "-" if value is None else f"{value / 2**30:.1f}"
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = [f"# Several GPUs (bench/train_multi.py, {results['gpus']} GPUs)", "",
+    lines = [f"# Several GPUs (bench/train_multi.py --gpus {results['gpus']})", "",
              f"{', '.join(results['environment'].get('gpus', [])) or 'CPU (gloo)'}; torch "
              f"{results['environment']['torch']}, NCCL {results['environment'].get('nccl', '-')}; scale "
              f"`{results['scale']}`, random weights, per-GPU batch {results['per_gpu_batch']} x "
@@ -87,7 +91,9 @@ def markdown(results: dict[str, Any]) -> str:
         for n, run in sorted(scaling["runs"].items(), key=lambda kv: int(kv[0])):
             peaks = ", ".join(f"{p:.1f}" for p in run["peak_reserved_gib_per_rank"])
             lines.append(f"| {n} | {run['frames_per_s']:,.0f} | {statistics.median(run['step_s']):.2f} | {peaks} |")
-        lines += ["", f"Speed-up {scaling['speedup']:.2f}x on {results['gpus']} GPUs "
+        lines.append("")
+        if results["gpus"] > 1:
+            lines += [f"Speed-up {scaling['speedup']:.2f}x on {results['gpus']} GPUs "
                       f"(scaling efficiency {scaling['efficiency']:.0%}).", ""]
     resume = results.get("resume")
     if resume:
@@ -95,19 +101,20 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"Kill and resume: SIGKILL of every rank after `{resume.get('killed_after_durable')}` was durable; "
                   f"the checkpoint's cursor has world size {resume.get('cursor_world_size')}; per-step losses of the "
                   f"resumed run are {verdict} {resume.get('tolerance_rel', 0):.4f} relative of the uninterrupted run's "
-                  f"(largest after the resume {resume.get('max_rel_after_resume')}, before the kill "
-                  f"{resume.get('max_rel_before_kill')}). {resume.get('problem', '')}", ""]
+                  f"(largest after the resume {_rel(resume.get('max_rel_after_resume'))}, launch-to-launch before "
+                  f"the kill {_rel(resume.get('max_rel_before_kill'))}). {resume.get('problem', '')}", ""]
     sampler = results.get("sampler")
     if sampler and sampler.get("phases"):
         gpus = sampler["gpus_seen"]
-        head = " | ".join(f"GPU{g} busy % / VRAM GiB" for g in gpus)
+        head = " | ".join(f"GPU{g} busy % median (max) / VRAM GiB median (max)" for g in gpus)
         lines += [f"| phase | samples | {head} |", "| --- | --- | " + " | ".join("---" for _ in gpus) + " |"]
         for name, p in sampler["phases"].items():
             cells = []
             for g in gpus:
                 busy, vram = p.get(f"gpu{g}_busy_percent"), p.get(f"gpu{g}_vram_used_bytes")
-                cells.append(f"{busy['median']:.0f} / {_gib(vram['median'])}" if busy and vram else "-")
-            lines.append(f"| {name} | {p['samples']} | " + " | ".join(cells) + " |")
+                cells.append(f"{busy['median']:.0f} ({busy['max']:.0f}) / {_gib(vram['median'])} ({_gib(vram['max'])})"
+                             if busy and vram else "-")
+            lines.append(f"| {name} | {p['samples']} ({p['gaps']} gaps) | " + " | ".join(cells) + " |")
         agreement = ", ".join(f"GPU{g}: VRAM offset {a['used_offset_mib']:.0f} MiB, busy in bracket "
                               f"{a['busy_within_bracket']:.0%}" for g, a in sampler["agreement"].items())
         lines += ["", f"Sampler against nvidia-smi: {agreement or 'no pairs'}.", ""]
