@@ -23,7 +23,9 @@ class RunUsage(msgspec.Struct, frozen=True):
 
     `cpu_percent` is of the whole machine, like the host's. `gpu_memory_bytes`
     sums the GPU memory NVML attributes to the run's host pids; None when
-    there is no NVML to ask.
+    there is no NVML to ask. `gpu_memory_per_gpu` splits that sum by GPU index
+    (as text: a JSON object key), so a run spread over several GPUs shows
+    what it holds on each one.
     """
 
     processes: int
@@ -31,6 +33,7 @@ class RunUsage(msgspec.Struct, frozen=True):
     rss_bytes: int
     gpu_memory_bytes: int | None = None
     gpu_processes: int = 0
+    gpu_memory_per_gpu: dict[str, int] = {}
 
 
 class ResourceSample(msgspec.Struct, frozen=True):

@@ -114,12 +114,12 @@ class GpuProbe:
                 log.warning("NVML memory info v2 unavailable: VRAM used includes the driver's reserved memory")
         return pynvml.nvmlDeviceGetMemoryInfo(handle)
 
-    def processes(self) -> dict[int, int] | None:
-        """Host pid -> GPU memory bytes over every GPU (compute and graphics); None without NVML."""
+    def processes(self) -> dict[int, dict[int, int]] | None:
+        """Host pid -> {GPU index: memory bytes} (compute and graphics); None without NVML."""
         if not self._open:
             return None
-        used: dict[int, int] = {}
-        for handle in self._handles:
+        used: dict[int, dict[int, int]] = {}
+        for index, handle in enumerate(self._handles):
             for query in (pynvml.nvmlDeviceGetComputeRunningProcesses, pynvml.nvmlDeviceGetGraphicsRunningProcesses):
                 try:
                     procs = query(handle)
@@ -127,7 +127,8 @@ class GpuProbe:
                     continue
                 for proc in procs:
                     memory = proc.usedGpuMemory if isinstance(proc.usedGpuMemory, int) else 0
-                    used[int(proc.pid)] = used.get(int(proc.pid), 0) + memory
+                    per_gpu = used.setdefault(int(proc.pid), {})
+                    per_gpu[index] = per_gpu.get(index, 0) + memory
         return used
 
     def close(self) -> None:
@@ -179,6 +180,8 @@ def journal_fields(sample: ResourceSample, run: str | None) -> dict[str, object]
         fields["QWEN_RUN_RSS_BYTES"] = usage.rss_bytes
         if usage.gpu_memory_bytes is not None:
             fields["QWEN_RUN_GPU_MEMORY_BYTES"] = usage.gpu_memory_bytes
+        for index, used in usage.gpu_memory_per_gpu.items():
+            fields[f"QWEN_RUN_GPU{index}_MEMORY_BYTES"] = used
     return fields
 
 

@@ -42,6 +42,8 @@ def metric_values(sample: ResourceSample, run: str | None = None) -> dict[str, f
         values["run_rss_bytes"] = float(usage.rss_bytes)
         if usage.gpu_memory_bytes is not None:
             values["run_gpu_memory_bytes"] = float(usage.gpu_memory_bytes)
+        for index, used in usage.gpu_memory_per_gpu.items():
+            values[f"run_gpu{index}_memory_bytes"] = float(used)
     return values
 
 

@@ -16,6 +16,15 @@ import psutil
 from qwen_daemon.resources import RunUsage
 
 
+def per_gpu_memory(holdings: list[dict[int, int]]) -> dict[int, int]:
+    """Sum the run's processes' memory per GPU index (one trainer rank per GPU, or several on one)."""
+    total: dict[int, int] = {}
+    for held in holdings:
+        for index, used in held.items():
+            total[index] = total.get(index, 0) + used
+    return total
+
+
 class UsageMeter:
     def __init__(self) -> None:
         self._procs: dict[int, psutil.Process] = {}
@@ -32,8 +41,9 @@ class UsageMeter:
             self._procs[pid] = proc
         return proc
 
-    def measure(self, runs: dict[str, list[int]], gpu_memory: dict[int, int] | None) -> dict[str, RunUsage]:
-        """Usage per run name from its host pids; `gpu_memory` is NVML's pid -> bytes (None: no NVML)."""
+    def measure(self, runs: dict[str, list[int]], gpu_memory: dict[int, dict[int, int]] | None
+                ) -> dict[str, RunUsage]:
+        """Usage per run name from its host pids; `gpu_memory` is NVML's pid -> {GPU index: bytes} (None: no NVML)."""
         usage: dict[str, RunUsage] = {}
         seen: set[int] = set()
         for name, pids in runs.items():
@@ -52,12 +62,14 @@ class UsageMeter:
             if alive == 0:
                 continue  # no process seen (starting, ending): no reading, never a reading of zero
             gpu_pids = [pid for pid in pids if gpu_memory is not None and pid in gpu_memory]
+            per_gpu = per_gpu_memory([gpu_memory[pid] for pid in gpu_pids]) if gpu_memory is not None else {}
             usage[name] = RunUsage(
                 processes=alive,
                 cpu_percent=cpu / self._cpus,
                 rss_bytes=rss,
-                gpu_memory_bytes=None if gpu_memory is None else sum(gpu_memory[pid] for pid in gpu_pids),
+                gpu_memory_bytes=None if gpu_memory is None else sum(per_gpu.values()),
                 gpu_processes=len(gpu_pids),
+                gpu_memory_per_gpu={str(index): used for index, used in sorted(per_gpu.items())},
             )
         for pid in set(self._procs) - seen:
             del self._procs[pid]

@@ -156,6 +156,7 @@ _METRIC_LABELS: dict[str, str] = {
     "run_gpu_memory_bytes": "run GPU memory",
 }
 _GPU_METRIC = re.compile(r"^gpu(\d+)_(busy_percent|vram_used_bytes)$")
+_RUN_GPU_METRIC = re.compile(r"^run_gpu(\d+)_memory_bytes$")
 
 
 def metric_label(name: str) -> str:
@@ -169,6 +170,9 @@ def metric_label(name: str) -> str:
     gpu = _GPU_METRIC.match(name)
     if gpu:
         return f"GPU{gpu.group(1)} {'busy' if gpu.group(2) == 'busy_percent' else 'VRAM'}"
+    run_gpu = _RUN_GPU_METRIC.match(name)
+    if run_gpu:
+        return f"run memory on GPU{run_gpu.group(1)}"
     for suffix in ("_bytes", "_percent"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
@@ -232,9 +236,9 @@ def surface_class_text(klass: str | None) -> Text:
 
 
 def kind_text(view: RunView) -> Text:
-    """A run's job kind; a diagnose job names the run it replays."""
+    """A run's job kind; a diagnose or gate job names the run it works on."""
     if view.kind == "train":
         return Text("train", style="dim")
-    if view.kind == "diagnose" and view.parent:
-        return Text(f"diagnose of {view.parent}", style="magenta")
+    if view.kind in ("diagnose", "gate") and view.parent:
+        return Text(f"{view.kind} of {view.parent}", style="magenta")
     return Text(view.kind, style="magenta")

@@ -107,3 +107,27 @@ def test_two_gpus_are_summarised_separately() -> None:
     assert (g0.median, g0.min, g0.max) == (90.0, 80.0, 100.0)
     assert (g1.median, g1.min, g1.max) == (20.0, 10.0, 30.0)
     assert summary.metrics["gpu1_vram_used_bytes"].max == 4 * GIB
+
+
+def test_a_run_on_two_gpus_has_its_memory_per_gpu() -> None:
+    """Two ranks of one run (this process and its child), each on its own GPU, as NVML would list them."""
+    import os
+    import subprocess
+    import sys
+
+    from qwen_daemon.usage import UsageMeter
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        pids = [os.getpid(), child.pid]
+        nvml = {os.getpid(): {0: 40 * GIB}, child.pid: {1: 38 * GIB}, 999_999_999: {0: GIB}}  # the last: not ours
+        usage = UsageMeter().measure({"run": pids}, nvml)["run"]
+        assert usage.gpu_memory_bytes == 78 * GIB and usage.gpu_processes == 2
+        assert usage.gpu_memory_per_gpu == {"0": 40 * GIB, "1": 38 * GIB}
+        values = metric_values(ResourceSample(time=1.0, cpu_percent=1.0, ram_used_bytes=GIB, ram_total_bytes=GIB,
+                                              runs={"run": usage}), "run")
+        assert values["run_gpu0_memory_bytes"] == 40 * GIB and values["run_gpu1_memory_bytes"] == 38 * GIB
+        assert UsageMeter().measure({"run": pids}, None)["run"].gpu_memory_per_gpu == {}  # no NVML: nothing per GPU
+    finally:
+        child.kill()
+        child.wait()

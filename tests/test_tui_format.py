@@ -104,11 +104,13 @@ def test_non_finite_and_units() -> None:
     assert fmt_bytes(8 * 1024**3) == "8.0 GiB"
     assert fmt_metric("gpu0_vram_used_bytes", 1024**2) == "1.0 MiB"
     assert fmt_metric("cpu_percent", 45.25) == "45.2%"
-    assert [metric_label(n) for n in ("cpu_percent", "gpu1_vram_used_bytes", "gpu0_busy_percent", "disk_io_bytes")] == [
+    assert [metric_label(n) for n in ("cpu_percent", "gpu1_vram_used_bytes", "gpu0_busy_percent", "disk_io_bytes",
+                                      "run_gpu1_memory_bytes")] == [
         "host CPU",
         "GPU1 VRAM",
         "GPU0 busy",
         "disk io",
+        "run memory on GPU1",
     ]
 
 
