@@ -9,6 +9,8 @@
   qwen-daemon resume NAME        [--socket S] [--json]
   qwen-daemon prepare SPEC_FILE  [--surface S] [--runner R]   (a preprocess job)
   qwen-daemon diagnose NAME      [--step N]   (replay an ended run: job NAME.diagnose)
+  qwen-daemon gate NAME          [--asr DIR] [--thresholds F] [--checkpoint N]   (job NAME.gate)
+  qwen-daemon verdict NAME       [--json]   (the gate's verdict, criterion by criterion)
   qwen-daemon history NAME       [--json]
   qwen-daemon host               [--socket S] [--json]
   qwen-daemon surfaces list|audit|set-class SURFACE CLASS --reason WHY [--gate VERDICT]
@@ -45,7 +47,7 @@ from qwen_daemon.config import (
     default_socket,
     default_state_dir,
 )
-from qwen_daemon.protocol import HostView, RunDetail, RunHistory, RunList, RunView
+from qwen_daemon.protocol import GateVerdict, HostView, RunDetail, RunHistory, RunList, RunView
 from qwen_daemon.registry import RegistryError
 from qwen_train.spec import SpecError, load_spec
 
@@ -225,6 +227,8 @@ def _text(answer: Any) -> str:
         return render.host_view(answer)
     if isinstance(answer, RunHistory):
         return cli_jobs.history_text(answer)
+    if isinstance(answer, GateVerdict):
+        return cli_jobs.verdict_text(answer)
     return str(answer)
 
 

@@ -20,6 +20,8 @@ from qwen_daemon.protocol import (
     ClassChange,
     DiagnoseRequest,
     ErrorBody,
+    GateRequest,
+    GateVerdict,
     HealthView,
     HostView,
     JobKind,
@@ -139,6 +141,16 @@ class DaemonClient:
         """Start the job `NAME.diagnose` replaying run NAME to `step` (None: its last non-finite event)."""
         body = msgspec.json.encode(DiagnoseRequest(step=step))
         return self._request("POST", _run_path(name, "diagnose"), RunView, body)
+
+    def gate(self, name: str, asr: str | None = None, thresholds: str | None = None,
+             checkpoint: int | None = None) -> RunView:
+        """Start the job `NAME.gate`: the promotion gate on ended training run NAME (paths on the daemon's host)."""
+        body = msgspec.json.encode(GateRequest(asr=asr, thresholds=thresholds, checkpoint=checkpoint))
+        return self._request("POST", _run_path(name, "gate"), RunView, body)
+
+    def verdict(self, name: str) -> GateVerdict:
+        """Run NAME's gate verdict; DaemonError 404 until the gate has written one, 422 if it is unreadable."""
+        return self._request("GET", _run_path(name, "gate"), GateVerdict)
 
     def surfaces(self) -> SurfaceList:
         return self._request("GET", "/surfaces", SurfaceList)

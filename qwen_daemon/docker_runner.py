@@ -6,7 +6,8 @@ no-new-privileges), a read-only root filesystem with a private /tmp, no
 network unless configured, and only these mounts: the run dir (read-write)
 and what the job names (`Job.paths`: a training run's model and bundle,
 read-only; a preprocess job's model and sources read-only and the directory
-its bundle is built in read-write; a diagnose job's run dir read-write), each
+its bundle is built in read-write; a diagnose or gate job's run's dir read-write,
+its model and bundle read-only, and a gate's ASR model and thresholds read-only), each
 of which must lie under a configured bind root, plus configured read-only
 runtime mounts (a development venv). GPUs come as an NVIDIA device request (`--gpus all`) or, for ROCm, the
 /dev/kfd and /dev/dri devices. Labels carry the run id and launch nonce, so a

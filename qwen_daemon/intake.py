@@ -148,4 +148,6 @@ def resolve_launch(request: LaunchRequest) -> Job:
         return _preprocess(request)
     if request.kind == "diagnose":
         raise bad_request("a diagnose job replays a run: start it with POST /runs/{name}/diagnose")
+    if request.kind == "gate":
+        raise bad_request("a gate job judges an ended run: start it with POST /runs/{name}/gate")
     return _train(request)

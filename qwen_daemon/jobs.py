@@ -1,8 +1,9 @@
 """What every runner shares: the job, its command line, a launch's handle and end.
 
 A job is what the daemon launches under a name: a training run (`train`,
-`qwen_train run`), a preprocessing job (`preprocess`, `qwen_train prepare`)
-or a replay of a run's non-finite step (`diagnose`, `qwen_train diagnose`).
+`qwen_train run`), a preprocessing job (`preprocess`, `qwen_train prepare`),
+a replay of a run's non-finite step (`diagnose`, `qwen_train diagnose`) or
+the promotion gate on an ended run (`gate`, `qwen_train gate`).
 The command line is built here and only here, so the process runner and the
 docker runner speak the same contract with qwen_train's CLI. A runner is
 anything with the `Runner` methods; the monitor and the daemon never ask
@@ -16,6 +17,10 @@ A `preprocess` job relaunched runs the same `prepare` command: prepare resumes
 from its own journal, so there is no `--resume` flag for it. A `diagnose` job
 writes no status.json (the replay must not touch its run's heartbeat) and
 carries its nonce only in the environment (`qwen_train diagnose` takes none).
+A `gate` job is the same kind of child of a run: named RUN.gate, no
+status.json, nonce in the environment only; it writes RUN_DIR/gate/ (the
+verdict) and exits qwen_train.exitcodes.GATE_FAILED when it ran and the
+verdict says no, which is a completed job, not a failed one.
 """
 
 from __future__ import annotations
@@ -36,11 +41,14 @@ LOG_FILE = "trainer.log"
 NONCE_ENV = "QWEN_RUN_NONCE"
 CONTAINER_ENV = "QWEN_CONTAINER_ID"
 DIAGNOSE_SUFFIX = ".diagnose"
+GATE_SUFFIX = ".gate"
 NO_LANE = "-"  # preprocessing is no request lane: it sets no lane policy and shows as '-'
 
 # Also protocol.JobKind (which cannot be imported here: protocol -> bindroots -> jobs).
-JobKind = Literal["train", "preprocess", "diagnose"]
-_SUBCOMMANDS: dict[str, str] = {"train": "run", "preprocess": "prepare", "diagnose": "diagnose"}
+JobKind = Literal["train", "preprocess", "diagnose", "gate"]
+_SUBCOMMANDS: dict[str, str] = {"train": "run", "preprocess": "prepare", "diagnose": "diagnose", "gate": "gate"}
+# Jobs that work on another run's dir and write no status.json of their own: their parent is that run.
+CHILD_KINDS: frozenset[str] = frozenset({"diagnose", "gate"})
 
 
 class RunnerRefusal(Exception):
@@ -55,7 +63,21 @@ class DiagnoseTarget(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     step: int | None = None
 
 
-JobSpec = RunSpec | PrepareSpec | DiagnoseTarget
+class GateTarget(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A gate job's spec: the run it judges and that run's dir, plus the gate's optional inputs.
+
+    `asr` (an ASR model dir) and `thresholds` (a JSON file) are host paths the
+    daemon checked; `checkpoint` None lets the gate take the run's newest one.
+    """
+
+    run: str
+    run_dir: str
+    asr: str | None = None
+    thresholds: str | None = None
+    checkpoint: int | None = None
+
+
+JobSpec = RunSpec | PrepareSpec | DiagnoseTarget | GateTarget
 
 
 @dataclass(frozen=True)
@@ -91,16 +113,26 @@ class Job:
             if out.parent not in work.parents:
                 wanted.append((work, False, "prepare.work_dir"))
             return wanted
-        try:
-            parent = parent_spec(spec)
-        except SpecError as exc:
-            raise RunnerRefusal(f"cannot tell what the replay reads: {exc}") from None
-        return [(Path(spec.run_dir), False, f"run {spec.run}'s dir"), (Path(parent.model), True, "spec.model"),
-                (Path(parent.bundle), True, "spec.bundle")]
+        return _child_paths(spec)
 
 
-def parent_spec(target: DiagnoseTarget) -> RunSpec:
-    """The replayed run's spec, from its run dir (the spec its trainer was launched with)."""
+def _child_paths(spec: DiagnoseTarget | GateTarget) -> list[tuple[Path, bool, str]]:
+    """A replay or a gate reads its run's model (the gate's base) and bundle and writes into its run dir."""
+    what = "the replay" if isinstance(spec, DiagnoseTarget) else "the gate"
+    try:
+        parent = parent_spec(spec)
+    except SpecError as exc:
+        raise RunnerRefusal(f"cannot tell what {what} reads: {exc}") from None
+    wanted = [(Path(spec.run_dir), False, f"run {spec.run}'s dir"), (Path(parent.model), True, "spec.model"),
+              (Path(parent.bundle), True, "spec.bundle")]
+    if isinstance(spec, GateTarget):
+        inputs = (("gate.asr", spec.asr), ("gate.thresholds", spec.thresholds))
+        wanted += [(Path(path), True, field) for field, path in inputs if path is not None]
+    return wanted
+
+
+def parent_spec(target: DiagnoseTarget | GateTarget) -> RunSpec:
+    """The replayed (or gated) run's spec, from its run dir (the spec its trainer was launched with)."""
     path = Path(target.run_dir) / SPEC_FILE
     try:
         return decode_spec(path.read_bytes(), source=str(path))
@@ -116,13 +148,23 @@ def prepare_job(spec: PrepareSpec, surface: str, runner: str) -> Job:
     return Job("preprocess", spec.name, NO_LANE, surface, runner, spec)
 
 
-def diagnose_name(run: str) -> str:
-    """`RUN.diagnose`; where that is no run name (too long, or '..'), a prefix and a digest of RUN."""
-    name = run + DIAGNOSE_SUFFIX
+def child_name(run: str, suffix: str) -> str:
+    """`RUN` + suffix; where that is no run name (too long, or '..'), a prefix and a digest of RUN."""
+    name = run + suffix
     if len(name) > 64 or ".." in name:
         digest = hashlib.sha256(run.encode()).hexdigest()[:8]
-        name = f"{run[:64 - len(DIAGNOSE_SUFFIX) - 9]}-{digest}{DIAGNOSE_SUFFIX}"
+        name = f"{run[:64 - len(suffix) - 9]}-{digest}{suffix}"
     return check_name(name)
+
+
+def diagnose_name(run: str) -> str:
+    """`RUN.diagnose`: the one replay job of run RUN."""
+    return child_name(run, DIAGNOSE_SUFFIX)
+
+
+def gate_name(run: str) -> str:
+    """`RUN.gate`: the one gate job of run RUN."""
+    return child_name(run, GATE_SUFFIX)
 
 
 def decode_job(kind: str, name: str, lane: str, surface: str, runner: str, spec_json: str,
@@ -139,7 +181,30 @@ def decode_job(kind: str, name: str, lane: str, surface: str, runner: str, spec_
         except msgspec.MsgspecError as exc:
             raise SpecError(f"{source}: invalid diagnose target: {exc}") from None
         return Job("diagnose", name, lane, surface, runner, target, parent)
+    if kind == "gate":
+        return Job("gate", name, lane, surface, runner, decode_gate_target(spec_json, source), parent)
     raise SpecError(f"{source}: unknown job kind {kind!r}")
+
+
+class _ChildOf(msgspec.Struct, frozen=True):
+    run: str
+    run_dir: str
+
+
+def child_target(spec_json: str | bytes, name: str) -> tuple[str, Path]:
+    """(run, run dir) that a diagnose or gate job works on, from its recorded spec; SpecError if malformed."""
+    try:
+        target = msgspec.json.decode(spec_json, type=_ChildOf)
+    except msgspec.MsgspecError as exc:
+        raise SpecError(f"run {name}'s recorded target is malformed: {exc}") from None
+    return target.run, Path(target.run_dir)
+
+
+def decode_gate_target(spec_json: str | bytes, source: str) -> GateTarget:
+    try:
+        return msgspec.json.decode(spec_json, type=GateTarget)
+    except msgspec.MsgspecError as exc:
+        raise SpecError(f"{source}: invalid gate target: {exc}") from None
 
 
 class Exit(msgspec.Struct, frozen=True):
@@ -166,10 +231,18 @@ def job_argv(python: str, run_dir: Path, job: Job, nonce: str, resume: bool) -> 
     if isinstance(job.spec, DiagnoseTarget):
         step = [] if job.spec.step is None else ["--step", str(job.spec.step)]
         return [*command, job.spec.run_dir, *step]
+    if isinstance(job.spec, GateTarget):
+        return [*command, job.spec.run_dir, *_gate_options(job.spec)]
     argv = [*command, str(run_dir / SPEC_FILE), "--run-dir", str(run_dir), "--run-id", job.name, "--nonce", nonce]
     if resume and job.kind == "train":
         argv.append("--resume")
     return argv
+
+
+def _gate_options(target: GateTarget) -> list[str]:
+    options = [] if target.checkpoint is None else ["--checkpoint", str(target.checkpoint)]
+    options += [] if target.asr is None else ["--asr", target.asr]
+    return options + ([] if target.thresholds is None else ["--thresholds", target.thresholds])
 
 
 def describe_exit(code: int | None) -> str:

@@ -14,7 +14,10 @@ from its last durable checkpoint.
 A diagnose job has no status.json of its own, so the operator's line comes
 from what it produced: the first line of the diagnosis it wrote, or (when it
 could not replay) its own last line of output, e.g. "no durable checkpoint
-before step 5".
+before step 5". A gate job likewise ends in its verdict's words (gating.py).
+
+Whoever owns the monitor may ask to hear of every launch that ended
+(`on_end`): the daemon writes a training run's resource evidence then.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 import msgspec
 
 from qwen_daemon.config import DaemonConfig
+from qwen_daemon.gating import gate_outcome
 from qwen_daemon.guard import check_final
 from qwen_daemon.jobs import LOG_FILE, DiagnoseTarget, Exit, Runner, describe_exit
 from qwen_daemon.protocol import RunState
@@ -46,10 +51,12 @@ OUTSIDE_STOPS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal
 
 
 class Monitor:
-    def __init__(self, config: DaemonConfig, registry: Registry, runners: dict[str, Runner]) -> None:
+    def __init__(self, config: DaemonConfig, registry: Registry, runners: dict[str, Runner],
+                 on_end: Callable[[RunRecord], None] | None = None) -> None:
         self.config = config
         self.registry = registry
         self.runners = runners
+        self.on_end = on_end
         self._lock = threading.Lock()
         self._stop_asked: dict[str, float] = {}
         self._killed: dict[str, float] = {}
@@ -157,6 +164,8 @@ class Monitor:
             message += f"; trainer said: {final.message}"
         if record.kind == "diagnose":
             state, message = diagnose_outcome(record, ended.code, state, message)
+        elif record.kind == "gate":
+            state, message = gate_outcome(record, ended.code, state, message)
         self._end(record, state, ended.code, message, now)
 
     def _end(self, record: RunRecord, state: RunState, code: int | None, message: str, now: float) -> None:
@@ -164,6 +173,16 @@ class Monitor:
             log.warning("run %s is active without a launch nonce; left as is", record.name)
         elif self.registry.finish(record.name, record.nonce, state, code, message, now):
             log.info("run %s ended: %s (%s)", record.name, state, message)
+            self._ended(record)
+
+    def _ended(self, record: RunRecord) -> None:
+        """Tell the owner; its failure is logged, never allowed to stop the reaping of other runs."""
+        if self.on_end is None:
+            return
+        try:
+            self.on_end(record)
+        except Exception:
+            log.exception("after run %s ended, its end hook failed", record.name)
 
 
 def outcome(

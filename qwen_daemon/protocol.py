@@ -20,6 +20,8 @@ Routes:
   GET  /runs/{name}/history    -> RunHistory    (per-step losses and evals of the active launch)
   GET  /runs/{name}/diagnosis  -> Diagnosis     (404 until a diagnosis exists)
   POST /runs/{name}/diagnose   DiagnoseRequest -> RunView   (a `diagnose` job replaying that run)
+  POST /runs/{name}/gate       GateRequest -> RunView       (201; a `gate` job judging that run)
+  GET  /runs/{name}/gate       -> GateVerdict   (404 until a verdict exists; 422 for a corrupt one)
 A LaunchRequest with kind "preprocess" carries a PrepareSpec (inline or a file) instead of a RunSpec
 and runs `qwen-train prepare` with the same nonce, heartbeat and resource summary as training
 (lane "-": no lane policy; surface from the request, default "default"). Resume reruns prepare,
@@ -29,6 +31,14 @@ runs) and its message is its diagnosis's first line or its last line of output. 
 while RUN is active, and RUN's resume 409 while its replay runs. history and diagnosis of a
 diagnose job are its run's. history: 422 for a malformed report.json; diagnosis: 404 until a
 diagnosis.json exists, 422 (naming the file) for a malformed one.
+A gate job is named RUN.gate, parent RUN, like a diagnose job (no status.json; lane, surface and runner
+of RUN); it runs `qwen-train gate RUN_DIR` and exit GATE_FAILED (ran, verdict says no) is `completed`.
+It is 404 for an unknown RUN, 422 for a RUN that is no training run and 409 while RUN is active (and
+RUN's resume 409 while its gate runs). `asr` and `thresholds` must be absolute paths on the daemon's
+host, under its bind roots where it has any. Before launching, the daemon rewrites RUN_DIR/resources.json
+(RUN's ResourceSummary, also written whenever a launch of RUN ends) for the gate's resource evidence.
+The verdict (GateVerdict) is the gate's own file, RUN_DIR/gate/verdict.json; that of RUN.gate or
+RUN.diagnose is RUN's.
 Errors are ErrorBody with a 4xx/5xx status; a governance refusal is 403 and names its rule.
 """
 
@@ -41,6 +51,7 @@ import msgspec
 from qwen_daemon.bindroots import BindRootsView, ProbeView
 from qwen_daemon.governance import AuditEntry, Surface, SurfaceClass
 from qwen_daemon.resources import Gap, ResourceSample, ResourceSummary
+from qwen_train.gate.verdict import Criterion, GateVerdict
 from qwen_train.prepare.spec import PrepareSpec
 from qwen_train.spec import Runner, RunSpec
 from qwen_train.status import Event, Status
@@ -66,14 +77,15 @@ class ErrorBody(msgspec.Struct, frozen=True):
     detail: str | None = None
 
 
-JobKind = Literal["train", "preprocess", "diagnose"]
+JobKind = Literal["train", "preprocess", "diagnose", "gate"]
 
 
 class LaunchRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Either an inline spec (absolute paths) or a spec file on the daemon's host.
 
     kind "train" takes `spec`/`spec_path` (a RunSpec); kind "preprocess" takes
-    `prepare`/`spec_path` (a PrepareSpec). `diagnose` jobs come from POST .../diagnose.
+    `prepare`/`spec_path` (a PrepareSpec). `diagnose` and `gate` jobs come from POST .../diagnose
+    and POST .../gate.
     `surface` and `runner` are for "preprocess" only (a PrepareSpec names neither;
     defaults "default" and "process"); a training run takes both from its RunSpec.
     """
@@ -90,6 +102,15 @@ class DiagnoseRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Replay run `name` to `step` (default: its last non-finite event) and diagnose it."""
 
     step: int | None = None
+
+
+class GateRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Run the promotion gate on run `name`: `asr` an ASR model dir, `thresholds` a JSON file (both absolute
+    paths on the daemon's host), `checkpoint` the step to judge (default: the run's newest checkpoint)."""
+
+    asr: str | None = None
+    thresholds: str | None = None
+    checkpoint: int | None = None
 
 
 class LossPoint(msgspec.Struct, frozen=True):
@@ -138,7 +159,7 @@ class RunView(msgspec.Struct, frozen=True):
     steps_per_s: float | None = None
     message: str | None = None
     kind: str = "train"
-    parent: str | None = None  # a diagnose job's run
+    parent: str | None = None  # a diagnose or gate job's run
 
 
 class RunDetail(msgspec.Struct, frozen=True):
@@ -194,7 +215,8 @@ class AuditList(msgspec.Struct, frozen=True):
 
 
 __all__ = [
-    "ACTIVE_STATES", "AuditList", "BindRootsView", "ClassChange", "DiagnoseRequest", "ErrorBody", "EvalPoint",
-    "Health", "HealthView", "HostView", "JobKind", "LaunchRequest", "LossPoint", "ProbeView", "RunDetail", "RunHistory",
-    "RunList", "RunState", "RunView", "SamplerHealth", "Surface", "SurfaceList",
+    "ACTIVE_STATES", "AuditList", "BindRootsView", "ClassChange", "Criterion", "DiagnoseRequest", "ErrorBody",
+    "EvalPoint", "GateRequest", "GateVerdict", "Health", "HealthView", "HostView", "JobKind", "LaunchRequest",
+    "LossPoint", "ProbeView", "RunDetail", "RunHistory", "RunList", "RunState", "RunView", "SamplerHealth", "Surface",
+    "SurfaceList",
 ]

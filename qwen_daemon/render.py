@@ -77,7 +77,8 @@ def summary_lines(summary: ResourceSummary) -> list[str]:
 def run_detail(detail: RunDetail) -> str:
     view = detail.run
     facts = [
-        ("run", view.name), ("kind", view.kind), ("replays run", view.parent or ""), ("state", view.state),
+        ("run", view.name), ("kind", view.kind),
+        ("judges run" if view.kind == "gate" else "replays run", view.parent or ""), ("state", view.state),
         ("health", view.health),
         ("stale because", view.stale_reason or ""), ("lane", view.lane), ("surface", view.surface),
         ("runner", view.runner), ("pid", _DASH if view.pid is None else str(view.pid)),

@@ -23,6 +23,8 @@ from qwen_daemon.protocol import (
     BindRootsView,
     ClassChange,
     DiagnoseRequest,
+    GateRequest,
+    GateVerdict,
     HealthView,
     HostView,
     LaunchRequest,
@@ -50,6 +52,8 @@ class Backend(Protocol):
     def diagnose(self, name: str, request: DiagnoseRequest, actor: str) -> RunView: ...
     def history(self, name: str) -> RunHistory: ...
     def diagnosis(self, name: str) -> Diagnosis: ...
+    def gate(self, name: str, request: GateRequest, actor: str) -> RunView: ...
+    def verdict(self, name: str) -> GateVerdict: ...
     def surfaces(self) -> SurfaceList: ...
     def set_class(self, name: str, change: ClassChange, actor: str) -> Surface: ...
     def audit(self) -> AuditList: ...
@@ -125,6 +129,19 @@ def _diagnose(h: Request, parts: list[str]) -> tuple[int, Any]:
     return 201, h.backend.diagnose(parts[1], request, h.actor)
 
 
+def _gate(h: Request, parts: list[str]) -> tuple[int, Any]:
+    body = h.read_body()
+    try:
+        request = msgspec.json.decode(body, type=GateRequest) if body.strip() else GateRequest()
+    except msgspec.MsgspecError as exc:
+        raise bad_request(f"invalid gate request: {exc}") from None
+    return 201, h.backend.gate(parts[1], request, h.actor)
+
+
+def _verdict(h: Request, parts: list[str]) -> tuple[int, Any]:
+    return 200, h.backend.verdict(parts[1])
+
+
 def _history(h: Request, parts: list[str]) -> tuple[int, Any]:
     return 200, h.backend.history(parts[1])
 
@@ -137,6 +154,7 @@ _RUN_ROUTES: dict[str, dict[str, Action]] = {
     "stop": {"POST": _stop},
     "resume": {"POST": _resume},
     "diagnose": {"POST": _diagnose},
+    "gate": {"POST": _gate, "GET": _verdict},
     "history": {"GET": _history},
     "diagnosis": {"GET": _diagnosis},
 }

@@ -1,11 +1,13 @@
 """The Daemon: registry, runners, monitor, sampler, governance and API as one service.
 
 It is the Backend the API serves and the owner of the threads. It launches
-three kinds of job under one contract (jobs.py): training runs, preprocess
-jobs and diagnose replays. A diagnose job replays a run's checkpoints and
-writes into its run dir, so a run and its replay never run at once: diagnose
-is refused while the run is active, and the run's launch or resume while
-its replay is. Shutting it
+four kinds of job under one contract (jobs.py): training runs, preprocess
+jobs, diagnose replays and promotion gates. A replay or a gate works on a
+run's checkpoints and writes into its run dir, so a run and its child job
+never run at once: either is refused while the run is active, and the run's
+launch or resume while a child runs. When a training run's launch ends, and
+again before its gate starts, its resource summary goes into its run dir
+(gating.py): the gate's resource evidence. Shutting it
 down stops serving and sampling but leaves runs alone: trainers (processes
 or containers) are detached and a restarted daemon reattaches to them (see
 `Monitor.reconcile`). Under systemd it reports READY/STOPPING and feeds the
@@ -34,6 +36,7 @@ from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.config import ConfigError, DaemonConfig, socket_gid, validate_config
 from qwen_daemon.docker_runner import DockerRunner
 from qwen_daemon.errors import RequestError, bad_request, conflict, not_found, unprocessable
+from qwen_daemon.gating import Evidence, check_gate_request, gate_job, request_of
 from qwen_daemon.governance import Governance, GovernanceRefusal, Surface
 from qwen_daemon.intake import check_prepare_runnable, check_runnable, resolve_launch
 from qwen_daemon.jobs import DiagnoseTarget, Job, Runner, RunnerRefusal, decode_job, diagnose_name
@@ -45,6 +48,8 @@ from qwen_daemon.protocol import (
     BindRootsView,
     ClassChange,
     DiagnoseRequest,
+    GateRequest,
+    GateVerdict,
     HealthView,
     HostView,
     LaunchRequest,
@@ -56,9 +61,9 @@ from qwen_daemon.protocol import (
     SurfaceList,
 )
 from qwen_daemon.registry import Registry, RunConflict, RunRecord
-from qwen_daemon.runfiles import FileProblem, HistoryReader, read_diagnosis
 from qwen_daemon.runner import ProcessRunner
 from qwen_daemon.sampler import Sampler
+from qwen_daemon.service_files import RunFiles
 from qwen_daemon.summary_cache import SummaryCache
 from qwen_daemon.views import run_detail, run_view
 from qwen_train.prepare.spec import PrepareSpec
@@ -95,14 +100,15 @@ class Daemon:
         self.governance = Governance(config.surfaces_file, config.audit_log)
         self.docker = DockerRunner(config)
         self.runners: dict[str, Runner] = {"process": ProcessRunner(config), "docker": self.docker}
-        self.monitor = Monitor(config, self.registry, self.runners)
+        self.summaries = SummaryCache(self.registry, config.sample_period_s)
+        self.evidence = Evidence(self.summaries)
+        self.monitor = Monitor(config, self.registry, self.runners, on_end=self.evidence.launch_ended)
         self.journal = JournalWriter(config.journal_socket) if config.journal_socket else None
         self.sampler = Sampler(
             config.sample_period_s, self.registry, self._active_names, run_pids=self._run_pids,
             journal=self.journal, last_before_start=self.registry.last_sample_time(),
         )
-        self.summaries = SummaryCache(self.registry, config.sample_period_s)
-        self.histories = HistoryReader()
+        self.files = RunFiles(self._record)
         self._watchdog: Watchdog | None = None
         self._server: ApiServer | None = None
         # Launch and stop of one name must not interleave (a stop between reserve and spawn
@@ -186,8 +192,10 @@ class Daemon:
                 check_runnable(job.spec)
             elif isinstance(job.spec, PrepareSpec):
                 check_prepare_runnable(job.spec)
-            else:  # the replayed run must still be there and at rest
+            elif isinstance(job.spec, DiagnoseTarget):  # the replayed run must still be there and at rest
                 job = self._diagnose_job(self._record(job.spec.run), job.spec.step)
+            else:
+                job = self._gate_job(job.spec.run, request_of(job.spec))
             self._spawn(job, resume=True, actor=actor)
         return self._view(name)
 
@@ -210,8 +218,23 @@ class Daemon:
         return Job("diagnose", diagnose_name(record.name), record.lane, record.surface, record.runner, target,
                    parent=record.name)
 
+    def gate(self, name: str, request: GateRequest, actor: str = "local") -> RunView:
+        """Start `NAME.gate`: the promotion gate on ended training run NAME, with fresh resource evidence."""
+        with self._control:
+            job = self._gate_job(name, request)
+            self._spawn(job, resume=False, actor=actor)
+        return self._view(job.name)
+
+    def _gate_job(self, name: str, request: GateRequest) -> Job:
+        """The checked gate job, after (re)writing the run's resource evidence for it to read."""
+        check_gate_request(request, self.config.bind_roots)
+        record = self._record(name)
+        job = gate_job(record, request)
+        self.evidence.before_gate(record)
+        return job
+
     def _govern(self, job: Job) -> None:
-        """Training runs meet surface and lane rules; preprocess and diagnose jobs the surface rules."""
+        """Training runs meet surface and lane rules, the other jobs the surface rules."""
         try:
             if isinstance(job.spec, RunSpec):
                 self.governance.check_launch(job.spec)
@@ -219,9 +242,10 @@ class Daemon:
                 self.governance.check_surface(job.surface)
         except GovernanceRefusal as exc:
             raise RequestError(403, str(exc)) from None
-        replays = [r.name for r in self.registry.active() if r.parent == job.name]
-        if replays:
-            raise conflict(f"diagnose job {replays[0]!r} is replaying run {job.name!r}: "
+        children = [r for r in self.registry.active() if r.parent == job.name]
+        if children:
+            doing = "replaying" if children[0].kind == "diagnose" else "judging"
+            raise conflict(f"{children[0].kind} job {children[0].name!r} is {doing} run {job.name!r}: "
                            "wait for it to end (or stop it) first")
 
     def _spawn(self, job: Job, resume: bool, actor: str) -> None:
@@ -251,36 +275,16 @@ class Daemon:
         log.info("%s %s job %s for %s (pid %d, container %s, nonce %s) in %s", "resumed" if resume else "launched",
                  job.kind, job.name, actor, started.pid, started.container, nonce, run_dir)
 
-    # what a run left in its dir
-
-    def _files_dir(self, record: RunRecord) -> Path:
-        """Where a job's curves and diagnosis are: a diagnose job's are its run's."""
-        if record.kind == "diagnose":
-            try:
-                return Path(msgspec.json.decode(record.spec_json, type=DiagnoseTarget).run_dir)
-            except msgspec.MsgspecError as exc:
-                raise unprocessable(f"run {record.name}'s recorded diagnose target is malformed: {exc}") from None
-        return Path(record.run_dir)
+    # what a run left in its dir (service_files.py)
 
     def history(self, name: str) -> RunHistory:
-        record = self._record(name)
-        try:
-            return self.histories.history(name, self._files_dir(record))
-        except FileProblem as exc:
-            raise unprocessable(str(exc)) from None
+        return self.files.history(name)
 
     def diagnosis(self, name: str) -> Diagnosis:
-        record = self._record(name)
-        run_dir = self._files_dir(record)
-        run = record.parent or name
-        try:
-            found = read_diagnosis(run_dir)
-        except FileProblem as exc:
-            raise unprocessable(f"{exc}: `qwen-daemon diagnose {run}` writes it again") from None
-        if found is None:
-            raise not_found(f"run {name!r} has no diagnosis yet ({run_dir}/diagnosis.json): one is written when "
-                            f"the non-finite guard stops a step, or by `qwen-daemon diagnose {run}`")
-        return found
+        return self.files.diagnosis(name)
+
+    def verdict(self, name: str) -> GateVerdict:
+        return self.files.verdict(name)
 
     def stop(self, name: str, actor: str = "local") -> RunView:
         """Graceful stop; idempotent for a run that is stopping or already ended."""

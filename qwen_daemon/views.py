@@ -5,7 +5,7 @@ through the guard: a live verdict for an active launch, or the launch's own
 final status for an ended one. Everything else is `stale` (with the reason)
 or `waiting` (launched, no heartbeat yet), with the numbers left empty.
 
-A diagnose job is the exception: it writes no heartbeat (the replay must not
+A diagnose or gate job is the exception: it writes no heartbeat (it must not
 touch its run's status.json), so no status is ever trusted for it and its
 health is its process's: `live` while the runner sees it, `waiting` before.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 
 from qwen_daemon.guard import Verdict, check_final, check_live
+from qwen_daemon.jobs import CHILD_KINDS
 from qwen_daemon.protocol import Health, RunDetail, RunView
 from qwen_daemon.registry import Registry, RunRecord
 from qwen_daemon.resources import ResourceSummary
@@ -46,8 +47,8 @@ def judge(
     `members` gives a container launch's host pids (the guard checks the status pid against them).
     """
     run_dir = Path(record.run_dir)
-    if record.kind == "diagnose":
-        no_status = Verdict(live=False, reason="a diagnose job writes no status.json")
+    if record.kind in CHILD_KINDS:
+        no_status = Verdict(live=False, reason=f"a {record.kind} job writes no status.json")
         if not record.active:
             return "ended", no_status, None
         alive = members is not None and bool(members(record))

@@ -1,4 +1,4 @@
-"""What each action asks, does and reports: stop, resume, diagnose, start, probe.
+"""What each action asks, does and reports: stop, resume, diagnose, gate, start, probe.
 
 Every action that changes something goes through a confirmation that says
 what will happen, then one blocking daemon call (in a worker thread, never on
@@ -20,8 +20,8 @@ import msgspec
 from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.protocol import ACTIVE_STATES, JobKind, ProbeView, RunView
 
-RunVerb = Literal["stop", "resume", "diagnose"]
-Verb = Literal["stop", "resume", "diagnose", "start", "probe"]
+RunVerb = Literal["stop", "resume", "diagnose", "gate"]
+Verb = Literal["stop", "resume", "diagnose", "gate", "start", "probe"]
 Severity = Literal["information", "warning", "error"]
 
 
@@ -50,8 +50,11 @@ def refusal(verb: RunVerb, name: str, view: RunView | None) -> str | None:
         return None
     if verb == "stop" and view.state not in ACTIVE_STATES:
         return f"{name} is {view.state}: there is nothing to stop"
-    if verb in ("resume", "diagnose") and view.state in ACTIVE_STATES:
-        why = "" if verb == "resume" else ", as its replay writes into the run's dir"
+    if verb == "gate" and view.kind != "train":
+        return f"{name} is a {view.kind} job: the promotion gate judges training runs only"
+    if verb in ("resume", "diagnose", "gate") and view.state in ACTIVE_STATES:
+        why = {"resume": "", "diagnose": ", as its replay writes into the run's dir",
+               "gate": ", as it judges the run's final checkpoint"}[verb]
         return f"{name} is {view.state}: a run is {verb}d only once it has ended{why} (stop it first)"
     return None
 
@@ -78,6 +81,15 @@ def question(verb: Verb, target: str, kind: JobKind = "train") -> Question:
             "last non-finite event and records which loss part and which module broke first, "
             "and whether fp32 reproduces it. The run itself is not changed.",
             "Diagnose",
+            "Cancel",
+        )
+    if verb == "gate":
+        return Question(
+            f"Run the promotion gate on {target}?\n\nThe daemon writes the run's resource summary into its run "
+            f"dir and starts the job {target}.gate: it exports the newest durable checkpoint, compares held-out "
+            "eval loss with the base model, measures speaker similarity and intelligibility, checks resource "
+            "evidence and provenance, and writes a verdict criterion by criterion. The run itself is not changed.",
+            "Run gate",
             "Cancel",
         )
     if verb == "start" and kind == "preprocess":
@@ -111,6 +123,8 @@ def perform(client: DaemonClient, verb: Verb, target: str, kind: JobKind = "trai
             return Outcome(verb, target, view=client.resume(target))
         if verb == "diagnose":
             return Outcome(verb, target, view=client.diagnose(target, step=None))
+        if verb == "gate":
+            return Outcome(verb, target, view=client.gate(target))
         if verb == "start":
             return Outcome(verb, target, view=client.launch(spec_path=target, kind=kind))
         return Outcome(verb, target, probe=client.probe())
@@ -124,6 +138,7 @@ _FAILED: dict[Verb, str] = {
     "stop": "could not stop {target}",
     "resume": "could not resume {target}",
     "diagnose": "could not diagnose {target}",
+    "gate": "could not start the gate on {target}",
     "start": "could not launch {target}",
     "probe": "could not probe the bind roots",
 }
@@ -157,6 +172,12 @@ def report(outcome: Outcome) -> tuple[str, Severity]:
         return (
             f"diagnose job {view.name} started for {view.parent or outcome.target}: the daemon reports it "
             f"{view.state}; its detail shows the diagnosis once written",
+            "information",
+        )
+    if outcome.verb == "gate":
+        return (
+            f"gate job {view.name} started for {view.parent or outcome.target}: the daemon reports it "
+            f"{view.state}; the gate screen shows the verdict once written",
             "information",
         )
     klass = f", class {view.surface_class}" if view.surface_class else ""

@@ -2,9 +2,9 @@
 
 The app owns the one daemon client. It polls on an interval in a worker thread
 (the client blocks; the UI must not), for the runs, the host and whatever the
-screen on top wants (a run's detail and history, the surfaces board, the bind
-roots), publishes each result as the reactive `snapshot`, and every screen and
-widget binds to that. When the daemon cannot be reached the `connection`
+screen on top wants (a run's detail and history, its gate verdict, the
+surfaces board, the bind roots), publishes each result as the reactive
+`snapshot`, and every screen and widget binds to that. When the daemon cannot be reached the `connection`
 reactive carries the client's message for the banner, the figures on screen
 are dimmed, and polling simply continues.
 
@@ -30,11 +30,12 @@ from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.protocol import JobKind
 from qwen_tui.actions import Outcome, Verb, perform, question, refusal, report
 from qwen_tui.history import HostHistory, LossHistory
-from qwen_tui.messages import ActionRequested, OpenRun
+from qwen_tui.messages import ActionRequested, OpenGate, OpenRun
 from qwen_tui.poller import Connection, Snapshot, Wants, fetch_snapshot
 from qwen_tui.screens.base import DashboardScreen
 from qwen_tui.screens.confirm import ConfirmScreen
 from qwen_tui.screens.detail import RunDetailScreen
+from qwen_tui.screens.gate import GateScreen
 from qwen_tui.screens.host import HostScreen
 from qwen_tui.screens.lanes import LanesScreen
 from qwen_tui.screens.launch import LaunchChoice, LaunchScreen
@@ -147,6 +148,16 @@ class HemmaApp(App[None]):
         self.push_screen(RunDetailScreen(message.run_name, self.history))
         self.poll()
 
+    def on_open_gate(self, message: OpenGate) -> None:
+        """The gate of the run itself: a diagnose or gate job's run is its parent."""
+        name = message.run_name
+        view = self.snapshot.run(name) if self.snapshot is not None else None
+        if view is not None and view.kind in ("diagnose", "gate") and view.parent:
+            name = view.parent
+        if not (isinstance(self.screen, GateScreen) and self.screen.run_name == name):
+            self.push_screen(GateScreen(name))
+            self.poll()
+
     def action_lanes(self) -> None:
         if not isinstance(self.screen, LanesScreen):
             self.push_screen(LanesScreen())
@@ -170,7 +181,7 @@ class HemmaApp(App[None]):
 
     def on_action_requested(self, message: ActionRequested) -> None:
         verb, target = message.verb, message.target
-        if verb in ("stop", "resume", "diagnose"):
+        if verb in ("stop", "resume", "diagnose", "gate"):
             view = self.snapshot.run(target) if self.snapshot is not None else None
             reason = refusal(verb, target, view)
             if reason is not None:

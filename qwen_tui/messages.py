@@ -20,6 +20,14 @@ class OpenRun(Message):
         self.run_name = name
 
 
+class OpenGate(Message):
+    """Show the gate screen of run `name` (a diagnose or gate job's: its run's)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.run_name = name
+
+
 class ActionRequested(Message):
     """The operator asked for an action on `target` (a run name, a spec path); the app confirms first."""
 

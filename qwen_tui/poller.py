@@ -3,10 +3,13 @@
 The client is blocking, so `fetch_snapshot` runs in a worker thread and hands
 the UI a complete, immutable `Snapshot`. What is fetched besides the run list
 and the host follows what the screen on top `Wants`: a run's detail (with its
-history and diagnosis), the surfaces board, the bind roots. Failures are split
+history and diagnosis), a run's gate verdict, the surfaces board, the bind
+roots. Failures are split
 by what they affect: an unreachable daemon (or a failing run list) is a
 connection problem for the whole screen; any other failing route only blanks
 the part of the screen that shows it, with the daemon's message in its place.
+A verdict that does not exist yet (404) is no failure: it is what the gate
+screen says, with the daemon's words on how to get one.
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ from typing import TypeVar
 import msgspec
 
 from qwen_daemon.client import DaemonClient, DaemonError
-from qwen_daemon.protocol import AuditList, BindRootsView, HostView, RunDetail, RunHistory, RunView, SurfaceList
+from qwen_daemon.protocol import (
+    AuditList,
+    BindRootsView,
+    GateVerdict,
+    HostView,
+    RunDetail,
+    RunHistory,
+    RunView,
+    SurfaceList,
+)
 from qwen_train.status import Diagnosis
 
 T = TypeVar("T")
@@ -32,6 +44,7 @@ class Wants:
     detail: str | None = None
     surfaces: bool = False
     bind_roots: bool = False
+    gate: str | None = None  # a run whose gate verdict is shown
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,10 @@ class Snapshot:
     surfaces_error: str | None = None
     bind_roots: BindRootsView | None = None
     bind_roots_error: str | None = None
+    gate_name: str | None = None
+    verdict: GateVerdict | None = None
+    verdict_missing: str | None = None  # the daemon's 404: no verdict yet, and how to get one
+    verdict_error: str | None = None
 
     def run(self, name: str) -> RunView | None:
         for view in self.runs:
@@ -95,6 +112,18 @@ def wants_diagnosis(detail: RunDetail) -> bool:
     return status.diagnosis is None and (bool(status.non_finite_events) or detail.run.kind == "diagnose")
 
 
+def _verdict(client: DaemonClient, name: str) -> tuple[GateVerdict | None, str | None, str | None]:
+    """(verdict, why there is none yet, why it cannot be read)."""
+    try:
+        return client.verdict(name), None, None
+    except DaemonError as exc:
+        if exc.status == 0:
+            raise
+        return (None, str(exc), None) if exc.status == 404 else (None, None, str(exc))
+    except msgspec.MsgspecError as exc:
+        return None, None, f"the daemon sent a verdict this dashboard cannot read: {exc}"
+
+
 def fetch_snapshot(client: DaemonClient, wants: Wants | None = None) -> Snapshot:
     """Blocking. Raises DaemonError only when the run list itself cannot be had."""
     wants = wants or Wants()
@@ -118,4 +147,8 @@ def fetch_snapshot(client: DaemonClient, wants: Wants | None = None) -> Snapshot
     if wants.bind_roots:
         roots, roots_error = _part(client.bind_roots)
         snapshot = replace(snapshot, bind_roots=roots, bind_roots_error=roots_error)
+    if wants.gate is not None:
+        verdict, missing, error = _verdict(client, wants.gate)
+        snapshot = replace(snapshot, gate_name=wants.gate, verdict=verdict, verdict_missing=missing,
+                           verdict_error=error)
     return snapshot

@@ -3,7 +3,8 @@
 The app fetches this run's RunDetail, its history and (where one can exist)
 its diagnosis on every poll while the screen is on top, so the screen follows
 the run while it trains. Each section is its own widget; this screen only
-routes the snapshot to them and turns keys into actions on this run.
+routes the snapshot to them and turns keys into actions on this run; `g`
+opens the run's promotion gate.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from textual.widgets import Footer, Header, Static
 
 from qwen_tui.actions import Verb
 from qwen_tui.history import LossHistory
-from qwen_tui.messages import ActionRequested
+from qwen_tui.messages import ActionRequested, OpenGate
 from qwen_tui.poller import Snapshot, Wants
 from qwen_tui.screens.base import DashboardScreen
 from qwen_tui.widgets.banner import ConnectionBanner
@@ -45,6 +46,7 @@ class RunDetailScreen(DashboardScreen):
         Binding("s", "run_action('stop')", "Stop"),
         Binding("R", "run_action('resume')", "Resume"),
         Binding("d", "run_action('diagnose')", "Diagnose"),
+        Binding("g", "gate", "Gate"),
     ]
 
     def __init__(self, run_name: str, history: LossHistory) -> None:
@@ -103,3 +105,6 @@ class RunDetailScreen(DashboardScreen):
 
     def action_run_action(self, verb: Verb) -> None:
         self.post_message(ActionRequested(verb, self.run_name))
+
+    def action_gate(self) -> None:
+        self.post_message(OpenGate(self.run_name))

@@ -1,9 +1,9 @@
 """The main screen: every run the daemon knows, one row each.
 
 The table follows the app's latest snapshot; the screen only turns keys into
-requests (open, stop, resume, diagnose the run under the cursor) for the app,
-which owns the daemon client. Start, the lanes board and the host are the
-app's own keys, available from every screen.
+requests (open, stop, resume, diagnose the run under the cursor, or open its
+promotion gate) for the app, which owns the daemon client. Start, the lanes
+board and the host are the app's own keys, available from every screen.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
 from qwen_tui.actions import Verb
-from qwen_tui.messages import ActionRequested, OpenRun
+from qwen_tui.messages import ActionRequested, OpenGate, OpenRun
 from qwen_tui.poller import Snapshot
 from qwen_tui.screens.base import DashboardScreen
 from qwen_tui.widgets.banner import ConnectionBanner
@@ -28,6 +28,7 @@ class RunsScreen(DashboardScreen):
         Binding("s", "run_action('stop')", "Stop"),
         Binding("R", "run_action('resume')", "Resume"),
         Binding("d", "run_action('diagnose')", "Diagnose"),
+        Binding("g", "gate", "Gate"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -67,6 +68,13 @@ class RunsScreen(DashboardScreen):
         name = self.query_one(RunsTable).selected_name
         if name is not None:
             self.post_message(OpenRun(name))
+
+    def action_gate(self) -> None:
+        name = self.query_one(RunsTable).selected_name
+        if name is None:
+            self.notify("no run selected", severity="warning")
+            return
+        self.post_message(OpenGate(name))
 
     def action_run_action(self, verb: Verb) -> None:
         name = self.query_one(RunsTable).selected_name
