@@ -16,7 +16,7 @@ import msgspec
 
 Lane = Literal["benchmark", "single-speaker", "language-expansion"]
 Runner = Literal["process", "docker"]
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -45,7 +45,7 @@ class TrainConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_grad_norm: float = 1.0
     sub_talker_weight: float = 0.3
     seed: int = 1234
-    precision: Precision = "fp32"
+    precision: Precision = "auto"  # bf16 autocast over fp32 master weights on a bf16 GPU, else fp32
     device: str = "auto"
     deterministic: bool = False
     eval_max_rows: int = 64

@@ -135,7 +135,7 @@ def diagnose_batch(session, batch: dict[str, torch.Tensor], mels: list[torch.Ten
 def _verdict(session, step: int, parts: dict[str, float], fp32: dict[str, float], grad_norm: float,
              problems: list[str], probe: Probe, note: str) -> Diagnosis:
     broken = [p for p in PARTS if not math.isfinite(parts[p])]
-    precision = session.spec.train.precision
+    precision = "bf16" if session.accelerator.mixed_precision == "bf16" else "fp32"  # `auto` resolved
     fp32_broken = any(not math.isfinite(v) for v in fp32.values())
     reproduces = fp32_broken if broken else None
     lines = [f"step {step}: " + "; ".join(problems)]

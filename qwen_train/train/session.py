@@ -130,10 +130,18 @@ def lr_lambda(warmup: int, total: int):
     return factor
 
 
+def resolve_precision(spec: RunSpec, cpu: bool) -> str:
+    """`auto` is the design's default: bf16 autocast with fp32 master weights where the GPU does bf16,
+    plain fp32 elsewhere (CPU runs are the exact reference the resume and alignment tests compare)."""
+    if spec.train.precision != "auto":
+        return spec.train.precision
+    return "bf16" if not cpu and torch.cuda.is_bf16_supported() else "fp32"
+
+
 def make_accelerator(spec: RunSpec) -> Accelerator:
     device = spec.train.device
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    mixed = "bf16" if spec.train.precision == "bf16" else "no"
+    mixed = "bf16" if resolve_precision(spec, cpu) == "bf16" else "no"
     # Gradient accumulation is done by the loop itself (no_sync on all but the last micro-batch),
     # so the guard can look at the accumulated step before anything is applied.
     return Accelerator(cpu=cpu, mixed_precision=mixed)
