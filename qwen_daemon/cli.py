@@ -102,6 +102,10 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--docker-network", default=docker.network, help="container network (default: %(default)s)")
     p.add_argument("--docker-runtime-mount", action="append", default=[], metavar="PATH",
                    help="host path mounted read-only at the same path (a development venv)")
+    p.add_argument("--gate-asr", type=Path, default=None, metavar="DIR",
+                   help="ASR model dir a promotion gate uses when its request names none (the dashboard's)")
+    p.add_argument("--gate-thresholds", type=Path, default=None, metavar="FILE",
+                   help="gate thresholds JSON used when a gate request names none")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_serve)
 
@@ -175,6 +179,8 @@ def _serve(args: argparse.Namespace) -> int:
         surfaces_path=str(args.surfaces.absolute()) if args.surfaces else "",
         journal_socket=args.journal_socket,
         bind_roots=args.bind_root,
+        gate_asr=str(args.gate_asr.absolute()) if args.gate_asr else "",
+        gate_thresholds=str(args.gate_thresholds.absolute()) if args.gate_thresholds else "",
         docker=DockerSettings(
             host=args.docker_host, image=args.docker_image, gpus=args.docker_gpus, user=args.docker_user,
             python=args.docker_python, network=args.docker_network, runtime_mounts=args.docker_runtime_mount,

@@ -70,7 +70,10 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     leaves the socket with the daemon's group; either way it is 0660.
     `runs_path` empty means `state_dir/runs` (docker runs need it under a
     bind root). `journal_socket` empty turns journald logging of samples off.
-    `surfaces_path` empty means `state_dir/surfaces.json`.
+    `surfaces_path` empty means `state_dir/surfaces.json`. `gate_asr` and
+    `gate_thresholds` (absolute, or empty for none) are what a promotion gate
+    gets when its request names none: the dashboard's "run gate" sends no
+    paths, and a gate without an ASR model can only fail intelligibility.
     """
 
     state_dir: str
@@ -85,6 +88,8 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     surfaces_path: str = ""
     bind_roots: list[BindRoot] = []
     docker: DockerSettings = DockerSettings()
+    gate_asr: str = ""
+    gate_thresholds: str = ""
 
     @property
     def socket(self) -> Path:
@@ -152,6 +157,17 @@ def _positive(value: float, flag: str) -> None:
         raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")
 
 
+def _check_gate_default(value: str, flag: str, want_dir: bool) -> None:
+    if not value:
+        return
+    path = Path(value)
+    if not path.is_absolute():
+        raise ConfigError(f"{flag} {value} must be an absolute path")
+    if not (path.is_dir() if want_dir else path.is_file()):
+        kind = "directory (an ASR model)" if want_dir else "file (gate thresholds JSON)"
+        raise ConfigError(f"{flag} {value} is not a {kind}: fix the path or leave {flag} out")
+
+
 def validate_config(config: DaemonConfig) -> DaemonConfig:
     """Check every setting before anything is created on disk."""
     if not config.state_dir:
@@ -169,6 +185,9 @@ def validate_config(config: DaemonConfig) -> DaemonConfig:
             raise ConfigError(f"--docker-runtime-mount {mount} must be an absolute path")
     if config.runs_path and not Path(config.runs_path).is_absolute():
         raise ConfigError(f"--runs-dir {config.runs_path} must be an absolute path")
+    for value, flag, want_dir in ((config.gate_asr, "--gate-asr", True),
+                                  (config.gate_thresholds, "--gate-thresholds", False)):
+        _check_gate_default(value, flag, want_dir)
     trainer = Path(config.trainer_python)
     if not (trainer.is_file() and os.access(trainer, os.X_OK)):
         raise ConfigError(

@@ -90,6 +90,13 @@ def _input_path(value: str, field: str, want_dir: bool, roots: list[BindRoot]) -
             raise unprocessable(str(exc)) from None
 
 
+def with_defaults(request: GateRequest, asr: str, thresholds: str) -> GateRequest:
+    """The daemon's configured ASR model and thresholds fill what the request leaves out (empty: none)."""
+    return msgspec.structs.replace(request, asr=request.asr if request.asr is not None else asr or None,
+                                   thresholds=request.thresholds if request.thresholds is not None
+                                   else thresholds or None)
+
+
 def check_gate_request(request: GateRequest, roots: list[BindRoot]) -> None:
     """What can be refused before looking at the run: a bad step, a bad or unreachable path."""
     if request.checkpoint is not None and request.checkpoint < 1:

@@ -36,7 +36,7 @@ from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.config import ConfigError, DaemonConfig, socket_gid, validate_config
 from qwen_daemon.docker_runner import DockerRunner
 from qwen_daemon.errors import RequestError, bad_request, conflict, not_found, unprocessable
-from qwen_daemon.gating import Evidence, check_gate_request, gate_job, request_of
+from qwen_daemon.gating import Evidence, check_gate_request, gate_job, request_of, with_defaults
 from qwen_daemon.governance import Governance, GovernanceRefusal, Surface
 from qwen_daemon.intake import check_prepare_runnable, check_runnable, resolve_launch
 from qwen_daemon.jobs import DiagnoseTarget, Job, Runner, RunnerRefusal, decode_job, diagnose_name
@@ -227,6 +227,7 @@ class Daemon:
 
     def _gate_job(self, name: str, request: GateRequest) -> Job:
         """The checked gate job, after (re)writing the run's resource evidence for it to read."""
+        request = with_defaults(request, self.config.gate_asr, self.config.gate_thresholds)
         check_gate_request(request, self.config.bind_roots)
         record = self._record(name)
         job = gate_job(record, request)

@@ -269,3 +269,46 @@ def test_cli_gate_and_verdict(daemon: DaemonProcess, paths: Path, short: Path) -
     assert as_json == daemon.client.verdict("cli-g")
     refused = cli(daemon, "gate", "cli-g", "--asr", str(paths / "asr-outside"))
     assert refused.returncode == 1 and "outside the bind roots" in refused.stderr
+
+
+def test_the_daemons_gate_defaults_fill_a_request_that_names_no_paths(
+    short: Path, paths: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`serve --gate-asr/--gate-thresholds`: what the dashboard's "run gate" (which sends no paths) gets."""
+    asr, thresholds = short / "srv" / "asr", short / "srv" / "thresholds.json"
+    proc = DaemonProcess(tmp_path_factory.mktemp("state2"), short / "d.sock", gate_wrapper(short),
+                         "--sample-period", "0.2", "--stop-timeout", "5", "--journal-socket", "",
+                         "--gate-asr", str(asr), "--gate-thresholds", str(thresholds)).start()
+    try:
+        run_dir = Path(finished_run(proc, paths, "defaulted").run_dir)
+        gate_fixture(run_dir, exit_code=6, passed=False)
+        proc.client.gate("defaulted")
+        ended(proc, "defaulted.gate")
+        assert call_of(run_dir)["argv"] == ["gate", str(run_dir), "--asr", str(asr), "--thresholds", str(thresholds)]
+        other = paths / "asr-outside"
+        proc.client.gate("defaulted", asr=str(other))  # a request's own path wins over the default
+        ended(proc, "defaulted.gate")
+        assert call_of(run_dir)["argv"] == ["gate", str(run_dir), "--asr", str(other), "--thresholds",
+                                            str(thresholds)]
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize(("flag", "value", "fragment"), [
+    ("--gate-asr", "relative/asr", "relative/asr is not a directory"),  # resolved against serve's cwd first
+    ("--gate-asr", "/nonexistent/asr", "is not a directory (an ASR model)"),
+    ("--gate-thresholds", "/nonexistent/t.json", "is not a file (gate thresholds JSON)"),
+])
+def test_a_bad_gate_default_stops_serve_with_a_message_naming_the_flag(
+    tmp_path: Path, flag: str, value: str, fragment: str
+) -> None:
+    sock = short_tmp_dir()
+    try:
+        out = subprocess.run([sys.executable, "-m", "qwen_daemon", "serve", "--state-dir", str(tmp_path / "s"),
+                              "--socket", str(sock / "x.sock"), "--journal-socket", "", flag, value],
+                             env=python_env(), capture_output=True, text=True, timeout=60)
+    finally:
+        remove_tree(sock)
+    assert out.returncode == 2, out
+    assert flag in out.stderr and fragment in out.stderr, out.stderr
+    assert not (tmp_path / "s").exists()  # refused before anything was created
