@@ -243,6 +243,21 @@ def test_resource_evidence_from_the_daemons_summary(tmp_path: Path) -> None:
     assert not missing.passed and NO_RESOURCES in missing.detail
 
 
+def test_resource_evidence_reads_what_the_daemons_summarize_writes(tmp_path: Path) -> None:
+    from qwen_daemon.resources import GpuSample, ResourceSample
+    from qwen_daemon.summary import Window, summarize
+
+    start = time.time() - 100
+    samples = [ResourceSample(time=start + t, cpu_percent=50.0, ram_used_bytes=1 << 30, ram_total_bytes=1 << 32,
+                              gpus=[GpuSample(0, "H100", 90.0, 1 << 30, 80 << 30)]) for t in range(0, 100, 2)]
+    steady = summarize([Window(start, start + 100, samples)], period_s=2.0)
+    verdict = resource_evidence(write_json(tmp_path / "s.json", steady), 0.1)
+    assert verdict.passed and "2 GPU metrics" in verdict.detail and verdict.measured == 0.0
+    stalled = summarize([Window(start, start + 100, samples[:25])], period_s=2.0)  # the sampler died halfway
+    verdict = resource_evidence(write_json(tmp_path / "t.json", stalled), 0.1)
+    assert not verdict.passed and verdict.measured is not None and verdict.measured > 0.4
+
+
 def _provenance_variant(exported: Path, where: Path, **changes: object) -> Path:
     copy = where / "export"
     shutil.copytree(exported, copy)

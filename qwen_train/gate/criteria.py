@@ -129,7 +129,7 @@ def resource_evidence(path: Path, max_gap_fraction: float) -> Criterion:
         return not_measured(name, f"{path} holds no samples (the daemon's sampler never ran for this run)",
                             max_gap_fraction)
     fraction = gap_fraction(summary)
-    gpu = [m for m in summary.metrics if m.startswith("gpu") or m == "run_gpu_memory_bytes"]
+    gpu = [m for m in summary.metrics if "gpu" in m]  # host gpuN_* and the run's own run_gpu*_memory_bytes
     problems = []
     if fraction >= max_gap_fraction:
         problems.append(f"gaps cover {fraction:.1%} of the run, not under {max_gap_fraction:.0%}")
