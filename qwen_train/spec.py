@@ -49,6 +49,9 @@ class TrainConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     device: str = "auto"
     deterministic: bool = False
     eval_max_rows: int = 64
+    # Processes training together, one per GPU (CPU processes over gloo with device "cpu"); >1 starts
+    # the run under qwen_train.train.ranks, which keeps the trainer's exit codes. batch_size is per process.
+    processes: int = 1
 
 
 class GuardConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -108,6 +111,7 @@ def validate_spec(spec: RunSpec) -> RunSpec:
     _positive(spec.posture.eval_every, "posture.eval_every")
     _positive(spec.posture.keep_last, "posture.keep_last")
     _positive(spec.train.batch_size, "train.batch_size")
+    _positive(spec.train.processes, "train.processes")
     _positive(spec.train.max_steps, "train.max_steps")
     _positive(spec.train.grad_accum, "train.grad_accum")
     if not spec.train.lr > 0:

@@ -22,6 +22,7 @@ from qwen_train import exitcodes
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.spec import RunSpec
 from qwen_train.status import Losses, Throughput
+from qwen_train.train import ranks
 from qwen_train.train.checkpoint import CheckpointError, clean_temporaries, list_checkpoints
 from qwen_train.train.cursor import CursorRejected, advance, batch_indices
 from qwen_train.train.evaluate import evaluate
@@ -100,10 +101,15 @@ def train_step(s: Session) -> StepOutcome:
         s.cursor = advance(s.cursor)
         s.micro_steps += 1
     grad_norm = s.accelerator.clip_grad_norm_(s.objective.parameters(), s.spec.train.max_grad_norm)
-    packed = torch.cat([totals, torch.as_tensor(grad_norm, device=s.device).float().reshape(1)])
+    asked = 1.0 if s.stop_asked is not None and s.stop_asked() else 0.0
+    packed = torch.cat([totals, torch.as_tensor(grad_norm, device=s.device).float().reshape(1),
+                        torch.tensor([asked], device=s.device)])
     if s.accelerator.num_processes > 1:
-        packed = s.accelerator.reduce(packed, reduction="mean")  # the global batch's loss, not one rank's
-    total, talker, cp, norm = packed.tolist()
+        # The global batch's loss, not one rank's; and whether any rank was asked to stop: a signal
+        # reaches the ranks at different moments, and a rank that stopped alone would hang the others.
+        packed = s.accelerator.reduce(packed, reduction="mean")
+    total, talker, cp, norm, anyone = packed.tolist()
+    s.stop_agreed = anyone > 0
     losses = Losses(total=total, talker=talker, code_predictor=cp)
     problems = step_problems({"total": total, "talker": talker, "code_predictor": cp}, norm, s.spec.guard)
     if problems:
@@ -158,6 +164,7 @@ def log_step(s: Session, losses: Losses, writer) -> None:
 
 def loop(s: Session, stop: StopFlag, writer) -> int:
     posture = s.spec.posture
+    s.stop_asked = lambda: stop.requested
     t0, step0, frames_total = time.perf_counter(), s.step, 0
     s.heartbeat.update(state="training", step=s.step, epoch=s.cursor.epoch)
     while s.step < s.spec.train.max_steps:
@@ -186,7 +193,7 @@ def loop(s: Session, stop: StopFlag, writer) -> int:
             run_eval(s, writer)
         if s.step % posture.checkpoint_every == 0:
             run_checkpoint(s)
-        if stop.requested:
+        if s.stop_agreed:  # a signal here or on another rank, agreed in this step's reduce
             return _stop(s, stop)
     if s.step % posture.checkpoint_every != 0:
         run_checkpoint(s, final=True)
@@ -196,11 +203,12 @@ def loop(s: Session, stop: StopFlag, writer) -> int:
 
 
 def _stop(s: Session, stop: StopFlag) -> int:
-    s.heartbeat.state("stopping", f"{stop.signal_name} received; writing a checkpoint")
+    cause = stop.signal_name or "a stop asked of another rank"
+    s.heartbeat.state("stopping", f"{cause} received; writing a checkpoint")
     if s.step % s.spec.posture.checkpoint_every != 0:
         run_checkpoint(s, final=True)
     finish_background(s, wait=True)
-    s.heartbeat.state("stopped", f"stopped on {stop.signal_name} at step {s.step} after a durable checkpoint")
+    s.heartbeat.state("stopped", f"stopped on {cause} at step {s.step} after a durable checkpoint")
     return exitcodes.STOPPED
 
 
@@ -210,10 +218,25 @@ def _reject(heartbeat: Heartbeat, exc: Exception) -> int:
     return exitcodes.CURSOR_REJECTED
 
 
+def launch_ranks(spec: RunSpec, run_dir: Path, run_id: str, nonce: str) -> int:
+    """This process becomes the supervisor of `train.processes` ranks, after checking they can run here."""
+    cpu = spec.train.device == "cpu" or (spec.train.device == "auto" and not torch.cuda.is_available())
+    if not cpu and torch.cuda.device_count() < spec.train.processes:
+        message = (f"train.processes is {spec.train.processes} but this machine shows "
+                   f"{torch.cuda.device_count()} GPU(s): lower train.processes or give the run more GPUs")
+        heartbeat = Heartbeat(run_dir, run_id, nonce, spec.train.max_steps)
+        heartbeat.state("failed", message)
+        print(f"qwen-train: {message}", file=sys.stderr)
+        return exitcodes.USAGE
+    return ranks.supervise(spec.train.processes)
+
+
 def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: bool,
                  reset_cursor: bool = False, bundle_root: Path | None = None) -> int:
     from torch.utils.tensorboard import SummaryWriter
 
+    if spec.train.processes > 1 and not ranks.in_rank():
+        return launch_ranks(spec, run_dir, run_id, nonce)
     run_dir.mkdir(parents=True, exist_ok=True)
     stop = StopFlag()
     stop.install()

@@ -91,6 +91,10 @@ class Session:
     lengths: Lengths | None = None
     prefetcher: Prefetcher | None = None
     checkpointer: BackgroundCheckpointer | None = None
+    # Graceful stop: `stop_asked` is this rank's signal (set by the loop's StopFlag); `stop_agreed` is
+    # whether any rank asked, learnt in the step's one reduce, so every rank stops after the same step.
+    stop_asked: Any = None
+    stop_agreed: bool = False
 
     @property
     def device(self) -> torch.device:

@@ -1,0 +1,126 @@
+"""`train.processes = 2`: the trainer supervises its own ranks (CPU processes over gloo here).
+
+The supervisor exists because `accelerate launch` turns every rank's exit code
+into 1; these tests hold it to what the daemon needs: the same training as
+under `accelerate launch`, the trainer's own exit codes, a graceful stop that
+every rank agrees on (whichever rank got the signal), and a dead rank that
+takes the run down instead of leaving the others waiting in a collective.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from qwen_train import exitcodes
+from qwen_train.spec import Posture
+from qwen_train.status import read_status
+from qwen_train.train.checkpoint import list_checkpoints, load_state, read_meta
+from tests.conftest import python_env
+from tests.trainer_harness import losses, step_of, wait_until, write_spec
+
+POSTURE = Posture(checkpoint_every=4, eval_every=100, keep_last=3)
+STEPS = 10
+CPU = {"CUDA_VISIBLE_DEVICES": ""}
+
+
+@pytest.fixture(scope="module")
+def spec(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_spec(demo_root, tmp_path_factory.mktemp("specs"), "ranks", STEPS, POSTURE, processes=2, device="cpu")
+
+
+def start(spec: Path, run_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "qwen_train", "run", str(spec), "--run-dir", str(run_dir), "--nonce", "rk", *extra]
+    return subprocess.Popen(cmd, env={**python_env(), **CPU}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def finish(proc: subprocess.Popen[bytes], timeout: float = 300) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out.decode(errors="replace")
+
+
+def rank_pid(supervisor: int, rank: int) -> int:
+    for child in psutil.Process(supervisor).children():
+        if child.environ().get("RANK") == str(rank):
+            return child.pid
+    raise AssertionError(f"no rank {rank} under {supervisor}")
+
+
+@pytest.fixture(scope="module")
+def reference(spec: Path, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, float, float, float]]:
+    """The same spec under `accelerate launch` (the trainer then sees a rank environment and trains as a rank)."""
+    run_dir = tmp_path_factory.mktemp("accelerate") / "run"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+           "-m", "qwen_train", "run", str(spec), "--run-dir", str(run_dir), "--nonce", "ref"]
+    out = subprocess.run(cmd, env={**python_env(), **CPU}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return losses(run_dir)
+
+
+def test_supervised_ranks_train_as_accelerate_launch_does(spec: Path, reference: list, tmp_path: Path) -> None:
+    code, out = finish(start(spec, tmp_path / "run"))
+    assert code == exitcodes.COMPLETED, out[-3000:]
+    assert losses(tmp_path / "run") == reference and [r[0] for r in reference] == list(range(1, STEPS + 1))
+    newest = list_checkpoints(tmp_path / "run")[-1]
+    assert read_meta(newest).cursor.world_size == 2
+    assert len(load_state(newest)["rng"]) == 2  # each rank's RNG was gathered
+
+
+def test_sigterm_to_the_supervisor_stops_every_rank_after_one_step_and_resumes_exactly(
+    spec: Path, reference: list, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    proc = start(spec, run_dir)
+    wait_until(lambda: step_of(run_dir) >= 2, 240, "step 2")
+    proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc)
+    assert code == exitcodes.STOPPED, out[-3000:]  # accelerate launch would have said 1
+    status = read_status(run_dir / "status.json")
+    assert status.state == "stopped" and 2 <= status.step < STEPS, status
+    assert list_checkpoints(run_dir)[-1].name == f"step-{status.step:08d}"  # every rank reached the same step
+    code, out = finish(start(spec, run_dir, "--resume"))
+    assert code == exitcodes.COMPLETED, out[-3000:]
+    assert losses(run_dir) == reference
+
+
+def test_a_signal_to_one_rank_alone_stops_them_all_at_the_same_step(spec: Path, tmp_path: Path) -> None:
+    """A rank that stopped alone would wait forever in its checkpoint's gather: the stop is agreed in the step."""
+    run_dir = tmp_path / "run"
+    proc = start(spec, run_dir)
+    wait_until(lambda: step_of(run_dir) >= 1, 240, "step 1")
+    os.kill(rank_pid(proc.pid, 1), signal.SIGTERM)
+    code, out = finish(proc, timeout=240)
+    assert code == exitcodes.STOPPED, out[-3000:]
+    status = read_status(run_dir / "status.json")
+    assert status.state == "stopped" and "another rank" in (status.message or ""), status
+    assert list_checkpoints(run_dir)[-1].name == f"step-{status.step:08d}"
+
+
+def test_a_rank_that_dies_takes_the_run_down_with_its_reason(spec: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = start(spec, run_dir)
+    wait_until(lambda: step_of(run_dir) >= 1, 240, "step 1")
+    survivor = rank_pid(proc.pid, 0)
+    os.kill(rank_pid(proc.pid, 1), signal.SIGKILL)
+    started = time.monotonic()
+    code, out = finish(proc, timeout=120)  # not gloo's 30-minute collective timeout
+    assert code == exitcodes.FAILED, out[-3000:]
+    assert "rank 1 was killed by SIGKILL" in out
+    assert time.monotonic() - started < 90
+    assert not psutil.pid_exists(survivor)  # rank 0 was stopped (or killed) and reaped, not left waiting
+
+
+def test_more_processes_than_gpus_is_refused_before_anything_starts(demo_root: Path, tmp_path: Path) -> None:
+    spec = write_spec(demo_root, tmp_path, "gpus", 2, POSTURE, processes=2, device="cuda")
+    code, out = finish(start(spec, tmp_path / "run"))
+    assert code == exitcodes.USAGE, out[-3000:]
+    assert "train.processes is 2 but this machine shows 0 GPU(s)" in out
+    assert read_status(tmp_path / "run" / "status.json").state == "failed"
