@@ -21,6 +21,7 @@ import socket
 import socketserver
 import stat
 import threading
+import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -79,6 +80,11 @@ class _Handler(BaseHTTPRequestHandler):
     @property
     def actor(self) -> str:
         return self.peer.describe() if self.peer is not None else "unknown peer"
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        """The request's query parameters (blank values kept, so `points=` is refused, not ignored)."""
+        return urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, keep_blank_values=True)
 
     def address_string(self) -> str:
         return "unix-socket"  # client_address of an AF_UNIX peer is not a (host, port) tuple

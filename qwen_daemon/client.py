@@ -30,6 +30,7 @@ from qwen_daemon.protocol import (
     RunDetail,
     RunHistory,
     RunList,
+    RunResources,
     RunView,
     Surface,
     SurfaceList,
@@ -132,6 +133,11 @@ class DaemonClient:
     def history(self, name: str) -> RunHistory:
         """Per-step losses (at most 2000 points, the last kept) and evals; a diagnose job's are its run's."""
         return self._request("GET", _run_path(name, "history"), RunHistory)
+
+    def resources(self, name: str, points: int | None = None) -> RunResources:
+        """The run's resource series in at most `points` buckets (the daemon's default 120 when None)."""
+        query = "" if points is None else f"?points={points}"
+        return self._request("GET", _run_path(name, "resources") + query, RunResources)
 
     def diagnosis(self, name: str) -> Diagnosis:
         """The run's diagnosis.json; DaemonError 404 until one exists, 422 if it is malformed."""

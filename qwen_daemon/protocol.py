@@ -18,6 +18,7 @@ Routes:
   GET  /bind-roots             -> BindRootsView
   POST /bind-roots/probe       -> ProbeView
   GET  /runs/{name}/history    -> RunHistory    (per-step losses and evals of the active launch)
+  GET  /runs/{name}/resources?points=N -> RunResources (the run's resource series, <= N points; series.py)
   GET  /runs/{name}/diagnosis  -> Diagnosis     (404 until a diagnosis exists)
   POST /runs/{name}/diagnose   DiagnoseRequest -> RunView   (a `diagnose` job replaying that run)
   POST /runs/{name}/gate       GateRequest -> RunView       (201; a `gate` job judging that run)
@@ -39,6 +40,9 @@ host, under its bind roots where it has any. Before launching, the daemon rewrit
 (RUN's ResourceSummary, also written whenever a launch of RUN ends) for the gate's resource evidence.
 The verdict (GateVerdict) is the gate's own file, RUN_DIR/gate/verdict.json; that of RUN.gate or
 RUN.diagnose is RUN's.
+resources: `points` is an integer in [1, 1000] (default 120); anything else, or another query parameter,
+is a 400 naming it. RunDetail.checkpoints lists RUN_DIR/checkpoints/step-N (a job's: its run's), oldest
+first, without a hash check (checkpoints.py); an unreadable one is a row with its error, never a 5xx.
 Errors are ErrorBody with a 4xx/5xx status; a governance refusal is 403 and names its rule.
 """
 
@@ -162,11 +166,77 @@ class RunView(msgspec.Struct, frozen=True):
     parent: str | None = None  # a diagnose or gate job's run
 
 
+class CheckpointView(msgspec.Struct, frozen=True):
+    """One durable checkpoint (RUN_DIR/checkpoints/step-N): its meta.json and a stat of its files.
+
+    `size_bytes` is what its files take on disk. `resume` marks the one a resume starts from: the
+    newest, because the trainer takes the newest and refuses a broken one rather than fall back.
+    `error` says why a checkpoint cannot be read or used (a malformed meta.json, a file shorter than
+    its manifest); its other fields are then filled as far as they are known.
+    """
+
+    name: str
+    step: int | None = None
+    created_at: float | None = None
+    size_bytes: int = 0
+    epoch: int | None = None
+    position: int | None = None
+    batches_per_epoch: int | None = None
+    resume: bool = False
+    error: str | None = None
+
+
 class RunDetail(msgspec.Struct, frozen=True):
+    """`checkpoints` oldest first; `checkpoints_error` when the checkpoints dir itself cannot be listed."""
+
     run: RunView
     status: Status | None
     summary: ResourceSummary
     events: list[Event] = []
+    checkpoints: list[CheckpointView] = []
+    checkpoints_error: str | None = None
+
+
+class ResourceBucket(msgspec.Struct, frozen=True):
+    """One point of a resource series: the samples taken in [start, end) (the last bucket includes its end).
+
+    `gap`: it overlaps a stretch without samples (longer than 3 sampler periods): drawn as a gap,
+    and where it has no sample at all its values are None, never zero. `relaunch`: a later launch
+    of the run (a resume) starts inside it; the time between launches is not on the axis.
+    """
+
+    start: float
+    end: float
+    samples: int
+    gap: bool = False
+    relaunch: bool = False
+
+
+class MetricSeries(msgspec.Struct, frozen=True):
+    """Per bucket, the median and the max of the metric's samples (None: no sample in that bucket);
+    `last`: its value in the newest sample that has it."""
+
+    median: list[float | None]
+    max: list[float | None]
+    last: float | None = None
+
+
+class RunResources(msgspec.Struct, frozen=True):
+    """A run's resources over its launches, downsampled to at most `points` buckets.
+
+    `metrics` are those of `qwen_daemon.summary.metric_values` (host CPU/RAM, per GPU busy/VRAM,
+    the run's own CPU, RSS and GPU memory), each list aligned with `buckets`. `gaps` are the
+    summary's gaps (per launch, longer than 3 sampler periods without a sample).
+    """
+
+    name: str
+    period_s: float
+    points: int
+    samples: int
+    buckets: list[ResourceBucket] = []
+    metrics: dict[str, MetricSeries] = {}
+    gaps: list[Gap] = []
+    gpu_note: str | None = None
 
 
 class RunList(msgspec.Struct, frozen=True):
@@ -215,8 +285,8 @@ class AuditList(msgspec.Struct, frozen=True):
 
 
 __all__ = [
-    "ACTIVE_STATES", "AuditList", "BindRootsView", "ClassChange", "Criterion", "DiagnoseRequest", "ErrorBody",
-    "EvalPoint", "GateRequest", "GateVerdict", "Health", "HealthView", "HostView", "JobKind", "LaunchRequest",
-    "LossPoint", "ProbeView", "RunDetail", "RunHistory", "RunList", "RunState", "RunView", "SamplerHealth", "Surface",
-    "SurfaceList",
+    "ACTIVE_STATES", "AuditList", "BindRootsView", "CheckpointView", "ClassChange", "Criterion", "DiagnoseRequest",
+    "ErrorBody", "EvalPoint", "GateRequest", "GateVerdict", "Health", "HealthView", "HostView", "JobKind",
+    "LaunchRequest", "LossPoint", "MetricSeries", "ProbeView", "ResourceBucket", "RunDetail", "RunHistory", "RunList",
+    "RunResources", "RunState", "RunView", "SamplerHealth", "Surface", "SurfaceList",
 ]

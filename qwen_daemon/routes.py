@@ -5,7 +5,8 @@ deadlines, peer checks) and the table of operations each stay readable.
 An action gets the request (its body, its actor, the backend) and the path
 split into segments, and returns (status, body); it raises RequestError for
 anything the client got wrong. Run names in paths are checked before any
-action runs.
+action runs. Query parameters are read only by the routes that take them,
+and those refuse any they do not know (a typo must not silently mean the default).
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from qwen_daemon.protocol import (
     RunDetail,
     RunHistory,
     RunList,
+    RunResources,
     RunView,
     SurfaceList,
 )
+from qwen_daemon.series import DEFAULT_POINTS, MAX_POINTS
 from qwen_train.spec import SpecError, check_name
 from qwen_train.status import Diagnosis
 
@@ -51,6 +54,7 @@ class Backend(Protocol):
     def resume(self, name: str, actor: str) -> RunView: ...
     def diagnose(self, name: str, request: DiagnoseRequest, actor: str) -> RunView: ...
     def history(self, name: str) -> RunHistory: ...
+    def resources(self, name: str, points: int) -> RunResources: ...
     def diagnosis(self, name: str) -> Diagnosis: ...
     def gate(self, name: str, request: GateRequest, actor: str) -> RunView: ...
     def verdict(self, name: str) -> GateVerdict: ...
@@ -68,6 +72,8 @@ class Request(Protocol):
     def backend(self) -> Backend: ...
     @property
     def actor(self) -> str: ...
+    @property
+    def query(self) -> dict[str, list[str]]: ...
     def read_body(self) -> bytes: ...
 
 
@@ -150,6 +156,26 @@ def _diagnosis(h: Request, parts: list[str]) -> tuple[int, Any]:
     return 200, h.backend.diagnosis(parts[1])
 
 
+def points_param(query: dict[str, list[str]]) -> int:
+    """`points` of GET .../resources: one integer in [1, MAX_POINTS], DEFAULT_POINTS when absent."""
+    unknown = sorted(set(query) - {"points"})
+    if unknown:
+        raise bad_request(f"unknown query parameter {unknown[0]!r} for resources: the only one is `points`")
+    values = query.get("points", [])
+    if not values:
+        return DEFAULT_POINTS
+    if len(values) > 1:
+        raise bad_request(f"query parameter `points` is given {len(values)} times: give it once")
+    text = values[0]
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_POINTS:
+        raise bad_request(f"query parameter `points` is {text!r}: it must be an integer from 1 to {MAX_POINTS}")
+    return int(text)
+
+
+def _resources(h: Request, parts: list[str]) -> tuple[int, Any]:
+    return 200, h.backend.resources(parts[1], points_param(h.query))
+
+
 _RUN_ROUTES: dict[str, dict[str, Action]] = {
     "stop": {"POST": _stop},
     "resume": {"POST": _resume},
@@ -157,6 +183,7 @@ _RUN_ROUTES: dict[str, dict[str, Action]] = {
     "gate": {"POST": _gate, "GET": _verdict},
     "history": {"GET": _history},
     "diagnosis": {"GET": _diagnosis},
+    "resources": {"GET": _resources},
 }
 
 

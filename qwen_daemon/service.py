@@ -57,6 +57,7 @@ from qwen_daemon.protocol import (
     RunDetail,
     RunHistory,
     RunList,
+    RunResources,
     RunView,
     SurfaceList,
 )
@@ -163,7 +164,14 @@ class Daemon:
         now = time.time()
         summary = self.summaries.get(name, now)
         detail = run_detail(self.registry, record, now, self.config.stale_after_s, summary, self._members)
-        return msgspec.structs.replace(detail, run=self._with_class(detail.run, self._classes()))
+        checkpoints, checkpoints_error = self.files.checkpoints(record)
+        return msgspec.structs.replace(detail, run=self._with_class(detail.run, self._classes()),
+                                       checkpoints=checkpoints, checkpoints_error=checkpoints_error)
+
+    def resources(self, name: str, points: int) -> RunResources:
+        """The run's resource series over its launches (series.py), in at most `points` buckets."""
+        self._record(name)
+        return self.summaries.series(name, points, time.time())
 
     def _view(self, name: str) -> RunView:
         view = run_view(self._record(name), time.time(), self.config.stale_after_s, self._members)[0]

@@ -1,9 +1,11 @@
-"""What a run left in its dir, as API answers: its curves, its diagnosis, its gate verdict.
+"""What a run left in its dir, as API answers: its curves, its diagnosis, its gate verdict, its checkpoints.
 
 Kept apart from service.py, which launches and stops; these only read. A
 diagnose or gate job works on another run's dir, so its files are that run's:
-the history, diagnosis and verdict of RUN.diagnose and RUN.gate are RUN's.
-Every unreadable file becomes a 4xx naming the file and how to rewrite it.
+the history, diagnosis, verdict and checkpoints of RUN.diagnose and RUN.gate are RUN's.
+Every unreadable file becomes a 4xx naming the file and how to rewrite it, except a
+checkpoint's: the checkpoints are one part of a run's detail, so an unreadable one is
+a row with its error and the rest of the detail is still served.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from qwen_daemon.errors import not_found, unprocessable
+from qwen_daemon.checkpoints import CheckpointsUnreadable, list_kept
+from qwen_daemon.errors import RequestError, not_found, unprocessable
 from qwen_daemon.gating import read_run_verdict
 from qwen_daemon.jobs import CHILD_KINDS, child_target
-from qwen_daemon.protocol import GateVerdict, RunHistory
+from qwen_daemon.protocol import CheckpointView, GateVerdict, RunHistory
 from qwen_daemon.registry import RunRecord
 from qwen_daemon.runfiles import FileProblem, HistoryReader, read_diagnosis
 from qwen_train.spec import SpecError
@@ -60,3 +63,13 @@ class RunFiles:
         if record.kind == "preprocess":
             raise unprocessable(f"{name!r} is a preprocess job: only training runs have a gate verdict")
         return read_run_verdict(*self.files_of(record))
+
+    def checkpoints(self, record: RunRecord) -> tuple[list[CheckpointView], str | None]:
+        """The durable checkpoints in the run's dir, oldest first, or why they cannot be listed."""
+        try:
+            _, run_dir = self.files_of(record)
+            return list_kept(run_dir), None
+        except RequestError as exc:
+            return [], exc.error
+        except CheckpointsUnreadable as exc:
+            return [], str(exc)
