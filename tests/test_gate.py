@@ -119,10 +119,12 @@ def test_real_thresholds_fail_intelligibility_of_random_asr_with_exit_6(
     assert intelligibility.measured is not None and intelligibility.measured > 0.25
     assert f"CER {intelligibility.measured:.3f} > 0.250" in intelligibility.detail
     assert "intelligibility      FAIL" in out
-    similarity = _by_name(verdict)["speaker_similarity"]  # the tiny model speaks silence: no voice, no pass
-    assert not similarity.passed and similarity.measured == 0.0
-    assert "2 clone(s) empty, silent or failed" in similarity.detail
-    assert "2 clone(s) empty, silent or failed, transcribed as nothing" in intelligibility.detail
+    # The tiny model's clones are audible (its decoder gain is calibrated): similarity is measured on sound,
+    # and intelligibility fails on what the random ASR hears, not on silence.
+    similarity = _by_name(verdict)["speaker_similarity"]
+    assert similarity.measured is not None and 0.0 < similarity.measured <= 1.0
+    assert "over 2 clones" in similarity.detail and "silent" not in similarity.detail
+    assert "silent" not in intelligibility.detail
 
 
 def test_missing_evidence_fails_its_criteria_but_everything_else_is_still_measured(

@@ -36,6 +36,11 @@ def test_loads_through_qwen_tts_and_clones_a_voice(demo_root: Path) -> None:
         max_new_tokens=12, non_streaming_mode=True,
     )
     assert out_rate == 24000 and wavs[0].ndim == 1 and np.isfinite(wavs[0]).all()
+    # Audible, not silence: the decoder's codebooks are filled and its gain calibrated, so what the
+    # promotion gate listens to (loudness, speaker similarity, ASR) is a real signal.
+    assert float(np.sqrt(np.mean(wavs[0] ** 2))) > 0.01, "the tiny model's clone is silent"
+    decoded = speech.decode([{"audio_codes": codes}])[0][0]
+    assert float(np.abs(decoded).max()) > 0.05  # the anchor's own codes decode to sound as well
 
 
 def test_seeded_and_reproducible(tmp_path: Path) -> None:

@@ -70,19 +70,42 @@ def tiny_speech_tokenizer_config() -> Qwen3TTSTokenizerV2Config:
 
 
 def fill_codebooks(model: Qwen3TTSTokenizerV2Model, generator: torch.Generator) -> None:
-    """Random Mimi codebooks start at zero, so every frame would encode to code 0.
+    """Random Mimi codebooks start at zero, so every frame would encode to code 0 and decode to silence.
 
-    Give every codebook (encoder and decoder) random centroids with unit usage so
-    nearest-centroid search spreads frames across codes.
+    Give every codebook random centroids with unit usage so nearest-centroid
+    search spreads frames across codes: the encoder's (`embed_sum` buffers) and
+    the decoder's (`embedding_sum` parameters: a decoder left at zero turns
+    every code sequence into exact silence).
     """
-    for name, buf in model.named_buffers():
-        if name.endswith("embed_sum"):
-            buf.copy_(torch.randn(buf.shape, generator=generator) * 0.5)
+    tensors = [*model.named_buffers(), *model.named_parameters()]
+    for name, tensor in tensors:
+        if name.endswith(("embed_sum", "embedding_sum")):
+            tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.5)
         elif name.endswith("cluster_usage"):
-            buf.fill_(1.0)
+            tensor.fill_(1.0)
     for module in model.modules():
         if hasattr(module, "_embed"):
             module._embed = None
+
+
+def calibrate_decoder_gain(model: Qwen3TTSTokenizerV2Model, generator: torch.Generator,
+                           target_rms: float = 0.1) -> float:
+    """Scale the decoder's last convolution so random codes decode at speech-like loudness.
+
+    A narrow random decoder attenuates by ~1e-8, so its audio is inaudible
+    and every loudness or similarity measure on it (the promotion gate's) sees
+    silence. Returns the gain applied.
+    """
+    last = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Conv1d)][-1]
+    codes = torch.randint(0, CODEBOOK_SIZE, (2, 25, NUM_QUANTIZERS), generator=generator)
+    model.eval()
+    wave = model.decode(codes).audio_values
+    rms = float(torch.stack([w.float().pow(2).mean() for w in wave]).mean().sqrt())
+    gain = target_rms / max(rms, 1e-30)
+    last.weight.mul_(gain)
+    if last.bias is not None:
+        last.bias.mul_(gain)
+    return gain
 
 
 def build_speech_tokenizer(out_dir: Path, seed: int) -> None:
@@ -93,6 +116,7 @@ def build_speech_tokenizer(out_dir: Path, seed: int) -> None:
     model = Qwen3TTSTokenizerV2Model(config)
     with torch.no_grad():
         fill_codebooks(model, generator)
+        calibrate_decoder_gain(model, generator)
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
