@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import msgspec
 import pytest
 
 from qwen_daemon.client import DaemonClient
 from qwen_daemon.protocol import RunDetail
+from qwen_daemon.resources import RunUsage
 from qwen_train.spec import Posture, RunSpec, TrainConfig
 from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
 from tests.conftest import python_env
@@ -80,3 +82,28 @@ def test_launch_train_checkpoint_eval_summary_stop(demo_root: Path, daemon: Daem
     assert ckpts, "no checkpoint on disk"
     assert final.status is not None and final.status.state == "stopped"
     assert verify_checkpoint(ckpts[-1]).step == final.status.step
+
+
+def test_a_two_process_run_is_sampled_whole_and_stops_as_stopped(demo_root: Path, daemon: DaemonClient) -> None:
+    """train.processes = 2 through the daemon: the supervisor and both ranks are the run's processes, and a
+    graceful stop ends `stopped` with exit 5 (under `accelerate launch` every rank's exit would read 1)."""
+    spec = tiny_spec(demo_root, "pair")
+    spec = msgspec.structs.replace(spec, train=msgspec.structs.replace(spec.train, processes=2, device="cpu"))
+    daemon.launch(spec=spec)
+    wait_for(lambda: (d := daemon.run("pair")).run.step is not None and d.run.step >= 1 and d, 240, "step 1")
+
+    def whole() -> RunUsage | None:
+        sample = daemon.host().sample
+        usage = sample.runs.get("pair") if sample is not None else None
+        return usage if usage is not None and usage.processes >= 3 else None
+
+    usage = wait_for(whole, 60, "the supervisor and both ranks in one sample")
+    assert usage.rss_bytes > 0
+    daemon.stop("pair")
+    final = wait_for(lambda: (d := daemon.run("pair")).run.state not in ("running", "stopping") and d, 180,
+                     "the run to end")
+    assert (final.run.state, final.run.exit_code) == ("stopped", 5), final.run
+    assert final.status is not None and final.status.state == "stopped"
+    newest = list_checkpoints(Path(final.run.run_dir))[-1]
+    meta = verify_checkpoint(newest)
+    assert meta.step == final.status.step and meta.cursor.world_size == 2
