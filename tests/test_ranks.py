@@ -38,11 +38,19 @@ def spec(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def start(spec: Path, run_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "qwen_train", "run", str(spec), "--run-dir", str(run_dir), "--nonce", "rk", *extra]
-    return subprocess.Popen(cmd, env={**python_env(), **CPU}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(cmd, env={**python_env(), **CPU}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = 300) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=timeout)
+    """The run's exit code and output; a run still going at `timeout` is killed whole (ranks too) and fails."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        tail = out.decode(errors='replace')[-3000:]
+        raise AssertionError(f"still running after {timeout} s (hung ranks?):\n{tail}") from None
     return proc.returncode, out.decode(errors="replace")
 
 
