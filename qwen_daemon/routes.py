@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -40,6 +40,8 @@ from qwen_daemon.protocol import (
 from qwen_daemon.series import DEFAULT_POINTS, MAX_POINTS
 from qwen_train.spec import SpecError, check_name
 from qwen_train.status import Diagnosis
+
+T = TypeVar("T")
 
 
 class Backend(Protocol):
@@ -126,22 +128,21 @@ def _resume(h: Request, parts: list[str]) -> tuple[int, Any]:
     return 201, h.backend.resume(parts[1], h.actor)
 
 
-def _diagnose(h: Request, parts: list[str]) -> tuple[int, Any]:
+def _optional_body(h: Request, kind: type[T], what: str) -> T:
+    """A request body that may be empty (all defaults); anything else must decode as `kind`."""
     body = h.read_body()
     try:
-        request = msgspec.json.decode(body, type=DiagnoseRequest) if body.strip() else DiagnoseRequest()
+        return msgspec.json.decode(body, type=kind) if body.strip() else kind()
     except msgspec.MsgspecError as exc:
-        raise bad_request(f"invalid diagnose request: {exc}") from None
-    return 201, h.backend.diagnose(parts[1], request, h.actor)
+        raise bad_request(f"invalid {what} request: {exc}") from None
+
+
+def _diagnose(h: Request, parts: list[str]) -> tuple[int, Any]:
+    return 201, h.backend.diagnose(parts[1], _optional_body(h, DiagnoseRequest, "diagnose"), h.actor)
 
 
 def _gate(h: Request, parts: list[str]) -> tuple[int, Any]:
-    body = h.read_body()
-    try:
-        request = msgspec.json.decode(body, type=GateRequest) if body.strip() else GateRequest()
-    except msgspec.MsgspecError as exc:
-        raise bad_request(f"invalid gate request: {exc}") from None
-    return 201, h.backend.gate(parts[1], request, h.actor)
+    return 201, h.backend.gate(parts[1], _optional_body(h, GateRequest, "gate"), h.actor)
 
 
 def _verdict(h: Request, parts: list[str]) -> tuple[int, Any]:
