@@ -11,8 +11,9 @@ error, never a failed request.
 
 Why not qwen_train.train.checkpoint's `list_checkpoints` and `read_meta`:
 that module, and the Cursor its CheckpointMeta decodes into, import torch,
-and the daemon imports none (DESIGN §2: contracts only); torch would cost the
-daemon seconds and hundreds of MiB on its first detail poll. So the same
+and the daemon imports none (DESIGN §2: contracts only). A host install
+(`pip install .`, no `train` extra) has no torch at all, and where it is
+installed it would cost the daemon seconds and hundreds of MiB. So the same
 files are read here through the subset of CheckpointMeta's fields the detail
 shows, with msgspec ignoring the rest; tests/test_daemon_checkpoints.py runs
 both readers over checkpoints written by `save_checkpoint`, so the two cannot

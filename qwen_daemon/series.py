@@ -106,7 +106,9 @@ def _collect(
             bucket = _bucket_of(edges, axis.position(index, sample.time))
             per_bucket[bucket] += 1
             for name, value in metric_values(sample, run).items():
-                values.setdefault(name, [[] for _ in range(count)])[bucket].append(value)
+                if name not in values:
+                    values[name] = [[] for _ in range(count)]
+                values[name][bucket].append(value)
                 last[name] = value
     return per_bucket, values, last
 

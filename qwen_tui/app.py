@@ -15,6 +15,7 @@ worker, and says what happened (qwen_tui.actions has the words).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from qwen_daemon.protocol import JobKind
 from qwen_tui.actions import Outcome, Verb, perform, question, refusal, report
 from qwen_tui.history import HostHistory, LossHistory
 from qwen_tui.messages import ActionRequested, OpenGate, OpenRun
-from qwen_tui.poller import Connection, Snapshot, Wants, fetch_snapshot
+from qwen_tui.poller import RESOURCES_EVERY_S, Cadence, Connection, Snapshot, Wants, fetch_snapshot, paced
 from qwen_tui.screens.base import DashboardScreen
 from qwen_tui.screens.confirm import ConfirmScreen
 from qwen_tui.screens.detail import RunDetailScreen
@@ -82,6 +83,7 @@ class HemmaApp(App[None]):
         self.initial_run = initial_run
         self.history = LossHistory()
         self.host_history = HostHistory()
+        self.resource_cadence = Cadence(RESOURCES_EVERY_S)
         self._poll_in_flight = False
         self._poll_again = False
         self.set_reactive(HemmaApp.connection, Connection(interval=refresh_interval))
@@ -104,7 +106,7 @@ class HemmaApp(App[None]):
             self._poll_again = True
             return
         self._poll_in_flight = True
-        self._poll_worker(self._wants())
+        self._poll_worker(paced(self._wants(), self.resource_cadence, time.monotonic()))
 
     def _wants(self) -> Wants:
         """What the full screen on top shows, also while a modal sits on it."""

@@ -3,8 +3,11 @@
 The client is blocking, so `fetch_snapshot` runs in a worker thread and hands
 the UI a complete, immutable `Snapshot`. What is fetched besides the run list
 and the host follows what the screen on top `Wants`: a run's detail (with its
-history and diagnosis), a run's gate verdict, the surfaces board, the bind
-roots. Failures are split
+history and diagnosis), its resource series, a run's gate verdict, the
+surfaces board, the bind roots. The resource series is paced (`paced`): it
+changes at the sampler's pace and costs the daemon more than a detail, so it
+is asked for every RESOURCES_EVERY_S, not on every poll; a snapshot without
+one leaves the last one on screen. Failures are split
 by what they affect: an unreachable daemon (or a failing run list) is a
 connection problem for the whole screen; any other failing route only blanks
 the part of the screen that shows it, with the daemon's message in its place.
@@ -29,12 +32,15 @@ from qwen_daemon.protocol import (
     HostView,
     RunDetail,
     RunHistory,
+    RunResources,
     RunView,
     SurfaceList,
 )
 from qwen_train.status import Diagnosis
 
 T = TypeVar("T")
+
+RESOURCES_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class Wants:
     surfaces: bool = False
     bind_roots: bool = False
     gate: str | None = None  # a run whose gate verdict is shown
+    resources: str | None = None  # a run whose resource series is shown
+    resource_points: int | None = None  # at most this many points (None: the daemon's default)
 
 
 @dataclass(frozen=True)
@@ -71,12 +79,36 @@ class Snapshot:
     verdict: GateVerdict | None = None
     verdict_missing: str | None = None  # the daemon's 404: no verdict yet, and how to get one
     verdict_error: str | None = None
+    resources_name: str | None = None  # set only when this poll asked for the series
+    resources: RunResources | None = None
+    resources_error: str | None = None
 
     def run(self, name: str) -> RunView | None:
         for view in self.runs:
             if view.name == name:
                 return view
         return None
+
+
+class Cadence:
+    """Lets a slow part of the poll through at most every `every_s` for the same key; a new key at once."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._last: tuple[object, float] | None = None
+
+    def due(self, key: object, now: float) -> bool:
+        if self._last is not None and self._last[0] == key and now - self._last[1] < self.every_s:
+            return False
+        self._last = (key, now)
+        return True
+
+
+def paced(wants: Wants, cadence: Cadence, now: float) -> Wants:
+    """`wants` with the resource series left out unless `cadence` says it is due (a new run or width: at once)."""
+    if wants.resources is None or cadence.due((wants.resources, wants.resource_points), now):
+        return wants
+    return replace(wants, resources=None)
 
 
 @dataclass(frozen=True)
@@ -140,6 +172,10 @@ def fetch_snapshot(client: DaemonClient, wants: Wants | None = None) -> Snapshot
             if wants_diagnosis(detail):
                 diagnosis, diagnosis_error = _part(lambda: client.diagnosis(name))
                 snapshot = replace(snapshot, diagnosis=diagnosis, diagnosis_error=diagnosis_error)
+    series_of = wants.resources
+    if series_of is not None and (series_of != name or snapshot.detail is not None):
+        series, series_error = _part(lambda: client.resources(series_of, wants.resource_points))
+        snapshot = replace(snapshot, resources_name=series_of, resources=series, resources_error=series_error)
     if wants.surfaces:
         surfaces, surfaces_error = _part(client.surfaces)
         audit, audit_error = _part(client.audit)

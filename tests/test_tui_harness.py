@@ -25,12 +25,14 @@ from qwen_daemon.governance import AuditEntry, Surface
 from qwen_daemon.protocol import (
     AuditList,
     BindRootsView,
+    CheckpointView,
     HostView,
     JobKind,
     ProbeView,
     RunDetail,
     RunHistory,
     RunList,
+    RunResources,
     RunView,
     SamplerHealth,
     SurfaceList,
@@ -72,6 +74,10 @@ class ScriptedDaemon(DaemonClient):
         self.statuses: dict[str, Status] = {}
         self.histories: dict[str, RunHistory] = {}
         self.diagnoses: dict[str, Diagnosis] = {}
+        self.summaries: dict[str, ResourceSummary] = {}
+        self.series: dict[str, RunResources] = {}
+        self.series_asked: list[tuple[str, int | None]] = []  # every resources() call: (run, points)
+        self.checkpoints: dict[str, list[CheckpointView]] = {}
         self.samples: list[ResourceSample] = [ResourceSample(time.time(), 12.0, 1, 2)]
         self.sampler = SamplerHealth(5.0, time.time(), True)
         self.surface_list = SurfaceList([Surface("lab", "mechanism", "bounded lab runs")], "/state/surfaces.json")
@@ -112,7 +118,14 @@ class ScriptedDaemon(DaemonClient):
         self._route("run")
         view = self._named(name)
         summary = ResourceSummary(3, time.time() - 10, time.time(), {"cpu_percent": MetricStats(3, 1, 1, 1, 1)})
-        return RunDetail(view, self.statuses.get(name), summary)
+        summary = self.summaries.get(name, summary)
+        return RunDetail(view, self.statuses.get(name), summary, checkpoints=self.checkpoints.get(name, []))
+
+    def resources(self, name: str, points: int | None = None) -> RunResources:
+        self._route("resources")
+        self._named(name)
+        self.series_asked.append((name, points))
+        return self.series.get(name, RunResources(name, 5.0, points or 120, 0))
 
     def history(self, name: str) -> RunHistory:
         self._route("history")

@@ -1,10 +1,11 @@
-"""One run in full: facts, curves, trusted status, non-finite diagnosis, resources, events.
+"""One run in full: facts, curves, trusted status, non-finite diagnosis, resources, checkpoints, events.
 
-The app fetches this run's RunDetail, its history and (where one can exist)
-its diagnosis on every poll while the screen is on top, so the screen follows
-the run while it trains. Each section is its own widget; this screen only
-routes the snapshot to them and turns keys into actions on this run; `g`
-opens the run's promotion gate.
+The app fetches this run's RunDetail (with its kept checkpoints), its history
+and (where one can exist) its diagnosis on every poll while the screen is on
+top, so the screen follows the run while it trains; its resource series comes
+every few seconds (poller.paced), in as many points as the screen has columns
+for. Each section is its own widget; this screen only routes the snapshot to
+them and turns keys into actions on this run; `g` opens the run's promotion gate.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
+from qwen_daemon.series import DEFAULT_POINTS
 from qwen_tui.actions import Verb
 from qwen_tui.history import LossHistory
 from qwen_tui.messages import ActionRequested, OpenGate
 from qwen_tui.poller import Snapshot, Wants
 from qwen_tui.screens.base import DashboardScreen
 from qwen_tui.widgets.banner import ConnectionBanner
+from qwen_tui.widgets.checkpoints_view import CheckpointsView
 from qwen_tui.widgets.diagnosis_view import DiagnosisView
 from qwen_tui.widgets.events_view import EventsView
 from qwen_tui.widgets.host_bar import HostBar
 from qwen_tui.widgets.loss_curves import LossCurves
+from qwen_tui.widgets.resource_series_view import LABEL_WIDTH, ResourceSeriesView
 from qwen_tui.widgets.run_facts import RunFactsView
 from qwen_tui.widgets.status_view import TrustedStatusView
 from qwen_tui.widgets.summary_view import ResourceSummaryView
@@ -34,9 +38,13 @@ TITLES: dict[str, str] = {
     "#curves": "loss",
     "#status": "trusted status",
     "#diagnosis": "non-finite",
+    "#series": "resources over time",
     "#summary": "resources",
+    "#checkpoints": "checkpoints kept",
     "#events": "events",
 }
+MIN_POINTS = 20
+_CHROME = LABEL_WIDTH + 8  # the label column, the panel's border and padding, the scrollbar
 
 
 class RunDetailScreen(DashboardScreen):
@@ -55,7 +63,14 @@ class RunDetailScreen(DashboardScreen):
         self.history = history
 
     def wants(self) -> Wants:
-        return Wants(detail=self.run_name)
+        return Wants(detail=self.run_name, resources=self.run_name, resource_points=self.series_points())
+
+    def series_points(self) -> int:
+        """One point per column the sparklines have (at most the daemon's default)."""
+        width = self.size.width
+        if width <= 0:
+            return DEFAULT_POINTS
+        return max(MIN_POINTS, min(DEFAULT_POINTS, width - _CHROME))
 
     def compose(self) -> ComposeResult:
         loading = Text("loading…", style="dim")
@@ -67,7 +82,9 @@ class RunDetailScreen(DashboardScreen):
             yield LossCurves(id="curves")
             yield TrustedStatusView(loading, id="status")
             yield DiagnosisView(loading, id="diagnosis")
+            yield ResourceSeriesView(loading, id="series")
             yield ResourceSummaryView(loading, id="summary")
+            yield CheckpointsView(loading, id="checkpoints")
             yield EventsView(loading, id="events")
         yield HostBar(id="host")
         yield Footer()
@@ -97,8 +114,12 @@ class RunDetailScreen(DashboardScreen):
             self.query_one(TrustedStatusView).show(detail.status, view)
             self.query_one(DiagnosisView).show(detail.status, snapshot.diagnosis, snapshot.diagnosis_error)
             self.query_one(ResourceSummaryView).show(detail.summary)
+            self.query_one(ResourceSeriesView).show_summary(detail.summary)
+            self.query_one(CheckpointsView).show(detail.checkpoints, detail.checkpoints_error, view)
             trainer_events = detail.status.events if detail.status is not None else []
             self.query_one(EventsView).show(detail.events, trainer_events)
+        if snapshot.resources_name == self.run_name:
+            self.query_one(ResourceSeriesView).show_series(snapshot.resources, snapshot.resources_error)
         if view is not None or mine:
             self.query_one(RunFactsView).show(view)
         self.query_one(LossCurves).show(self.history, self.run_name, snapshot.history_error if mine else None)
