@@ -120,9 +120,12 @@ def scaling(args: argparse.Namespace, phases: list[dict[str, Any]]) -> dict[str,
         finish(proc, args.timeout, f"throughput on {processes}", log)
         phase(phases, f"throughput {processes} GPU", start)
         runs[str(processes)] = json.loads(out.read_text())
-        print(f"throughput {processes}: {runs[str(processes)]['frames_per_s']:.0f} frames/s", flush=True)
-    one, many = runs["1"]["frames_per_s"], runs[str(args.gpus)]["frames_per_s"]
-    return {"runs": runs, "speedup": many / one, "efficiency": many / one / args.gpus}
+        run = runs[str(processes)]
+        print(f"throughput {processes}: {run['frames_per_s']:.0f} frames/s, steady {run['steady_frames_per_s']}, "
+              f"compiled in steps {run['compiled_steps']}", flush=True)
+    key = "steady_frames_per_s" if all(r.get("steady_frames_per_s") for r in runs.values()) else "frames_per_s"
+    one, many = runs["1"][key], runs[str(args.gpus)][key]
+    return {"runs": runs, "figure": key, "speedup": many / one, "efficiency": many / one / args.gpus}
 
 
 def train_args(args: argparse.Namespace, run_dir: Path, *extra: str) -> list[str]:
