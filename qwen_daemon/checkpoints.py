@@ -9,15 +9,9 @@ hash would catch (altered bytes) is the trainer's check at resume. Temp dirs
 durable and not listed. A checkpoint that cannot be read is a row with its
 error, never a failed request.
 
-Why not qwen_train.train.checkpoint's `list_checkpoints` and `read_meta`:
-that module, and the Cursor its CheckpointMeta decodes into, import torch,
-and the daemon imports none (DESIGN §2: contracts only). A host install
-(`pip install .`, no `train` extra) has no torch at all, and where it is
-installed it would cost the daemon seconds and hundreds of MiB. So the same
-files are read here through the subset of CheckpointMeta's fields the detail
-shows, with msgspec ignoring the rest; tests/test_daemon_checkpoints.py runs
-both readers over checkpoints written by `save_checkpoint`, so the two cannot
-drift apart unnoticed.
+The layout and the manifest come from qwen_train.checkpoint_files, the
+torch-free half of the trainer's checkpoint code (the daemon imports no
+torch: DESIGN §2, and a host install has none).
 """
 
 from __future__ import annotations
@@ -28,38 +22,14 @@ from pathlib import Path
 import msgspec
 
 from qwen_daemon.protocol import CheckpointView
-
-CKPT_DIR = "checkpoints"  # qwen_train.train.checkpoint.CKPT_DIR
-META_FILE = "meta.json"  # qwen_train.train.checkpoint.META_FILE
-PREFIX = "step-"  # qwen_train.train.checkpoint.checkpoint_name
-
-
-class CursorFields(msgspec.Struct, frozen=True):
-    """What the detail shows of qwen_train.train.cursor.Cursor."""
-
-    epoch: int
-    position: int
-    batch_size: int
-    world_size: int
-    rows: int
-
-    @property
-    def batches_per_epoch(self) -> int:
-        """Cursor.batches_per_epoch: whole global batches per epoch (the last partial one is dropped)."""
-        return self.rows // (self.batch_size * self.world_size) if self.batch_size * self.world_size > 0 else 0
-
-
-class FileSize(msgspec.Struct, frozen=True):
-    size: int
-
-
-class MetaFields(msgspec.Struct, frozen=True):
-    """What the detail shows of qwen_train.train.checkpoint.CheckpointMeta."""
-
-    step: int
-    cursor: CursorFields
-    created_at: float
-    files: dict[str, FileSize]
+from qwen_train.checkpoint_files import (
+    CKPT_DIR,
+    CheckpointError,
+    CheckpointMeta,
+    list_checkpoints,
+    read_meta,
+    step_of,
+)
 
 
 class CheckpointsUnreadable(OSError):
@@ -67,20 +37,11 @@ class CheckpointsUnreadable(OSError):
 
 
 def durable_dirs(run_dir: Path) -> list[Path]:
-    """The completed checkpoints, oldest first (zero-padded steps sort by name), as list_checkpoints has them."""
-    root = run_dir / CKPT_DIR
+    """The completed checkpoints, oldest first; CheckpointsUnreadable when the dir cannot be listed."""
     try:
-        entries = list(os.scandir(root))
-    except FileNotFoundError:
-        return []
+        return list_checkpoints(run_dir)
     except OSError as exc:
-        raise CheckpointsUnreadable(f"cannot list {root}: {exc.strerror}") from None
-    return sorted(Path(e.path) for e in entries if e.name.startswith(PREFIX) and e.is_dir())
-
-
-def _step_of(name: str) -> int | None:
-    digits = name[len(PREFIX):]
-    return int(digits) if digits.isdigit() else None
+        raise CheckpointsUnreadable(f"cannot list {run_dir / CKPT_DIR}: {exc.strerror}") from None
 
 
 def _disk_sizes(ckpt: Path) -> dict[str, int]:
@@ -95,18 +56,7 @@ def _disk_sizes(ckpt: Path) -> dict[str, int]:
     return sizes
 
 
-def _read_meta(ckpt: Path) -> MetaFields:
-    """Raises ValueError naming the file and what is wrong with it."""
-    path = ckpt / META_FILE
-    try:
-        return msgspec.json.decode(path.read_bytes(), type=MetaFields)
-    except OSError as exc:
-        raise ValueError(f"cannot read {META_FILE} ({exc.strerror})") from None
-    except msgspec.MsgspecError as exc:
-        raise ValueError(f"malformed {META_FILE}: {exc}") from None
-
-
-def _size_problem(meta: MetaFields, sizes: dict[str, int]) -> str | None:
+def _size_problem(meta: CheckpointMeta, sizes: dict[str, int]) -> str | None:
     """The first file the manifest lists that is missing or not its listed size."""
     for name, entry in sorted(meta.files.items()):
         if name not in sizes:
@@ -121,7 +71,7 @@ def read_checkpoint(ckpt: Path) -> CheckpointView:
 
     Raises FileNotFoundError for a checkpoint that is gone (pruned since it was listed).
     """
-    view = CheckpointView(name=ckpt.name, step=_step_of(ckpt.name))
+    view = CheckpointView(name=ckpt.name, step=step_of(ckpt.name))
     try:
         sizes = _disk_sizes(ckpt)
     except FileNotFoundError:
@@ -130,11 +80,11 @@ def read_checkpoint(ckpt: Path) -> CheckpointView:
         return msgspec.structs.replace(view, error=f"cannot list {ckpt.name}: {exc.strerror}")
     view = msgspec.structs.replace(view, size_bytes=sum(sizes.values()))
     try:
-        meta = _read_meta(ckpt)
-    except ValueError as exc:
+        meta = read_meta(ckpt)
+    except CheckpointError as exc:
         if not ckpt.exists():
             raise FileNotFoundError(ckpt) from None
-        return msgspec.structs.replace(view, error=str(exc))
+        return msgspec.structs.replace(view, error=str(exc).removeprefix(f"checkpoint {ckpt}: "))
     return msgspec.structs.replace(
         view,
         step=meta.step,

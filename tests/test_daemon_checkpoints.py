@@ -2,10 +2,9 @@
 
 The checkpoints are written with qwen_train's `save_checkpoint` (real torch
 state, real meta.json) into the run dir of a run the daemon launched (the
-fake trainer) and stopped. The daemon reads them without torch
-(qwen_daemon/checkpoints.py), so every listing is also compared with
-qwen_train's own readers, `list_checkpoints` and `read_meta`: if the
-trainer's format changes, this fails rather than the dashboard going wrong.
+fake trainer) and stopped. The daemon reads them through the torch-free
+contract (qwen_train/checkpoint_files.py) and shows them as rows; every
+listing is compared with what the trainer's readers say of the same files.
 """
 
 from __future__ import annotations
@@ -19,8 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from qwen_daemon.checkpoints import CKPT_DIR, META_FILE, PREFIX, list_kept
+from qwen_daemon.checkpoints import list_kept
 from qwen_daemon.protocol import CheckpointView
+from qwen_train.checkpoint_files import CKPT_DIR, META_FILE, PREFIX
 from qwen_train.spec import encode_spec
 from qwen_train.train import checkpoint as trainer_ckpt
 from qwen_train.train.cursor import Cursor

@@ -24,31 +24,18 @@ import numpy as np
 import torch
 
 from qwen_train.atomic import atomic_write_bytes, fsync_dir
-from qwen_train.train.cursor import Cursor
+from qwen_train.checkpoint_files import (  # the torch-free contract; re-exported for the trainer's modules
+    CKPT_DIR,
+    META_FILE,
+    STATE_FILE,
+    CheckpointError,
+    CheckpointMeta,
+    FileEntry,
+    checkpoint_name,
+    list_checkpoints,
+    read_meta,
+)
 from qwen_train.train.faults import pause
-
-CKPT_DIR = "checkpoints"
-STATE_FILE = "state.pt"
-META_FILE = "meta.json"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be trusted; the message names it and what is wrong."""
-
-
-class FileEntry(msgspec.Struct, frozen=True):
-    size: int
-    sha256: str
-
-
-class CheckpointMeta(msgspec.Struct, frozen=True):
-    step: int
-    cursor: Cursor
-    spec: str
-    bundle_fingerprint: str
-    created_at: float
-    files: dict[str, FileEntry]
-    micro_steps: int = 0
 
 
 def rng_state() -> dict[str, Any]:
@@ -107,10 +94,6 @@ def _save_hashed(state: dict[str, Any], path: Path) -> FileEntry:
     return FileEntry(size=sink.size, sha256=sink.digest.hexdigest())
 
 
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:08d}"
-
-
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta_fields: dict[str, Any]) -> Path:
     """Write one durable checkpoint and return its directory."""
     root = run_dir / CKPT_DIR
@@ -130,23 +113,6 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta_fields
     os.replace(tmp, final)
     fsync_dir(root)
     return final
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Completed checkpoints, oldest first (temp dirs are never listed)."""
-    root = run_dir / CKPT_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
-
-
-def read_meta(ckpt: Path) -> CheckpointMeta:
-    try:
-        return msgspec.json.decode((ckpt / META_FILE).read_bytes(), type=CheckpointMeta)
-    except OSError as exc:
-        raise CheckpointError(f"checkpoint {ckpt}: cannot read {META_FILE} ({exc.strerror})") from None
-    except msgspec.MsgspecError as exc:
-        raise CheckpointError(f"checkpoint {ckpt}: malformed {META_FILE}: {exc}") from None
 
 
 def verify_checkpoint(ckpt: Path) -> CheckpointMeta:

@@ -22,29 +22,11 @@ import functools
 import msgspec
 import torch
 
+from qwen_train.checkpoint_files import Cursor, batches_per_epoch  # the saved form; re-exported
+
 
 class CursorRejected(RuntimeError):
     """A saved cursor that cannot be right; the message names the mismatch."""
-
-
-class Cursor(msgspec.Struct, frozen=True):
-    """Where the run is in the data: the next batch to draw."""
-
-    epoch: int
-    position: int
-    seed: int
-    batch_size: int
-    world_size: int
-    rows: int
-    bucket: int = 0
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return batches_per_epoch(self.rows, self.batch_size * self.world_size)
-
-
-def batches_per_epoch(rows: int, global_batch: int) -> int:
-    return rows // global_batch
 
 
 @functools.lru_cache(maxsize=2)

@@ -1,0 +1,93 @@
+"""A checkpoint on disk, as a contract: its directory layout, its manifest and the data cursor it holds.
+
+Torch-free, like spec.py and status.py: the trainer writes and verifies
+checkpoints (qwen_train.train.checkpoint, which needs torch for the state),
+while the daemon and the dashboard only read what is kept, where, and at
+which cursor, and must not import torch to do so (a host install has none).
+One definition serves both, so the reader cannot drift from the writer.
+
+Layout: RUN_DIR/checkpoints/step-NNNNNNNN/{meta.json,state.pt}; a save in
+progress (or one a crash left) is `.tmp-step-N`, never listed as durable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+CKPT_DIR = "checkpoints"
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"
+PREFIX = "step-"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be trusted; the message names it and what is wrong."""
+
+
+class Cursor(msgspec.Struct, frozen=True):
+    """Where the run is in the data: the next batch to draw (qwen_train.train.cursor says how it moves)."""
+
+    epoch: int
+    position: int
+    seed: int
+    batch_size: int
+    world_size: int
+    rows: int
+    bucket: int = 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return batches_per_epoch(self.rows, self.batch_size * self.world_size)
+
+
+def batches_per_epoch(rows: int, global_batch: int) -> int:
+    """Whole global batches per epoch: the last partial one is dropped."""
+    return rows // global_batch if global_batch > 0 else 0
+
+
+class FileEntry(msgspec.Struct, frozen=True):
+    size: int
+    sha256: str
+
+
+class CheckpointMeta(msgspec.Struct, frozen=True):
+    step: int
+    cursor: Cursor
+    spec: str
+    bundle_fingerprint: str
+    created_at: float
+    files: dict[str, FileEntry]
+    micro_steps: int = 0
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{PREFIX}{step:08d}"
+
+
+def step_of(name: str) -> int | None:
+    """The step a checkpoint dir's name gives (None for a name that is not one)."""
+    digits = name[len(PREFIX):] if name.startswith(PREFIX) else ""
+    return int(digits) if digits.isdigit() else None
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Completed checkpoints, oldest first (zero-padded steps sort by name; temp dirs are never listed).
+
+    A checkpoints path that cannot be listed (unreadable, or a file) raises OSError: a run whose
+    checkpoints cannot be seen must not look like a run that has none.
+    """
+    root = run_dir / CKPT_DIR
+    if not root.exists():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
+
+
+def read_meta(ckpt: Path) -> CheckpointMeta:
+    try:
+        return msgspec.json.decode((ckpt / META_FILE).read_bytes(), type=CheckpointMeta)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {ckpt}: cannot read {META_FILE} ({exc.strerror})") from None
+    except msgspec.MsgspecError as exc:
+        raise CheckpointError(f"checkpoint {ckpt}: malformed {META_FILE}: {exc}") from None
