@@ -89,10 +89,27 @@ def run_detail(detail: RunDetail) -> str:
     ]
     lines = [f"{key + ':':15} {value}" for key, value in facts if value]
     lines.extend(summary_lines(detail.summary))
+    lines.extend(checkpoint_lines(detail))
     if detail.events:
         lines.append("events:")
         lines.extend(f"  {when(e.time)}  {e.kind:10} {e.message}" for e in detail.events[-20:])
     return "\n".join(lines)
+
+
+def checkpoint_lines(detail: RunDetail) -> list[str]:
+    """Kept checkpoints, oldest first; the one a resume would use is marked, a broken one says why."""
+    if detail.checkpoints_error:
+        return [f"checkpoints: {detail.checkpoints_error}"]
+    if not detail.checkpoints:
+        return []
+    lines = ["checkpoints kept:"]
+    for c in detail.checkpoints:
+        cursor = _DASH if c.epoch is None else f"epoch {c.epoch} batch {c.position}/{c.batches_per_epoch}"
+        mark = "  <- resume" if c.resume else ""
+        problem = f"  BROKEN: {c.error}" if c.error else ""
+        size = gib(c.size_bytes) if c.size_bytes >= 2**30 else f"{c.size_bytes / 2**20:.1f} MiB"
+        lines.append(f"  {c.name}  {when(c.created_at)}  {size}  {cursor}{mark}{problem}")
+    return lines
 
 
 def host_view(host: HostView) -> str:

@@ -24,6 +24,7 @@ from qwen_train.checkpoint_files import CKPT_DIR, META_FILE, PREFIX
 from qwen_train.spec import encode_spec
 from qwen_train.train import checkpoint as trainer_ckpt
 from qwen_train.train.cursor import Cursor
+from tests.conftest import python_env
 from tests.test_daemon_harness import DaemonProcess, make_spec, remove_tree, short_tmp_dir, trainer_wrapper, wait_until
 from tests.test_daemon_lifecycle import launch
 
@@ -136,3 +137,16 @@ def test_a_diagnose_jobs_checkpoints_are_its_runs_and_the_daemon_has_no_torch(da
         capture_output=True, text=True, timeout=60, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     assert imports.stdout.strip() == "False"
+
+
+def test_show_prints_the_kept_checkpoints_with_the_resume_target(daemon: DaemonProcess) -> None:
+    run_dir = daemon.run_dir(RUN)
+    save(run_dir, 800, 5, 10)
+    save(run_dir, 900, 5, 60)
+    (run_dir / CKPT_DIR / f"{PREFIX}00000800" / "state.pt").write_bytes(b"short")
+    out = subprocess.run([sys.executable, "-m", "qwen_daemon", "show", RUN, "--socket", str(daemon.socket)],
+                         capture_output=True, text=True, timeout=60, env=python_env(), check=True).stdout
+    lines = {line.split()[0]: line for line in out.splitlines()[out.splitlines().index("checkpoints kept:") + 1:]
+             if line.startswith("  step-")}
+    assert "epoch 5 batch 60/125" in lines["step-00000900"] and "<- resume" in lines["step-00000900"]
+    assert "BROKEN: state.pt is 5 bytes" in lines["step-00000800"] and "<- resume" not in lines["step-00000800"]
