@@ -383,3 +383,14 @@ def test_thresholds_file(tmp_path: Path) -> None:
     with pytest.raises(ThresholdsError, match="not valid JSON"):
         load_thresholds(tmp_path / "j.json")
 
+
+
+def test_an_unlistable_checkpoints_path_is_a_usage_error_naming_it(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoints").write_text("not a directory")
+    code, _out, err = _gate(capsys, run_dir)
+    assert code == exitcodes.USAGE, err
+    assert f"cannot list the checkpoints in {run_dir.resolve() / 'checkpoints'}" in err and "Traceback" not in err
+    assert not (run_dir / "gate").exists() and not (run_dir / "export").exists()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 
+from qwen_train.checkpoint_files import CKPT_DIR
 from qwen_train.export import ExportProvenance
 from qwen_train.gate.thresholds import Thresholds, ThresholdsError, load_thresholds
 from qwen_train.spec import RunSpec, SpecError, decode_spec, load_spec
@@ -63,8 +64,18 @@ def _exported_step(export: Path) -> int | None:
         return None
 
 
+def _kept(run_dir: Path) -> list[Path]:
+    """The run's durable checkpoints; a checkpoints path that cannot be listed is a usage error, not "none"."""
+    try:
+        return list_checkpoints(run_dir)
+    except OSError as exc:
+        where = run_dir / CKPT_DIR
+        raise GateUsageError(f"cannot list the checkpoints in {where}: {exc.strerror or exc}; make it a readable "
+                             "directory, or pass --export DIR to judge a model exported already") from None
+
+
 def _checkpoint(run_dir: Path, step: int | None) -> Path:
-    ckpts = list_checkpoints(run_dir)
+    ckpts = _kept(run_dir)
     if not ckpts:
         raise GateUsageError(f"{run_dir} has no durable checkpoint to judge: train the run first, or pass "
                              "--export DIR to judge a model exported already")
@@ -106,7 +117,10 @@ def _spec(run_dir: Path, checkpoint: Path | None, export: Path) -> RunSpec:
             return load_spec(run_dir / RUN_SPEC_FILE)
         except SpecError as exc:
             raise GateUsageError(f"{exc}; fix or remove {run_dir / RUN_SPEC_FILE}") from None
-    sources: list[Path] = [checkpoint] if checkpoint is not None else list_checkpoints(run_dir)[-1:]
+    try:
+        sources: list[Path] = [checkpoint] if checkpoint is not None else list_checkpoints(run_dir)[-1:]
+    except OSError:  # judging an --export: its export.json may still name the spec
+        sources = []
     for ckpt in sources:
         try:
             return decode_spec(read_meta(ckpt).spec, source=f"{ckpt}/meta.json")
