@@ -60,7 +60,13 @@ class Gap(msgspec.Struct, frozen=True):
 
 
 class ResourceSummary(msgspec.Struct, frozen=True):
-    """median/min/max/p95 per metric over a run's life (or a window)."""
+    """median/min/max/p95 per metric over a run's life (or a window).
+
+    `span_s` is the time the run's launches covered (the sum of each launch's
+    end - start), the time the gaps are a share of: a run stopped and resumed
+    a week later was not in a gap in between. None in a summary written before
+    it was recorded.
+    """
 
     samples: int
     first: float | None
@@ -68,3 +74,4 @@ class ResourceSummary(msgspec.Struct, frozen=True):
     metrics: dict[str, MetricStats] = {}
     gaps: list[Gap] = []
     gpu_note: str | None = None
+    span_s: float | None = None

@@ -5,6 +5,8 @@ A run's life is one window per launch (a resumed run has several); the
 statistics pool every window's samples, the gaps are found per window. A gap
 is any stretch longer than 3 sampler periods with no sample (at the start of
 a launch, between samples, or up to its end): shown as a gap, never as zeros.
+`span_s` is the launches' covered time, so the time between a stop and a
+resume is neither a gap nor part of what the gaps are measured against.
 """
 
 from __future__ import annotations
@@ -90,4 +92,5 @@ def summarize(windows: Sequence[Window], period_s: float, run: str | None = None
         metrics={name: metric_stats(values) for name, values in sorted(pooled.items())},
         gaps=[gap for w in windows for gap in find_gaps(w, period_s)],
         gpu_note=notes[-1] if notes else None,
+        span_s=sum(max(0.0, w.end - w.start) for w in windows) if windows else None,
     )

@@ -88,6 +88,8 @@ def test_launches_pool_statistics_and_keep_their_own_gaps() -> None:
     assert summary.gaps == [Gap(1000.0, 1030.0)]
     assert summary.metrics["cpu_percent"].median == 25.0
     assert summary.samples == 4 and summary.first == 1.0 and summary.last == 1035.0
+    assert summary.span_s == 50.0  # 10 s + 40 s of launches, not the 1035 s from first to last sample
+    assert summarize([], period_s=5.0).span_s is None
 
 
 def test_two_gpus_are_summarised_separately() -> None:

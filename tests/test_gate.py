@@ -260,6 +260,33 @@ def test_resource_evidence_reads_what_the_daemons_summarize_writes(tmp_path: Pat
     assert not verdict.passed and verdict.measured is not None and verdict.measured > 0.4
 
 
+def test_resource_gaps_are_a_share_of_the_launches_not_of_the_time_between_them(tmp_path: Path) -> None:
+    """A run stopped and resumed a day later: the idle day must not dilute the first launch's outage."""
+    from qwen_daemon.resources import ResourceSample
+    from qwen_daemon.summary import Window, summarize
+
+    def sampled(start: float, until: float) -> list[ResourceSample]:
+        return [ResourceSample(time=start + t, cpu_percent=50.0, ram_used_bytes=1 << 30, ram_total_bytes=1 << 32,
+                               gpu_note="NVML: library not found") for t in range(0, int(until - start), 2)]
+
+    first = time.time() - 100_000
+    second = first + 86_400
+    # the first launch's sampler stopped after 40 of 100 s (a 60 s gap); the resumed launch is fully sampled
+    windows = [Window(first, first + 100, sampled(first, first + 40)), Window(second, second + 100,
+                                                                             sampled(second, second + 100))]
+    summary = summarize(windows, period_s=2.0)
+    assert summary.span_s == 200.0
+    verdict = resource_evidence(write_json(tmp_path / "resumed.json", summary), 0.10)
+    assert verdict.measured is not None and verdict.measured == pytest.approx(60 / 200, abs=0.02)
+    assert not verdict.passed and "over 200 s of launches" in verdict.detail
+    # a summary from before span_s was recorded: measured first..last sample, and the detail says so
+    old = msgspec.json.decode(msgspec.json.encode(summary))
+    del old["span_s"]
+    verdict = resource_evidence(write_json(tmp_path / "old.json", old), 0.10)
+    assert verdict.passed and verdict.measured is not None and verdict.measured < 0.01
+    assert "records no launch span" in verdict.detail
+
+
 def _provenance_variant(exported: Path, where: Path, **changes: object) -> Path:
     copy = where / "export"
     shutil.copytree(exported, copy)

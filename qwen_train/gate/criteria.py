@@ -98,21 +98,34 @@ class _Summary(msgspec.Struct, frozen=True):
     metrics: dict[str, _Stats] = {}
     gaps: list[_Gap] = []
     gpu_note: str | None = None
+    span_s: float | None = None  # the launches' covered time (None: written before the daemon recorded it)
+
+
+def observed_span(summary: _Summary) -> tuple[float, bool]:
+    """(seconds the gaps are a share of, whether that is the launches' own recorded time).
+
+    The daemon records the time its launches covered (`span_s`), which leaves
+    out the time between a stop and a later resume. An older summary has no
+    `span_s`; then the span runs from the earliest of the first sample and any
+    gap's start to the latest of the last sample and any gap's end (a gap
+    before the first sample, the sampler coming up late, is part of the run's
+    life too), which counts any idle time between launches.
+    """
+    assert summary.first is not None and summary.last is not None
+    if summary.span_s is not None:
+        return summary.span_s, True
+    start = min([summary.first, *(g.start for g in summary.gaps)])
+    end = max([summary.last, *(g.end for g in summary.gaps)])
+    return max(0.0, end - start), False
 
 
 def gap_fraction(summary: _Summary) -> float:
-    """Share of the observed span that is gaps.
-
-    The span runs from the earliest of the first sample and any gap's start
-    to the latest of the last sample and any gap's end: a gap before the first
-    sample (the sampler came up late) is part of the run's life too.
-    """
-    assert summary.first is not None and summary.last is not None
-    start = min([summary.first, *(g.start for g in summary.gaps)])
-    end = max([summary.last, *(g.end for g in summary.gaps)])
-    if end <= start:
-        return 0.0 if not summary.gaps else 1.0
-    return min(1.0, sum(max(0.0, g.end - g.start) for g in summary.gaps) / (end - start))
+    """Share of the observed span (observed_span) that is gaps."""
+    span, _ = observed_span(summary)
+    total = sum(max(0.0, g.end - g.start) for g in summary.gaps)
+    if span <= 0:
+        return 0.0 if total <= 0 else 1.0
+    return min(1.0, total / span)
 
 
 def resource_evidence(path: Path, max_gap_fraction: float) -> Criterion:
@@ -136,8 +149,11 @@ def resource_evidence(path: Path, max_gap_fraction: float) -> Criterion:
     if not gpu and not (summary.gpu_note or "").strip():
         problems.append("no GPU metrics and no gpu_note saying why")
     gpu_text = f"{len(gpu)} GPU metrics" if gpu else f"no GPU metrics ({(summary.gpu_note or '').strip()})"
-    detail = (f"{summary.samples} samples over {summary.last - summary.first:.0f} s, "
-              f"{len(summary.gaps)} gap(s) = {fraction:.1%}; {gpu_text}")
+    span, recorded = observed_span(summary)
+    over = (f"over {span:.0f} s of launches" if recorded else
+            f"over {span:.0f} s from first to last sample (the summary records no launch span, so time "
+            "between launches counts)")
+    detail = f"{summary.samples} samples {over}, {len(summary.gaps)} gap(s) = {fraction:.1%}; {gpu_text}"
     if problems:
         detail = "; ".join(problems) + f" ({detail})"
     return Criterion(name=name, passed=not problems, detail=detail, measured=fraction, threshold=max_gap_fraction)
