@@ -39,6 +39,18 @@ log = logging.getLogger(__name__)
 RESOURCES_FILE = "resources.json"
 RULE_ENDED = "gate-ended-run"
 RULE_TRAINING = "gate-training-run"
+RULE_ALONE = "one-job-per-run"  # a gate and a diagnose replay of one run never run at once
+
+
+def refuse_busy(run: str, children: list[RunRecord], wanted: str) -> None:
+    """409 naming RULE_ALONE while a child job of `run` (RUN.diagnose, RUN.gate) is active."""
+    if not children:
+        return
+    child = children[0]
+    doing = "replaying" if child.kind == "diagnose" else "judging"
+    raise conflict(f"refused by rule {RULE_ALONE}: {child.kind} job {child.name!r} is {doing} run {run!r}; "
+                   f"a {wanted} job starts only once it has ended: wait for it "
+                   f"(or `qwen-daemon stop {child.name}`)")
 
 
 def write_resources(run_dir: Path, summary: ResourceSummary) -> Path:
@@ -112,14 +124,16 @@ def request_of(target: GateTarget) -> GateRequest:
     return GateRequest(asr=target.asr, thresholds=target.thresholds, checkpoint=target.checkpoint)
 
 
-def gate_job(record: RunRecord, request: GateRequest) -> Job:
-    """The job RUN.gate for an ended training run; 422/409 naming the rule otherwise."""
+def gate_job(record: RunRecord, request: GateRequest, children: list[RunRecord]) -> Job:
+    """The job RUN.gate for an ended training run that no child job (`children`: the active ones) is
+    working on; 422/409 naming the rule otherwise."""
     if record.kind != "train":
         raise unprocessable(f"refused by rule {RULE_TRAINING}: {record.name!r} is a {record.kind} job; "
                             "the promotion gate judges training runs only")
     if record.active:
         raise conflict(f"refused by rule {RULE_ENDED}: run {record.name!r} is {record.state}; the gate judges a "
                        f"run only once it has ended: stop it first (`qwen-daemon stop {record.name} --wait`)")
+    refuse_busy(record.name, children, "gate")
     target = GateTarget(run=record.name, run_dir=record.run_dir, asr=request.asr, thresholds=request.thresholds,
                         checkpoint=request.checkpoint)
     return Job("gate", gate_name(record.name), record.lane, record.surface, record.runner, target,

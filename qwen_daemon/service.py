@@ -36,7 +36,7 @@ from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.config import ConfigError, DaemonConfig, socket_gid, validate_config
 from qwen_daemon.docker_runner import DockerRunner
 from qwen_daemon.errors import RequestError, bad_request, conflict, not_found, unprocessable
-from qwen_daemon.gating import Evidence, check_gate_request, gate_job, request_of, with_defaults
+from qwen_daemon.gating import Evidence, check_gate_request, gate_job, refuse_busy, request_of, with_defaults
 from qwen_daemon.governance import Governance, GovernanceRefusal, Surface
 from qwen_daemon.intake import check_prepare_runnable, check_runnable, resolve_launch
 from qwen_daemon.jobs import DiagnoseTarget, Job, Runner, RunnerRefusal, decode_job, diagnose_name
@@ -222,6 +222,7 @@ class Daemon:
         if record.active:
             raise conflict(f"run {record.name!r} is {record.state}: stop it first "
                            f"(`qwen-daemon stop {record.name} --wait`), then diagnose it")
+        refuse_busy(record.name, self._active_children(record.name), "diagnose")
         target = DiagnoseTarget(run=record.name, run_dir=record.run_dir, step=step)
         return Job("diagnose", diagnose_name(record.name), record.lane, record.surface, record.runner, target,
                    parent=record.name)
@@ -238,9 +239,13 @@ class Daemon:
         request = with_defaults(request, self.config.gate_asr, self.config.gate_thresholds)
         check_gate_request(request, self.config.bind_roots)
         record = self._record(name)
-        job = gate_job(record, request)
+        job = gate_job(record, request, self._active_children(record.name))
         self.evidence.before_gate(record)
         return job
+
+    def _active_children(self, run: str) -> list[RunRecord]:
+        """The child jobs (RUN.diagnose, RUN.gate) of `run` that are active now."""
+        return [r for r in self.registry.active() if r.parent == run]
 
     def _govern(self, job: Job) -> None:
         """Training runs meet surface and lane rules, the other jobs the surface rules."""
@@ -251,7 +256,7 @@ class Daemon:
                 self.governance.check_surface(job.surface)
         except GovernanceRefusal as exc:
             raise RequestError(403, str(exc)) from None
-        children = [r for r in self.registry.active() if r.parent == job.name]
+        children = self._active_children(job.name)
         if children:
             doing = "replaying" if children[0].kind == "diagnose" else "judging"
             raise conflict(f"{children[0].kind} job {children[0].name!r} is {doing} run {job.name!r}: "

@@ -223,6 +223,28 @@ def test_one_gate_at_a_time_and_the_run_waits_for_it(daemon: DaemonProcess, path
     ended(daemon, "held")
 
 
+def test_a_gate_and_a_diagnose_replay_of_one_run_never_run_at_once(daemon: DaemonProcess, paths: Path) -> None:
+    run_dir = Path(finished_run(daemon, paths, "pair").run_dir)
+    daemon.client.diagnose("pair")
+    wait_until(lambda: daemon.client.run("pair.diagnose").run.health == "live", 30, "the replay process")
+    expect(post(daemon, "/runs/pair/gate", {}), 409, "refused by rule one-job-per-run",
+           "diagnose job 'pair.diagnose' is replaying run 'pair'")
+    assert not daemon.run_dir("pair.gate").exists()  # nothing was launched
+    (run_dir / "release").write_text("")
+    assert ended(daemon, "pair.diagnose").state == "completed"
+
+    gate_fixture(run_dir, exit_code=0, passed=True, hold=True)
+    daemon.client.gate("pair")
+    wait_until(lambda: daemon.client.run("pair.gate").run.health == "live", 30, "the gate process")
+    (run_dir / "release").unlink()  # a replay let through would wait here, not end at once
+    expect(post(daemon, "/runs/pair/diagnose", {}), 409, "refused by rule one-job-per-run",
+           "gate job 'pair.gate' is judging run 'pair'")
+    expect(post(daemon, "/runs/pair.diagnose/resume", {}), 409, "refused by rule one-job-per-run", "'pair.gate'")
+    assert daemon.client.run("pair.diagnose").run.state == "completed"  # the old replay was not relaunched
+    (run_dir / RELEASE_FILE).write_text("")
+    assert ended(daemon, "pair.gate").state == "completed"
+
+
 def test_the_verdict_route_serves_the_file_or_says_why_not(daemon: DaemonProcess, paths: Path) -> None:
     run_dir = Path(finished_run(daemon, paths, "read").run_dir)
     body = expect(raw_request(daemon.socket, "GET", "/runs/read/gate"), 404,
