@@ -3,7 +3,8 @@
 The export keeps the speaker encoder and `tts_model_type = "base"` (the result
 still clones any voice from reference audio), carries the Swedish language tag
 when the run used it, and records its provenance (run, step, spec, bundle
-fingerprint, code revision) in `export.json`. Written to a temp dir and
+fingerprint, the code revision the checkpoint was trained with, and the
+exporter's own) in `export.json`. Written to a temp dir and
 renamed, so a failed export never leaves a half-written model behind.
 """
 
@@ -31,8 +32,11 @@ class ExportProvenance(msgspec.Struct, frozen=True):
     spec: str
     bundle_fingerprint: str
     base_model: str
-    code_revision: str
+    code_revision: str  # the code the checkpoint was trained with, from its meta ("" when it records none)
     exported_at: float
+    # the code that made this export; None in an export.json written before the two were told apart,
+    # whose `code_revision` is then the exporter's, not the training code's
+    export_code_revision: str | None = None
 
 
 def code_revision() -> str:
@@ -87,8 +91,8 @@ def export_run(run_dir: Path, step: int | None = None, out: Path | None = None) 
     shutil.copytree(base / "speech_tokenizer", tmp / "speech_tokenizer")
     provenance = ExportProvenance(
         run_dir=str(run_dir.resolve()), step=meta.step, checkpoint=ckpt.name, spec=meta.spec,
-        bundle_fingerprint=meta.bundle_fingerprint, base_model=str(base), code_revision=code_revision(),
-        exported_at=time.time(),
+        bundle_fingerprint=meta.bundle_fingerprint, base_model=str(base), code_revision=meta.code_revision,
+        exported_at=time.time(), export_code_revision=code_revision(),
     )
     atomic_write_bytes(tmp / "export.json", msgspec.json.format(msgspec.json.encode(provenance), indent=2))
     out.parent.mkdir(parents=True, exist_ok=True)

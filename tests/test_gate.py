@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -23,10 +24,17 @@ import soundfile as sf
 
 from qwen_train import exitcodes
 from qwen_train.bundle.manifest import Row, write_jsonl
+from qwen_train.checkpoint_files import read_meta
 from qwen_train.cli import main
 from qwen_train.export import export_run
 from qwen_train.gate.cer import corpus_cer, edit_distance, normalize_text
-from qwen_train.gate.criteria import NO_RESOURCES, ended_cleanly, provenance, resource_evidence
+from qwen_train.gate.criteria import (
+    NO_RESOURCES,
+    NO_TRAINING_REVISION,
+    ended_cleanly,
+    provenance,
+    resource_evidence,
+)
 from qwen_train.gate.thresholds import Thresholds, ThresholdsError, load_thresholds
 from qwen_train.gate.verdict import CRITERIA, Criterion, GateVerdict, read_verdict, verdict_path
 from qwen_train.spec import Posture, load_spec
@@ -63,6 +71,9 @@ def exported(gate_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFacto
 def thresholds_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     where = tmp_path_factory.mktemp("thresholds")
     return {"loose": write_json(where / "loose.json", LOOSE), "short": write_json(where / "short.json", SHORT)}
+
+
+REVISION = re.compile(r"[0-9a-f]{40}|qwen-hemma .+")  # qwen_train.export.code_revision: a commit, else the version
 
 
 def _by_name(verdict: GateVerdict) -> dict[str, Criterion]:
@@ -307,7 +318,11 @@ def test_provenance_names_what_is_missing(demo_root: Path, gate_run: tuple[Path,
     verdict = provenance(no_revision, run_dir, spec)
     assert not verdict.passed and "code_revision" in verdict.detail
     blank = _provenance_variant(exported, tmp_path / "b", code_revision=" ")
-    assert "no code revision recorded" in provenance(blank, run_dir, spec).detail
+    assert NO_TRAINING_REVISION in provenance(blank, run_dir, spec).detail
+    # an export.json from before the exporter's revision was kept apart holds the exporter's, not the trainer's
+    older = _provenance_variant(exported, tmp_path / "e", export_code_revision=None)
+    verdict = provenance(older, run_dir, spec)
+    assert not verdict.passed and "predates recorded training revisions" in verdict.detail
     other = _provenance_variant(exported, tmp_path / "c", bundle_fingerprint="0" * 64)
     assert "trained on bundle 000000000000" in provenance(other, run_dir, spec).detail
     no_spec = _provenance_variant(exported, tmp_path / "d", spec="")
@@ -318,6 +333,32 @@ def test_provenance_names_what_is_missing(demo_root: Path, gate_run: tuple[Path,
         handle.write(" ")
     tampered = provenance(exported, run_dir, msgspec.structs.replace(spec, bundle=str(bundle)))
     assert not tampered.passed and "changed file stats.json" in tampered.detail
+
+
+def test_provenance_carries_the_training_code_revision_not_the_exporters(gate_run: tuple[Path, Path],
+                                                                        tmp_path: Path) -> None:
+    run_dir, spec_file = gate_run
+    spec = load_spec(spec_file)
+    trained = read_meta(run_dir / "checkpoints" / "step-00000004").code_revision
+    assert REVISION.fullmatch(trained), trained  # the trainer recorded the code it ran
+    # the same checkpoint, as if trained at another commit and exported (and gated) by this one
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export", "gate"))
+    meta_path = copy / "checkpoints" / "step-00000004" / "meta.json"
+    meta = msgspec.json.decode(meta_path.read_bytes())
+    meta["code_revision"] = "0123abc"
+    write_json(meta_path, meta)
+    record = msgspec.json.decode((export_run(copy, step=4) / "export.json").read_bytes())
+    assert record["code_revision"] == "0123abc" and REVISION.fullmatch(record["export_code_revision"])
+    verdict = provenance(copy / "export" / "step-00000004", copy, spec)
+    assert verdict.passed and "trained with code 0123abc" in verdict.detail
+    # a checkpoint written before revisions were recorded
+    del meta["code_revision"]
+    write_json(meta_path, meta)
+    export = export_run(copy, step=4, out=tmp_path / "old-ckpt")
+    assert msgspec.json.decode((export / "export.json").read_bytes())["code_revision"] == ""
+    verdict = provenance(export, copy, spec)
+    assert not verdict.passed and NO_TRAINING_REVISION in verdict.detail
 
 
 def test_eval_comparison_direction() -> None:

@@ -198,27 +198,35 @@ def _fingerprint_problem(record: ExportProvenance, bundle: Path) -> str | None:
     return None
 
 
-def _revision_problem(record: ExportProvenance) -> str | None:
+NO_TRAINING_REVISION = "the checkpoint records no code revision (written before revisions were recorded)"
+
+
+def _revision_problem(record: ExportProvenance, export_dir: Path) -> str | None:
+    """The training code's revision must be recorded; the exporter's (or the gate's) is no substitute."""
+    if record.export_code_revision is None:
+        return (f"{export_dir / 'export.json'} predates recorded training revisions: its code_revision is the "
+                f"exporter's, not the training code's; remove {export_dir} and run the gate again to re-export")
     revision = record.code_revision.strip()
     if not revision:
-        return "no code revision recorded"
+        return NO_TRAINING_REVISION
     if not _REVISION.match(revision):
         return f"code revision {revision!r} is neither a git commit nor a version"
     return None
 
 
 def provenance(export_dir: Path, run_dir: Path, spec: RunSpec) -> Criterion:
-    """export.json names this run, a valid spec, the intact bundle the gate evaluated on, and a code revision."""
+    """export.json names this run, a valid spec, the intact bundle the gate evaluated on, and the code
+    revision the checkpoint was trained with."""
     try:
         record = read_provenance(export_dir)
     except ValueError as exc:
         return Criterion(name="provenance", passed=False, detail=str(exc))
     problems = [p for p in (_spec_problem(record), _fingerprint_problem(record, Path(spec.bundle)),
-                            _revision_problem(record)) if p]
+                            _revision_problem(record, export_dir)) if p]
     if Path(record.run_dir).resolve() != run_dir.resolve():
         problems.append(f"export.json says it was exported from {record.run_dir}, not {run_dir.resolve()}")
     if problems:
         return Criterion(name="provenance", passed=False, detail="; ".join(problems))
     return Criterion(name="provenance", passed=True,
                      detail=f"{record.checkpoint} of {Path(record.run_dir).name}, bundle "
-                            f"{record.bundle_fingerprint[:12]} intact, code {record.code_revision[:12]}")
+                            f"{record.bundle_fingerprint[:12]} intact, trained with code {record.code_revision[:12]}")

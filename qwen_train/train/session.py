@@ -29,6 +29,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 from qwen_train.bundle.fingerprint import verify_bundle
+from qwen_train.export import code_revision
 from qwen_train.spec import RunSpec, encode_spec
 from qwen_train.status import CheckpointRef, EvalResult
 from qwen_train.train.checkpoint import prune, rng_state, save_checkpoint
@@ -95,6 +96,9 @@ class Session:
     # whether any rank asked, learnt in the step's one reduce, so every rank stops after the same step.
     stop_asked: Any = None
     stop_agreed: bool = False
+    # The code this session trains with, read once (a git call per checkpoint would be waste), and
+    # recorded in every checkpoint's meta: the provenance an export and the gate carry forward.
+    code_revision: str = ""
 
     @property
     def device(self) -> torch.device:
@@ -211,6 +215,7 @@ def assemble_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, acceler
         session.checkpointer = BackgroundCheckpointer(pin=accelerator.device.type == "cuda")
     session.initial_scheduler = scheduler.state_dict()
     session.injector = injector
+    session.code_revision = code_revision() if session.is_main else ""  # only main writes checkpoints
     return session
 
 
@@ -241,7 +246,7 @@ def write_checkpoint(s: Session, background: bool = False) -> Path | None:
     path = None
     if s.is_main:
         meta = {"cursor": s.cursor, "spec": encode_spec(s.spec).decode(), "bundle_fingerprint": s.fingerprint,
-                "micro_steps": s.micro_steps}
+                "micro_steps": s.micro_steps, "code_revision": s.code_revision}
         if background and s.checkpointer is not None:
             s.checkpointer.submit(s.run_dir, s.step, state, meta)
         else:
