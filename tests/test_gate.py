@@ -206,6 +206,58 @@ def test_usage_errors_exit_2_and_keep_an_existing_verdict(gate_run: tuple[Path, 
     assert not (variant / "export").exists()
 
 
+def test_the_verdict_and_its_samples_are_replaced_together(demo_root: Path, gate_run: tuple[Path, Path],
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A gate that dies before its verdict leaves the previous verdict with its own samples; a gate that
+    clones fewer rows than the last one leaves none of the last one's wavs behind."""
+    import numpy as np
+
+    from qwen_train.gate import run as gate_run_module
+    from qwen_train.gate.clones import Clone, clone_rows
+
+    run_dir, spec = gate_run
+    variant = variant_run(run_dir, tmp_path / "v", spec, resources=resource_summary())
+    row = clone_rows(Path(load_spec(spec).bundle), 1)[0]
+    clones_made: list[int] = [5]
+
+    def fake_clones(t: object, device: object, m: gate_run_module.Measured) -> None:  # no model: fixed audio
+        m.clones = [Clone(row, Path("/ref.wav"), np.full(4800, 0.1 * (i + 1), np.float32), 24000)
+                    for i in range(clones_made[0])]
+
+    monkeypatch.setattr(gate_run_module, "_measure_trained", fake_clones)
+    monkeypatch.setattr(gate_run_module, "_measure_base", lambda *_: None)
+    argv = (variant, "--export", demo_root / "model")
+    assert _gate(capsys, *argv)[0] == exitcodes.GATE_FAILED
+    gate_dir = variant / "gate"
+
+    def snapshot() -> dict[str, bytes]:
+        return {str(p.relative_to(gate_dir)): p.read_bytes() for p in sorted(gate_dir.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    assert {f"samples/{i:03d}.wav" for i in range(5)} | {"samples.json", "verdict.json"} == set(before)
+
+    clones_made[0] = 2
+    encode = msgspec.json.encode
+
+    def dies_at_the_verdict(value: object, *args: object, **kwargs: object) -> bytes:
+        if isinstance(value, GateVerdict):
+            raise OSError("disk gone")
+        return encode(value, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(msgspec.json, "encode", dies_at_the_verdict)
+    with pytest.raises(OSError, match="disk gone"):
+        _gate(capsys, *argv)
+    monkeypatch.setattr(msgspec.json, "encode", encode)
+    assert snapshot() == before  # the old verdict and the samples it judged, untouched
+
+    assert _gate(capsys, *argv)[0] == exitcodes.GATE_FAILED
+    after = snapshot()
+    assert set(after) == {"samples/000.wav", "samples/001.wav", "samples.json", "verdict.json"}
+    assert len(json.loads(after["samples.json"])) == 2 and after["verdict.json"] != before["verdict.json"]
+    assert sorted(p.name for p in variant.iterdir() if p.name.startswith(".gate")) == []
+
+
 def test_gate_failed_is_a_completed_job() -> None:
     assert exitcodes.GATE_FAILED == 6 and exitcodes.state_for_exit(exitcodes.GATE_FAILED) == "completed"
 
@@ -462,3 +514,22 @@ def test_an_unlistable_checkpoints_path_is_a_usage_error_naming_it(tmp_path: Pat
     assert code == exitcodes.USAGE, err
     assert f"cannot list the checkpoints in {run_dir.resolve() / 'checkpoints'}" in err and "Traceback" not in err
     assert not (run_dir / "gate").exists() and not (run_dir / "export").exists()
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_swap_in_replaces_the_whole_dir_with_or_without_an_atomic_exchange(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
+    from qwen_train.gate import publish
+
+    if not exchange:
+        monkeypatch.setattr(publish, "_exchange", lambda a, b: False)
+    final, staged = tmp_path / "gate", tmp_path / ".gate.new"
+    (final / "samples").mkdir(parents=True)
+    (final / "samples" / "004.wav").write_text("old")
+    (final / "verdict.json").write_text("old")
+    staged.mkdir()
+    (staged / "verdict.json").write_text("new")
+    publish.swap_in(staged, final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gate"]
+    assert [p.name for p in final.iterdir()] == ["verdict.json"] and (final / "verdict.json").read_text() == "new"

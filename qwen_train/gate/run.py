@@ -7,8 +7,10 @@ then measure everything that can be measured, one model in memory at a time
 the speaker embeddings; the ASR model: transcripts). A measurement that
 raises is recorded as the reason its criterion was not measured, and the
 other criteria are still measured: the verdict always lists all of them, in
-CRITERIA order. The verdict is written atomically to RUN_DIR/gate/verdict.json
-once it is complete, so an older verdict stays readable until then.
+CRITERIA order. Once the verdict is complete it and the samples it judged
+(samples.json, samples/*.wav) are written into a fresh RUN_DIR/.gate.new and
+swapped in for RUN_DIR/gate in one rename (publish.py), so until then the
+older verdict and its own samples stay readable, together.
 
 Exit 0 when every criterion passed, GATE_FAILED (6) when any failed.
 """
@@ -21,20 +23,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
 import torch
 
 from qwen_train import exitcodes
-from qwen_train.atomic import atomic_write_bytes
 from qwen_train.export import ExportError, code_revision, export_run
-from qwen_train.gate.clones import Clone, clone_language, clone_rows, generate_clones, write_samples
+from qwen_train.gate.clones import Clone, clone_language, clone_rows, generate_clones
 from qwen_train.gate.criteria import ended_cleanly, not_measured, provenance, read_provenance, resource_evidence
 from qwen_train.gate.heldout import eval_criterion, eval_loss, gate_device, load_tts
 from qwen_train.gate.intelligibility import NO_ASR, Asr, intelligibility_criterion, transcribe_clones
+from qwen_train.gate.publish import publish
 from qwen_train.gate.speaker import score_clones, similarity_criterion
 from qwen_train.gate.target import GateOptions, GateUsageError, Target, resolve
 from qwen_train.gate.thresholds import thresholds_record
-from qwen_train.gate.verdict import CRITERIA, GATE_DIR, Criterion, GateVerdict, verdict_path
+from qwen_train.gate.verdict import CRITERIA, Criterion, GateVerdict
 from qwen_train.status import EvalResult
 
 
@@ -136,8 +137,8 @@ def _intelligibility(t: Target, m: Measured) -> Criterion:
     return intelligibility_criterion(m.clones, maximum)
 
 
-def judge(t: Target) -> GateVerdict:
-    """Measure everything, decide every criterion, return the verdict (not yet written)."""
+def judge(t: Target) -> tuple[GateVerdict, list[Clone]]:
+    """Measure everything, decide every criterion; the verdict and the clones it judged (neither written yet)."""
     device = gate_device()
     m = Measured()
     _measure_trained(t, device, m)
@@ -152,18 +153,17 @@ def judge(t: Target) -> GateVerdict:
         provenance(t.export, t.run_dir, t.spec),
     ]
     assert tuple(c.name for c in criteria) == CRITERIA
-    if m.clones:
-        write_samples(t.run_dir / GATE_DIR, m.clones)
     try:
         recorded = read_provenance(t.export).code_revision
     except ValueError:
         recorded = ""
-    return GateVerdict(
+    verdict = GateVerdict(
         run=t.run_dir.name, run_dir=str(t.run_dir), model=str(t.export), checkpoint_step=t.step,
         base_model=str(t.base), passed=all(c.passed for c in criteria), criteria=criteria,
         decided_at=time.time(), code_revision=recorded, gate_revision=code_revision(),
         thresholds=thresholds_record(t.thresholds),
     )
+    return verdict, m.clones
 
 
 def _cell(value: float | None) -> str:
@@ -181,12 +181,6 @@ def render(verdict: GateVerdict) -> str:
     return "\n".join(lines)
 
 
-def write_verdict(run_dir: Path, verdict: GateVerdict) -> Path:
-    path = verdict_path(run_dir)
-    atomic_write_bytes(path, msgspec.json.format(msgspec.json.encode(verdict), indent=2) + b"\n")
-    return path
-
-
 def gate_main(opts: GateOptions) -> int:
     try:
         target = resolve(opts)
@@ -196,8 +190,8 @@ def gate_main(opts: GateOptions) -> int:
     except (GateUsageError, ExportError) as exc:
         print(f"qwen-train gate: {exc}", file=sys.stderr)
         return exitcodes.USAGE
-    verdict = judge(target)
-    path = write_verdict(target.run_dir, verdict)
+    verdict, clones = judge(target)
+    path = publish(target.run_dir, verdict, clones)
     print(render(verdict))
     print(f"verdict written to {path}")
     return exitcodes.COMPLETED if verdict.passed else exitcodes.GATE_FAILED
