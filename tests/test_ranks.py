@@ -9,6 +9,7 @@ takes the run down instead of leaving the others waiting in a collective.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -132,3 +133,44 @@ def test_more_processes_than_gpus_is_refused_before_anything_starts(demo_root: P
     assert code == exitcodes.USAGE, out[-3000:]
     assert "train.processes is 2 but this machine shows 0 GPU(s)" in out
     assert read_status(tmp_path / "run" / "status.json").state == "failed"
+
+
+def test_a_stop_before_the_ranks_can_handle_it_ends_as_a_stop_not_a_failure(spec: Path, tmp_path: Path) -> None:
+    """SIGTERM while the ranks still import torch: they die of it; the supervisor ends by the same signal,
+    as a lone trainer would (the daemon records `stopped` without a final checkpoint), never 'failed'."""
+    proc = start(spec, tmp_path / "run")
+    wait_until(lambda: len(psutil.Process(proc.pid).children()) == 2, 60, "both ranks started")
+    proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc, timeout=120)
+    assert code == -signal.SIGTERM, (code, out[-3000:])
+    assert "ranks ended differently" not in out and "exited with code 1" not in out
+    assert list_checkpoints(tmp_path / "run") == []
+
+
+def test_ranks_that_all_fail_non_finite_wait_for_rank_0s_diagnosis(demo_root: Path, tmp_path: Path) -> None:
+    """Exit 4 is reached by every rank; a rank that ends first must not get rank 0 killed mid-diagnosis."""
+    path = write_spec(demo_root, tmp_path, "nf", 6, POSTURE, processes=2, device="cpu")
+    raw = json.loads(path.read_text())
+    raw["guard"] = {"max_retries": 0}
+    path.write_text(json.dumps(raw))
+    fault = {"QWEN_TEST_FAULT": json.dumps({"module": "talker.model.layers.1.mlp", "step": 2, "kind": "nan",
+                                            "times": 0})}
+    cmd = [sys.executable, "-m", "qwen_train", "run", str(path), "--run-dir", str(tmp_path / "run"), "--nonce", "nf"]
+    proc = subprocess.Popen(cmd, env={**python_env(), **CPU, **fault}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    code, out = finish(proc)
+    assert code == exitcodes.FAILED_NON_FINITE, out[-3000:]
+    assert (tmp_path / "run" / "diagnosis.json").is_file(), out[-3000:]
+    assert read_status(tmp_path / "run" / "status.json").state == "failed_non_finite"
+    assert "killing them" not in out
+
+
+def test_ranks_die_with_their_supervisor(spec: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = start(spec, run_dir)
+    wait_until(lambda: step_of(run_dir) >= 1, 240, "step 1")
+    ranks = [rank_pid(proc.pid, r) for r in (0, 1)]
+    proc.kill()  # the supervisor alone, as the OOM killer would
+    proc.wait(timeout=30)
+    wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                               for p in ranks), 30, "the ranks to die with their supervisor")

@@ -54,9 +54,12 @@ class FaultSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 def _poison(t: torch.Tensor, spec: FaultSpec) -> torch.Tensor:
+    """Poisoned, but still attached to the graph, as a real overflow is: the module's parameters still
+    get (non-finite) gradients. A detached replacement would leave them without any, which a real fault
+    never does, and which DDP takes for a backward that never finished."""
     if spec.kind == "scale":
         return t * spec.factor
-    return torch.full_like(t, float("nan") if spec.kind == "nan" else float("inf"))
+    return t + torch.full_like(t, float("nan") if spec.kind == "nan" else float("inf"))
 
 
 class FaultInjector:

@@ -228,7 +228,7 @@ def launch_ranks(spec: RunSpec, run_dir: Path, run_id: str, nonce: str) -> int:
         heartbeat.state("failed", message)
         print(f"qwen-train: {message}", file=sys.stderr)
         return exitcodes.USAGE
-    return ranks.supervise(spec.train.processes)
+    return ranks.supervise(spec.train.processes, run_dir)
 
 
 def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: bool,
@@ -237,6 +237,7 @@ def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: 
 
     if spec.train.processes > 1 and not ranks.in_rank():
         return launch_ranks(spec, run_dir, run_id, nonce)
+    ranks.die_with_supervisor()
     run_dir.mkdir(parents=True, exist_ok=True)
     stop = StopFlag()
     stop.install()
