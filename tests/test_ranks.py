@@ -174,3 +174,13 @@ def test_ranks_die_with_their_supervisor(spec: Path, tmp_path: Path) -> None:
     proc.wait(timeout=30)
     wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                                for p in ranks), 30, "the ranks to die with their supervisor")
+
+
+def test_a_replay_of_a_two_process_run_in_one_process_is_refused_not_wrong(spec: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    code, out = finish(start(spec, run_dir))
+    assert code == exitcodes.COMPLETED, out[-3000:]
+    replay = subprocess.run([sys.executable, "-m", "qwen_train", "diagnose", str(run_dir), "--step", "6"],
+                            env={**python_env(), **CPU}, capture_output=True, text=True, timeout=300)
+    assert replay.returncode != 0 and "was written by a 2-process run and this replay runs 1" in replay.stderr
+    assert not (run_dir / "diagnosis.json").exists()

@@ -53,6 +53,13 @@ def diagnose_run(run_dir: Path, step: int | None = None) -> Diagnosis:
     heartbeat = Heartbeat(run_dir, spec.name, "diagnose", spec.train.max_steps)
     session = build_session(spec, run_dir, heartbeat)
     heartbeat.enabled = False  # the replay must not overwrite the run's heartbeat
+    if meta.cursor.world_size != session.accelerator.num_processes:
+        # One process would draw only rank 0's share of each global batch and average half the gradient:
+        # not the step that broke, so not a diagnosis of it.
+        raise DiagnoseError(f"{ckpt.name} was written by a {meta.cursor.world_size}-process run and this replay "
+                            f"runs {session.accelerator.num_processes}: an exact replay needs the same processes; "
+                            "replaying a several-process run is not supported yet (its own diagnosis.json, "
+                            "written when the step broke, covers rank 0's share of the batch)")
     apply_checkpoint(session, ckpt, meta)
     while session.step < target - 1:
         outcome = train_step(session)
