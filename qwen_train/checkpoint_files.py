@@ -94,3 +94,17 @@ def read_meta(ckpt: Path) -> CheckpointMeta:
         raise CheckpointError(f"checkpoint {ckpt}: cannot read {META_FILE} ({exc.strerror})") from None
     except msgspec.MsgspecError as exc:
         raise CheckpointError(f"checkpoint {ckpt}: malformed {META_FILE}: {exc}") from None
+
+
+def pick_checkpoint(run_dir: Path, step: int | None, kept: list[Path]) -> Path:
+    """From `kept` (list_checkpoints), the newest, or the one at `step`; CheckpointError naming the kept steps.
+
+    `kept` must not be empty: what to say about a run with none differs by caller.
+    """
+    if step is None:
+        return kept[-1]
+    wanted = run_dir / CKPT_DIR / checkpoint_name(step)
+    if wanted not in kept:
+        steps = ", ".join(str(step_of(c.name)) for c in kept)
+        raise CheckpointError(f"{run_dir} has no checkpoint at step {step}; kept steps: {steps}")
+    return wanted

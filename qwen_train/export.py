@@ -51,18 +51,15 @@ def code_revision() -> str:
 
 
 def _pick(run_dir: Path, step: int | None) -> Path:
-    from qwen_train.train.checkpoint import checkpoint_name, list_checkpoints
+    from qwen_train.checkpoint_files import CheckpointError, list_checkpoints, pick_checkpoint
 
     ckpts = list_checkpoints(run_dir)
     if not ckpts:
         raise ExportError(f"{run_dir}: no durable checkpoint to export (is this a run directory?)")
-    if step is None:
-        return ckpts[-1]
-    wanted = run_dir / "checkpoints" / checkpoint_name(step)
-    if wanted not in ckpts:
-        steps = ", ".join(str(int(c.name.split("-")[1])) for c in ckpts)
-        raise ExportError(f"{run_dir}: no checkpoint at step {step}; kept steps: {steps}")
-    return wanted
+    try:
+        return pick_checkpoint(run_dir, step, ckpts)
+    except CheckpointError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def export_run(run_dir: Path, step: int | None = None, out: Path | None = None) -> Path:

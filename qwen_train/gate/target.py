@@ -18,11 +18,10 @@ from pathlib import Path
 
 import msgspec
 
-from qwen_train.checkpoint_files import CKPT_DIR
+from qwen_train.checkpoint_files import CKPT_DIR, CheckpointError, list_checkpoints, pick_checkpoint, read_meta
 from qwen_train.export import ExportProvenance
 from qwen_train.gate.thresholds import Thresholds, ThresholdsError, load_thresholds
 from qwen_train.spec import RunSpec, SpecError, decode_spec, load_spec
-from qwen_train.train.checkpoint import CheckpointError, checkpoint_name, list_checkpoints, read_meta
 
 RESOURCES_FILE = "resources.json"
 RUN_SPEC_FILE = "spec.json"
@@ -79,13 +78,10 @@ def _checkpoint(run_dir: Path, step: int | None) -> Path:
     if not ckpts:
         raise GateUsageError(f"{run_dir} has no durable checkpoint to judge: train the run first, or pass "
                              "--export DIR to judge a model exported already")
-    if step is None:
-        return ckpts[-1]
-    wanted = run_dir / "checkpoints" / checkpoint_name(step)
-    if wanted not in ckpts:
-        kept = ", ".join(str(int(c.name.split("-")[1])) for c in ckpts)
-        raise GateUsageError(f"{run_dir} has no checkpoint at step {step}; kept steps: {kept}")
-    return wanted
+    try:
+        return pick_checkpoint(run_dir, step, ckpts)
+    except CheckpointError as exc:
+        raise GateUsageError(str(exc)) from None
 
 
 def _model_dir(path: Path, what: str, fix: str) -> Path:
