@@ -18,6 +18,7 @@ def demo_spec(name: str = "demo-sv") -> RunSpec:
         name=name,
         lane="language-expansion",
         model="model",
+        language="swedish",  # the Swedish tag: the export then answers generate(language="swedish")
         bundle="bundle",
         posture=Posture(checkpoint_every=100, eval_every=50, keep_last=3),
         train=TrainConfig(batch_size=2, lr=1e-3, max_steps=3000, warmup_steps=20, eval_max_rows=16),
