@@ -112,6 +112,7 @@ class SynthData:
 
     def __init__(self, rows: list[SynthRow], cfg: dict[str, Any], ids: SpecialIds) -> None:
         self.rows, self.cfg, self.ids = rows, cfg, ids
+        self.pad_multiple = 0  # set from the session's Perf, as for BundleData
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -122,7 +123,7 @@ class SynthData:
     def batch(self, indices: list[int]) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[Any]]:
         rows = [self.rows[i] for i in indices]
         layouts = [build_row(prompt(self.cfg, r.body), r.codes, self.ids, None) for r in rows]
-        batch = collate(layouts)
+        batch = collate(layouts, self.pad_multiple)
         batch["speaker_index"] = torch.tensor([r.speaker for r in rows], dtype=torch.long)
         batch["ref_index"] = batch["speaker_index"].clone()  # one anchor per speaker
         return batch, [mel_from_wave(r.wave) for r in rows], []

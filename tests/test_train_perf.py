@@ -125,3 +125,32 @@ def test_cpu_defaults_change_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("QWEN_TRAIN_PERF", '{"no_such_switch": 1}')
     with pytest.raises(ValueError, match="no_such_switch"):
         Perf.resolve(torch.device("cpu"))
+
+
+@pytest.mark.parametrize("multiple", [8, 64])
+def test_padding_to_a_multiple_changes_no_loss(demo_root: Path, multiple: int) -> None:
+    """pad_multiple only adds masked positions: the losses of a batch are those of the unpadded batch."""
+    from qwen_tts import Qwen3TTSModel
+
+    from qwen_train.train.data import BundleData
+    from qwen_train.train.language import ensure_language
+    from qwen_train.train.layout import SpecialIds
+    from qwen_train.train.objective import forward_losses
+
+    wrapper = Qwen3TTSModel.from_pretrained(str(demo_root / "model"), dtype=torch.float32)
+    model = wrapper.model.eval()
+    lang = ensure_language(model, "swedish")
+    data = BundleData(demo_root / "bundle", wrapper.processor, SpecialIds.from_config(model.config), lang, "train")
+    indices = [0, 3, 7]
+    plain, mels, _ = data.batch(indices)
+    data.pad_multiple = multiple
+    padded, _, _ = data.batch(indices)
+    width = padded["text_ids"].shape[1]
+    assert width % multiple == 0 and width >= plain["text_ids"].shape[1]
+    assert width > plain["text_ids"].shape[1] or plain["text_ids"].shape[1] % multiple == 0
+    with torch.no_grad():
+        spk = speaker_embeddings(model, mels)
+        a = forward_losses(model, plain, spk, 0.3)
+        b = forward_losses(model, padded, spk, 0.3)
+    for name in ("total", "talker", "code_predictor"):
+        assert torch.allclose(getattr(a, name), getattr(b, name), rtol=1e-5, atol=1e-6), name

@@ -32,6 +32,7 @@ class BundleData:
         self._processor = processor
         self._ids = ids
         self._language_id = language_id
+        self.pad_multiple = 0  # set from the session's Perf (a GPU speed setting)
         refs = sorted({r.ref_audio for r in self.rows})
         self._ref_index = {ref: i for i, ref in enumerate(refs)}
 
@@ -60,7 +61,7 @@ class BundleData:
     def batch(self, indices: list[int]) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[Row]]:
         """Collated tensors (with each row's dataset-scoped speaker index and reference id), mels, rows."""
         examples = [self.example(i) for i in indices]
-        batch = collate([e.layout for e in examples])
+        batch = collate([e.layout for e in examples], self.pad_multiple)
         batch["speaker_index"] = torch.tensor([self._speaker(e.row) for e in examples], dtype=torch.long)
         batch["ref_index"] = torch.tensor([self._ref_index[e.row.ref_audio] for e in examples], dtype=torch.long)
         return batch, [e.ref_mel for e in examples], [e.row for e in examples]

@@ -135,9 +135,15 @@ def build_row(text_ids: list[int], codes: torch.Tensor, ids: SpecialIds, languag
     )
 
 
-def collate(rows: list[RowLayout]) -> dict[str, torch.Tensor]:
-    """Right-pad rows into a batch; padded positions are masked out everywhere."""
+def collate(rows: list[RowLayout], pad_multiple: int = 0) -> dict[str, torch.Tensor]:
+    """Right-pad rows into a batch; padded positions are masked out everywhere.
+
+    `pad_multiple` > 0 rounds the batch's length up to a multiple of it (a GPU speed setting: fewer
+    distinct shapes to compile for); the extra positions are padding like any other.
+    """
     width = max(r.length for r in rows)
+    if pad_multiple > 0:
+        width = -(-width // pad_multiple) * pad_multiple
     out: dict[str, torch.Tensor] = {}
     for field in ("text_ids", "codec_ids", "talker_targets", "text_mask", "codec_mask", "frame_mask", "cp_mask"):
         fill = IGNORE if field == "talker_targets" else 0

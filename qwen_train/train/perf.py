@@ -32,6 +32,9 @@ class Perf:
     speaker_cache: bool = False  # one encoder call per reference per run (objective.SpeakerCache)
     activation_checkpointing: bool = False  # recompute layer activations in backward: memory for batch size
     bucket: int = 0  # sort rows by length within windows of this many global batches (0: off)
+    # Pad each batch's length up to a multiple of this (0: to its longest row). Inductor specialises a
+    # compiled layer on whether the length is a multiple of 8, so unaligned lengths compile it again.
+    pad_multiple: int = 0
     prefetch: int = 0  # batches prepared ahead by worker processes (0: in the step, as before)
     workers: int = 2  # worker processes for prefetching
     async_checkpoint: bool = False  # snapshot to (pinned) host memory, write + fsync + rename in a thread
@@ -39,7 +42,8 @@ class Perf:
     @classmethod
     def for_device(cls, device: torch.device) -> Perf:
         if device.type == "cuda":
-            return cls(fused_optimizer=True, compile_layers=True, speaker_cache=True, bucket=16, prefetch=8,
+            return cls(fused_optimizer=True, compile_layers=True, speaker_cache=True, bucket=16, pad_multiple=8,
+                       prefetch=8,
                        workers=4, async_checkpoint=True)
         return cls()
 

@@ -195,6 +195,9 @@ def assemble_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, acceler
         raise ValueError(f"bundle {bundle} has {len(train_data)} train rows, fewer than one batch ({global_batch})")
     model.to(accelerator.device)
     speed_up_model(model, perf)
+    for data in (train_data, eval_data):
+        if hasattr(data, "pad_multiple"):
+            data.pad_multiple = perf.pad_multiple
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, spec.train.lr, spec.train.weight_decay, perf, accelerator.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(spec.train.warmup_steps, spec.train.max_steps))
