@@ -58,6 +58,8 @@ def test_a_real_gate_on_a_finished_tiny_run_fails_intelligibility_without_an_asr
     run = ended(daemon, "gated", 300)
     assert run.state == "completed", (run, (Path(run.run_dir) / "trainer.log").read_text()[-3000:])
     run_dir = Path(run.run_dir)
+    # Written by the monitor's end hook just after the end is recorded (the API may show the end first).
+    wait_until(lambda: (run_dir / "resources.json").exists(), 30, "the run's resource evidence")
     evidence = msgspec.json.decode((run_dir / "resources.json").read_bytes(), type=ResourceSummary)
     assert evidence.samples > 0
 
