@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from bench.train_synth import SynthData, build_model, make_rows, model_config
+from bench.train_throughput import compiled_graphs, sync
 from qwen_train.spec import Posture, RunSpec, TrainConfig
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.layout import SpecialIds
@@ -74,17 +75,6 @@ def session(args: argparse.Namespace) -> Session:
                             "synthetic", perf)
 
 
-def sync(s: Session) -> None:
-    if s.device.type == "cuda":
-        torch.cuda.synchronize(s.device)
-
-
-def compiled_graphs() -> int:
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
-
-
 def throughput(s: Session, args: argparse.Namespace) -> None:
     """Frames per second over every rank; each step ends in the guard's one host sync, so steps are honest.
 
@@ -94,7 +84,7 @@ def throughput(s: Session, args: argparse.Namespace) -> None:
     warm = time.perf_counter()
     for _ in range(args.warmup):
         train_step(s)
-    sync(s)
+    sync(s.device)
     warm_s = time.perf_counter() - warm
     if s.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(s.device)
@@ -108,7 +98,7 @@ def throughput(s: Session, args: argparse.Namespace) -> None:
         frames.append(float(outcome.frames))
         compiled.append(float(compiled_graphs() - graphs))
         refused += bool(outcome.problems)
-    sync(s)
+    sync(s.device)
     elapsed = time.perf_counter() - start
     per_step = torch.tensor([frames, compiled], device=s.device)
     frames_all = s.accelerator.reduce(per_step[0].clone(), reduction="sum").tolist()

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import psutil
 import pynvml
 
 from qwen_daemon.resources import ResourceSample
+from qwen_daemon.runner import process_tree  # a run is its pid and descendants, as the daemon sees it
 from qwen_daemon.sampler import GpuProbe, Sampler, take_sample
 from qwen_daemon.usage import UsageMeter
 
@@ -87,15 +87,6 @@ def paired_all(probe: GpuProbe) -> list[dict[str, float]]:
     return pairs
 
 
-def tree(pid: int) -> list[int]:
-    """A process and all its descendants: the daemon's process runner reports a run the same way."""
-    try:
-        root = psutil.Process(pid)
-        return [pid, *(child.pid for child in root.children(recursive=True))]
-    except psutil.Error:
-        return [pid]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pid", type=int, required=True)
@@ -106,7 +97,7 @@ def main() -> None:
     parser.add_argument("--cost-after", type=float, default=45.0, help="measure call costs this late (training)")
     args = parser.parse_args()
     sink = ListSink()
-    pids = (lambda _run: tree(args.pid)) if args.tree else (lambda _run: [args.pid])
+    pids = (lambda _run: process_tree(args.pid)) if args.tree else (lambda _run: [args.pid])
     sampler = Sampler(args.period, sink, lambda: ["bench"], run_pids=pids)
     sampler.start()
     probe = GpuProbe()
