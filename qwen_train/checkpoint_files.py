@@ -60,7 +60,7 @@ class CheckpointMeta(msgspec.Struct, frozen=True):
     created_at: float
     files: dict[str, FileEntry]
     micro_steps: int = 0
-    # the code the trainer ran (git commit, else package version; qwen_train.export.code_revision);
+    # the code the trainer ran (git commit, else package version; qwen_train.revision.code_revision);
     # "" in a checkpoint written before revisions were recorded
     code_revision: str = ""
 

@@ -11,14 +11,13 @@ renamed, so a failed export never leaves a half-written model behind.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import msgspec
 
-from qwen_train import __version__
 from qwen_train.atomic import atomic_write_bytes
+from qwen_train.revision import code_revision
 
 
 class ExportError(RuntimeError):
@@ -39,17 +38,6 @@ class ExportProvenance(msgspec.Struct, frozen=True):
     export_code_revision: str | None = None
 
 
-def code_revision() -> str:
-    """The git commit of this checkout when there is one, else the package version."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True, timeout=10)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return f"qwen-hemma {__version__}"
-
-
 def _pick(run_dir: Path, step: int | None) -> Path:
     from qwen_train.checkpoint_files import CheckpointError, list_checkpoints, pick_checkpoint
 
@@ -63,10 +51,9 @@ def _pick(run_dir: Path, step: int | None) -> Path:
 
 
 def export_run(run_dir: Path, step: int | None = None, out: Path | None = None) -> Path:
-    from qwen_train.modeldir import save_model_dir
+    from qwen_train.modeldir import load_base_model, save_model_dir
     from qwen_train.spec import decode_spec
     from qwen_train.train.checkpoint import CheckpointError, load_state, verify_checkpoint
-    from qwen_train.train.session import load_base_model
 
     ckpt = _pick(run_dir, step)
     try:
@@ -77,7 +64,7 @@ def export_run(run_dir: Path, step: int | None = None, out: Path | None = None) 
     out = out or run_dir / "export" / ckpt.name
     if out.exists():
         raise ExportError(f"{out} already exists; choose another --out or remove it")
-    model, processor = load_base_model(spec)
+    model, processor = load_base_model(spec.model, spec.language)
     model.load_state_dict(load_state(ckpt)["model"])
     tmp = out.with_name(f".{out.name}.exporting")
     shutil.rmtree(tmp, ignore_errors=True)

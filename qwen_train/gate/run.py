@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from qwen_train import exitcodes
-from qwen_train.export import ExportError, code_revision, export_run
+from qwen_train.export import ExportError, export_run
 from qwen_train.gate.clones import Clone, clone_language, clone_rows, generate_clones
 from qwen_train.gate.criteria import ended_cleanly, not_measured, provenance, read_provenance, resource_evidence
 from qwen_train.gate.heldout import eval_criterion, eval_loss, gate_device, load_tts
@@ -36,6 +36,7 @@ from qwen_train.gate.speaker import score_clones, similarity_criterion
 from qwen_train.gate.target import GateOptions, GateUsageError, Target, resolve
 from qwen_train.gate.thresholds import thresholds_record
 from qwen_train.gate.verdict import CRITERIA, Criterion, GateVerdict
+from qwen_train.revision import code_revision
 from qwen_train.status import EvalResult
 
 

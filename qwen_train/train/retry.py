@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import msgspec
 
 from qwen_train import exitcodes
+from qwen_train.modeldir import load_base_model
 from qwen_train.status import Diagnosis, Event, Losses
 from qwen_train.train.checkpoint import verify_checkpoint
 from qwen_train.train.diagnose import diagnose_batch, write_diagnosis
 from qwen_train.train.resume import apply_checkpoint, newest_checkpoint, truncate_losses
-from qwen_train.train.session import Session, finish_background, load_base_model, seed_everything
+from qwen_train.train.session import Session, finish_background, seed_everything
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def rollback(s: Session) -> str:
 
 def reset_to_base(s: Session) -> None:
     """Step 0 again: base weights, empty optimizer state, the initial schedule, seeded RNG."""
-    base, _processor = load_base_model(s.spec)
+    base, _processor = load_base_model(s.spec.model, s.spec.language)
     s.model.load_state_dict(base.state_dict())
     s.weights_changed()
     inner = getattr(s.optimizer, "optimizer", s.optimizer)

@@ -29,7 +29,8 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 from qwen_train.bundle.fingerprint import verify_bundle
-from qwen_train.export import code_revision
+from qwen_train.modeldir import load_base_model
+from qwen_train.revision import code_revision
 from qwen_train.spec import RunSpec, encode_spec
 from qwen_train.status import CheckpointRef, EvalResult
 from qwen_train.train.checkpoint import prune, rng_state, save_checkpoint
@@ -155,18 +156,6 @@ def make_accelerator(spec: RunSpec) -> Accelerator:
     return Accelerator(cpu=cpu, mixed_precision=mixed)
 
 
-def load_base_model(spec: RunSpec) -> tuple[Any, Any]:
-    """The model and processor through the real qwen-tts loader, with the language tag if asked."""
-    from qwen_tts import Qwen3TTSModel
-
-    wrapper = Qwen3TTSModel.from_pretrained(spec.model, dtype=torch.float32)
-    model = wrapper.model
-    if model.config.tts_model_type != "base" or model.speaker_encoder is None:
-        raise ValueError(f"{spec.model}: not a base model with a speaker encoder; multi-speaker training needs one")
-    ensure_language(model, spec.language)
-    return model, wrapper.processor
-
-
 def build_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, bundle: Path | None = None,
                   perf: Perf | None = None) -> Session:
     """`bundle` overrides the spec's bundle path (--bundle-root); its content is verified either way."""
@@ -174,7 +163,7 @@ def build_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, bundle: Pa
     bundle = bundle or Path(spec.bundle)
     fingerprint = verify_bundle(bundle)
     accelerator = make_accelerator(spec)
-    model, processor = load_base_model(spec)
+    model, processor = load_base_model(spec.model, spec.language)
     ids = SpecialIds.from_config(model.config)
     lang = ensure_language(model, spec.language)
     train_data = BundleData(bundle, processor, ids, lang, "train")
