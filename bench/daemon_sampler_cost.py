@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from qwen_daemon.journal import JournalWriter
-from qwen_daemon.registry import Registry
-from qwen_daemon.sampler import Sampler
+from qwen_daemon.resources.sampler import Sampler
+from qwen_daemon.runs.registry import Registry
+from qwen_daemon.systemd.journal import JournalWriter
 
 
 def cost_per_tick(ticks: int) -> float:

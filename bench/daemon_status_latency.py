@@ -24,8 +24,8 @@ import watchfiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qwen_daemon.client import DaemonClient  # noqa: E402
-from qwen_daemon.summary import percentile  # noqa: E402
+from qwen_daemon.protocol.client import DaemonClient  # noqa: E402
+from qwen_daemon.resources.summary import percentile  # noqa: E402
 from tests.test_daemon_harness import DaemonProcess, make_spec, remove_tree, short_tmp_dir, trainer_wrapper  # noqa: E402
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from bench.train_report import SamplerFile, _outside
-from qwen_daemon.summary import Window, summarize
+from qwen_daemon.resources.summary import Window, summarize
 
 
 def read_losses(path: Path) -> dict[int, float]:

@@ -8,8 +8,8 @@ from typing import Any
 
 import msgspec
 
-from qwen_daemon.resources import ResourceSample
-from qwen_daemon.summary import Window, summarize
+from qwen_daemon.protocol import ResourceSample
+from qwen_daemon.resources.summary import Window, summarize
 
 GOALS = {"ratio": 1.5, "mfu": 0.40, "stall_s": 2.0}
 

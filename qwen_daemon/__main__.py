@@ -2,6 +2,6 @@
 
 import sys
 
-from qwen_daemon.cli import main
+from qwen_daemon.cli.main import main
 
 sys.exit(main())

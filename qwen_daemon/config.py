@@ -15,10 +15,7 @@ from typing import Literal
 
 import msgspec
 
-SOCKET_ENV = "QWEN_DAEMON_SOCKET"
-SOCKET_NAME = "daemon.sock"
-# sun_path is 108 bytes on Linux, including the terminating NUL.
-MAX_SOCKET_PATH_BYTES = 107
+from qwen_daemon.protocol.socket import SOCKET_NAME, SocketPathError, check_socket_path
 
 
 class ConfigError(ValueError):
@@ -116,30 +113,6 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return self.runs_dir / name
 
 
-def default_state_dir() -> Path:
-    """$XDG_STATE_HOME/qwen-hemma, or ~/.local/state/qwen-hemma (XDG's default)."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "qwen-hemma"
-
-
-def default_socket() -> Path:
-    """Where clients look first: $QWEN_DAEMON_SOCKET, else the default state dir's socket."""
-    env = os.environ.get(SOCKET_ENV)
-    return Path(env) if env else default_state_dir() / SOCKET_NAME
-
-
-def check_socket_path(path: Path) -> Path:
-    """Unix socket paths longer than sun_path fail at bind with an obscure error; say why early."""
-    size = len(os.fsencode(str(path)))
-    if size > MAX_SOCKET_PATH_BYTES:
-        raise ConfigError(
-            f"socket path {path} is {size} bytes; Unix socket paths must be at most "
-            f"{MAX_SOCKET_PATH_BYTES} bytes (108 with the terminating NUL): "
-            "pass --socket with a shorter path, e.g. under /run or /tmp"
-        )
-    return path
-
-
 def socket_gid(config: DaemonConfig) -> int | None:
     """The group that may use the socket, or None for the daemon's own."""
     if not config.socket_group:
@@ -175,7 +148,10 @@ def validate_config(config: DaemonConfig) -> DaemonConfig:
     _positive(config.sample_period_s, "--sample-period")
     _positive(config.stale_after_s, "--stale-after")
     _positive(config.stop_timeout_s, "--stop-timeout")
-    check_socket_path(config.socket)
+    try:
+        check_socket_path(config.socket)
+    except SocketPathError as exc:
+        raise ConfigError(str(exc)) from None
     socket_gid(config)
     for root in config.bind_roots:
         if not Path(root.path).is_absolute() or (root.source and not Path(root.source).is_absolute()):

@@ -30,19 +30,16 @@ from types import FrameType
 
 import msgspec
 
-from qwen_daemon import __version__, bindroots
-from qwen_daemon.api import ApiServer
-from qwen_daemon.client import DaemonClient, DaemonError
+from qwen_daemon import __version__
+from qwen_daemon.api.server import ApiServer
 from qwen_daemon.config import ConfigError, DaemonConfig, socket_gid, validate_config
-from qwen_daemon.docker_runner import DockerRunner
-from qwen_daemon.errors import RequestError, bad_request, conflict, not_found, unprocessable
-from qwen_daemon.gating import Evidence, check_gate_request, gate_job, refuse_busy, request_of, with_defaults
-from qwen_daemon.governance import Governance, GovernanceRefusal, Surface
-from qwen_daemon.intake import check_prepare_runnable, check_runnable, resolve_launch
-from qwen_daemon.jobs import DiagnoseTarget, Job, Runner, RunnerRefusal, decode_job, diagnose_name
-from qwen_daemon.journal import JournalWriter
-from qwen_daemon.monitor import Monitor
-from qwen_daemon.notify import Watchdog, notify, watchdog_interval
+from qwen_daemon.governance.surfaces import Governance, GovernanceRefusal
+from qwen_daemon.jobs import bindroots
+from qwen_daemon.jobs.docker_runner import DockerRunner
+from qwen_daemon.jobs.gating import Evidence, check_gate_request, gate_job, refuse_busy, request_of, with_defaults
+from qwen_daemon.jobs.intake import check_prepare_runnable, check_runnable, resolve_launch
+from qwen_daemon.jobs.job import DiagnoseTarget, Job, Runner, RunnerRefusal, decode_job
+from qwen_daemon.jobs.process_runner import ProcessRunner
 from qwen_daemon.protocol import (
     AuditList,
     BindRootsView,
@@ -59,14 +56,20 @@ from qwen_daemon.protocol import (
     RunList,
     RunResources,
     RunView,
+    Surface,
     SurfaceList,
+    diagnose_name,
 )
-from qwen_daemon.registry import Registry, RunConflict, RunRecord
-from qwen_daemon.runner import ProcessRunner
-from qwen_daemon.sampler import Sampler
-from qwen_daemon.service_files import RunFiles
-from qwen_daemon.summary_cache import SummaryCache
-from qwen_daemon.views import run_detail, run_view
+from qwen_daemon.protocol.client import DaemonClient, DaemonError
+from qwen_daemon.protocol.errors import RequestError, bad_request, conflict, not_found, unprocessable
+from qwen_daemon.resources.sampler import Sampler
+from qwen_daemon.resources.summary_cache import SummaryCache
+from qwen_daemon.runs.monitor import Monitor
+from qwen_daemon.runs.registry import Registry, RunConflict, RunRecord
+from qwen_daemon.runs.run_dir import RunFiles
+from qwen_daemon.runs.views import run_detail, run_view
+from qwen_daemon.systemd.journal import JournalWriter
+from qwen_daemon.systemd.notify import Watchdog, notify, watchdog_interval
 from qwen_train.prepare.spec import PrepareSpec
 from qwen_train.spec import RunSpec, SpecError
 from qwen_train.status import Diagnosis

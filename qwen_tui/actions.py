@@ -17,8 +17,8 @@ from typing import Literal
 
 import msgspec
 
-from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.protocol import ACTIVE_STATES, JobKind, ProbeView, RunView
+from qwen_daemon.protocol.client import DaemonClient, DaemonError
 
 RunVerb = Literal["stop", "resume", "diagnose", "gate"]
 Verb = Literal["stop", "resume", "diagnose", "gate", "start", "probe"]

@@ -27,8 +27,8 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
-from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.protocol import JobKind
+from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_tui.actions import Outcome, Verb, perform, question, refusal, report
 from qwen_tui.history import HostHistory, LossHistory
 from qwen_tui.messages import ActionRequested, OpenGate, OpenRun

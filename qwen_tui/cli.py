@@ -11,7 +11,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from qwen_daemon.config import SOCKET_ENV, ConfigError, check_socket_path, default_socket
+from qwen_daemon.config import ConfigError
+from qwen_daemon.protocol.socket import SOCKET_ENV, check_socket_path, default_socket
 from qwen_train.spec import SpecError, check_name
 
 

@@ -18,8 +18,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Literal
 
-from qwen_daemon.protocol import EvalPoint, LossPoint, RunDetail, RunHistory, RunView
-from qwen_daemon.resources import ResourceSample
+from qwen_daemon.protocol import EvalPoint, LossPoint, ResourceSample, RunDetail, RunHistory, RunView
 
 MAX_POINTS = 2000  # the daemon downsamples a run's history to at most this many points
 MAX_HOST_SAMPLES = 240

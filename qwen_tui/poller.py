@@ -24,7 +24,6 @@ from typing import TypeVar
 
 import msgspec
 
-from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.protocol import (
     AuditList,
     BindRootsView,
@@ -36,6 +35,7 @@ from qwen_daemon.protocol import (
     RunView,
     SurfaceList,
 )
+from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_train.status import Diagnosis
 
 T = TypeVar("T")

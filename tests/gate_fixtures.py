@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from qwen_daemon.resources import Gap, MetricStats, ResourceSummary
+from qwen_daemon.protocol import Gap, MetricStats, ResourceSummary
 from qwen_train.status import Status, read_status, write_status
 
 # The tiny random models cannot meet real thresholds: loosen only those, and bound the generated length.

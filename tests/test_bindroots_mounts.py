@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from qwen_daemon import bindroots
 from qwen_daemon.config import BindRoot, DaemonConfig, DockerSettings
-from qwen_daemon.docker_runner import DockerRunner
-from qwen_daemon.jobs import RunnerRefusal
+from qwen_daemon.jobs import bindroots
+from qwen_daemon.jobs.docker_runner import DockerRunner
+from qwen_daemon.jobs.job import RunnerRefusal
 from tests.conftest import python_env
 from tests.dockerd import IMAGE, USER, Engine, start_engine
 from tests.test_daemon_harness import DaemonProcess, trainer_wrapper

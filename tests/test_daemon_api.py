@@ -16,10 +16,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from qwen_daemon.api import ApiServer
-from qwen_daemon.client import DaemonError
+from qwen_daemon.api.server import ApiServer
 from qwen_daemon.protocol import HealthView, HostView, LaunchRequest, RunDetail, RunList, RunView
-from qwen_daemon.sampler import NO_NVML_NOTE
+from qwen_daemon.protocol.client import DaemonError
+from qwen_daemon.resources.sampler import NO_NVML_NOTE
 from qwen_train.spec import encode_spec
 from tests.test_daemon_harness import (
     DaemonProcess,

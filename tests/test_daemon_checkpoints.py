@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from qwen_daemon.checkpoints import list_kept
 from qwen_daemon.protocol import CheckpointView
+from qwen_daemon.runs.checkpoints import list_kept
 from qwen_train.checkpoint_files import CKPT_DIR, META_FILE, PREFIX
 from qwen_train.spec import encode_spec
 from qwen_train.train import checkpoint as trainer_ckpt

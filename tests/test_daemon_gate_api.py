@@ -23,8 +23,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from qwen_daemon.protocol import GateVerdict, RunView
-from qwen_daemon.resources import ResourceSummary
+from qwen_daemon.protocol import GateVerdict, ResourceSummary, RunView
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.gate.verdict import verdict_path
 from qwen_train.prepare.spec import PrepareSpec, SourceSpec

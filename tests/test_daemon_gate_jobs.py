@@ -13,10 +13,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from qwen_daemon import jobs
-from qwen_daemon.gating import gate_outcome, verdict_line
-from qwen_daemon.jobs import GateTarget, Job, RunnerRefusal, decode_job, gate_name, job_argv
-from qwen_daemon.registry import RunRecord
+from qwen_daemon.jobs import job as jobs
+from qwen_daemon.jobs.gating import gate_outcome, verdict_line
+from qwen_daemon.jobs.job import GateTarget, Job, RunnerRefusal, decode_job, job_argv
+from qwen_daemon.protocol import gate_name
+from qwen_daemon.runs.registry import RunRecord
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.exitcodes import GATE_FAILED
 from qwen_train.gate.verdict import verdict_path

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from qwen_daemon.client import DaemonClient
+from qwen_daemon.protocol.client import DaemonClient
 from qwen_train.spec import RunSpec, TrainConfig
 
 FAKE_TRAINER = Path(__file__).with_name("test_daemon_fake_trainer.py")

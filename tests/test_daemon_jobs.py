@@ -19,9 +19,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from qwen_daemon.client import DaemonError
-from qwen_daemon.protocol import RunDetail
-from qwen_daemon.resources import ResourceSummary
+from qwen_daemon.protocol import ResourceSummary, RunDetail
+from qwen_daemon.protocol.client import DaemonError
 from qwen_train.bundle.build import corpus_spec
 from qwen_train.bundle.fingerprint import verify_bundle
 from qwen_train.spec import GuardConfig, Posture, RunSpec, TrainConfig

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from qwen_daemon.jobs import Job, train_job
-from qwen_daemon.registry import Registry, RegistryError, RunConflict
-from qwen_daemon.resources import ResourceSample
-from qwen_daemon.summary_cache import SummaryCache
+from qwen_daemon.jobs.job import Job, train_job
+from qwen_daemon.protocol import ResourceSample
+from qwen_daemon.resources.summary_cache import SummaryCache
+from qwen_daemon.runs.registry import Registry, RegistryError, RunConflict
 from qwen_train.spec import RunSpec, SpecError
 
 

@@ -18,12 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from qwen_daemon.client import DaemonError
-from qwen_daemon.protocol import RunResources
-from qwen_daemon.registry import Registry
-from qwen_daemon.resources import ResourceSample
-from qwen_daemon.series import DEFAULT_POINTS, MAX_POINTS
-from qwen_daemon.summary import GAP_PERIODS, metric_values
+from qwen_daemon.protocol import DEFAULT_POINTS, MAX_POINTS, ResourceSample, RunResources
+from qwen_daemon.protocol.client import DaemonError
+from qwen_daemon.resources.summary import GAP_PERIODS, metric_values
+from qwen_daemon.runs.registry import Registry
 from tests.test_daemon_api import assert_error
 from tests.test_daemon_harness import (
     DaemonProcess,

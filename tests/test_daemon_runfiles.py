@@ -11,10 +11,12 @@ from typing import get_args
 import msgspec
 import pytest
 
-from qwen_daemon import jobs, protocol
-from qwen_daemon.jobs import DiagnoseTarget, Job, diagnose_name, job_argv, prepare_job, train_job
-from qwen_daemon.registry import Registry, RunConflict
-from qwen_daemon.runfiles import MAX_POINTS, FileProblem, HistoryReader, downsample, last_line, read_diagnosis
+from qwen_daemon import protocol
+from qwen_daemon.jobs import job as jobs
+from qwen_daemon.jobs.job import DiagnoseTarget, Job, job_argv, prepare_job, train_job
+from qwen_daemon.protocol import diagnose_name
+from qwen_daemon.runs.readers import MAX_POINTS, FileProblem, HistoryReader, downsample, last_line, read_diagnosis
+from qwen_daemon.runs.registry import Registry, RunConflict
 from qwen_train.prepare.spec import PrepareSpec, SourceSpec
 from qwen_train.spec import RunSpec, check_name
 

@@ -8,8 +8,8 @@ import time
 import pynvml
 import pytest
 
-from qwen_daemon.resources import ResourceSample
-from qwen_daemon.sampler import NO_NVML_NOTE, GpuProbe, Sampler
+from qwen_daemon.protocol import ResourceSample
+from qwen_daemon.resources.sampler import NO_NVML_NOTE, GpuProbe, Sampler
 
 
 def _nvml_present() -> bool:

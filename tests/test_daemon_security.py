@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_daemon.client import DaemonError
 from qwen_daemon.protocol import ClassChange
+from qwen_daemon.protocol.client import DaemonError
 from tests.conftest import REPO, python_env
 from tests.test_daemon_harness import DaemonProcess, make_spec, raw_request, short_tmp_dir, trainer_wrapper
 

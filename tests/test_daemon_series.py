@@ -6,10 +6,9 @@ import statistics
 
 import pytest
 
-from qwen_daemon.protocol import RunResources
-from qwen_daemon.resources import Gap, GpuSample, ResourceSample, RunUsage
-from qwen_daemon.series import MAX_POINTS, run_series
-from qwen_daemon.summary import GAP_PERIODS, Window, metric_values, summarize
+from qwen_daemon.protocol import MAX_POINTS, Gap, GpuSample, ResourceSample, RunResources, RunUsage
+from qwen_daemon.resources.series import run_series
+from qwen_daemon.resources.summary import GAP_PERIODS, Window, metric_values, summarize
 
 GIB = 1024**3
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from qwen_daemon.resources import Gap, GpuSample, ResourceSample
-from qwen_daemon.summary import Window, metric_values, percentile, summarize
+from qwen_daemon.protocol import Gap, GpuSample, ResourceSample
+from qwen_daemon.resources.summary import Window, metric_values, percentile, summarize
 
 GIB = 2**30
 
@@ -117,7 +117,7 @@ def test_a_run_on_two_gpus_has_its_memory_per_gpu() -> None:
     import subprocess
     import sys
 
-    from qwen_daemon.usage import UsageMeter
+    from qwen_daemon.resources.usage import UsageMeter
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

@@ -21,10 +21,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from qwen_daemon.client import DaemonClient, DaemonError
-from qwen_daemon.docker_runner import LABEL_NONCE, LABEL_RUN, gpu_options
-from qwen_daemon.jobs import RunnerRefusal
+from qwen_daemon.jobs.docker_runner import LABEL_NONCE, LABEL_RUN, gpu_options
+from qwen_daemon.jobs.job import RunnerRefusal
 from qwen_daemon.protocol import RunDetail
+from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_train.spec import Posture, RunSpec, TrainConfig
 from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
 from tests.dockerd import IMAGE, USER, Engine, start_engine

@@ -17,9 +17,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from qwen_daemon.governance import GateVerdict as GovernanceVerdict
-from qwen_daemon.protocol import RunView
-from qwen_daemon.resources import ResourceSummary
+from qwen_daemon.governance.surfaces import GateVerdict as GovernanceVerdict
+from qwen_daemon.protocol import ResourceSummary, RunView
 from qwen_train.exitcodes import GATE_FAILED
 from qwen_train.gate.verdict import CRITERIA, verdict_path
 from qwen_train.spec import Posture, RunSpec, TrainConfig

@@ -12,9 +12,8 @@ from typing import TypeVar
 import msgspec
 import pytest
 
-from qwen_daemon.client import DaemonClient
-from qwen_daemon.protocol import RunDetail
-from qwen_daemon.resources import RunUsage
+from qwen_daemon.protocol import RunDetail, RunUsage
+from qwen_daemon.protocol.client import DaemonClient
 from qwen_train.spec import Posture, RunSpec, TrainConfig
 from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
 from tests.conftest import python_env

@@ -309,8 +309,8 @@ def test_resource_evidence_from_the_daemons_summary(tmp_path: Path) -> None:
 
 
 def test_resource_evidence_reads_what_the_daemons_summarize_writes(tmp_path: Path) -> None:
-    from qwen_daemon.resources import GpuSample, ResourceSample
-    from qwen_daemon.summary import Window, summarize
+    from qwen_daemon.protocol import GpuSample, ResourceSample
+    from qwen_daemon.resources.summary import Window, summarize
 
     start = time.time() - 100
     samples = [ResourceSample(time=start + t, cpu_percent=50.0, ram_used_bytes=1 << 30, ram_total_bytes=1 << 32,
@@ -325,8 +325,8 @@ def test_resource_evidence_reads_what_the_daemons_summarize_writes(tmp_path: Pat
 
 def test_resource_gaps_are_a_share_of_the_launches_not_of_the_time_between_them(tmp_path: Path) -> None:
     """A run stopped and resumed a day later: the idle day must not dilute the first launch's outage."""
-    from qwen_daemon.resources import ResourceSample
-    from qwen_daemon.summary import Window, summarize
+    from qwen_daemon.protocol import ResourceSample
+    from qwen_daemon.resources.summary import Window, summarize
 
     def sampled(start: float, until: float) -> list[ResourceSample]:
         return [ResourceSample(time=start + t, cpu_percent=50.0, ram_used_bytes=1 << 30, ram_total_bytes=1 << 32,

@@ -9,8 +9,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from qwen_daemon.governance import Governance, GovernanceRefusal
-from qwen_daemon.lanes import LaneUnclear, classify
+from qwen_daemon.governance.lanes import LaneUnclear, classify
+from qwen_daemon.governance.surfaces import Governance, GovernanceRefusal
 from qwen_train.bundle.manifest import BundleInfo, Row, Splits, write_json, write_jsonl
 from qwen_train.spec import RunSpec
 from tests.conftest import python_env

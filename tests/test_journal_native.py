@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from qwen_daemon.journal import JournalWriter, encode_entry
-from qwen_daemon.registry import Registry
-from qwen_daemon.sampler import Sampler
+from qwen_daemon.resources.sampler import Sampler
+from qwen_daemon.runs.registry import Registry
+from qwen_daemon.systemd.journal import JournalWriter, encode_entry
 
 JOURNALD = "/lib/systemd/systemd-journald"
 SETUP = "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal /run/log/journal && exec \"$0\""

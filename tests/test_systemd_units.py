@@ -20,7 +20,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from qwen_daemon.client import DaemonClient
+from qwen_daemon.protocol.client import DaemonClient
 from tests.nspawn import Machine, install_units
 from tests.test_daemon_harness import make_spec, trainer_wrapper, wait_until
 

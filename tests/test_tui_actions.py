@@ -10,9 +10,8 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input, Static
 
-from qwen_daemon.bindroots import ProbeResult
-from qwen_daemon.client import DaemonError
-from qwen_daemon.protocol import ProbeView
+from qwen_daemon.protocol import ProbeResult, ProbeView
+from qwen_daemon.protocol.client import DaemonError
 from qwen_tui.screens.confirm import ConfirmScreen
 from qwen_tui.screens.detail import RunDetailScreen
 from qwen_tui.screens.host import HostScreen

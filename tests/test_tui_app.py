@@ -13,7 +13,7 @@ import time
 import pytest
 from textual.widgets import Static
 
-from qwen_daemon.client import DaemonClient, DaemonError
+from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_tui import app as app_module
 from qwen_tui.app import HemmaApp
 from qwen_tui.poller import Snapshot, Wants, fetch_snapshot

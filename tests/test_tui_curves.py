@@ -12,20 +12,24 @@ import io
 import pytest
 from rich.console import Console, RenderableType
 
-from qwen_daemon.bindroots import BindRootStatus, ProbeResult
-from qwen_daemon.client import DaemonError
-from qwen_daemon.governance import AuditEntry, Surface
 from qwen_daemon.protocol import (
+    AuditEntry,
     AuditList,
+    BindRootStatus,
     BindRootsView,
     EvalPoint,
+    GpuSample,
     LossPoint,
+    ProbeResult,
     ProbeView,
+    ResourceSample,
+    ResourceSummary,
     RunDetail,
     RunHistory,
+    Surface,
     SurfaceList,
 )
-from qwen_daemon.resources import GpuSample, ResourceSample, ResourceSummary
+from qwen_daemon.protocol.client import DaemonError
 from qwen_train.status import Diagnosis, Event, ModuleFinding, Status
 from qwen_tui.actions import Outcome, question, refusal, report
 from qwen_tui.curves import curve_label, mean

@@ -14,9 +14,16 @@ import msgspec
 import pytest
 from textual.widgets import Static
 
-from qwen_daemon.client import DaemonError
-from qwen_daemon.protocol import CheckpointView, MetricSeries, ResourceBucket, RunResources
-from qwen_daemon.resources import Gap, MetricStats, ResourceSummary
+from qwen_daemon.protocol import (
+    CheckpointView,
+    Gap,
+    MetricSeries,
+    MetricStats,
+    ResourceBucket,
+    ResourceSummary,
+    RunResources,
+)
+from qwen_daemon.protocol.client import DaemonError
 from qwen_tui.app import HemmaApp
 from qwen_tui.poller import Cadence
 from qwen_tui.screens.detail import RunDetailScreen

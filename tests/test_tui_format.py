@@ -8,9 +8,17 @@ import time
 import pytest
 from rich.console import Console, RenderableType
 
-from qwen_daemon.config import default_socket
-from qwen_daemon.protocol import HostView, RunView, SamplerHealth
-from qwen_daemon.resources import Gap, GpuSample, MetricStats, ResourceSample, ResourceSummary
+from qwen_daemon.protocol import (
+    Gap,
+    GpuSample,
+    HostView,
+    MetricStats,
+    ResourceSample,
+    ResourceSummary,
+    RunView,
+    SamplerHealth,
+)
+from qwen_daemon.protocol.socket import default_socket
 from qwen_train.status import CheckpointRef, EvalResult, Event, Losses, Status, Throughput
 from qwen_tui.cli import build_parser
 from qwen_tui.format import (

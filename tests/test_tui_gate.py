@@ -15,8 +15,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from qwen_daemon.client import DaemonError
 from qwen_daemon.protocol import GateVerdict, RunView
+from qwen_daemon.protocol.client import DaemonError
 from qwen_tui.app import HemmaApp
 from qwen_tui.screens.confirm import ConfirmScreen
 from qwen_tui.screens.detail import RunDetailScreen

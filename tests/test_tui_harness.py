@@ -19,25 +19,29 @@ import msgspec
 from rich.console import Console
 from textual.pilot import Pilot
 
-from qwen_daemon.bindroots import BindRootStatus, ProbeResult
-from qwen_daemon.client import DaemonClient, DaemonError
-from qwen_daemon.governance import AuditEntry, Surface
 from qwen_daemon.protocol import (
+    AuditEntry,
     AuditList,
+    BindRootStatus,
     BindRootsView,
     CheckpointView,
     HostView,
     JobKind,
+    MetricStats,
+    ProbeResult,
     ProbeView,
+    ResourceSample,
+    ResourceSummary,
     RunDetail,
     RunHistory,
     RunList,
     RunResources,
     RunView,
     SamplerHealth,
+    Surface,
     SurfaceList,
 )
-from qwen_daemon.resources import MetricStats, ResourceSample, ResourceSummary
+from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_train.spec import RunSpec
 from qwen_train.status import Diagnosis, Status
 from qwen_tui.app import HemmaApp

@@ -32,8 +32,8 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Label, Sparkline, Static
 
-from qwen_daemon.client import DaemonClient, DaemonError
 from qwen_daemon.protocol import ACTIVE_STATES, RunView
+from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_train.spec import Posture, RunSpec, TrainConfig
 from qwen_tui.app import HemmaApp
 from qwen_tui.screens.confirm import ConfirmScreen

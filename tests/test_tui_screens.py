@@ -7,11 +7,21 @@ import time
 import pytest
 from textual.widgets import Sparkline, Static
 
-from qwen_daemon.bindroots import BindRootStatus
-from qwen_daemon.client import DaemonError
-from qwen_daemon.governance import AuditEntry, Surface
-from qwen_daemon.protocol import BindRootsView, EvalPoint, LossPoint, RunHistory, SurfaceList
-from qwen_daemon.resources import Gap, GpuSample, ResourceSample, RunUsage
+from qwen_daemon.protocol import (
+    AuditEntry,
+    BindRootStatus,
+    BindRootsView,
+    EvalPoint,
+    Gap,
+    GpuSample,
+    LossPoint,
+    ResourceSample,
+    RunHistory,
+    RunUsage,
+    Surface,
+    SurfaceList,
+)
+from qwen_daemon.protocol.client import DaemonError
 from qwen_train.status import Diagnosis, Event, ModuleFinding, Status
 from qwen_tui.screens.detail import RunDetailScreen
 from qwen_tui.screens.host import HostScreen

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
-from qwen_daemon.series import DEFAULT_POINTS
+from qwen_daemon.protocol import DEFAULT_POINTS
 from qwen_tui.actions import Verb
 from qwen_tui.history import LossHistory
 from qwen_tui.messages import ActionRequested, OpenGate

@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
-from qwen_daemon.jobs import gate_name
+from qwen_daemon.protocol import gate_name
 from qwen_tui.messages import ActionRequested
 from qwen_tui.poller import Snapshot, Wants
 from qwen_tui.screens.base import DashboardScreen

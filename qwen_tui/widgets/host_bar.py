@@ -11,8 +11,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from qwen_daemon.protocol import HostView
-from qwen_daemon.resources import GpuSample
+from qwen_daemon.protocol import GpuSample, HostView
 from qwen_tui.format import fmt_age, fmt_bytes, fmt_percent
 from qwen_tui.poller import Snapshot
 

@@ -20,8 +20,7 @@ from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import Label, Sparkline
 
-from qwen_daemon.protocol import BindRootsView, SamplerHealth
-from qwen_daemon.resources import ResourceSample
+from qwen_daemon.protocol import BindRootsView, ResourceSample, SamplerHealth
 from qwen_tui.actions import Outcome
 from qwen_tui.format import fmt_age, fmt_bytes, fmt_clock, fmt_duration, fmt_percent
 from qwen_tui.widgets.run_facts import key_value_grid

@@ -24,8 +24,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.widgets import Static
 
-from qwen_daemon.protocol import MetricSeries, ResourceBucket, RunResources
-from qwen_daemon.resources import ResourceSummary
+from qwen_daemon.protocol import MetricSeries, ResourceBucket, ResourceSummary, RunResources
 from qwen_tui.format import DASH, fmt_clock, fmt_metric, metric_label
 
 BARS = "▁▂▃▄▅▆▇█"

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from qwen_daemon.resources import Gap, ResourceSummary
+from qwen_daemon.protocol import Gap, ResourceSummary
 from qwen_tui.format import fmt_clock, fmt_duration, fmt_metric, metric_label
 
 TIMELINE_WIDTH = 48

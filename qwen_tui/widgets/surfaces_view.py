@@ -20,8 +20,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from qwen_daemon.governance import NEVER_LAUNCHED, Surface
-from qwen_daemon.protocol import ACTIVE_STATES, AuditList, RunView, SurfaceList
+from qwen_daemon.protocol import ACTIVE_STATES, NEVER_LAUNCHED, AuditList, RunView, Surface, SurfaceList
 from qwen_train.spec import Lane
 from qwen_tui.format import DASH, fmt_clock, surface_class_text
 

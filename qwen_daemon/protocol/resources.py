@@ -1,0 +1,142 @@
+"""Resource evidence records: one host sample, and a run's summary of them.
+
+Produced by the daemon's sampler; read by the API, the dashboard and the
+promotion gate. A gap (no sample for longer than the sampler's period allows)
+is recorded as a gap, never filled with zeros.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class GpuSample(msgspec.Struct, frozen=True):
+    index: int
+    name: str
+    busy_percent: float
+    vram_used_bytes: int
+    vram_total_bytes: int
+
+
+class RunUsage(msgspec.Struct, frozen=True):
+    """One run's own share: its processes (for docker: its container's, found through cgroups).
+
+    `cpu_percent` is of the whole machine, like the host's. `gpu_memory_bytes`
+    sums the GPU memory NVML attributes to the run's host pids; None when
+    there is no NVML to ask. `gpu_memory_per_gpu` splits that sum by GPU index
+    (as text: a JSON object key), so a run spread over several GPUs shows
+    what it holds on each one.
+    """
+
+    processes: int
+    cpu_percent: float
+    rss_bytes: int
+    gpu_memory_bytes: int | None = None
+    gpu_processes: int = 0
+    gpu_memory_per_gpu: dict[str, int] = {}
+
+
+class ResourceSample(msgspec.Struct, frozen=True):
+    time: float
+    cpu_percent: float
+    ram_used_bytes: int
+    ram_total_bytes: int
+    gpus: list[GpuSample] = []
+    gpu_note: str | None = None
+    runs: dict[str, RunUsage] = {}
+
+
+class MetricStats(msgspec.Struct, frozen=True):
+    count: int
+    median: float
+    min: float
+    max: float
+    p95: float
+
+
+class Gap(msgspec.Struct, frozen=True):
+    start: float
+    end: float
+
+
+class ResourceSummary(msgspec.Struct, frozen=True):
+    """median/min/max/p95 per metric over a run's life (or a window).
+
+    `span_s` is the time the run's launches covered (the sum of each launch's
+    end - start), the time the gaps are a share of: a run stopped and resumed
+    a week later was not in a gap in between. None in a summary written before
+    it was recorded.
+    """
+
+    samples: int
+    first: float | None
+    last: float | None
+    metrics: dict[str, MetricStats] = {}
+    gaps: list[Gap] = []
+    gpu_note: str | None = None
+    span_s: float | None = None
+
+
+DEFAULT_POINTS = 120
+MAX_POINTS = 1000
+
+
+
+class ResourceBucket(msgspec.Struct, frozen=True):
+    """One point of a resource series: the samples taken in [start, end) (the last bucket includes its end).
+
+    `gap`: it overlaps a stretch without samples (longer than 3 sampler periods): drawn as a gap,
+    and where it has no sample at all its values are None, never zero. `relaunch`: a later launch
+    of the run (a resume) starts inside it; the time between launches is not on the axis.
+    """
+
+    start: float
+    end: float
+    samples: int
+    gap: bool = False
+    relaunch: bool = False
+
+
+class MetricSeries(msgspec.Struct, frozen=True):
+    """Per bucket, the median and the max of the metric's samples (None: no sample in that bucket);
+    `last`: its value in the newest sample that has it."""
+
+    median: list[float | None]
+    max: list[float | None]
+    last: float | None = None
+
+
+class RunResources(msgspec.Struct, frozen=True):
+    """A run's resources over its launches, downsampled to at most `points` buckets.
+
+    `metrics` are those of `qwen_daemon.summary.metric_values` (host CPU/RAM, per GPU busy/VRAM,
+    the run's own CPU, RSS and GPU memory), each list aligned with `buckets`. `gaps` are the
+    summary's gaps (per launch, longer than 3 sampler periods without a sample).
+    """
+
+    name: str
+    period_s: float
+    points: int
+    samples: int
+    buckets: list[ResourceBucket] = []
+    metrics: dict[str, MetricSeries] = {}
+    gaps: list[Gap] = []
+    gpu_note: str | None = None
+
+
+class SamplerHealth(msgspec.Struct, frozen=True):
+    """`gaps`: the recent stretches without a sample (the daemon's downtime included, and
+    one still open if the sampler is not alive). `journal`: where samples go, or why not."""
+
+    period_s: float
+    last_sample: float | None
+    alive: bool
+    gpu_note: str | None = None
+    gaps: list[Gap] = []
+    journal: str | None = None
+
+
+class HostView(msgspec.Struct, frozen=True):
+    sampler: SamplerHealth
+    sample: ResourceSample | None = None
+

@@ -1,0 +1,252 @@
+"""The monitor: turns process facts into run states, once a second.
+
+It reaps ended trainers and records how they ended (exit code mapped by
+`qwen_train.exitcodes`, the trainer's own last message attached), escalates a
+stop that the trainer ignores past `stop_timeout_s` to SIGKILL, and at daemon
+start reconciles the registry with the processes that are really there.
+
+A launch whose exit the daemon did not see (it was down), whose container
+vanished, or that was killed from outside (a signal the daemon did not send)
+is not a failure: if the launch's own final status.json names a terminal
+state, that state is used; otherwise the run is `interrupted`, resumable
+from its last durable checkpoint.
+
+A diagnose job has no status.json of its own, so the operator's line comes
+from what it produced: the first line of the diagnosis it wrote, or (when it
+could not replay) its own last line of output, e.g. "no durable checkpoint
+before step 5". A gate job likewise ends in its verdict's words (gating.py).
+
+Whoever owns the monitor may ask to hear of every launch that ended
+(`on_end`): the daemon writes a training run's resource evidence then.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+import msgspec
+
+from qwen_daemon.config import DaemonConfig
+from qwen_daemon.jobs.gating import gate_outcome
+from qwen_daemon.jobs.job import LOG_FILE, DiagnoseTarget, Exit, Runner, describe_exit
+from qwen_daemon.protocol import RunState
+from qwen_daemon.runs.readers import FileProblem, last_line, read_diagnosis
+from qwen_daemon.runs.registry import Registry, RunRecord
+from qwen_daemon.runs.trust import check_final
+from qwen_train.exitcodes import COMPLETED, STOPPED, state_for_exit
+from qwen_train.status import TERMINAL_STATES, Diagnosis, Status
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+# Signals an operator or the system sends to end a process; a death by one of these that the
+# daemon did not send is an interruption (resumable), not a failure of the run.
+OUTSIDE_STOPS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+class Monitor:
+    def __init__(self, config: DaemonConfig, registry: Registry, runners: dict[str, Runner],
+                 on_end: Callable[[RunRecord], None] | None = None) -> None:
+        self.config = config
+        self.registry = registry
+        self.runners = runners
+        self.on_end = on_end
+        self._lock = threading.Lock()
+        self._stop_asked: dict[str, float] = {}
+        self._killed: dict[str, float] = {}
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._halt.wait(TICK_S):
+            try:
+                self.tick(time.time())
+            except Exception:
+                log.exception("monitor tick failed; the next tick retries")
+
+    # start-up
+
+    def runner(self, record: RunRecord) -> Runner:
+        runner = self.runners.get(record.runner)
+        if runner is None:
+            raise KeyError(f"run {record.name} uses runner {record.runner!r}, which this daemon does not have")
+        return runner
+
+    def reconcile(self, now: float) -> None:
+        """Reattach to launches that survived the daemon's restart; end the others."""
+        for record in self.registry.active():
+            if record.nonce is None:
+                continue
+            found = self.runner(record).adopt(record.nonce, record.pid, record.container)
+            if found is None and record.pid is None:
+                self._end(record, "interrupted", None, "the daemon stopped before the trainer started", now)
+            elif found is None:
+                lost = f"container {record.container} vanished while the daemon was down" if record.container else None
+                self._reap(record, Exit(code=None, detail=lost), now)
+            else:
+                if record.state == "launching":
+                    self.registry.set_running(record.name, record.nonce, found.pid, found.container)
+                elif found.pid != record.pid:
+                    self.registry.set_pid(record.name, record.nonce, found.pid, found.container)
+                where = f"container {found.container}" if found.container else f"pid {found.pid}"
+                self.registry.add_event(record.name, "reattach", f"reattached to {where} after a daemon restart", now)
+                if record.state == "stopping":
+                    with self._lock:
+                        self._stop_asked[record.nonce] = now
+
+    # stop
+
+    def request_stop(self, record: RunRecord, now: float) -> bool:
+        """SIGTERM the launch and start the escalation clock; False if it was not running."""
+        assert record.nonce is not None
+        message = f"stop requested: SIGTERM sent, SIGKILL after {self.config.stop_timeout_s:g} s"
+        if not self.registry.mark_stopping(record.name, record.nonce, now, message):
+            return False
+        with self._lock:
+            self._stop_asked[record.nonce] = now
+        self.runner(record).terminate(record.nonce)
+        return True
+
+    def _escalate(self, record: RunRecord, now: float) -> None:
+        nonce = record.nonce
+        assert nonce is not None
+        with self._lock:
+            asked = self._stop_asked.get(nonce)
+            if asked is None or nonce in self._killed:
+                return
+            if now - asked < self.config.stop_timeout_s:
+                return
+            self._killed[nonce] = now
+        if self.runner(record).kill(nonce):
+            self.registry.add_event(
+                record.name, "kill",
+                f"no exit {self.config.stop_timeout_s:g} s after SIGTERM: SIGKILL sent", now,
+            )
+
+    # reaping
+
+    def tick(self, now: float) -> None:
+        for record in self.registry.active():
+            if record.nonce is None or record.state == "launching":
+                continue
+            ended = self.runner(record).poll(record.nonce)
+            if ended is None:
+                self._escalate(record, now)
+            else:
+                self._reap(record, ended, now)
+
+    def _reap(self, record: RunRecord, ended: Exit, now: float) -> None:
+        assert record.nonce is not None
+        with self._lock:
+            stopped = self._stop_asked.pop(record.nonce, None) is not None
+            killed = self._killed.pop(record.nonce, None) is not None
+        final = check_final(Path(record.run_dir), record.name, record.nonce).status
+        state, message = outcome(record, ended, final, stopped, killed, self.config.stop_timeout_s)
+        if final is not None and final.message:
+            message += f"; trainer said: {final.message}"
+        if record.kind == "diagnose":
+            state, message = diagnose_outcome(record, ended.code, state, message)
+        elif record.kind == "gate":
+            state, message = gate_outcome(record, ended.code, state, message)
+        self._end(record, state, ended.code, message, now)
+
+    def _end(self, record: RunRecord, state: RunState, code: int | None, message: str, now: float) -> None:
+        if record.nonce is None:  # reserve() always sets one; nothing to end without it
+            log.warning("run %s is active without a launch nonce; left as is", record.name)
+        elif self.registry.finish(record.name, record.nonce, state, code, message, now):
+            log.info("run %s ended: %s (%s)", record.name, state, message)
+            self._ended(record)
+
+    def _ended(self, record: RunRecord) -> None:
+        """Tell the owner; its failure is logged, never allowed to stop the reaping of other runs."""
+        if self.on_end is None:
+            return
+        try:
+            self.on_end(record)
+        except Exception:
+            log.exception("after run %s ended, its end hook failed", record.name)
+
+
+def outcome(
+    record: RunRecord, ended: Exit, final: Status | None, stopped: bool, killed: bool, stop_timeout_s: float
+) -> tuple[RunState, str]:
+    """The run state and the operator's one-line reason for how a launch ended."""
+    code = ended.code
+    if killed and (code is None or code < 0):
+        return "failed", (
+            f"did not exit within {stop_timeout_s:g} s of SIGTERM; killed with SIGKILL "
+            "(no final checkpoint; resume starts from the last durable one)"
+        )
+    if stopped and code == -signal.SIGTERM:
+        return "stopped", "ended by the stop's SIGTERM before the trainer could handle it (no final checkpoint)"
+    if ended.oom:
+        return "failed", (
+            f"{ended.detail or 'out of memory'}; {describe_exit(code)}: give it more memory or a smaller batch"
+        )
+    if code is not None and code < 0 and not stopped and -code in OUTSIDE_STOPS:
+        return "interrupted", (
+            f"{describe_exit(code)}, which the daemon did not send (killed from outside); "
+            f"resume from the last durable checkpoint with `qwen-daemon resume {record.name}`"
+        )
+    if code is not None:
+        state = cast(RunState, state_for_exit(code))
+        hint = "" if code in (COMPLETED, STOPPED) else f"; see {Path(record.run_dir) / LOG_FILE}"
+        return state, f"{describe_exit(code)} ({state}){hint}"
+    if final is not None and final.state in TERMINAL_STATES:
+        return cast(RunState, final.state), (
+            "exit code unknown (not a child of this daemon since its restart); "
+            f"state from the trainer's final status: {final.state}"
+        )
+    lost = ended.detail or f"pid {record.pid} gone"
+    return "interrupted", (
+        f"the daemon lost the trainer ({lost}, exit code unknown, no final status); "
+        f"resume from the last durable checkpoint with `qwen-daemon resume {record.name}`"
+    )
+
+
+
+def _fresh_diagnosis(record: RunRecord) -> Diagnosis | None:
+    """The diagnosis in the replayed run's dir, if this launch wrote it."""
+    try:
+        target = msgspec.json.decode(record.spec_json, type=DiagnoseTarget)
+        diagnosis = read_diagnosis(Path(target.run_dir))
+    except (msgspec.MsgspecError, FileProblem):
+        return None
+    return diagnosis if diagnosis is not None and diagnosis.created_at >= record.launched_at else None
+
+
+def diagnose_outcome(record: RunRecord, code: int | None, state: RunState, message: str) -> tuple[RunState, str]:
+    """A diagnose job's end in its own words: its diagnosis's first line, else its last output line.
+
+    Its exit code is lost when the daemon restarted during the replay; a diagnosis
+    written by this launch then still says it completed (writing it is the replay's last act)."""
+    diagnosis = _fresh_diagnosis(record)
+    first = diagnosis.summary.strip().split("\n")[0] if diagnosis is not None else None
+    if code is None:
+        if state == "interrupted" and first is not None:
+            return "completed", f"{first} (exit code unknown after a daemon restart; the diagnosis is this launch's)"
+        return state, message
+    if state == "completed" and first is not None:
+        return state, first
+    line = last_line(Path(record.run_dir) / LOG_FILE, after=record.nonce) if code >= 0 else None
+    if line is None:
+        return state, message
+    return state, f"{line} ({describe_exit(code)})" if code else line

@@ -1,0 +1,358 @@
+"""The run registry: what the daemon launched, in SQLite (WAL), keyed by run name.
+
+The registry is the daemon's memory across its own restarts, so every state
+change is a single transaction, and changes that belong to one launch are
+conditional on that launch's nonce: a late reap of an old launch can never
+overwrite the state of a newer one. Resource samples live in the same file
+so a run's summary survives restarts too.
+
+One connection shared by all threads, serialised by a lock: the daemon's
+write rate (a few rows a second at most) is far below what that allows.
+
+A name belongs to one job kind for good (`train`, `preprocess`, `diagnose`):
+its run dir holds that kind's files, so relaunching a name as another kind is
+refused. A diagnose job records the run it replays as its `parent`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import msgspec
+
+from qwen_daemon.jobs.job import Job
+from qwen_daemon.protocol import ACTIVE_STATES, ResourceSample, RunState
+from qwen_train.spec import check_name
+from qwen_train.status import Event
+
+SCHEMA_VERSION = 3
+_ACTIVE = tuple(sorted(ACTIVE_STATES))
+_ACTIVE_SQL = f"state IN ({', '.join('?' for _ in _ACTIVE)})"
+
+_SCHEMA = """
+CREATE TABLE runs (
+    name TEXT PRIMARY KEY,
+    lane TEXT NOT NULL,
+    surface TEXT NOT NULL,
+    runner TEXT NOT NULL,
+    state TEXT NOT NULL,
+    nonce TEXT,
+    pid INTEGER,
+    run_dir TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    launched_at REAL NOT NULL,
+    ended_at REAL,
+    exit_code INTEGER,
+    spec_json TEXT NOT NULL,
+    message TEXT,
+    container TEXT,
+    kind TEXT NOT NULL DEFAULT 'train',
+    parent TEXT
+);
+CREATE TABLE launches (
+    nonce TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL
+);
+CREATE INDEX launches_by_name ON launches (name, started_at);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX events_by_name ON events (name, time);
+CREATE TABLE samples (
+    id INTEGER PRIMARY KEY,
+    run TEXT,
+    time REAL NOT NULL,
+    sample BLOB NOT NULL
+);
+CREATE INDEX samples_by_run ON samples (run, time);
+"""
+
+_RUN_COLUMNS = (
+    "name, lane, surface, runner, state, nonce, pid, run_dir, created_at, launched_at, "
+    "ended_at, exit_code, spec_json, message, container, kind, parent"
+)
+# Upgrades of older files, by the version they start from: each adds what later versions added.
+_UPGRADES: dict[int, str] = {
+    1: "ALTER TABLE runs ADD COLUMN container TEXT;",  # the walking skeleton's file
+    2: "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train'; ALTER TABLE runs ADD COLUMN parent TEXT;",
+}
+
+
+class RegistryError(RuntimeError):
+    """The registry file cannot be used (wrong schema, unreadable)."""
+
+
+class RunConflict(RuntimeError):
+    """A launch under a name whose run is still active."""
+
+
+class RunRecord(msgspec.Struct, frozen=True):
+    """One row of `runs`: the daemon's facts about a run and its active launch."""
+
+    name: str
+    lane: str
+    surface: str
+    runner: str
+    state: RunState
+    nonce: str | None
+    pid: int | None
+    run_dir: str
+    created_at: float
+    launched_at: float
+    ended_at: float | None
+    exit_code: int | None
+    spec_json: str
+    message: str | None
+    container: str | None = None
+    kind: str = "train"
+    parent: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+class Launch(msgspec.Struct, frozen=True):
+    """One launch of a run: the window its resource samples belong to."""
+
+    nonce: str
+    started_at: float
+    ended_at: float | None
+
+
+class Registry:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create the schema in a new file, upgrade an older one in one transaction; refuse any other version."""
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version in _UPGRADES:
+            steps = " ".join(_UPGRADES[v] for v in range(version, SCHEMA_VERSION))
+            with self._lock:
+                self._conn.executescript(
+                    f"BEGIN IMMEDIATE; {steps} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                )
+            return
+        if version != 0:
+            raise RegistryError(
+                f"registry {self.path} has schema version {version}; this daemon knows "
+                f"{SCHEMA_VERSION}: use a matching qwen-daemon or another --state-dir"
+            )
+        with self._lock:
+            self._conn.executescript(
+                "BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+            )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """Serialise threads and make the block one transaction (or none, on error)."""
+        with self._lock:
+            if self._conn.in_transaction:
+                yield self._conn
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # runs
+
+    def reserve(self, job: Job, run_dir: Path, nonce: str, now: float) -> RunRecord:
+        """Claim `job.name` for a new launch, or raise RunConflict if it is still active
+        (or belongs to another kind of job).
+
+        A name whose run has ended is launched again under the same name (a
+        resume); its creation time and history are kept.
+        """
+        name = check_name(job.name)
+        with self._tx() as conn:
+            row = conn.execute("SELECT state, kind FROM runs WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] in ACTIVE_STATES:
+                raise RunConflict(
+                    f"run {name!r} is already active (state {row[0]}): stop it first, "
+                    "or launch under another name"
+                )
+            if row is not None and row[1] != job.kind:
+                raise RunConflict(
+                    f"{name!r} is the name of a {row[1]} job; a {job.kind} job needs a name of its own"
+                )
+            values = (
+                job.lane, job.surface, job.runner, "launching", nonce, str(run_dir), now,
+                job.spec_bytes().decode("utf-8"), job.kind, job.parent,
+            )
+            if row is None:
+                conn.execute(
+                    "INSERT INTO runs (lane, surface, runner, state, nonce, run_dir, launched_at, "
+                    "spec_json, kind, parent, name, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*values, name, now),
+                )
+            else:
+                conn.execute(
+                    "UPDATE runs SET lane = ?, surface = ?, runner = ?, state = ?, nonce = ?, "
+                    "run_dir = ?, launched_at = ?, spec_json = ?, kind = ?, parent = ?, pid = NULL, "
+                    "ended_at = NULL, exit_code = NULL, message = NULL, container = NULL WHERE name = ?",
+                    (*values, name),
+                )
+            conn.execute(
+                "INSERT INTO launches (nonce, name, started_at) VALUES (?, ?, ?)", (nonce, name, now)
+            )
+            self.add_event(name, "launch", f"launching with nonce {nonce}", now)
+        record = self.get(name)
+        assert record is not None
+        return record
+
+    def set_running(self, name: str, nonce: str, pid: int, container: str | None = None) -> bool:
+        """Record the trainer's pid (and container) once it is spawned."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET state = 'running', pid = ?, container = ? WHERE name = ? AND nonce = ? "
+                "AND state = 'launching'",
+                (pid, container, name, nonce),
+            )
+            return cur.rowcount == 1
+
+    def set_pid(self, name: str, nonce: str, pid: int, container: str | None) -> None:
+        """After a reattach: the container's init may have a new host pid (or none, if it exited)."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE runs SET pid = ?, container = COALESCE(?, container) WHERE name = ? AND nonce = ?",
+                (pid, container, name, nonce),
+            )
+
+    def mark_stopping(self, name: str, nonce: str, now: float, message: str) -> bool:
+        """Move an active launch to `stopping`; False if it already ended or is stopping."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET state = 'stopping' WHERE name = ? AND nonce = ? "
+                "AND state IN ('launching', 'running')",
+                (name, nonce),
+            )
+            if cur.rowcount == 1:
+                self.add_event(name, "stop", message, now)
+            return cur.rowcount == 1
+
+    def finish(
+        self, name: str, nonce: str, state: RunState, exit_code: int | None, message: str | None, now: float
+    ) -> bool:
+        """End the active launch `nonce` of `name`; a no-op for any other launch."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"UPDATE runs SET state = ?, exit_code = ?, message = ?, ended_at = ? "
+                f"WHERE name = ? AND nonce = ? AND {_ACTIVE_SQL}",
+                (state, exit_code, message, now, name, nonce, *_ACTIVE),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.execute("UPDATE launches SET ended_at = ? WHERE nonce = ?", (now, nonce))
+            self.add_event(name, state, message or f"run ended: {state}", now)
+            return True
+
+    def get(self, name: str) -> RunRecord | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else RunRecord(*row)
+
+    def all(self) -> list[RunRecord]:
+        """Newest launches first: what an operator looks for."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY launched_at DESC, name"
+            ).fetchall()
+        return [RunRecord(*row) for row in rows]
+
+    def active(self) -> list[RunRecord]:
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE {_ACTIVE_SQL} ORDER BY name", _ACTIVE
+            ).fetchall()
+        return [RunRecord(*row) for row in rows]
+
+    def launches(self, name: str) -> list[Launch]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT nonce, started_at, ended_at FROM launches WHERE name = ? ORDER BY started_at",
+                (name,),
+            ).fetchall()
+        return [Launch(*row) for row in rows]
+
+    # events
+
+    def add_event(self, name: str, kind: str, message: str, now: float) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO events (name, time, kind, message) VALUES (?, ?, ?, ?)",
+                (name, now, kind, message),
+            )
+
+    def events(self, name: str, limit: int = 200) -> list[Event]:
+        """The newest `limit` daemon-side events of a run, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT time, kind, message FROM events WHERE name = ? ORDER BY time DESC, id DESC "
+                "LIMIT ?",
+                (name, limit),
+            ).fetchall()
+        return [Event(time=t, kind=k, message=m) for t, k, m in reversed(rows)]
+
+    # samples
+
+    def add_sample(self, sample: ResourceSample, runs: list[str]) -> None:
+        """Store one sample per run active at `sample.time`, or one host-only row if none."""
+        blob = msgspec.json.encode(sample)
+        targets: list[str | None] = list(runs) if runs else [None]
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO samples (run, time, sample) VALUES (?, ?, ?)",
+                [(run, sample.time, blob) for run in targets],
+            )
+
+    def samples(self, name: str, start: float, end: float) -> list[ResourceSample]:
+        """The run's samples with start <= time <= end, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT sample FROM samples WHERE run = ? AND time >= ? AND time <= ? ORDER BY time",
+                (name, start, end),
+            ).fetchall()
+        return [msgspec.json.decode(row[0], type=ResourceSample) for row in rows]
+
+    def last_sample_time(self) -> float | None:
+        """When the newest stored sample was taken: a restarted sampler's gap starts there."""
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(time) FROM samples").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def prune_host_samples(self, before: float) -> int:
+        """Host-only samples are for the recent past; runs keep theirs as evidence."""
+        with self._tx() as conn:
+            return conn.execute(
+                "DELETE FROM samples WHERE run IS NULL AND time < ?", (before,)
+            ).rowcount

@@ -1,0 +1,75 @@
+"""What a run left in its dir, as API answers: its curves, its diagnosis, its gate verdict, its checkpoints.
+
+Kept apart from service.py, which launches and stops; these only read. A
+diagnose or gate job works on another run's dir, so its files are that run's:
+the history, diagnosis, verdict and checkpoints of RUN.diagnose and RUN.gate are RUN's.
+Every unreadable file becomes a 4xx naming the file and how to rewrite it, except a
+checkpoint's: the checkpoints are one part of a run's detail, so an unreadable one is
+a row with its error and the rest of the detail is still served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from qwen_daemon.jobs.gating import read_run_verdict
+from qwen_daemon.jobs.job import child_target
+from qwen_daemon.protocol import CHILD_KINDS, CheckpointView, GateVerdict, RunHistory
+from qwen_daemon.protocol.errors import RequestError, not_found, unprocessable
+from qwen_daemon.runs.checkpoints import CheckpointsUnreadable, list_kept
+from qwen_daemon.runs.readers import FileProblem, HistoryReader, read_diagnosis
+from qwen_daemon.runs.registry import RunRecord
+from qwen_train.spec import SpecError
+from qwen_train.status import Diagnosis
+
+
+class RunFiles:
+    """Reads runs' files; `record` finds a run's registry record (a 404 RequestError for an unknown name)."""
+
+    def __init__(self, record: Callable[[str], RunRecord]) -> None:
+        self._record = record
+        self.histories = HistoryReader()
+
+    def files_of(self, record: RunRecord) -> tuple[str, Path]:
+        """The run whose files a job's are, and its dir."""
+        if record.kind in CHILD_KINDS:
+            try:
+                return child_target(record.spec_json, record.name)
+            except SpecError as exc:
+                raise unprocessable(str(exc)) from None
+        return record.name, Path(record.run_dir)
+
+    def history(self, name: str) -> RunHistory:
+        _, run_dir = self.files_of(self._record(name))
+        try:
+            return self.histories.history(name, run_dir)
+        except FileProblem as exc:
+            raise unprocessable(str(exc)) from None
+
+    def diagnosis(self, name: str) -> Diagnosis:
+        run, run_dir = self.files_of(self._record(name))
+        try:
+            found = read_diagnosis(run_dir)
+        except FileProblem as exc:
+            raise unprocessable(f"{exc}: `qwen-daemon diagnose {run}` writes it again") from None
+        if found is None:
+            raise not_found(f"run {name!r} has no diagnosis yet ({run_dir}/diagnosis.json): one is written when "
+                            f"the non-finite guard stops a step, or by `qwen-daemon diagnose {run}`")
+        return found
+
+    def verdict(self, name: str) -> GateVerdict:
+        record = self._record(name)
+        if record.kind == "preprocess":
+            raise unprocessable(f"{name!r} is a preprocess job: only training runs have a gate verdict")
+        return read_run_verdict(*self.files_of(record))
+
+    def checkpoints(self, record: RunRecord) -> tuple[list[CheckpointView], str | None]:
+        """The durable checkpoints in the run's dir, oldest first, or why they cannot be listed."""
+        try:
+            _, run_dir = self.files_of(record)
+            return list_kept(run_dir), None
+        except RequestError as exc:
+            return [], exc.error
+        except CheckpointsUnreadable as exc:
+            return [], str(exc)
