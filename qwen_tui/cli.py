@@ -11,15 +11,14 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from qwen_daemon.config import ConfigError
-from qwen_daemon.protocol.socket import SOCKET_ENV, check_socket_path, default_socket
+from qwen_daemon.protocol.socket import SOCKET_ENV, SocketPathError, check_socket_path, default_socket
 from qwen_train.spec import SpecError, check_name
 
 
 def _socket(value: str) -> Path:
     try:
         return check_socket_path(Path(value).expanduser())
-    except ConfigError as exc:
+    except SocketPathError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 

@@ -17,7 +17,16 @@ is the jobs room's (jobs/kinds/). Errors are ErrorBody with a 4xx/5xx status.
 from __future__ import annotations
 
 from qwen_daemon.protocol.bindroots import BindRootStatus, BindRootsView, ProbeResult, ProbeView
-from qwen_daemon.protocol.kinds import CHILD_KINDS, JobKind, child_name, diagnose_name, gate_name
+from qwen_daemon.protocol.kinds import (
+    CHILD_KINDS,
+    KINDS,
+    JobKind,
+    KindInfo,
+    child_name,
+    diagnose_name,
+    gate_name,
+    kind_info,
+)
 from qwen_daemon.protocol.requests import (
     ClassChange,
     DiagnoseRequest,
@@ -66,10 +75,10 @@ from qwen_train.gate.verdict import CRITERIA, Criterion, GateVerdict
 
 __all__ = [
     "ACTIVE_STATES", "AuditEntry", "AuditList", "BindRootStatus", "BindRootsView", "CHILD_KINDS", "CRITERIA",
-    "CheckpointView", "ClassChange", "Criterion", "DEFAULT_POINTS", "DEFAULT_SURFACE", "DiagnoseRequest", "ErrorBody",
-    "EvalPoint", "Gap", "GateRequest", "GateVerdict", "GpuSample", "Health", "HealthView", "HostView", "JobKind",
-    "LaunchRequest", "LossPoint", "MAX_POINTS", "MetricSeries", "MetricStats", "NEVER_LAUNCHED", "ProbeResult",
-    "ProbeView", "ResourceBucket", "ResourceSample", "ResourceSummary", "RunDetail", "RunHistory", "RunList",
-    "RunResources", "RunState", "RunUsage", "RunView", "SamplerHealth", "Surface", "SurfaceClass", "SurfaceList",
-    "child_name", "diagnose_name", "gate_name",
+    "CheckpointView", "ClassChange", "Criterion", "DEFAULT_POINTS", "DEFAULT_SURFACE", "DiagnoseRequest",
+    "ErrorBody", "EvalPoint", "Gap", "GateRequest", "GateVerdict", "GpuSample", "Health", "HealthView", "HostView",
+    "JobKind", "KINDS", "KindInfo", "LaunchRequest", "LossPoint", "MAX_POINTS", "MetricSeries", "MetricStats",
+    "NEVER_LAUNCHED", "ProbeResult", "ProbeView", "ResourceBucket", "ResourceSample", "ResourceSummary",
+    "RunDetail", "RunHistory", "RunList", "RunResources", "RunState", "RunUsage", "RunView", "SamplerHealth",
+    "Surface", "SurfaceClass", "SurfaceList", "child_name", "diagnose_name", "gate_name", "kind_info",
 ]

@@ -1,8 +1,14 @@
-"""The kinds of job the daemon runs, as clients name them, and the names of a run's child jobs."""
+"""The kinds of job the daemon runs, as clients see them, and the names of a run's child jobs.
+
+A client asks a kind's `KindInfo` what it may do with a job (resume it, gate it,
+replay it) rather than comparing kind names, so a new kind is one entry here and
+one file in the daemon's jobs/kinds/. How a kind runs is the daemon's business.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Literal
 
 from qwen_train.spec import check_name
@@ -12,8 +18,39 @@ GATE_SUFFIX = ".gate"
 
 
 JobKind = Literal["train", "preprocess", "diagnose", "gate"]
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """What a kind of job is, for anyone who shows or acts on one.
+
+    `child`: it works on another run's dir (its `parent`) and writes no status.json of its own.
+    `trains`: it is a training run, the one kind that is replayed, gated and has checkpoints.
+    `resumes`: what a resume continues from, or None where it reruns from scratch.
+    `doing`: what it does to its parent while it runs, for refusals ("replaying run r1").
+    """
+
+    kind: JobKind
+    label: str
+    child: bool = False
+    trains: bool = False
+    resumes: str | None = None
+    doing: str = ""
+
+
+KINDS: dict[str, KindInfo] = {
+    "train": KindInfo("train", "training run", trains=True, resumes="from the newest checkpoint"),
+    "preprocess": KindInfo("preprocess", "preprocessing job", resumes="from its journal"),
+    "diagnose": KindInfo("diagnose", "diagnose job", child=True, doing="replaying"),
+    "gate": KindInfo("gate", "gate job", child=True, doing="judging"),
+}
 # Jobs that work on another run's dir and write no status.json of their own: their parent is that run.
-CHILD_KINDS: frozenset[str] = frozenset({"diagnose", "gate"})
+CHILD_KINDS: frozenset[str] = frozenset(kind for kind, info in KINDS.items() if info.child)
+
+
+def kind_info(kind: str) -> KindInfo:
+    """The kind's entry; an unknown kind (a newer daemon's) reads as a job that is none of these."""
+    return KINDS.get(kind) or KindInfo("train", f"{kind} job")
 
 
 def child_name(run: str, suffix: str) -> str:
