@@ -1,9 +1,7 @@
-"""Audio -> 12 Hz codes through the real `Qwen3TTSTokenizer.encode`, batched."""
+"""The speech tokenizer and the audio it accepts: the pieces prepare/codes.py encodes a bundle's clips with."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,19 +29,3 @@ def read_mono_24k(path: Path) -> np.ndarray:
     if mono.size == 0:
         raise ValueError(f"{path}: empty audio")
     return mono
-
-
-def _batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def encode_files(tok, paths: Sequence[Path], batch_size: int = 8) -> list[np.ndarray]:
-    """Codes (frames, 16) int16-safe arrays, one per path, in order."""
-    out: list[np.ndarray] = []
-    for n, batch in enumerate(_batches(paths, batch_size), start=1):
-        wavs = [read_mono_24k(p) for p in batch]
-        enc = tok.encode(wavs, sr=24000)
-        out.extend(c.detach().cpu().numpy().astype(np.int32) for c in enc.audio_codes)
-        print(f"codes: {min(n * batch_size, len(paths))}/{len(paths)}", file=sys.stderr, flush=True)
-    return out
