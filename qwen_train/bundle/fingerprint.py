@@ -10,14 +10,7 @@ import hashlib
 from pathlib import Path
 
 from qwen_train.bundle.manifest import BUNDLE_JSON, BundleError, read_bundle_info
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from qwen_train.digest import file_sha256
 
 
 def hash_tree(root: Path) -> dict[str, str]:

@@ -22,7 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from qwen_train.bundle.codes import load_speech_tokenizer, read_mono_24k
-from qwen_train.bundle.fingerprint import file_sha256
+from qwen_train.bundle.fingerprint import fingerprint_of
+from qwen_train.digest import file_sha256
 
 # (batches done, batches total, seconds per batch so far)
 CodeProgress = Callable[[int, int, float], None]
@@ -34,16 +35,8 @@ def tokenizer_key(model_dir: Path) -> str:
     if not (root / "config.json").is_file():
         raise FileNotFoundError(f"{root}: no speech tokenizer here; `model` must be a Qwen3-TTS model directory")
     parts = sorted(p for p in root.iterdir() if p.suffix in {".json", ".safetensors", ".bin"})
-    return file_sha256_many(parts)[:16]
-
-
-def file_sha256_many(paths: list[Path]) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for p in paths:
-        digest.update(p.name.encode() + b"\0" + file_sha256(p).encode() + b"\n")
-    return digest.hexdigest()
+    # the bundle fingerprint's rule over (name, file sha256): the same bytes the cache was always named by
+    return fingerprint_of({p.name: file_sha256(p) for p in parts})[:16]
 
 
 class CodeCache:

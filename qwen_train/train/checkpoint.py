@@ -35,6 +35,7 @@ from qwen_train.checkpoint_files import (  # the torch-free contract; re-exporte
     list_checkpoints,
     read_meta,
 )
+from qwen_train.digest import file_sha256
 from qwen_train.train.faults import pause
 
 
@@ -55,14 +56,6 @@ def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _HashingFile:
@@ -127,7 +120,7 @@ def verify_checkpoint(ckpt: Path) -> CheckpointMeta:
             raise CheckpointError(
                 f"checkpoint {ckpt}: {name} is {size} bytes, its manifest says {entry.size} (truncated?)"
             )
-        if _sha256(path) != entry.sha256:
+        if file_sha256(path) != entry.sha256:
             raise CheckpointError(f"checkpoint {ckpt}: {name} does not match its manifest hash")
     return meta
 
