@@ -66,15 +66,6 @@ class SampleRecord(msgspec.Struct, frozen=True):
     error: str | None
 
 
-def at_rate(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Mono float32 audio resampled to `target` Hz (the encoder wants 24 kHz, a wav2vec2 16 kHz)."""
-    if rate == target:
-        return wave.astype(np.float32)
-    import librosa
-
-    return np.asarray(librosa.resample(wave.astype(np.float32), orig_sr=rate, target_sr=target), dtype=np.float32)
-
-
 def clone_rows(bundle: Path, limit: int) -> list[Row]:
     """Up to `limit` held-out-speaker eval rows, one speaker after another."""
     by_speaker: dict[str, list[Row]] = defaultdict(list)

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from qwen_train.gate.cer import char_errors, corpus_cer
-from qwen_train.gate.clones import Clone, at_rate
+from qwen_train.gate.clones import Clone
 from qwen_train.gate.verdict import Criterion
+from qwen_train.prepare.resample import resample
 
 NO_ASR = ("not measured: no ASR model given (--asr DIR, a Swedish CTC model such as a wav2vec2 fine-tuned on "
           "Swedish)")
@@ -41,7 +42,7 @@ class Asr:
         self.device = device
 
     def transcribe(self, wave: np.ndarray, rate: int) -> str:
-        audio = at_rate(wave, rate, self.rate)
+        audio = resample(wave, rate, self.rate)
         inputs = self.processor(audio, sampling_rate=self.rate, return_tensors="pt")
         with torch.no_grad():
             logits = self.model(inputs.input_values.to(self.device)).logits

@@ -22,15 +22,16 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from qwen_train.gate.clones import Clone, at_rate
+from qwen_train.gate.clones import Clone
 from qwen_train.gate.verdict import Criterion
+from qwen_train.prepare.resample import resample
 
 ENCODER_RATE = 24000
 
 
 def embed(base_model: Any, wave: np.ndarray, rate: int) -> torch.Tensor:
     with torch.no_grad():
-        vector = base_model.extract_speaker_embedding(audio=at_rate(wave, rate, ENCODER_RATE), sr=ENCODER_RATE)
+        vector = base_model.extract_speaker_embedding(audio=resample(wave, rate, ENCODER_RATE), sr=ENCODER_RATE)
     return vector.float().reshape(-1).cpu()
 
 
