@@ -26,8 +26,8 @@ from qwen_train.train import ranks
 from qwen_train.train.checkpoint import CheckpointError, clean_temporaries, list_checkpoints
 from qwen_train.train.cursor import CursorRejected, advance, batch_indices
 from qwen_train.train.evaluate import evaluate
-from qwen_train.train.guard import step_problems
 from qwen_train.train.heartbeat import Heartbeat
+from qwen_train.train.nonfinite import step_problems
 from qwen_train.train.resume import LOSSES_FILE, restore
 from qwen_train.train.retry import StepOutcome, handle_non_finite
 from qwen_train.train.session import (
