@@ -1,13 +1,14 @@
 """The Daemon: registry, runners, monitor, sampler, governance and API as one service.
 
 It is the Backend the API serves and the owner of the threads. It launches
-four kinds of job under one contract (jobs.py): training runs, preprocess
-jobs, diagnose replays and promotion gates. A replay or a gate works on a
-run's checkpoints and writes into its run dir, so a run and its child job
-never run at once: either is refused while the run is active, and the run's
-launch or resume while a child runs. When a training run's launch ends, and
-again before its gate starts, its resource summary goes into its run dir
-(gating.py): the gate's resource evidence. Shutting it
+every kind of job under one contract (jobs/job.py; one JobType per kind in
+jobs/kinds/): training runs, preprocess jobs, diagnose replays and promotion
+gates. A replay or a gate works on a run's checkpoints and writes into its run
+dir, so a run and its child job never run at once: either is refused while the
+run is active, and the run's launch or resume while a child runs. When a
+training run's launch ends, and again before its gate starts, its resource
+summary goes into its run dir (resources/evidence.py): the gate's resource
+evidence. Shutting it
 down stops serving and sampling but leaves runs alone: trainers (processes
 or containers) are detached and a restarted daemon reattaches to them (see
 `Monitor.reconcile`). Under systemd it reports READY/STOPPING and feeds the
@@ -36,9 +37,8 @@ from qwen_daemon.config import ConfigError, DaemonConfig, socket_gid, validate_c
 from qwen_daemon.governance.surfaces import Governance, GovernanceRefusal
 from qwen_daemon.jobs import bindroots
 from qwen_daemon.jobs.docker_runner import DockerRunner
-from qwen_daemon.jobs.gating import Evidence, check_gate_request, gate_job, refuse_busy, request_of, with_defaults
-from qwen_daemon.jobs.intake import check_prepare_runnable, check_runnable, resolve_launch
-from qwen_daemon.jobs.job import DiagnoseTarget, Job, Runner, RunnerRefusal, decode_job
+from qwen_daemon.jobs.job import Job, Runner, RunnerRefusal
+from qwen_daemon.jobs.kinds import DIAGNOSE, GATE, decode_job, resolve_launch
 from qwen_daemon.jobs.process_runner import ProcessRunner
 from qwen_daemon.protocol import (
     AuditList,
@@ -58,10 +58,11 @@ from qwen_daemon.protocol import (
     RunView,
     Surface,
     SurfaceList,
-    diagnose_name,
+    kind_info,
 )
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_daemon.protocol.errors import RequestError, bad_request, conflict, not_found, unprocessable
+from qwen_daemon.resources.evidence import Evidence
 from qwen_daemon.resources.sampler import Sampler
 from qwen_daemon.resources.summary_cache import SummaryCache
 from qwen_daemon.runs.monitor import Monitor
@@ -70,8 +71,7 @@ from qwen_daemon.runs.run_dir import RunFiles
 from qwen_daemon.runs.views import run_detail, run_view
 from qwen_daemon.systemd.journal import JournalWriter
 from qwen_daemon.systemd.notify import Watchdog, notify, watchdog_interval
-from qwen_train.prepare.spec import PrepareSpec
-from qwen_train.spec import RunSpec, SpecError
+from qwen_train.spec import SpecError
 from qwen_train.status import Diagnosis
 
 log = logging.getLogger(__name__)
@@ -199,14 +199,7 @@ class Daemon:
                                  record.parent)
             except SpecError as exc:
                 raise unprocessable(str(exc)) from None
-            if isinstance(job.spec, RunSpec):
-                check_runnable(job.spec)
-            elif isinstance(job.spec, PrepareSpec):
-                check_prepare_runnable(job.spec)
-            elif isinstance(job.spec, DiagnoseTarget):  # the replayed run must still be there and at rest
-                job = self._diagnose_job(self._record(job.spec.run), job.spec.step)
-            else:
-                job = self._gate_job(job.spec.run, request_of(job.spec))
+            job = job.type.relaunch(job, self)
             self._spawn(job, resume=True, actor=actor)
         return self._view(name)
 
@@ -215,54 +208,40 @@ class Daemon:
         if request.step is not None and request.step < 1:
             raise bad_request(f"step {request.step} is no optimizer step: steps count from 1")
         with self._control:
-            job = self._diagnose_job(self._record(name), request.step)
+            job = DIAGNOSE.for_run(self._record(name), request.step, self)
             self._spawn(job, resume=False, actor=actor)
         return self._view(job.name)
-
-    def _diagnose_job(self, record: RunRecord, step: int | None) -> Job:
-        if record.kind != "train":
-            raise unprocessable(f"{record.name!r} is a {record.kind} job: only training runs can be replayed")
-        if record.active:
-            raise conflict(f"run {record.name!r} is {record.state}: stop it first "
-                           f"(`qwen-daemon stop {record.name} --wait`), then diagnose it")
-        refuse_busy(record.name, self._active_children(record.name), "diagnose")
-        target = DiagnoseTarget(run=record.name, run_dir=record.run_dir, step=step)
-        return Job("diagnose", diagnose_name(record.name), record.lane, record.surface, record.runner, target,
-                   parent=record.name)
 
     def gate(self, name: str, request: GateRequest, actor: str = "local") -> RunView:
         """Start `NAME.gate`: the promotion gate on ended training run NAME, with fresh resource evidence."""
         with self._control:
-            job = self._gate_job(name, request)
+            job = GATE.for_run(name, request, self)
             self._spawn(job, resume=False, actor=actor)
         return self._view(job.name)
 
-    def _gate_job(self, name: str, request: GateRequest) -> Job:
-        """The checked gate job, after (re)writing the run's resource evidence for it to read."""
-        request = with_defaults(request, self.config.gate_asr, self.config.gate_thresholds)
-        check_gate_request(request, self.config.bind_roots)
-        record = self._record(name)
-        job = gate_job(record, request, self._active_children(record.name))
-        self.evidence.before_gate(record)
-        return job
+    # the JobContext kinds build their jobs with
 
-    def _active_children(self, run: str) -> list[RunRecord]:
+    def record(self, name: str) -> RunRecord:
+        """The registry's record of `name`; a 404 naming how to list runs for an unknown one."""
+        return self._record(name)
+
+    def active_children(self, run: str) -> list[RunRecord]:
         """The child jobs (RUN.diagnose, RUN.gate) of `run` that are active now."""
         return [r for r in self.registry.active() if r.parent == run]
 
+    def write_evidence(self, record: RunRecord) -> None:
+        self.evidence.before_gate(record)
+
     def _govern(self, job: Job) -> None:
-        """Training runs meet surface and lane rules, the other jobs the surface rules."""
+        """The job's kind says which rules it meets (a training run: surface and lane); a run waits for its child."""
         try:
-            if isinstance(job.spec, RunSpec):
-                self.governance.check_launch(job.spec)
-            else:
-                self.governance.check_surface(job.surface)
+            job.type.govern(job, self.governance)
         except GovernanceRefusal as exc:
             raise RequestError(403, str(exc)) from None
-        children = self._active_children(job.name)
+        children = self.active_children(job.name)
         if children:
-            doing = "replaying" if children[0].kind == "diagnose" else "judging"
-            raise conflict(f"{children[0].kind} job {children[0].name!r} is {doing} run {job.name!r}: "
+            child = children[0]
+            raise conflict(f"{child.kind} job {child.name!r} is {kind_info(child.kind).doing} run {job.name!r}: "
                            "wait for it to end (or stop it) first")
 
     def _spawn(self, job: Job, resume: bool, actor: str) -> None:
@@ -287,7 +266,7 @@ class Daemon:
             raise RequestError(500, message, "check the daemon's runner settings and the run dir") from None
         self.registry.set_running(job.name, nonce, started.pid, started.container)
         if resume:
-            since = {"train": "from the newest checkpoint", "preprocess": "from its journal"}.get(job.kind, "again")
+            since = kind_info(job.kind).resumes or "again"
             self.registry.add_event(job.name, "resume", f"resumed by {actor} {since}", time.time())
         log.info("%s %s job %s for %s (pid %d, container %s, nonce %s) in %s", "resumed" if resume else "launched",
                  job.kind, job.name, actor, started.pid, started.container, nonce, run_dir)

@@ -14,8 +14,9 @@ import msgspec
 import pytest
 
 from qwen_daemon.jobs import job as jobs
-from qwen_daemon.jobs.gating import gate_outcome, verdict_line
-from qwen_daemon.jobs.job import GateTarget, Job, RunnerRefusal, decode_job, job_argv
+from qwen_daemon.jobs.job import GateTarget, Job, RunnerRefusal, job_argv
+from qwen_daemon.jobs.kinds import GATE, decode_job
+from qwen_daemon.jobs.kinds.gate import gate_outcome, verdict_line
 from qwen_daemon.protocol import gate_name
 from qwen_daemon.runs.registry import RunRecord
 from qwen_train.atomic import atomic_write_bytes
@@ -27,7 +28,7 @@ from tests.gate_fake import make_verdict
 
 def gate_job(run_dir: Path, **options: object) -> Job:
     target = GateTarget(run="r1", run_dir=str(run_dir), **options)  # type: ignore[arg-type]
-    return Job("gate", gate_name("r1"), "benchmark", "lab", "process", target, parent="r1")
+    return Job(GATE, gate_name("r1"), "benchmark", "lab", "process", target, parent="r1")
 
 
 def test_the_command_line_is_the_gate_cli_contract(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_daemon.jobs.job import Job, train_job
+from qwen_daemon.jobs.job import Job
+from qwen_daemon.jobs.kinds import TRAIN
 from qwen_daemon.protocol import ResourceSample
 from qwen_daemon.resources.summary_cache import SummaryCache
 from qwen_daemon.runs.registry import Registry, RegistryError, RunConflict
@@ -16,7 +17,7 @@ from qwen_train.spec import RunSpec, SpecError
 
 
 def spec(name: str = "r1") -> Job:
-    return train_job(RunSpec(name=name, lane="language-expansion", model="/m", bundle="/b", surface="lab"))
+    return TRAIN.job(RunSpec(name=name, lane="language-expansion", model="/m", bundle="/b", surface="lab"))
 
 
 def sample(t: float) -> ResourceSample:

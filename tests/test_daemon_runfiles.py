@@ -12,8 +12,8 @@ import msgspec
 import pytest
 
 from qwen_daemon import protocol
-from qwen_daemon.jobs import job as jobs
-from qwen_daemon.jobs.job import DiagnoseTarget, Job, job_argv, prepare_job, train_job
+from qwen_daemon.jobs.job import DiagnoseTarget, Job, job_argv
+from qwen_daemon.jobs.kinds import DIAGNOSE, KIND_TYPES, PREPROCESS, TRAIN
 from qwen_daemon.protocol import diagnose_name
 from qwen_daemon.runs.readers import MAX_POINTS, FileProblem, HistoryReader, downsample, last_line, read_diagnosis
 from qwen_daemon.runs.registry import Registry, RunConflict
@@ -92,17 +92,17 @@ def test_diagnose_names_are_run_names_and_distinct() -> None:
 
 
 def test_job_kinds_and_argv(tmp_path: Path) -> None:
-    assert get_args(jobs.JobKind) == get_args(protocol.JobKind)
-    run = train_job(RunSpec(name="r", lane="benchmark", model="/m", bundle="/b"))
+    assert set(get_args(protocol.JobKind)) == set(KIND_TYPES) == set(protocol.KINDS)  # one type per protocol kind
+    run = TRAIN.job(RunSpec(name="r", lane="benchmark", model="/m", bundle="/b"))
     assert job_argv("py", tmp_path, run, "n1", True)[3:5] == ["run", str(tmp_path / "spec.json")]
     assert job_argv("py", tmp_path, run, "n1", True)[-1] == "--resume"
-    prep = prepare_job(PrepareSpec(name="p", out="/srv/b/p", model="/m", sources=[
+    prep = PREPROCESS.job(PrepareSpec(name="p", out="/srv/b/p", model="/m", sources=[
         SourceSpec(kind="fleurs", path="/srv/storage/fleurs")]), "default", "process")
     argv = job_argv("py", tmp_path, prep, "n2", True)
     assert argv[3] == "prepare" and "--resume" not in argv and argv[argv.index("--nonce") + 1] == "n2"
     assert [(str(p), ro) for p, ro, _ in prep.paths()] == [
         ("/m", True), ("/srv/b", False), ("/srv/storage/fleurs", True)]  # work dir /srv/b/p.work is inside /srv/b
-    replay = Job("diagnose", "r.diagnose", "benchmark", "default", "process",
+    replay = Job(DIAGNOSE, "r.diagnose", "benchmark", "default", "process",
                  DiagnoseTarget(run="r", run_dir="/runs/r", step=7), parent="r")
     assert job_argv("py", tmp_path, replay, "n3", False) == ["py", "-m", "qwen_train", "diagnose", "/runs/r",
                                                              "--step", "7"]
@@ -123,11 +123,11 @@ def test_version_2_registry_upgrades_and_a_name_keeps_its_kind(tmp_path: Path) -
     try:
         old = registry.get("old")
         assert old is not None and (old.kind, old.parent) == ("train", None)
-        prep = prepare_job(PrepareSpec(name="old", out="/o", model="/m", sources=[
+        prep = PREPROCESS.job(PrepareSpec(name="old", out="/o", model="/m", sources=[
             SourceSpec(kind="fleurs", path="/f")]), "default", "process")
         with pytest.raises(RunConflict, match="'old' is the name of a train job"):
             registry.reserve(prep, tmp_path, "n1", 2.0)
-        replay = Job("diagnose", "old.diagnose", "benchmark", "default", "process",
+        replay = Job(DIAGNOSE, "old.diagnose", "benchmark", "default", "process",
                      DiagnoseTarget(run="old", run_dir="/r"), parent="old")
         record = registry.reserve(replay, tmp_path, "n2", 3.0)
         assert (record.kind, record.parent) == ("diagnose", "old")

@@ -11,10 +11,8 @@ is not a failure: if the launch's own final status.json names a terminal
 state, that state is used; otherwise the run is `interrupted`, resumable
 from its last durable checkpoint.
 
-A diagnose job has no status.json of its own, so the operator's line comes
-from what it produced: the first line of the diagnosis it wrote, or (when it
-could not replay) its own last line of output, e.g. "no durable checkpoint
-before step 5". A gate job likewise ends in its verdict's words (gating.py).
+A job's kind has the last word on how its exit reads (`JobType.outcome`): a
+diagnose job ends in its diagnosis's words, a gate job in its verdict's.
 
 Whoever owns the monitor may ask to hear of every launch that ended
 (`on_end`): the daemon writes a training run's resource evidence then.
@@ -30,17 +28,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-import msgspec
-
 from qwen_daemon.config import DaemonConfig
-from qwen_daemon.jobs.gating import gate_outcome
-from qwen_daemon.jobs.job import LOG_FILE, DiagnoseTarget, Exit, Runner, describe_exit
+from qwen_daemon.jobs.job import LOG_FILE, Exit, Runner, describe_exit
+from qwen_daemon.jobs.kinds import KIND_TYPES
 from qwen_daemon.protocol import RunState
-from qwen_daemon.runs.readers import FileProblem, last_line, read_diagnosis
 from qwen_daemon.runs.registry import Registry, RunRecord
 from qwen_daemon.runs.trust import check_final
 from qwen_train.exitcodes import COMPLETED, STOPPED, state_for_exit
-from qwen_train.status import TERMINAL_STATES, Diagnosis, Status
+from qwen_train.status import TERMINAL_STATES, Status
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +157,9 @@ class Monitor:
         state, message = outcome(record, ended, final, stopped, killed, self.config.stop_timeout_s)
         if final is not None and final.message:
             message += f"; trainer said: {final.message}"
-        if record.kind == "diagnose":
-            state, message = diagnose_outcome(record, ended.code, state, message)
-        elif record.kind == "gate":
-            state, message = gate_outcome(record, ended.code, state, message)
+        kind = KIND_TYPES.get(record.kind)
+        if kind is not None:
+            state, message = kind.outcome(record, ended.code, state, message)
         self._end(record, state, ended.code, message, now)
 
     def _end(self, record: RunRecord, state: RunState, code: int | None, message: str, now: float) -> None:
@@ -220,33 +214,3 @@ def outcome(
         f"the daemon lost the trainer ({lost}, exit code unknown, no final status); "
         f"resume from the last durable checkpoint with `qwen-daemon resume {record.name}`"
     )
-
-
-
-def _fresh_diagnosis(record: RunRecord) -> Diagnosis | None:
-    """The diagnosis in the replayed run's dir, if this launch wrote it."""
-    try:
-        target = msgspec.json.decode(record.spec_json, type=DiagnoseTarget)
-        diagnosis = read_diagnosis(Path(target.run_dir))
-    except (msgspec.MsgspecError, FileProblem):
-        return None
-    return diagnosis if diagnosis is not None and diagnosis.created_at >= record.launched_at else None
-
-
-def diagnose_outcome(record: RunRecord, code: int | None, state: RunState, message: str) -> tuple[RunState, str]:
-    """A diagnose job's end in its own words: its diagnosis's first line, else its last output line.
-
-    Its exit code is lost when the daemon restarted during the replay; a diagnosis
-    written by this launch then still says it completed (writing it is the replay's last act)."""
-    diagnosis = _fresh_diagnosis(record)
-    first = diagnosis.summary.strip().split("\n")[0] if diagnosis is not None else None
-    if code is None:
-        if state == "interrupted" and first is not None:
-            return "completed", f"{first} (exit code unknown after a daemon restart; the diagnosis is this launch's)"
-        return state, message
-    if state == "completed" and first is not None:
-        return state, first
-    line = last_line(Path(record.run_dir) / LOG_FILE, after=record.nonce) if code >= 0 else None
-    if line is None:
-        return state, message
-    return state, f"{line} ({describe_exit(code)})" if code else line

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from qwen_daemon.jobs.gating import read_run_verdict
-from qwen_daemon.jobs.job import child_target
-from qwen_daemon.protocol import CHILD_KINDS, CheckpointView, GateVerdict, RunHistory
+from qwen_daemon.jobs.kinds.children import child_target
+from qwen_daemon.jobs.kinds.gate import read_run_verdict
+from qwen_daemon.protocol import CheckpointView, GateVerdict, RunHistory, kind_info
 from qwen_daemon.protocol.errors import RequestError, not_found, unprocessable
 from qwen_daemon.runs.checkpoints import CheckpointsUnreadable, list_kept
 from qwen_daemon.runs.readers import FileProblem, HistoryReader, read_diagnosis
@@ -33,7 +33,7 @@ class RunFiles:
 
     def files_of(self, record: RunRecord) -> tuple[str, Path]:
         """The run whose files a job's are, and its dir."""
-        if record.kind in CHILD_KINDS:
+        if kind_info(record.kind).child:
             try:
                 return child_target(record.spec_json, record.name)
             except SpecError as exc:
@@ -60,8 +60,9 @@ class RunFiles:
 
     def verdict(self, name: str) -> GateVerdict:
         record = self._record(name)
-        if record.kind == "preprocess":
-            raise unprocessable(f"{name!r} is a preprocess job: only training runs have a gate verdict")
+        info = kind_info(record.kind)
+        if not (info.trains or info.child):
+            raise unprocessable(f"{name!r} is a {record.kind} job: only training runs have a gate verdict")
         return read_run_verdict(*self.files_of(record))
 
     def checkpoints(self, record: RunRecord) -> tuple[list[CheckpointView], str | None]:

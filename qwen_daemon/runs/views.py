@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from qwen_daemon.protocol import CHILD_KINDS, Health, ResourceSummary, RunDetail, RunView
+from qwen_daemon.protocol import Health, ResourceSummary, RunDetail, RunView, kind_info
 from qwen_daemon.runs.registry import Registry, RunRecord
 from qwen_daemon.runs.trust import Verdict, check_final, check_live
 from qwen_train.status import Event, Status
@@ -45,7 +45,7 @@ def judge(
     `members` gives a container launch's host pids (the guard checks the status pid against them).
     """
     run_dir = Path(record.run_dir)
-    if record.kind in CHILD_KINDS:
+    if kind_info(record.kind).child:
         no_status = Verdict(live=False, reason=f"a {record.kind} job writes no status.json")
         if not record.active:
             return "ended", no_status, None

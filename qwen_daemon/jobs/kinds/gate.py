@@ -1,88 +1,41 @@
-"""The promotion gate as the daemon sees it: resource evidence, the gate job, the verdict.
+"""The promotion gate as a job: `qwen_train gate RUN_DIR`, job RUN.gate of an ended training run.
 
-The gate itself (`qwen-train gate RUN_DIR`) judges a run and writes its
-verdict; the daemon's part is what only the daemon can do. It alone holds a
-run's resource samples, so it writes the run's ResourceSummary into
-RUN_DIR/resources.json (whenever a launch of the run ends, and again right
-before a gate job starts, so a gate always reads the latest). It launches the
-gate as a job of its own (RUN.gate, a child of RUN like a diagnose replay)
-only on an ended training run, with host paths it has checked. It serves the
-verdict file back, turning "not there yet" and "unreadable" into answers an
-operator can act on, never a 500. And it words how a gate job ended: exit
-GATE_FAILED is a gate that ran and said no, a completed job.
+The gate itself judges a run and writes RUN_DIR/gate/verdict.json; the
+daemon's part is what only it can do. It launches the gate only on an ended
+training run, with host paths it has checked (absolute, present, under its
+bind roots where it has any, since the gate may run in a container), after
+rewriting the run's resource evidence (resources/evidence.py) so the gate
+never judges yesterday's. It serves the verdict file back, turning "not there
+yet" and "unreadable" into answers an operator can act on, never a 500. And it
+words how a gate job ended: exit GATE_FAILED is a gate that ran and said no, a
+completed job.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import time
 from pathlib import Path
 
 import msgspec
 
 from qwen_daemon.config import BindRoot
 from qwen_daemon.jobs import bindroots
-from qwen_daemon.jobs.job import LOG_FILE, GateTarget, Job, RunnerRefusal, describe_exit
-from qwen_daemon.protocol import GateRequest, ResourceSummary, RunState, gate_name
+from qwen_daemon.jobs.job import LOG_FILE, GateTarget, Job, JobContext, JobType, Paths, RunnerRefusal, describe_exit
+from qwen_daemon.jobs.kinds.children import child_job, parent_paths, refuse_busy
+from qwen_daemon.protocol import KINDS, GateRequest, LaunchRequest, RunState, gate_name, kind_info
 from qwen_daemon.protocol.errors import RequestError, bad_request, conflict, unprocessable
-from qwen_daemon.resources.summary_cache import SummaryCache
 from qwen_daemon.runs.readers import last_line
 from qwen_daemon.runs.registry import RunRecord
-from qwen_train.atomic import atomic_write_bytes
 from qwen_train.exitcodes import GATE_FAILED
 from qwen_train.gate.verdict import CRITERIA, GateVerdict, read_verdict, verdict_path
+from qwen_train.spec import SpecError
 
-log = logging.getLogger(__name__)
-
-RESOURCES_FILE = "resources.json"
 RULE_ENDED = "gate-ended-run"
 RULE_TRAINING = "gate-training-run"
-RULE_ALONE = "one-job-per-run"  # a gate and a diagnose replay of one run never run at once
 
 
-def refuse_busy(run: str, children: list[RunRecord], wanted: str) -> None:
-    """409 naming RULE_ALONE while a child job of `run` (RUN.diagnose, RUN.gate) is active."""
-    if not children:
-        return
-    child = children[0]
-    doing = "replaying" if child.kind == "diagnose" else "judging"
-    raise conflict(f"refused by rule {RULE_ALONE}: {child.kind} job {child.name!r} is {doing} run {run!r}; "
-                   f"a {wanted} job starts only once it has ended: wait for it "
-                   f"(or `qwen-daemon stop {child.name}`)")
-
-
-def write_resources(run_dir: Path, summary: ResourceSummary) -> Path:
-    """RUN_DIR/resources.json, atomically, readable by a container user (the gate may run in one)."""
-    path = run_dir / RESOURCES_FILE
-    atomic_write_bytes(path, msgspec.json.format(msgspec.json.encode(summary), indent=2) + b"\n")
-    os.chmod(path, 0o644)
-    return path
-
-
-class Evidence:
-    """Writes training runs' resource summaries (the API's, from the summary cache) into their run dirs."""
-
-    def __init__(self, summaries: SummaryCache) -> None:
-        self.summaries = summaries
-
-    def write(self, record: RunRecord) -> Path:
-        path = write_resources(Path(record.run_dir), self.summaries.get(record.name, time.time()))
-        log.info("resource evidence of run %s written to %s", record.name, path)
-        return path
-
-    def launch_ended(self, record: RunRecord) -> None:
-        """The monitor's hook: a training run's launch ended, so its summary now covers all of it."""
-        if record.kind == "train":
-            self.write(record)
-
-    def before_gate(self, record: RunRecord) -> None:
-        """The gate must not judge yesterday's evidence; a run dir the daemon cannot write is its fault (500)."""
-        try:
-            self.write(record)
-        except OSError as exc:
-            raise RequestError(500, f"could not write run {record.name}'s resource evidence: {exc}",
-                               "the daemon must be able to write the run dir") from None
+def _target(job: Job) -> GateTarget:
+    assert isinstance(job.spec, GateTarget), f"{job.name} is no gate job"
+    return job.spec
 
 
 def _input_path(value: str, field: str, want_dir: bool, roots: list[BindRoot]) -> None:
@@ -121,22 +74,6 @@ def check_gate_request(request: GateRequest, roots: list[BindRoot]) -> None:
 def request_of(target: GateTarget) -> GateRequest:
     """The request a recorded gate job came from (a resume checks it again)."""
     return GateRequest(asr=target.asr, thresholds=target.thresholds, checkpoint=target.checkpoint)
-
-
-def gate_job(record: RunRecord, request: GateRequest, children: list[RunRecord]) -> Job:
-    """The job RUN.gate for an ended training run that no child job (`children`: the active ones) is
-    working on; 422/409 naming the rule otherwise."""
-    if record.kind != "train":
-        raise unprocessable(f"refused by rule {RULE_TRAINING}: {record.name!r} is a {record.kind} job; "
-                            "the promotion gate judges training runs only")
-    if record.active:
-        raise conflict(f"refused by rule {RULE_ENDED}: run {record.name!r} is {record.state}; the gate judges a "
-                       f"run only once it has ended: stop it first (`qwen-daemon stop {record.name} --wait`)")
-    refuse_busy(record.name, children, "gate")
-    target = GateTarget(run=record.name, run_dir=record.run_dir, asr=request.asr, thresholds=request.thresholds,
-                        checkpoint=request.checkpoint)
-    return Job("gate", gate_name(record.name), record.lane, record.surface, record.runner, target,
-               parent=record.name)
 
 
 def read_run_verdict(run: str, run_dir: Path) -> GateVerdict:
@@ -187,3 +124,64 @@ def gate_outcome(record: RunRecord, code: int | None, state: RunState, message: 
         return "completed", verdict_line(verdict) + late
     line = last_line(Path(record.run_dir) / LOG_FILE, after=record.nonce) if code is not None and code >= 0 else None
     return state, f"{line} ({describe_exit(code)})" if line else message
+
+
+class GateKind(JobType):
+    info = KINDS["gate"]
+    subcommand = "gate"
+
+    def for_run(self, name: str, request: GateRequest, ctx: JobContext) -> Job:
+        """The checked RUN.gate, after (re)writing the run's resource evidence for it to read."""
+        request = with_defaults(request, ctx.config.gate_asr, ctx.config.gate_thresholds)
+        check_gate_request(request, ctx.config.bind_roots)
+        record = ctx.record(name)
+        job = self._job(record, request, ctx.active_children(record.name))
+        ctx.write_evidence(record)
+        return job
+
+    def _job(self, record: RunRecord, request: GateRequest, children: list[RunRecord]) -> Job:
+        """RUN.gate for an ended training run that no child job (`children`: the active ones) is
+        working on; 422/409 naming the rule otherwise."""
+        if not kind_info(record.kind).trains:
+            raise unprocessable(f"refused by rule {RULE_TRAINING}: {record.name!r} is a {record.kind} job; "
+                                "the promotion gate judges training runs only")
+        if record.active:
+            raise conflict(f"refused by rule {RULE_ENDED}: run {record.name!r} is {record.state}; the gate judges "
+                           f"a run only once it has ended: stop it first (`qwen-daemon stop {record.name} --wait`)")
+        refuse_busy(record.name, children, "gate")
+        target = GateTarget(run=record.name, run_dir=record.run_dir, asr=request.asr,
+                            thresholds=request.thresholds, checkpoint=request.checkpoint)
+        return child_job(self, gate_name(record.name), record, target)
+
+    def decode(self, name: str, lane: str, surface: str, runner: str, spec_json: str, parent: str | None) -> Job:
+        try:
+            target = msgspec.json.decode(spec_json, type=GateTarget)
+        except msgspec.MsgspecError as exc:
+            raise SpecError(f"run {name}'s recorded spec: invalid gate target: {exc}") from None
+        return Job(self, name, lane, surface, runner, target, parent)
+
+    def paths(self, job: Job) -> Paths:
+        target = _target(job)
+        inputs = (("gate.asr", target.asr), ("gate.thresholds", target.thresholds))
+        return parent_paths(target, "the gate") + [(Path(path), True, field) for field, path in inputs
+                                                   if path is not None]
+
+    def argv(self, python: str, run_dir: Path, job: Job, nonce: str, resume: bool) -> list[str]:
+        target = _target(job)
+        options = [] if target.checkpoint is None else ["--checkpoint", str(target.checkpoint)]
+        options += [] if target.asr is None else ["--asr", target.asr]
+        options += [] if target.thresholds is None else ["--thresholds", target.thresholds]
+        return [python, "-m", "qwen_train", self.subcommand, target.run_dir, *options]
+
+    def from_request(self, request: LaunchRequest) -> Job:
+        raise bad_request("a gate job judges an ended run: start it with POST /runs/{name}/gate")
+
+    def relaunch(self, job: Job, ctx: JobContext) -> Job:
+        target = _target(job)
+        return self.for_run(target.run, request_of(target), ctx)
+
+    def outcome(self, record: RunRecord, code: int | None, state: RunState, message: str) -> tuple[RunState, str]:
+        return gate_outcome(record, code, state, message)
+
+
+GATE = GateKind()

@@ -1,0 +1,68 @@
+"""What the two child kinds (a diagnose replay, a gate) share: they work on another run, one at a time.
+
+A child job RUN.diagnose or RUN.gate reads its run's checkpoints and writes
+into its run dir, so it starts only on an ended training run, never beside
+the other child of the same run (rule one-job-per-run), and its container
+sees its run's dir, model and bundle. Its spec records which run that is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from qwen_daemon.jobs.job import SPEC_FILE, DiagnoseTarget, GateTarget, Job, JobType, Paths, RunnerRefusal
+from qwen_daemon.protocol import kind_info
+from qwen_daemon.protocol.errors import conflict
+from qwen_daemon.runs.registry import RunRecord
+from qwen_train.spec import RunSpec, SpecError, decode_spec
+
+RULE_ALONE = "one-job-per-run"  # a gate and a diagnose replay of one run never run at once
+
+
+class _ChildOf(msgspec.Struct, frozen=True):
+    run: str
+    run_dir: str
+
+
+def child_target(spec_json: str | bytes, name: str) -> tuple[str, Path]:
+    """(run, run dir) that a diagnose or gate job works on, from its recorded spec; SpecError if malformed."""
+    try:
+        target = msgspec.json.decode(spec_json, type=_ChildOf)
+    except msgspec.MsgspecError as exc:
+        raise SpecError(f"run {name}'s recorded target is malformed: {exc}") from None
+    return target.run, Path(target.run_dir)
+
+
+def parent_spec(target: DiagnoseTarget | GateTarget) -> RunSpec:
+    """The replayed (or gated) run's spec, from its run dir (the spec its trainer was launched with)."""
+    path = Path(target.run_dir) / SPEC_FILE
+    try:
+        return decode_spec(path.read_bytes(), source=str(path))
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read run {target.run}'s spec ({exc.strerror})") from None
+
+
+def parent_paths(target: DiagnoseTarget | GateTarget, what: str) -> Paths:
+    """A child reads its run's model (the gate's base) and bundle and writes into its run dir."""
+    try:
+        parent = parent_spec(target)
+    except SpecError as exc:
+        raise RunnerRefusal(f"cannot tell what {what} reads: {exc}") from None
+    return [(Path(target.run_dir), False, f"run {target.run}'s dir"), (Path(parent.model), True, "spec.model"),
+            (Path(parent.bundle), True, "spec.bundle")]
+
+
+def refuse_busy(run: str, children: list[RunRecord], wanted: str) -> None:
+    """409 naming RULE_ALONE while a child job of `run` (RUN.diagnose, RUN.gate) is active."""
+    if not children:
+        return
+    child = children[0]
+    raise conflict(f"refused by rule {RULE_ALONE}: {child.kind} job {child.name!r} is "
+                   f"{kind_info(child.kind).doing} run {run!r}; a {wanted} job starts only once it has ended: "
+                   f"wait for it (or `qwen-daemon stop {child.name}`)")
+
+
+def child_job(kind: JobType, name: str, record: RunRecord, target: DiagnoseTarget | GateTarget) -> Job:
+    return Job(kind, name, record.lane, record.surface, record.runner, target, parent=record.name)
