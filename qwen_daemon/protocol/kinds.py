@@ -28,6 +28,8 @@ class KindInfo:
     `trains`: it is a training run, the one kind that is replayed, gated and has checkpoints.
     `resumes`: what a resume continues from, or None where it reruns from scratch.
     `doing`: what it does to its parent while it runs, for refusals ("replaying run r1").
+    `parent_role`: its parent as a fact about it ("replays run: r1"), or "" where it has none.
+    `diagnoses`: it writes its parent's diagnosis, so a client shows one for it too.
     """
 
     kind: JobKind
@@ -36,13 +38,16 @@ class KindInfo:
     trains: bool = False
     resumes: str | None = None
     doing: str = ""
+    parent_role: str = ""
+    diagnoses: bool = False
 
 
 KINDS: dict[str, KindInfo] = {
     "train": KindInfo("train", "training run", trains=True, resumes="from the newest checkpoint"),
     "preprocess": KindInfo("preprocess", "preprocessing job", resumes="from its journal"),
-    "diagnose": KindInfo("diagnose", "diagnose job", child=True, doing="replaying"),
-    "gate": KindInfo("gate", "gate job", child=True, doing="judging"),
+    "diagnose": KindInfo("diagnose", "diagnose job", child=True, doing="replaying", parent_role="replays run",
+                         diagnoses=True),
+    "gate": KindInfo("gate", "gate job", child=True, doing="judging", parent_role="judges run"),
 }
 # Jobs that work on another run's dir and write no status.json of their own: their parent is that run.
 CHILD_KINDS: frozenset[str] = frozenset(kind for kind, info in KINDS.items() if info.child)
