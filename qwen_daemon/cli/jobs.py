@@ -19,9 +19,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from qwen_daemon.cli.render import number, table, when
+from qwen_daemon.cli.render import table
 from qwen_daemon.protocol import GateVerdict, RunHistory
 from qwen_daemon.protocol.client import DaemonClient
+from qwen_daemon.protocol.display import PLAIN
 from qwen_train.prepare.spec import load_prepare_spec
 
 SHOWN_LOSSES = 20
@@ -56,11 +57,11 @@ def verdict_text(verdict: GateVerdict) -> str:
     """The overall verdict, then one row per criterion: what was measured against which threshold, and why."""
     overall = "PASSED" if verdict.passed else "NOT PASSED"
     lines = [f"run {verdict.run}: gate {overall} (checkpoint step {verdict.checkpoint_step}, "
-             f"decided {when(verdict.decided_at)}, code {verdict.code_revision})",
+             f"decided {PLAIN.timestamp(verdict.decided_at)}, code {verdict.code_revision})",
              f"model {verdict.model} against base {verdict.base_model}"]
     rows = [["CRITERION", "RESULT", "MEASURED", "THRESHOLD", "DETAIL"]]
-    rows += [[c.name, "pass" if c.passed else "FAIL", number(c.measured), number(c.threshold), c.detail]
-             for c in verdict.criteria]
+    rows += [[c.name, "pass" if c.passed else "FAIL", PLAIN.decimal(c.measured), PLAIN.decimal(c.threshold),
+              c.detail] for c in verdict.criteria]
     lines.append(table(rows))
     return "\n".join(lines)
 
@@ -74,13 +75,13 @@ def history_text(history: RunHistory) -> str:
         first, last = history.losses[0].step, history.losses[-1].step
         lines.append(f"run {history.name}: {len(history.losses)} loss points, steps {first}..{last}")
         rows = [["STEP", "TOTAL", "TALKER", "CODE PREDICTOR"]]
-        rows += [[str(p.step), number(p.total), number(p.talker), number(p.code_predictor)]
+        rows += [[str(p.step), PLAIN.decimal(p.total), PLAIN.decimal(p.talker), PLAIN.decimal(p.code_predictor)]
                  for p in history.losses[-SHOWN_LOSSES:]]
         lines.append(table(rows))
     if history.evals:
         splits = sorted({split for e in history.evals for split in e.per_split})
         rows = [["EVAL STEP", "TOTAL", *(s.upper() for s in splits)]]
-        rows += [[str(e.step), number(e.total), *(number(e.per_split.get(s)) for s in splits)]
+        rows += [[str(e.step), PLAIN.decimal(e.total), *(PLAIN.decimal(e.per_split.get(s)) for s in splits)]
                  for e in history.evals]
         lines.append(table(rows))
     return "\n".join(lines)

@@ -14,10 +14,11 @@ from typing import Any, get_args
 
 import msgspec
 
-from qwen_daemon.cli.render import table, when
+from qwen_daemon.cli.render import table
 from qwen_daemon.governance.lanes import LaneUnclear, classify
 from qwen_daemon.protocol import AuditList, BindRootsView, ClassChange, ProbeView, Surface, SurfaceClass, SurfaceList
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
+from qwen_daemon.protocol.display import PLAIN
 from qwen_daemon.protocol.socket import default_socket
 from qwen_daemon.systemd import unit
 
@@ -33,11 +34,11 @@ def _print(args: argparse.Namespace, answer: Any, text: str) -> None:
 def _surfaces_text(answer: Any) -> str:
     if isinstance(answer, SurfaceList):
         rows = [["SURFACE", "CLASS", "UNBLOCKED BY", "NOTES"]]
-        rows += [[s.name, s.klass, s.unblocked_by or "-", s.notes or "-"] for s in answer.surfaces]
+        rows += [[s.name, s.klass, s.unblocked_by or PLAIN.unknown, s.notes or PLAIN.unknown] for s in answer.surfaces]
         return table(rows) + f"\n({answer.path})"
     if isinstance(answer, AuditList):
         rows = [["WHEN", "SURFACE", "FROM", "TO", "BY", "REASON"]]
-        rows += [[when(e.time), e.surface, e.old_class or "(new)", e.new_class, e.actor, e.reason]
+        rows += [[PLAIN.timestamp(e.time), e.surface, e.old_class or "(new)", e.new_class, e.actor, e.reason]
                  for e in answer.entries]
         return table(rows)
     if isinstance(answer, Surface):
