@@ -30,8 +30,8 @@ import pynvml
 
 from qwen_daemon.jobs.process_runner import process_tree  # a run is its pid and descendants, as the daemon sees it
 from qwen_daemon.protocol import ResourceSample
+from qwen_daemon.resources.process_usage import UsageMeter
 from qwen_daemon.resources.sampler import GpuProbe, Sampler, take_sample
-from qwen_daemon.resources.usage import UsageMeter
 
 
 class ListSink:

@@ -68,7 +68,7 @@ from qwen_daemon.resources.summary_cache import SummaryCache
 from qwen_daemon.runs.monitor import Monitor
 from qwen_daemon.runs.registry import Registry, RunConflict, RunRecord
 from qwen_daemon.runs.run_dir import RunFiles
-from qwen_daemon.runs.views import run_detail, run_view
+from qwen_daemon.runs.run_view import run_detail, run_view
 from qwen_daemon.systemd.journal import JournalWriter
 from qwen_daemon.systemd.notify import Watchdog, notify, watchdog_interval
 from qwen_train.spec import SpecError
@@ -271,7 +271,7 @@ class Daemon:
         log.info("%s %s job %s for %s (pid %d, container %s, nonce %s) in %s", "resumed" if resume else "launched",
                  job.kind, job.name, actor, started.pid, started.container, nonce, run_dir)
 
-    # what a run left in its dir (service_files.py)
+    # what a run left in its dir (runs/run_dir.py)
 
     def history(self, name: str) -> RunHistory:
         return self.files.history(name)

@@ -117,7 +117,7 @@ def test_a_run_on_two_gpus_has_its_memory_per_gpu() -> None:
     import subprocess
     import sys
 
-    from qwen_daemon.resources.usage import UsageMeter
+    from qwen_daemon.resources.process_usage import UsageMeter
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

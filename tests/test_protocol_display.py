@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from qwen_daemon.cli import render
 from qwen_daemon.protocol import (
     CheckpointView,
@@ -14,9 +16,15 @@ from qwen_daemon.protocol import (
     RunView,
     SamplerHealth,
 )
-from qwen_daemon.protocol.display import PLAIN, SCREEN, Display
+from qwen_daemon.protocol.display import PLAIN, SCREEN, Display, eta_seconds, metric_label
+from tests.test_tui_format import view
 
 NOW = 1_700_000_000.0
+
+# The dashboard's medium, under the names its formatters had when these rules were first written for it.
+DASH = SCREEN.unknown
+fmt_bytes, fmt_clock, fmt_duration, fmt_eta, fmt_float, fmt_metric = (
+    SCREEN.size, SCREEN.clock, SCREEN.duration, SCREEN.eta, SCREEN.decimal, SCREEN.metric)
 
 
 def detail(view: RunView, checkpoints: list[CheckpointView] | None = None) -> RunDetail:
@@ -79,3 +87,54 @@ def test_the_cli_sizes_and_host() -> None:
     host = HostView(SamplerHealth(5.0, NOW, True), ResourceSample(NOW, 23.5, 8 * 2**30, 32 * 2**30))
     text = render.host_view(host)
     assert "cpu: 23.5%" in text and "ram: 8.0 GiB of 32.0 GiB" in text
+
+
+# -- the rules, on the dashboard's medium (moved from test_tui_format.py) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (42.4, "42s"), (185, "3m05s"), (3720, "1h02m"), (2 * 86400 + 3 * 3600, "2d03h"), (-1, DASH)],
+)
+def test_duration(seconds: float, text: str) -> None:
+    assert fmt_duration(seconds) == text
+
+
+def test_eta_is_remaining_steps_over_rate() -> None:
+    assert eta_seconds(1000, 5000, 2.0) == 2000.0
+    assert eta_seconds(5000, 5000, 2.0) == 0.0
+    assert eta_seconds(10, 5000, 0.0) is None
+    assert eta_seconds(None, 5000, 1.0) is None
+    assert eta_seconds(10, None, 1.0) is None
+    assert fmt_eta(view()) == "1h18m"  # (5000-1234)/0.8 = 4707.5 s
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"health": "stale", "stale_reason": "old"}, {"state": "completed", "health": "ended"}, {"health": "waiting"}],
+)
+def test_no_eta_unless_live(changes: dict[str, object]) -> None:
+    assert fmt_eta(view(**changes)) == DASH
+
+
+def test_non_finite_and_units() -> None:
+    assert fmt_float(float("nan")) == "NaN"
+    assert fmt_float(float("inf")) == "+Inf"
+    assert fmt_float(None) == DASH
+    assert fmt_bytes(8 * 1024**3) == "8.0 GiB"
+    assert fmt_metric("gpu0_vram_used_bytes", 1024**2) == "1.0 MiB"
+    assert fmt_metric("cpu_percent", 45.25) == "45.2%"
+    assert [metric_label(n) for n in ("cpu_percent", "gpu1_vram_used_bytes", "gpu0_busy_percent", "disk_io_bytes",
+                                      "run_gpu1_memory_bytes")] == [
+        "host CPU",
+        "GPU1 VRAM",
+        "GPU0 busy",
+        "disk io",
+        "run memory on GPU1",
+    ]
+
+
+def test_times_are_local_clock() -> None:
+    stamp = time.mktime((2024, 1, 2, 3, 4, 5, 0, 0, -1))
+    assert fmt_clock(stamp, now=stamp) == "03:04:05"
+    assert fmt_clock(stamp, now=stamp + 3 * 86400) == "2024-01-02 03:04:05"

@@ -38,8 +38,8 @@ class SurfaceRegistry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     surfaces: list[Surface]
 
 
-class GateVerdict(msgspec.Struct, frozen=True):
-    """The part of a promotion gate's verdict file governance relies on."""
+class _Passed(msgspec.Struct, frozen=True):
+    """All governance reads of a promotion gate's verdict file (qwen_train.gate.verdict writes the rest)."""
 
     passed: bool
 
@@ -53,9 +53,9 @@ def check_surface_name(name: str) -> str:
         ) from None
 
 
-def read_gate(path: str) -> GateVerdict:
+def read_gate(path: str) -> _Passed:
     try:
-        return msgspec.json.decode(Path(path).read_bytes(), type=GateVerdict)
+        return msgspec.json.decode(Path(path).read_bytes(), type=_Passed)
     except OSError as exc:
         raise GovernanceRefusal("recovery-gate", f"gate verdict {path} cannot be read ({exc.strerror})") from None
     except msgspec.MsgspecError as exc:

@@ -23,8 +23,8 @@ import psutil
 import pynvml
 
 from qwen_daemon.protocol import Gap, GpuSample, ResourceSample, SamplerHealth
+from qwen_daemon.resources.process_usage import UsageMeter
 from qwen_daemon.resources.summary import GAP_PERIODS
-from qwen_daemon.resources.usage import UsageMeter
 from qwen_daemon.systemd.journal import JournalWriter
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from qwen_daemon.jobs.cgroups import namespace_pid
 from qwen_train.status import STATUS_FILE, Status, StatusError, read_status
 
 
-class Verdict(msgspec.Struct, frozen=True):
+class Trust(msgspec.Struct, frozen=True):
     """`status` is set only when it can be trusted; `reason` says why when it cannot."""
 
     live: bool
@@ -58,14 +58,14 @@ def _freshness_problem(status: Status, now: float, stale_after_s: float) -> str 
     return None
 
 
-def _read(run_dir: Path) -> Status | Verdict:
+def _read(run_dir: Path) -> Status | Trust:
     try:
         return read_status(run_dir / STATUS_FILE)
     except StatusError as exc:
         missing = not (run_dir / STATUS_FILE).exists()
-        return Verdict(live=False, reason=str(exc), missing=missing)
+        return Trust(live=False, reason=str(exc), missing=missing)
     except Exception as exc:  # never let a strange file take the API down
-        return Verdict(live=False, reason=f"{run_dir / STATUS_FILE}: unreadable: {exc}")
+        return Trust(live=False, reason=f"{run_dir / STATUS_FILE}: unreadable: {exc}")
 
 
 def _container_problem(status: Status, container: str, members: list[int] | None) -> str | None:
@@ -80,13 +80,13 @@ def _container_problem(status: Status, container: str, members: list[int] | None
 def check_live(
     run_dir: Path, name: str, nonce: str, pid: int | None, now: float, stale_after_s: float,
     container: str | None = None, members: list[int] | None = None,
-) -> Verdict:
-    """Verdict on an active launch's status.json. `pid` None (not yet spawned) skips the pid check.
+) -> Trust:
+    """Trust on an active launch's status.json. `pid` None (not yet spawned) skips the pid check.
 
     For a container launch, `members` are the container's host pids (None: unknown, skip).
     """
     read = _read(run_dir)
-    if isinstance(read, Verdict):
+    if isinstance(read, Trust):
         return read
     problem = _identity_problem(read, name, nonce)
     if problem is None and container is not None:
@@ -96,22 +96,22 @@ def check_live(
     if problem is None:
         problem = _freshness_problem(read, now, stale_after_s)
     if problem is not None:
-        return Verdict(live=False, reason=problem)
-    return Verdict(live=True, status=read)
+        return Trust(live=False, reason=problem)
+    return Trust(live=True, status=read)
 
 
-def check_final(run_dir: Path, name: str, nonce: str | None) -> Verdict:
-    """Verdict on an ended launch: its last status is trusted if it is that launch's.
+def check_final(run_dir: Path, name: str, nonce: str | None) -> Trust:
+    """Trust on an ended launch: its last status is trusted if it is that launch's.
 
     Freshness and pid no longer apply (the process is gone); only identity does,
     so an ended run shows its own final numbers and never an older launch's.
     """
     if nonce is None:
-        return Verdict(live=False, reason="the run was never launched")
+        return Trust(live=False, reason="the run was never launched")
     read = _read(run_dir)
-    if isinstance(read, Verdict):
+    if isinstance(read, Trust):
         return read
     problem = _identity_problem(read, name, nonce)
     if problem is not None:
-        return Verdict(live=False, reason=problem)
-    return Verdict(live=False, status=read)
+        return Trust(live=False, reason=problem)
+    return Trust(live=False, status=read)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qwen_daemon.jobs.intake import check_runner, load_from, spec_file_path
 from qwen_daemon.jobs.job import Job, JobContext, JobType, Paths
+from qwen_daemon.jobs.launch_checks import check_runner, load_from, spec_file_path
 from qwen_daemon.protocol import DEFAULT_SURFACE, KINDS, LaunchRequest
 from qwen_daemon.protocol.errors import bad_request, unprocessable
 from qwen_train.bundle.manifest import BUNDLE_JSON

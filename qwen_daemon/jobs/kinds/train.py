@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from qwen_daemon.governance.surfaces import Governance
-from qwen_daemon.jobs.intake import check_runner, load_from, spec_file_path
 from qwen_daemon.jobs.job import Job, JobContext, JobType, Paths
+from qwen_daemon.jobs.launch_checks import check_runner, load_from, spec_file_path
 from qwen_daemon.protocol import KINDS, LaunchRequest
 from qwen_daemon.protocol.errors import bad_request, unprocessable
 from qwen_train.spec import RunSpec, SpecError, decode_spec, encode_spec, load_spec, validate_spec

@@ -19,11 +19,11 @@ import msgspec
 
 from qwen_daemon.protocol import Health, ResourceSummary, RunDetail, RunView, kind_info
 from qwen_daemon.runs.registry import Registry, RunRecord
-from qwen_daemon.runs.trust import Verdict, check_final, check_live
+from qwen_daemon.runs.trust import Trust, check_final, check_live
 from qwen_train.status import Event, Status
 
 
-def _active_health(verdict: Verdict, age: float, stale_after_s: float) -> tuple[Health, str | None]:
+def _active_health(verdict: Trust, age: float, stale_after_s: float) -> tuple[Health, str | None]:
     """A launch gets `stale_after_s` to write its first heartbeat before it counts as stale."""
     if verdict.live:
         return "live", None
@@ -39,14 +39,14 @@ Members = Callable[[RunRecord], "list[int] | None"]
 
 def judge(
     record: RunRecord, now: float, stale_after_s: float, members: Members | None = None
-) -> tuple[Health, Verdict, str | None]:
+) -> tuple[Health, Trust, str | None]:
     """Health, the guard's verdict and the stale reason for one run.
 
     `members` gives a container launch's host pids (the guard checks the status pid against them).
     """
     run_dir = Path(record.run_dir)
     if kind_info(record.kind).child:
-        no_status = Verdict(live=False, reason=f"a {record.kind} job writes no status.json")
+        no_status = Trust(live=False, reason=f"a {record.kind} job writes no status.json")
         if not record.active:
             return "ended", no_status, None
         alive = members is not None and bool(members(record))
