@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from rich.text import Text
 
 from qwen_daemon.protocol import EvalPoint, LossPoint
-from qwen_tui.format import fmt_float
+from qwen_daemon.protocol.display import SCREEN
 from qwen_tui.history import Series, Source
 
 MAX_STEPS_NAMED = 5
@@ -43,7 +43,7 @@ def _source_words(source: Source, error: str | None) -> str:
 
 
 def _splits(per_split: Mapping[str, float]) -> str:
-    return ", ".join(f"{name} {fmt_float(value)}" for name, value in sorted(per_split.items()))
+    return ", ".join(f"{name} {SCREEN.decimal(value)}" for name, value in sorted(per_split.items()))
 
 
 def curve_label(
@@ -67,11 +67,12 @@ def curve_label(
     text.append(f"({_source_words(source, error)})", style="dim")
     if values:
         text.append(
-            f"\nlast {fmt_float(series.values()[-1])}   min {fmt_float(min(values))}   max {fmt_float(max(values))}"
+            f"\nlast {SCREEN.decimal(series.values()[-1])}   min {SCREEN.decimal(min(values))}   "
+            f"max {SCREEN.decimal(max(values))}"
         )
     if last_loss is not None:
         text.append(
-            f"   talker {fmt_float(last_loss.talker)}, code predictor {fmt_float(last_loss.code_predictor)}",
+            f"   talker {SCREEN.decimal(last_loss.talker)}, code predictor {SCREEN.decimal(last_loss.code_predictor)}",
             style="dim",
         )
     if last_eval is not None and last_eval.per_split:

@@ -30,10 +30,11 @@ from qwen_daemon.protocol import (
     SurfaceList,
 )
 from qwen_daemon.protocol.client import DaemonError
+from qwen_daemon.protocol.display import metric_label
 from qwen_train.status import Diagnosis, Event, ModuleFinding, Status
 from qwen_tui.actions import Outcome, question, refusal, report
 from qwen_tui.curves import curve_label, mean
-from qwen_tui.format import cursor_verdict_text, metric_label
+from qwen_tui.format import cursor_verdict_text
 from qwen_tui.history import HostHistory, LossHistory, Series
 from qwen_tui.poller import Wants, fetch_snapshot, wants_diagnosis
 from qwen_tui.widgets.diagnosis_view import diagnosis_renderable, non_finite_renderable

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
 from rich.console import Console, RenderableType
@@ -21,17 +20,7 @@ from qwen_daemon.protocol import (
 from qwen_daemon.protocol.socket import default_socket
 from qwen_train.status import CheckpointRef, EvalResult, Event, Losses, Status, Throughput
 from qwen_tui.cli import build_parser
-from qwen_tui.format import (
-    DASH,
-    eta_seconds,
-    fmt_bytes,
-    fmt_clock,
-    fmt_duration,
-    fmt_eta,
-    fmt_float,
-    fmt_metric,
-    metric_label,
-)
+from qwen_tui.format import DASH
 from qwen_tui.history import LossHistory
 from qwen_tui.poller import Connection
 from qwen_tui.widgets.banner import banner_text
@@ -75,51 +64,6 @@ def view(**changes: object) -> RunView:
 
 def cell_text(cell: object) -> str:
     return cell if isinstance(cell, str) else cell.plain  # type: ignore[attr-defined]
-
-
-# -- numbers ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(0, "0s"), (42.4, "42s"), (185, "3m05s"), (3720, "1h02m"), (2 * 86400 + 3 * 3600, "2d03h"), (-1, DASH)],
-)
-def test_duration(seconds: float, text: str) -> None:
-    assert fmt_duration(seconds) == text
-
-
-def test_eta_is_remaining_steps_over_rate() -> None:
-    assert eta_seconds(1000, 5000, 2.0) == 2000.0
-    assert eta_seconds(5000, 5000, 2.0) == 0.0
-    assert eta_seconds(10, 5000, 0.0) is None
-    assert eta_seconds(None, 5000, 1.0) is None
-    assert eta_seconds(10, None, 1.0) is None
-    assert fmt_eta(view()) == "1h18m"  # (5000-1234)/0.8 = 4707.5 s
-
-
-@pytest.mark.parametrize(
-    "changes",
-    [{"health": "stale", "stale_reason": "old"}, {"state": "completed", "health": "ended"}, {"health": "waiting"}],
-)
-def test_no_eta_unless_live(changes: dict[str, object]) -> None:
-    assert fmt_eta(view(**changes)) == DASH
-
-
-def test_non_finite_and_units() -> None:
-    assert fmt_float(float("nan")) == "NaN"
-    assert fmt_float(float("inf")) == "+Inf"
-    assert fmt_float(None) == DASH
-    assert fmt_bytes(8 * 1024**3) == "8.0 GiB"
-    assert fmt_metric("gpu0_vram_used_bytes", 1024**2) == "1.0 MiB"
-    assert fmt_metric("cpu_percent", 45.25) == "45.2%"
-    assert [metric_label(n) for n in ("cpu_percent", "gpu1_vram_used_bytes", "gpu0_busy_percent", "disk_io_bytes",
-                                      "run_gpu1_memory_bytes")] == [
-        "host CPU",
-        "GPU1 VRAM",
-        "GPU0 busy",
-        "disk io",
-        "run memory on GPU1",
-    ]
 
 
 # -- runs table rows -------------------------------------------------------------------
@@ -328,9 +272,3 @@ def test_cli_help_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit) as done:
             build_parser().parse_args(bad)
         assert done.value.code == 2
-
-
-def test_times_are_local_clock() -> None:
-    stamp = time.mktime((2024, 1, 2, 3, 4, 5, 0, 0, -1))
-    assert fmt_clock(stamp, now=stamp) == "03:04:05"
-    assert fmt_clock(stamp, now=stamp + 3 * 86400) == "2024-01-02 03:04:05"

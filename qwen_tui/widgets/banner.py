@@ -11,7 +11,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from qwen_tui.format import fmt_age, fmt_clock
+from qwen_daemon.protocol.display import SCREEN
 from qwen_tui.poller import Connection
 
 
@@ -24,8 +24,8 @@ def banner_text(connection: Connection, now: float | None = None) -> Text:
         text.append("no data received yet")
     else:
         text.append(
-            f"figures below are from {fmt_clock(connection.last_ok, now)} "
-            f"({fmt_age(connection.last_ok, now)}) and are not live"
+            f"figures below are from {SCREEN.clock(connection.last_ok, now)} "
+            f"({SCREEN.age(connection.last_ok, now)}) and are not live"
         )
     return text
 

@@ -19,7 +19,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from qwen_daemon.protocol import CheckpointView, RunView
-from qwen_tui.format import DASH, fmt_age, fmt_bytes, fmt_clock
+from qwen_daemon.protocol.display import SCREEN
+from qwen_tui.format import DASH
 
 RESUME_MARK = "▶ resume"
 
@@ -40,9 +41,9 @@ def checkpoints_table(rows: Sequence[CheckpointView], now: float | None = None) 
         table.add_row(
             Text(RESUME_MARK, style="bold green") if row.resume else "",
             str(row.step) if row.step is not None else DASH,
-            fmt_clock(row.created_at, now) if row.created_at is not None else DASH,
-            fmt_age(row.created_at, now) if row.created_at is not None else DASH,
-            fmt_bytes(row.size_bytes),
+            SCREEN.clock(row.created_at, now) if row.created_at is not None else DASH,
+            SCREEN.age(row.created_at, now) if row.created_at is not None else DASH,
+            SCREEN.size(row.size_bytes),
             str(row.epoch) if row.epoch is not None else DASH,
             _position(row),
             Text(row.error, style="bold red") if row.error else Text("ok", style="green"),
@@ -59,7 +60,7 @@ def checkpoints_renderable(
         if view is not None and view.kind == "preprocess":
             return Text("a preprocess job keeps no checkpoints (a resume continues from its journal)", style="dim")
         return Text("no durable checkpoint kept yet: a resume would start from step 0", style="dim")
-    parts: list[RenderableType] = [Text(f"{len(rows)} kept, {fmt_bytes(sum(r.size_bytes for r in rows))} on disk")]
+    parts: list[RenderableType] = [Text(f"{len(rows)} kept, {SCREEN.size(sum(r.size_bytes for r in rows))} on disk")]
     parts.append(checkpoints_table(rows, now))
     target = next((row for row in rows if row.resume), None)
     if target is not None and target.error:

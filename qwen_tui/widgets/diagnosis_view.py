@@ -14,8 +14,8 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.widgets import Static
 
+from qwen_daemon.protocol.display import SCREEN
 from qwen_train.status import Diagnosis, ModuleFinding, Status
-from qwen_tui.format import fmt_clock
 from qwen_tui.widgets.run_facts import key_value_grid
 
 
@@ -52,7 +52,7 @@ def diagnosis_renderable(diagnosis: Diagnosis, now: float | None = None) -> Rend
         grid.add_row("", Text(diagnosis.backward_note, style="dim"))
     grid.add_row("precision", diagnosis.precision)
     grid.add_row("fp32 replay", fp32_verdict_text(diagnosis))
-    grid.add_row("written", fmt_clock(diagnosis.created_at, now))
+    grid.add_row("written", SCREEN.clock(diagnosis.created_at, now))
     return Group(Text(diagnosis.summary, style="bold"), grid)
 
 

@@ -14,8 +14,9 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from qwen_daemon.protocol.display import SCREEN
 from qwen_train.status import Event
-from qwen_tui.format import DASH, fmt_clock
+from qwen_tui.format import DASH
 
 MAX_EVENTS = 50
 _ALARM_WORDS = ("fail", "non_finite", "non-finite", "error", "reject", "interrupt")
@@ -54,7 +55,7 @@ def events_renderable(
     for source, event in entries:
         alarm = any(word in event.kind.lower() for word in _ALARM_WORDS)
         table.add_row(
-            fmt_clock(event.time, now),
+            SCREEN.clock(event.time, now),
             source,
             Text(event.kind, style="red" if alarm else ""),
             str(event.step) if event.step is not None else DASH,

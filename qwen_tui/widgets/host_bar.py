@@ -12,14 +12,14 @@ from rich.text import Text
 from textual.widgets import Static
 
 from qwen_daemon.protocol import GpuSample, HostView
-from qwen_tui.format import fmt_age, fmt_bytes, fmt_percent
+from qwen_daemon.protocol.display import SCREEN
 from qwen_tui.poller import Snapshot
 
 
 def _gpu_text(gpu: GpuSample) -> str:
     return (
-        f"GPU{gpu.index} {gpu.name} {fmt_percent(gpu.busy_percent)} "
-        f"{fmt_bytes(gpu.vram_used_bytes)}/{fmt_bytes(gpu.vram_total_bytes)}"
+        f"GPU{gpu.index} {gpu.name} {SCREEN.percent(gpu.busy_percent)} "
+        f"{SCREEN.size(gpu.vram_used_bytes)}/{SCREEN.size(gpu.vram_total_bytes)}"
     )
 
 
@@ -35,13 +35,13 @@ def host_text(host: HostView | None, host_error: str | None = None, now: float |
         text.append("alive", style="green")
     else:
         text.append("NOT RUNNING", style="bold red")
-    text.append(f" (every {sampler.period_s:g}s, last sample {fmt_age(sampler.last_sample, now)})")
+    text.append(f" (every {sampler.period_s:g}s, last sample {SCREEN.age(sampler.last_sample, now)})")
     sample = host.sample
     if sample is None:
         text.append("   no host sample yet", style="dim")
         return text
-    ram = f"{fmt_bytes(sample.ram_used_bytes)}/{fmt_bytes(sample.ram_total_bytes)}"
-    text.append(f"   CPU {fmt_percent(sample.cpu_percent)}   RAM {ram}")
+    ram = f"{SCREEN.size(sample.ram_used_bytes)}/{SCREEN.size(sample.ram_total_bytes)}"
+    text.append(f"   CPU {SCREEN.percent(sample.cpu_percent)}   RAM {ram}")
     if sample.gpus:
         for gpu in sample.gpus:
             text.append(f"   {_gpu_text(gpu)}")

@@ -21,8 +21,8 @@ from textual.containers import Vertical
 from textual.widgets import Label, Sparkline
 
 from qwen_daemon.protocol import BindRootsView, ResourceSample, SamplerHealth
+from qwen_daemon.protocol.display import SCREEN
 from qwen_tui.actions import Outcome
-from qwen_tui.format import fmt_age, fmt_bytes, fmt_clock, fmt_duration, fmt_percent
 from qwen_tui.widgets.run_facts import key_value_grid
 from qwen_tui.widgets.summary_view import gaps_text
 
@@ -32,7 +32,7 @@ def sampler_renderable(sampler: SamplerHealth, now: float | None = None) -> Rend
     alive = Text("alive", style="bold green") if sampler.alive else Text("NOT RUNNING", style="bold red")
     grid.add_row("sampler", alive)
     grid.add_row("period", f"every {sampler.period_s:g}s")
-    grid.add_row("last sample", f"{fmt_clock(sampler.last_sample, now)} ({fmt_age(sampler.last_sample, now)})")
+    grid.add_row("last sample", f"{SCREEN.clock(sampler.last_sample, now)} ({SCREEN.age(sampler.last_sample, now)})")
     grid.add_row("journal", sampler.journal or Text("not reported", style="dim"))
     if sampler.gpu_note:
         grid.add_row("GPU", Text(sampler.gpu_note, style="yellow"))
@@ -56,25 +56,25 @@ def metric_rows(samples: Sequence[ResourceSample]) -> list[MetricRow]:
         return []
     latest = samples[-1]
     rows = [
-        MetricRow("cpu", "CPU", fmt_percent(latest.cpu_percent), [s.cpu_percent for s in samples], fmt_percent),
+        MetricRow("cpu", "CPU", SCREEN.percent(latest.cpu_percent), [s.cpu_percent for s in samples], SCREEN.percent),
         MetricRow(
             "ram",
             "RAM",
-            f"{fmt_bytes(latest.ram_used_bytes)} of {fmt_bytes(latest.ram_total_bytes)}",
+            f"{SCREEN.size(latest.ram_used_bytes)} of {SCREEN.size(latest.ram_total_bytes)}",
             [float(s.ram_used_bytes) for s in samples],
-            fmt_bytes,
+            SCREEN.size,
         ),
     ]
     for gpu in latest.gpus:
         same = [g for s in samples for g in s.gpus if g.index == gpu.index]
         rows.append(
-            MetricRow(f"gpu{gpu.index}-busy", f"GPU{gpu.index} {gpu.name} busy", fmt_percent(gpu.busy_percent),
-                      [g.busy_percent for g in same], fmt_percent)
+            MetricRow(f"gpu{gpu.index}-busy", f"GPU{gpu.index} {gpu.name} busy", SCREEN.percent(gpu.busy_percent),
+                      [g.busy_percent for g in same], SCREEN.percent)
         )
         rows.append(
             MetricRow(f"gpu{gpu.index}-vram", f"GPU{gpu.index} VRAM",
-                      f"{fmt_bytes(gpu.vram_used_bytes)} of {fmt_bytes(gpu.vram_total_bytes)}",
-                      [float(g.vram_used_bytes) for g in same], fmt_bytes)
+                      f"{SCREEN.size(gpu.vram_used_bytes)} of {SCREEN.size(gpu.vram_total_bytes)}",
+                      [float(g.vram_used_bytes) for g in same], SCREEN.size)
         )
     return rows
 
@@ -83,7 +83,7 @@ def metric_label(row: MetricRow, span_s: float) -> Text:
     text = Text(f"{row.title} ", style="bold")
     text.append(row.now)
     text.append(
-        f"   last {len(row.values)} samples over {fmt_duration(span_s)}: "
+        f"   last {len(row.values)} samples over {SCREEN.duration(span_s)}: "
         f"min {row.fmt(min(row.values))}, max {row.fmt(max(row.values))}",
         style="dim",
     )
@@ -98,8 +98,8 @@ def run_usage_renderable(sample: ResourceSample | None) -> RenderableType:
     for label in ("run", "processes", "CPU", "RAM (RSS)", "GPU memory", "GPU processes"):
         table.add_column(label, justify="left" if label == "run" else "right", style="bold" if label == "run" else "")
     for name, usage in sorted(sample.runs.items()):
-        gpu = fmt_bytes(usage.gpu_memory_bytes) if usage.gpu_memory_bytes is not None else "no NVML"
-        table.add_row(name, str(usage.processes), fmt_percent(usage.cpu_percent), fmt_bytes(usage.rss_bytes), gpu,
+        gpu = SCREEN.size(usage.gpu_memory_bytes) if usage.gpu_memory_bytes is not None else "no NVML"
+        table.add_row(name, str(usage.processes), SCREEN.percent(usage.cpu_percent), SCREEN.size(usage.rss_bytes), gpu,
                       str(usage.gpu_processes))
     return table
 
@@ -122,7 +122,7 @@ def bind_roots_renderable(view: BindRootsView) -> RenderableType:
 def probe_renderable(outcome: Outcome | None, at: float | None, now: float | None = None) -> RenderableType:
     if outcome is None:
         return Text("not probed yet: press p to have a container write through each root", style="dim")
-    when = Text(f"probed {fmt_clock(at, now)} ({fmt_age(at, now)})", style="dim")
+    when = Text(f"probed {SCREEN.clock(at, now)} ({SCREEN.age(at, now)})", style="dim")
     if outcome.error is not None:
         return Group(when, Text(f"the probe could not run: {outcome.error}", style="bold red"))
     results = outcome.probe.results if outcome.probe is not None else []

@@ -25,7 +25,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from qwen_daemon.protocol import MetricSeries, ResourceBucket, ResourceSummary, RunResources
-from qwen_tui.format import DASH, fmt_clock, fmt_metric, metric_label
+from qwen_daemon.protocol.display import SCREEN, metric_label
+from qwen_tui.format import DASH
 
 BARS = "▁▂▃▄▅▆▇█"
 GAP = "·"
@@ -81,10 +82,10 @@ def metric_header(name: str, series: MetricSeries, summary: ResourceSummary | No
     stats = summary.metrics.get(name) if summary is not None else None
     peaks = [v for v in series.max if v is not None]
     text = Text(f"{metric_label(name):<{LABEL_WIDTH}}", style="bold")
-    text.append(f"now {fmt_metric(name, series.last) if series.last is not None else DASH}")
-    text.append(f"   median {fmt_metric(name, stats.median) if stats is not None else DASH}")
-    text.append(f"   peak {fmt_metric(name, max(peaks)) if peaks else DASH}")
-    text.append(f"   (bars 0–{fmt_metric(name, scale_top(name, peaks))})", style="dim")
+    text.append(f"now {SCREEN.metric(name, series.last) if series.last is not None else DASH}")
+    text.append(f"   median {SCREEN.metric(name, stats.median) if stats is not None else DASH}")
+    text.append(f"   peak {SCREEN.metric(name, max(peaks)) if peaks else DASH}")
+    text.append(f"   (bars 0–{SCREEN.metric(name, scale_top(name, peaks))})", style="dim")
     return text
 
 
@@ -99,7 +100,7 @@ def series_caption(resources: RunResources) -> Text:
     text.append(f"   {gaps} gap{'s' if gaps != 1 else ''}", style="bold red" if gaps else "green")
     if relaunches:
         text.append(f"   {relaunches} resume{'s' if relaunches != 1 else ''} {RELAUNCH}", style="cyan")
-    text.append(f"   {fmt_clock(buckets[0].start)} → {fmt_clock(buckets[-1].end)}", style="dim")
+    text.append(f"   {SCREEN.clock(buckets[0].start)} → {SCREEN.clock(buckets[-1].end)}", style="dim")
     return text
 
 

@@ -15,20 +15,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from qwen_daemon.protocol import RunView
-from qwen_tui.format import (
-    DASH,
-    fmt_clock,
-    fmt_duration,
-    fmt_eta,
-    fmt_float,
-    fmt_speed,
-    fmt_step,
-    health_text,
-    is_live,
-    kind_text,
-    state_text,
-    surface_class_text,
-)
+from qwen_daemon.protocol.display import SCREEN, is_live
+from qwen_tui.format import DASH, health_text, kind_text, state_text, surface_class_text
 
 
 def key_value_grid() -> Table:
@@ -57,15 +45,16 @@ def run_facts(view: RunView, now: float | None = None) -> RenderableType:
     grid.add_row("health", health_text(view))
     if view.message:
         grid.add_row("message", Text(view.message, style="yellow"))
-    grid.add_row("step", DASH if stale else fmt_step(view.step, view.max_steps))
-    grid.add_row("loss / eval loss", DASH if stale else f"{fmt_float(view.loss)} / {fmt_float(view.eval_loss)}")
-    grid.add_row("speed", f"{fmt_speed(view.steps_per_s, ' steps/s')}, ETA {fmt_eta(view)}" if live else DASH)
+    grid.add_row("step", DASH if stale else SCREEN.step(view.step, view.max_steps))
+    losses = f"{SCREEN.decimal(view.loss)} / {SCREEN.decimal(view.eval_loss)}"
+    grid.add_row("loss / eval loss", DASH if stale else losses)
+    grid.add_row("speed", f"{SCREEN.speed(view.steps_per_s, ' steps/s')}, ETA {SCREEN.eta(view)}" if live else DASH)
     grid.add_row("run dir", view.run_dir)
     grid.add_row("launch", f"nonce {view.nonce or DASH}, pid {view.pid if view.pid is not None else DASH}")
-    created = fmt_clock(view.created_at, now)
+    created = SCREEN.clock(view.created_at, now)
     if view.ended_at is not None:
-        lasted = fmt_duration(view.ended_at - view.created_at)
-        grid.add_row("lifetime", f"{created} → {fmt_clock(view.ended_at, now)} ({lasted})")
+        lasted = SCREEN.duration(view.ended_at - view.created_at)
+        grid.add_row("lifetime", f"{created} → {SCREEN.clock(view.ended_at, now)} ({lasted})")
     else:
         grid.add_row("created", created)
     return grid

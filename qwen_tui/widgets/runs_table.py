@@ -17,18 +17,8 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from qwen_daemon.protocol import RunView
-from qwen_tui.format import (
-    DASH,
-    fmt_eta,
-    fmt_float,
-    fmt_speed,
-    fmt_step,
-    health_text,
-    is_live,
-    kind_text,
-    state_text,
-    surface_class_text,
-)
+from qwen_daemon.protocol.display import SCREEN, is_live
+from qwen_tui.format import DASH, health_text, kind_text, state_text, surface_class_text
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "name"),
@@ -61,11 +51,11 @@ def run_cells(view: RunView) -> dict[str, Text]:
         "class": surface_class_text(view.surface_class),
         "state": state_text(view.state),
         "health": health_text(view),
-        "step": number(fmt_step(view.step, view.max_steps)),
-        "loss": number(fmt_float(view.loss)),
-        "eval_loss": number(fmt_float(view.eval_loss)),
-        "speed": number(fmt_speed(view.steps_per_s) if live else DASH),
-        "eta": number(fmt_eta(view)),
+        "step": number(SCREEN.step(view.step, view.max_steps)),
+        "loss": number(SCREEN.decimal(view.loss)),
+        "eval_loss": number(SCREEN.decimal(view.eval_loss)),
+        "speed": number(SCREEN.speed(view.steps_per_s) if live else DASH),
+        "eta": number(SCREEN.eta(view)),
         KIND: kind_text(view),
     }
 

@@ -18,18 +18,9 @@ from rich.text import Text
 from textual.widgets import Static
 
 from qwen_daemon.protocol import RunView
+from qwen_daemon.protocol.display import SCREEN
 from qwen_train.status import EvalResult, Losses, Status
-from qwen_tui.format import (
-    DASH,
-    cursor_verdict_text,
-    fmt_age,
-    fmt_clock,
-    fmt_float,
-    fmt_lr,
-    fmt_speed,
-    fmt_step,
-    state_text,
-)
+from qwen_tui.format import DASH, cursor_verdict_text, state_text
 from qwen_tui.widgets.run_facts import key_value_grid
 
 
@@ -37,8 +28,8 @@ def losses_text(losses: Losses | None) -> str:
     if losses is None:
         return DASH
     return (
-        f"{fmt_float(losses.total)}  (talker {fmt_float(losses.talker)}, "
-        f"code predictor {fmt_float(losses.code_predictor)})"
+        f"{SCREEN.decimal(losses.total)}  (talker {SCREEN.decimal(losses.talker)}, "
+        f"code predictor {SCREEN.decimal(losses.code_predictor)})"
     )
 
 
@@ -48,7 +39,7 @@ def losses_table(title: str, rows: Mapping[str, Losses]) -> Table:
     for label in ("total", "talker", "code pred."):
         table.add_column(label, justify="right")
     for name, losses in sorted(rows.items()):
-        table.add_row(name, fmt_float(losses.total), fmt_float(losses.talker), fmt_float(losses.code_predictor))
+        table.add_row(name, *(SCREEN.decimal(value) for value in (losses.total, losses.talker, losses.code_predictor)))
     return table
 
 
@@ -76,18 +67,18 @@ def status_renderable(status: Status | None, view: RunView | None, now: float | 
         return Text(no_status_reason(view), style="yellow")
     grid = key_value_grid()
     grid.add_row("trainer state", state_text(status.state))
-    grid.add_row("heartbeat", f"{fmt_clock(status.heartbeat, now)} ({fmt_age(status.heartbeat, now)})")
+    grid.add_row("heartbeat", f"{SCREEN.clock(status.heartbeat, now)} ({SCREEN.age(status.heartbeat, now)})")
     where = f"{status.host}, pid {status.pid}"
     if status.container:
         where += f", container {status.container}"
     grid.add_row("where", where)
-    grid.add_row("step / epoch", f"{fmt_step(status.step, status.max_steps)} / epoch {status.epoch}")
+    grid.add_row("step / epoch", f"{SCREEN.step(status.step, status.max_steps)} / epoch {status.epoch}")
     grid.add_row("loss", losses_text(status.losses))
-    grid.add_row("lr", fmt_lr(status.lr))
+    grid.add_row("lr", SCREEN.lr(status.lr))
     if status.throughput is not None:
         grid.add_row(
             "throughput",
-            f"{fmt_speed(status.throughput.steps_per_s, ' steps/s')}, {status.throughput.frames_per_s:.1f} frames/s",
+            f"{SCREEN.speed(status.throughput.steps_per_s, ' steps/s')}, {status.throughput.frames_per_s:.1f} frames/s",
         )
     else:
         grid.add_row("throughput", DASH)
@@ -95,7 +86,7 @@ def status_renderable(status: Status | None, view: RunView | None, now: float | 
     if ckpt is not None:
         grid.add_row(
             "last checkpoint",
-            f"step {ckpt.step}, {fmt_clock(ckpt.written_at, now)} ({fmt_age(ckpt.written_at, now)})\n{ckpt.path}",
+            f"step {ckpt.step}, {SCREEN.clock(ckpt.written_at, now)} ({SCREEN.age(ckpt.written_at, now)})\n{ckpt.path}",
         )
     else:
         grid.add_row("last checkpoint", Text("none yet", style="dim"))
@@ -114,7 +105,7 @@ def status_renderable(status: Status | None, view: RunView | None, now: float | 
         parts.append(Text("non-finite events", style="bold red"))
         for event in status.non_finite_events:
             step = f" step {event.step}" if event.step is not None else ""
-            parts.append(Text(f"  {fmt_clock(event.time, now)}{step}  {event.message}", style="red"))
+            parts.append(Text(f"  {SCREEN.clock(event.time, now)}{step}  {event.message}", style="red"))
     return Group(*parts)
 
 

@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from qwen_daemon.protocol import Gap, ResourceSummary
-from qwen_tui.format import fmt_clock, fmt_duration, fmt_metric, metric_label
+from qwen_daemon.protocol.display import SCREEN, metric_label
 
 TIMELINE_WIDTH = 48
 MAX_GAPS_LISTED = 5
@@ -39,12 +39,13 @@ def coverage_bar(first: float, last: float, gaps: list[Gap], width: int = TIMELI
 def gaps_text(gaps: list[Gap], now: float | None = None) -> Text:
     total = sum(max(gap.end - gap.start, 0.0) for gap in gaps)
     text = Text(
-        f"{len(gaps)} gap{'s' if len(gaps) != 1 else ''} without samples, {fmt_duration(total)} in all",
+        f"{len(gaps)} gap{'s' if len(gaps) != 1 else ''} without samples, {SCREEN.duration(total)} in all",
         style="bold red",
     )
     for gap in gaps[:MAX_GAPS_LISTED]:
         text.append(
-            f"\n  {fmt_clock(gap.start, now)} → {fmt_clock(gap.end, now)} ({fmt_duration(gap.end - gap.start)})",
+            f"\n  {SCREEN.clock(gap.start, now)} → {SCREEN.clock(gap.end, now)} "
+            f"({SCREEN.duration(gap.end - gap.start)})",
             style="red",
         )
     if len(gaps) > MAX_GAPS_LISTED:
@@ -61,10 +62,10 @@ def metrics_table(summary: ResourceSummary) -> Table:
         table.add_row(
             metric_label(name),
             str(stats.count),
-            fmt_metric(name, stats.median),
-            fmt_metric(name, stats.min),
-            fmt_metric(name, stats.max),
-            fmt_metric(name, stats.p95),
+            SCREEN.metric(name, stats.median),
+            SCREEN.metric(name, stats.min),
+            SCREEN.metric(name, stats.max),
+            SCREEN.metric(name, stats.p95),
         )
     return table
 
@@ -76,8 +77,8 @@ def summary_renderable(summary: ResourceSummary, now: float | None = None) -> Re
     else:
         parts.append(
             Text(
-                f"{summary.samples} samples, {fmt_clock(summary.first, now)} → "
-                f"{fmt_clock(summary.last, now)} ({fmt_duration(summary.last - summary.first)})"
+                f"{summary.samples} samples, {SCREEN.clock(summary.first, now)} → "
+                f"{SCREEN.clock(summary.last, now)} ({SCREEN.duration(summary.last - summary.first)})"
             )
         )
         parts.append(Text.assemble("coverage ", coverage_bar(summary.first, summary.last, summary.gaps)))

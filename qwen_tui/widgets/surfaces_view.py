@@ -21,8 +21,9 @@ from rich.table import Table
 from rich.text import Text
 
 from qwen_daemon.protocol import ACTIVE_STATES, NEVER_LAUNCHED, AuditList, RunView, Surface, SurfaceList
+from qwen_daemon.protocol.display import SCREEN
 from qwen_train.spec import Lane
-from qwen_tui.format import DASH, fmt_clock, surface_class_text
+from qwen_tui.format import DASH, surface_class_text
 
 CLASS_ORDER: tuple[str, ...] = ("mechanism", "recovery", "provenance", "legacy-readonly", "deprecated")
 
@@ -120,5 +121,6 @@ def audit_renderable(audit: AuditList, now: float | None = None) -> RenderableTy
     for entry in sorted(audit.entries, key=lambda e: e.time, reverse=True):
         change = Text(f"{entry.old_class or 'new'} → ")
         change.append_text(surface_class_text(entry.new_class))
-        table.add_row(fmt_clock(entry.time, now), entry.surface, change, entry.actor, entry.reason, entry.gate or DASH)
+        when = SCREEN.clock(entry.time, now)
+        table.add_row(when, entry.surface, change, entry.actor, entry.reason, entry.gate or DASH)
     return table

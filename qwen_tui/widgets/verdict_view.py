@@ -15,15 +15,16 @@ from rich.table import Table
 from rich.text import Text
 
 from qwen_daemon.protocol import ACTIVE_STATES, Criterion, GateVerdict, RunView
+from qwen_daemon.protocol.display import SCREEN
 from qwen_train.gate.verdict import CRITERIA
-from qwen_tui.format import DASH, fmt_age, fmt_clock, fmt_float, state_text
+from qwen_tui.format import DASH, state_text
 from qwen_tui.widgets.run_facts import key_value_grid
 
 RUN_GATE_KEY = "g"
 
 
 def _number(value: float | None) -> Text:
-    return Text(DASH, style="dim") if value is None else Text(fmt_float(value))
+    return Text(DASH, style="dim") if value is None else Text(SCREEN.decimal(value))
 
 
 def overall_renderable(verdict: GateVerdict, now: float | None = None) -> RenderableType:
@@ -34,7 +35,7 @@ def overall_renderable(verdict: GateVerdict, now: float | None = None) -> Render
         headline.append(f"  {len(failed)} of {len(verdict.criteria)} criteria failed: {', '.join(failed)}",
                         style="red")
     grid = key_value_grid()
-    grid.add_row("decided", f"{fmt_clock(verdict.decided_at, now)} ({fmt_age(verdict.decided_at, now)})")
+    grid.add_row("decided", f"{SCREEN.clock(verdict.decided_at, now)} ({SCREEN.age(verdict.decided_at, now)})")
     grid.add_row("checkpoint", f"step {verdict.checkpoint_step}")
     grid.add_row("model", verdict.model)
     grid.add_row("base model", verdict.base_model)
@@ -94,5 +95,5 @@ def gate_job_renderable(run: str, view: RunView | None, job: RunView | None) -> 
         state.append("  judging now: the verdict updates when it ends", style="yellow")
     grid.add_row("gate job", Text(job.name).append("  ").append(state))
     grid.add_row("said", job.message or DASH)
-    grid.add_row("ended", fmt_clock(job.ended_at) if job.ended_at is not None else DASH)
+    grid.add_row("ended", SCREEN.clock(job.ended_at) if job.ended_at is not None else DASH)
     return grid
