@@ -21,8 +21,8 @@ import msgspec
 from qwen_train.demo import build_demo
 from qwen_train.spec import GuardConfig, RunSpec, TrainConfig
 from qwen_train.train.heartbeat import Heartbeat
-from qwen_train.train.loop import train_step
 from qwen_train.train.session import Session, build_session
+from qwen_train.train.step import train_step
 
 
 def timed(session: Session, steps: int, guard: bool, beat: bool) -> float:
@@ -31,7 +31,7 @@ def timed(session: Session, steps: int, guard: bool, beat: bool) -> float:
     for _ in range(steps):
         outcome = train_step(session)
         if beat:
-            session.heartbeat.update(state="training", step=session.step, losses=outcome.losses)
+            session.heartbeat.update(state="training", step=session.progress.step, losses=outcome.losses)
     return time.perf_counter() - start
 
 

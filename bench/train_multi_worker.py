@@ -8,8 +8,9 @@ cursor shards each global batch by rank exactly as in a real run. Two modes:
 * `throughput`: warm-up steps (compilation happens there), then timed steps;
   codec frames are summed over every rank, and rank 0 writes the figures.
 * `train`: the real train loop (`loop`: posture, durable checkpoints, losses
-  file, heartbeat) and, with --resume, the real `restore` from the newest
-  durable checkpoint first. The driver kills this mode mid-run and resumes it.
+  file, heartbeat) and, with --resume, the real resume (`Checkpointer.load`)
+  from the newest durable checkpoint first. The driver kills this mode
+  mid-run and resumes it.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ import torch
 from bench.train_synth import SynthData, build_model, make_rows, model_config
 from bench.train_throughput import compiled_graphs, sync
 from qwen_train.spec import Posture, RunSpec, TrainConfig
+from qwen_train.train.data import RunData
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.layout import SpecialIds
-from qwen_train.train.loop import StopFlag, loop, train_step
-from qwen_train.train.perf import Perf
-from qwen_train.train.resume import restore
-from qwen_train.train.session import Session, assemble_session, make_accelerator
+from qwen_train.train.loop import StopFlag, loop
+from qwen_train.train.session import Runtime, Session, assemble_session
+from qwen_train.train.step import train_step
 
 SEED = 1234
 ACCUM = 4
@@ -61,18 +62,17 @@ def session(args: argparse.Namespace) -> Session:
                                      max_steps=args.steps if args.mode == "train" else 100_000, warmup_steps=2,
                                      seed=SEED, precision=args.precision),
                    posture=Posture(checkpoint_every=args.checkpoint_every, eval_every=1_000_000, keep_last=3))
-    accelerator = make_accelerator(spec)
-    cfg = model_config(args.scale)
-    model = build_model(cfg, accelerator.device, torch.float32, SEED)  # fp32 master weights, bf16 autocast
-    data = SynthData(make_rows(args.rows, cfg, SEED, args.speakers), cfg, SpecialIds.from_config(model.config))
     overrides = json.loads(args.perf)
     if args.mode == "throughput":  # nothing is checkpointed: don't pin 21 GiB of host buffers inside the timing
         overrides.setdefault("async_checkpoint", False)
-    perf = Perf.resolve(accelerator.device, overrides)
+    runtime = Runtime.for_spec(spec, overrides)
+    cfg = model_config(args.scale)
+    model = build_model(cfg, runtime.accelerator.device, torch.float32, SEED)  # fp32 master weights, bf16 autocast
+    data = SynthData(make_rows(args.rows, cfg, SEED, args.speakers), cfg, SpecialIds.from_config(model.config))
     args.run_dir.mkdir(parents=True, exist_ok=True)
     heartbeat = Heartbeat(args.run_dir, "multi", "bench", spec.train.max_steps)
-    return assemble_session(spec, args.run_dir, heartbeat, accelerator, model, data, data, Path("synthetic"),
-                            "synthetic", perf)
+    return assemble_session(spec, args.run_dir, heartbeat, runtime, model,
+                            RunData(data, data, Path("synthetic"), "synthetic"))
 
 
 def throughput(s: Session, args: argparse.Namespace) -> None:
@@ -128,8 +128,7 @@ def main() -> int:
     else:
         stop = StopFlag()
         stop.install()
-        if args.resume:
-            restore(s)
+        s.ckpt.load(resume=args.resume)
         from torch.utils.tensorboard import SummaryWriter
 
         with SummaryWriter(log_dir=str(args.run_dir / "tensorboard")) as writer:

@@ -12,7 +12,7 @@ losses, fp32 master weights with bf16 autocast) with the GPU speed defaults
 of `Perf` (length buckets, fused AdamW, compiled layers, prefetching
 workers). Warm-up steps first (compilation happens there), then one timed pass
 over the whole pool for each, so both train exactly the same rows. Then the
-checkpoint stall (synchronous `save_checkpoint` vs. the background writer),
+checkpoint stall (a synchronous `Checkpointer.write` vs. the background writer),
 and the daemon's sampler, which ran in its own process the whole time.
 
 Printed last, and written to OUT/gpu-train.json and bench/RESULTS.md. A CPU
@@ -22,7 +22,6 @@ dry run of the same code: `--scale tiny --batches 2 --steps 1 --warmup 1`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import gc
 import json
@@ -32,13 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import torch
 
+from bench.gpu_probe import environment, matmul_ceiling, profiled
 from bench.train_report import report, summarize_sampler
 from bench.train_synth import (
     SynthData,
@@ -51,11 +50,11 @@ from bench.train_synth import (
 )
 from qwen_train.spec import RunSpec, TrainConfig
 from qwen_train.train.checkpoint import read_meta
+from qwen_train.train.data import RunData
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.layout import SpecialIds
-from qwen_train.train.loop import train_step
-from qwen_train.train.perf import Perf
-from qwen_train.train.session import assemble_session, make_accelerator, reserve_background, write_checkpoint
+from qwen_train.train.session import Runtime, Session, assemble_session
+from qwen_train.train.step import train_step
 
 ACCUM = 4
 SEED = 1234
@@ -91,26 +90,6 @@ def peak_gib(device: torch.device) -> dict[str, float]:
         return {}
     return {"peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
             "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30}
-
-
-def matmul_ceiling(device: torch.device) -> float | None:
-    """Measured bf16 matrix-product rate (TFLOP/s): 8192^3 on random data, median of 20 after warm-up."""
-    if device.type != "cuda":
-        return None
-    n = 8192
-    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
-    for _ in range(5):
-        a @ b
-    times = []
-    for _ in range(20):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        a @ b
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1000)
-    times.sort()
-    return 2 * n**3 / times[len(times) // 2] / 1e12
 
 
 def measure(rows: list[Any], drawn: list[list[int]], elapsed: float, cfg: dict[str, Any],
@@ -171,39 +150,16 @@ def run_baseline(cfg: dict[str, Any], rows: list[Any], batch: int, warmup: int, 
 
 
 def ours_session(cfg: dict[str, Any], rows: list[Any], batch: int, device: torch.device, run_dir: Path,
-                 overrides: dict[str, Any]) -> Any:
+                 overrides: dict[str, Any]) -> Session:
     reset_memory(device)
     model = fresh_model(cfg, device, torch.float32)  # fp32 master weights: the precision policy
     data = SynthData(rows, cfg, SpecialIds.from_config(model.config))
     spec = RunSpec(name="bench", lane="benchmark", model="random-weights", bundle="synthetic",
                    train=TrainConfig(batch_size=batch, grad_accum=ACCUM, lr=2e-5, weight_decay=0.01, max_steps=100_000,
                                      seed=SEED, precision="bf16"))
-    accelerator = make_accelerator(spec)
-    perf = Perf.resolve(accelerator.device, overrides)
     heartbeat = Heartbeat(run_dir, "bench", "bench", spec.train.max_steps)
-    return assemble_session(spec, run_dir, heartbeat, accelerator, model, data, data, Path("synthetic"), "synthetic",
-                            perf)
-
-
-@contextlib.contextmanager
-def profiled(path: Path, device: torch.device) -> Iterator[None]:
-    """torch.profiler over the block; the top ops by device and by host time go to `path`."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    start = time.perf_counter()
-    with profile(activities=activities) as prof:
-        yield
-    wall = time.perf_counter() - start
-    events = prof.key_averages()
-    kernels = [e for e in events if e.device_type.name == "CUDA"]
-    busy = sum(e.self_device_time_total for e in kernels) / 1e6
-    launches = sum(e.count for e in kernels)
-    head = f"wall {wall:.3f} s, device kernel time {busy:.3f} s ({busy / wall:.0%}), kernels {launches}\n"
-    by_device = events.table(sort_by="self_cuda_time_total" if kernels else "self_cpu_time_total", row_limit=30)
-    by_host = events.table(sort_by="self_cpu_time_total", row_limit=30)
-    path.write_text(head + by_device + "\n" + by_host)
-    print(f"profile {path.name}: {head}", end="", flush=True)
+    return assemble_session(spec, run_dir, heartbeat, Runtime.for_spec(spec, overrides), model,
+                            RunData(data, data, Path("synthetic"), "synthetic"))
 
 
 def compiled_graphs() -> int:
@@ -215,27 +171,28 @@ def compiled_graphs() -> int:
 
 def run_ours(cfg: dict[str, Any], rows: list[Any], batch: int, warmup: int, device: torch.device,
              ceiling: float | None, overrides: dict[str, Any], run_dir: Path, phases: list[dict[str, Any]],
-             profile: Path | None) -> tuple[dict[str, Any], Any]:
+             profile: Path | None) -> tuple[dict[str, Any], Session]:
     s = ours_session(cfg, rows, batch, device, run_dir, overrides)
+    p = s.progress
     start = time.perf_counter()
     for _ in range(warmup):
         train_step(s)
     sync(device)
     warm_s = time.perf_counter() - start
-    s.cursor = msgspec.structs.replace(s.cursor, epoch=s.cursor.epoch + 1, position=0)  # timed: one whole epoch
+    p.cursor = msgspec.structs.replace(p.cursor, epoch=p.cursor.epoch + 1, position=0)  # timed: one whole epoch
     if s.prefetcher is not None:
-        s.prefetcher.prime(s.cursor, s.skip)  # as after any (re)start: the workers begin at the cursor
+        s.prefetcher.prime(p.cursor, p.skip)  # as after any (re)start: the workers begin at the cursor
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     drawn: list[list[int]] = []
     refused = 0
     graphs = compiled_graphs()
     wall, start, steps = time.time(), time.perf_counter(), []
-    for _ in range(s.cursor.batches_per_epoch // ACCUM):
+    for _ in range(p.cursor.batches_per_epoch // ACCUM):
         outcome = train_step(s)  # one host sync per step (the guard's), so per-step times are honest
         steps.append(time.perf_counter() - start - sum(steps))
         refused += bool(outcome.problems)
-        drawn += s.drawn
+        drawn += p.drawn
     sync(device)
     elapsed = time.perf_counter() - start
     phases.append({"name": f"ours b{batch} timed", "start": wall, "end": time.time()})
@@ -250,7 +207,7 @@ def run_ours(cfg: dict[str, Any], rows: list[Any], batch: int, warmup: int, devi
     return result, s
 
 
-def timed_steps(s: Any, device: torch.device, until: Any, limit: int) -> list[float]:
+def timed_steps(s: Session, device: torch.device, until: Any, limit: int) -> list[float]:
     """Train steps while `until()` holds (at most `limit`), each timed to its end on the device."""
     times = []
     while until() and len(times) < limit:
@@ -261,7 +218,7 @@ def timed_steps(s: Any, device: torch.device, until: Any, limit: int) -> list[fl
     return times
 
 
-def checkpoint_stall(s: Any, device: torch.device, root: Path, limit: int,
+def checkpoint_stall(s: Session, device: torch.device, root: Path, limit: int,
                      phases: list[dict[str, Any]]) -> dict[str, Any]:
     """Synchronous save vs. the background writer, on the full training state of session `s`.
 
@@ -270,40 +227,41 @@ def checkpoint_stall(s: Any, device: torch.device, root: Path, limit: int,
     checkpoint the synchronous way; then one through the background writer,
     training on while it writes.
     """
-    assert s.checkpointer is not None
+    ckpt, writer = s.ckpt, s.ckpt.writer
+    assert writer is not None
     out: dict[str, Any] = {"dir": str(root), "disk_free_gib": shutil.disk_usage(root).free / 2**30}
     out["step_s_before"] = timed_steps(s, device, lambda: True, 3)
     wall = time.time()
-    reserve_background(s)
-    out["step_s_during_reserve"] = timed_steps(s, device, lambda: s.checkpointer.busy, limit)
-    s.checkpointer.wait()
-    out["reserve_s"] = s.checkpointer.last_reserve_s
-    out["pinned_host_gib"] = s.checkpointer.host_bytes() / 2**30
+    ckpt.reserve()
+    out["step_s_during_reserve"] = timed_steps(s, device, lambda: writer.busy, limit)
+    writer.wait()
+    out["reserve_s"] = writer.last_reserve_s
+    out["pinned_host_gib"] = writer.host_bytes() / 2**30
     phases.append({"name": "pinning buffers (background)", "start": wall, "end": time.time()})
-    s.run_dir = root / "sync"
+    ckpt.run_dir = root / "sync"
     sync(device)
     start = time.perf_counter()
-    path = write_checkpoint(s, background=False)
+    path = ckpt.write(background=False)
     out["sync_stall_s"] = time.perf_counter() - start
     assert path is not None
     out["state_bytes"] = (path / "state.pt").stat().st_size
-    shutil.rmtree(s.run_dir)
-    s.run_dir = root / "async"
+    shutil.rmtree(ckpt.run_dir)
+    ckpt.run_dir = root / "async"
     sync(device)
     wall = time.time()
     start = time.perf_counter()
-    write_checkpoint(s, background=True)
+    ckpt.write(background=True)
     out["async_stall_s"] = time.perf_counter() - start
-    out["step_s_during_write"] = timed_steps(s, device, lambda: s.checkpointer.busy, limit)
+    out["step_s_during_write"] = timed_steps(s, device, lambda: writer.busy, limit)
     waited = time.perf_counter()
-    final = s.checkpointer.wait() or sorted((s.run_dir / "checkpoints").glob("step-*"))[-1]
+    final = writer.wait() or sorted((ckpt.run_dir / "checkpoints").glob("step-*"))[-1]
     out["wait_after_steps_s"] = time.perf_counter() - waited
     phases.append({"name": "checkpoint write (background)", "start": wall, "end": time.time()})
-    out["background_write_s"] = s.checkpointer.last_write_s
+    out["background_write_s"] = writer.last_write_s
     meta = read_meta(final)  # the full hash check re-reads tens of GiB; sizes and the manifest suffice here
     out["durable"] = meta.files["state.pt"].size == (final / "state.pt").stat().st_size
     out["async_state_bytes"] = meta.files["state.pt"].size
-    shutil.rmtree(s.run_dir)
+    shutil.rmtree(ckpt.run_dir)
     return out
 
 
@@ -313,23 +271,6 @@ def start_sampler(out_dir: Path, device: torch.device) -> subprocess.Popen[bytes
     cmd = [sys.executable, "-m", "bench.train_sampler", "--pid", str(os.getpid()), "--out",
            str(out_dir / "gpu-train-sampler.json")]
     return subprocess.Popen(cmd, stdin=subprocess.PIPE)
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    import accelerate
-    import transformers
-
-    info: dict[str, Any] = {"torch": torch.__version__, "transformers": transformers.__version__,
-                            "accelerate": accelerate.__version__, "python": sys.version.split()[0],
-                            "qwen_tts": "0.1.1", "device": str(device)}
-    if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name()
-        info["cuda"] = torch.version.cuda
-        info["gpu_memory_gib"] = torch.cuda.get_device_properties(0).total_memory / 2**30
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True)
-        info["driver"] = smi.stdout.strip()
-    return info
 
 
 def main() -> None:
@@ -378,7 +319,10 @@ def main() -> None:
         print(f"ours b{batch}: {entry['ours']}", flush=True)
         if "frames_per_s" in entry["ours"] and "frames_per_s" in entry["baseline"]:
             entry["ratio"] = entry["ours"]["frames_per_s"] / entry["baseline"]["frames_per_s"]
-        if session is not None and "checkpoint" not in results and not args.no_checkpoint:
+        if session is not None and session.ckpt.writer is None and not args.no_checkpoint:
+            print("checkpoint: skipped, this device's Perf has no background writer (--perf "
+                  "'{\"async_checkpoint\": true}' adds one)", flush=True)
+        elif session is not None and "checkpoint" not in results and not args.no_checkpoint:
             results["checkpoint"] = checkpoint_stall(session, device, args.ckpt_dir, 200, results["phases"])
             print(f"checkpoint: {results['checkpoint']}", flush=True)
         if session is not None and session.prefetcher is not None:

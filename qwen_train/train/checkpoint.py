@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
 import torch
 
 from qwen_train.atomic import atomic_write_bytes, fsync_dir
@@ -37,25 +35,6 @@ from qwen_train.checkpoint_files import (  # the torch-free contract; re-exporte
 )
 from qwen_train.digest import file_sha256
 from qwen_train.train.faults import pause
-
-
-def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class _HashingFile:

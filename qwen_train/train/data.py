@@ -1,10 +1,11 @@
-"""Bundle rows -> laid-out batches with reference mels and speaker indices."""
+"""Bundle rows -> laid-out batches with reference mels and speaker indices; and what the trainer asks of rows."""
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
@@ -13,6 +14,36 @@ from qwen_tts.core.models.modeling_qwen3_tts import mel_spectrogram
 
 from qwen_train.bundle.manifest import BundleError, Row, read_manifest, read_spk_id_map
 from qwen_train.train.layout import RowLayout, SpecialIds, build_row, collate
+
+
+class Rows(Protocol):
+    """What the trainer asks of a split's rows: BundleData here, or the benchmarks' synthetic rows.
+
+    A Protocol, so the full-size benchmark's rows (built on the GPU, no bundle) go through the very
+    session, step and prefetcher a real run uses.
+    """
+
+    pad_multiple: int  # batch lengths are padded up to a multiple of this (0: to the longest row)
+
+    def __len__(self) -> int: ...
+
+    def lengths(self) -> list[int]:
+        """Each row's approximate sequence length, for bucketing."""
+        ...
+
+    def batch(self, indices: list[int]) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[Row]]:
+        """Collated tensors, the rows' reference mels, and the rows themselves."""
+        ...
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The rows a run trains and evaluates on, and the bundle they came from (verified, by fingerprint)."""
+
+    train: Rows
+    eval: Rows
+    bundle: Path
+    fingerprint: str
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,15 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from qwen_train.status import Diagnosis, ModuleFinding
 from qwen_train.train.objective import forward_losses, speaker_embeddings
+
+if TYPE_CHECKING:
+    from qwen_train.train.session import Session
 
 PARTS = ("total", "talker", "code_predictor")
 
@@ -110,7 +113,7 @@ def _anomaly_note(model, batch, mels, sub_weight: float, autocast: contextlib.Ab
     return "anomaly detection: backward stayed finite"
 
 
-def diagnose_batch(session, batch: dict[str, torch.Tensor], mels: list[torch.Tensor], step: int,
+def diagnose_batch(session: Session, batch: dict[str, torch.Tensor], mels: list[torch.Tensor], step: int,
                    grad_norm: float, problems: list[str]) -> Diagnosis:
     """Replay one offending micro-batch on the session's model (weights as they were at the bad step)."""
     model = session.model
@@ -132,7 +135,7 @@ def diagnose_batch(session, batch: dict[str, torch.Tensor], mels: list[torch.Ten
     return _verdict(session, step, parts, fp32, grad_norm, problems, probe, note)
 
 
-def _verdict(session, step: int, parts: dict[str, float], fp32: dict[str, float], grad_norm: float,
+def _verdict(session: Session, step: int, parts: dict[str, float], fp32: dict[str, float], grad_norm: float,
              problems: list[str], probe: Probe, note: str) -> Diagnosis:
     broken = [p for p in PARTS if not math.isfinite(parts[p])]
     precision = "bf16" if session.accelerator.mixed_precision == "bf16" else "fp32"  # `auto` resolved
@@ -154,7 +157,8 @@ def _verdict(session, step: int, parts: dict[str, float], fp32: dict[str, float]
     if reproduces is not None:
         lines.append("fp32 replay: the fault reproduces in fp32" if reproduces
                      else f"fp32 replay: finite in fp32; the fault appears only in {precision}")
-    cursor = session.last_step_cursor
+    cursor = session.progress.last_step_cursor
+    assert cursor is not None  # set by the step being diagnosed
     return Diagnosis(
         step=step, epoch=cursor.epoch, position=cursor.position,
         loss_parts={k: repr(v) for k, v in parts.items()}, grad_norm=repr(grad_norm), broken_parts=broken,

@@ -12,7 +12,7 @@ from collections import defaultdict
 import torch
 
 from qwen_train.status import EvalResult, Losses
-from qwen_train.train.data import BundleData
+from qwen_train.train.data import Rows
 from qwen_train.train.objective import forward_losses, speaker_embeddings
 
 
@@ -25,7 +25,8 @@ def _mean(values: list[tuple[float, float, float]]) -> Losses:
     )
 
 
-def evaluate(model, data: BundleData, step: int, sub_weight: float, max_rows: int, device) -> EvalResult:
+def evaluate(model: torch.nn.Module, data: Rows, step: int, sub_weight: float, max_rows: int,
+             device: torch.device) -> EvalResult:
     """One row at a time so each row's loss is its own (per-speaker means are exact)."""
     was_training = model.training
     model.eval()
@@ -39,7 +40,7 @@ def evaluate(model, data: BundleData, step: int, sub_weight: float, max_rows: in
             per_row.append((rows[0].eval_kind or "eval", rows[0].speaker_id, values))
     if was_training:
         model.train()
-        model.speaker_encoder.eval()
+        model.get_submodule("speaker_encoder").eval()
     by_split: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     by_speaker: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for kind, speaker, values in per_row:

@@ -13,11 +13,15 @@ The speaker embedding comes from each row's reference audio through the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from qwen_train.train.layout import IGNORE
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 
 @dataclass
@@ -125,3 +129,26 @@ def forward_losses(model, batch: dict[str, torch.Tensor], spk: torch.Tensor, sub
         talker=t_loss,
         code_predictor=c_loss,
     )
+
+
+class Objective(torch.nn.Module):
+    """The model plus its loss, as one module so DDP sees the whole forward."""
+
+    def __init__(self, model: torch.nn.Module, sub_weight: float, speaker_cache: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.sub_weight = sub_weight
+        self.speakers = SpeakerCache(speaker_cache)
+
+    def forward(self, batch: dict[str, torch.Tensor], mels: list[torch.Tensor],
+                refs: list[int] | None = None) -> torch.Tensor:
+        spk = self.speakers.embed(self.model, mels, refs)
+        losses = forward_losses(self.model, batch, spk, self.sub_weight)
+        return torch.stack([losses.total, losses.talker, losses.code_predictor])
+
+
+def unwrap(accelerator: Accelerator, objective: torch.nn.Module) -> Objective:
+    """The Objective inside accelerate's wrapper (DDP when distributed): for its bare model and its cache."""
+    inner = accelerator.unwrap_model(objective)
+    assert isinstance(inner, Objective), f"expected the trainer's Objective, got {type(inner).__name__}"
+    return inner

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from qwen_train.train.cursor import Cursor, Lengths, advance, batch_indices
+from qwen_train.train.data import Rows
 
 Key = tuple[int, int, tuple[int, ...]]
 Prepared = tuple[Key, dict[str, torch.Tensor], list[torch.Tensor]]
@@ -27,7 +28,7 @@ Prepared = tuple[Key, dict[str, torch.Tensor], list[torch.Tensor]]
 class _Batches(Dataset[Prepared]):
     """Map-style view whose 'index' is a whole batch key; a worker builds the collated batch."""
 
-    def __init__(self, data: Any) -> None:
+    def __init__(self, data: Rows) -> None:
         self.data = data
 
     def __getitem__(self, key: Key) -> Prepared:
@@ -60,7 +61,7 @@ class _Keys:
 class Prefetcher:
     """`get(cursor, indices)` returns that batch, from the workers when they have it ready."""
 
-    def __init__(self, data: Any, depth: int, workers: int, pin: bool, rank: int, lengths: Lengths | None) -> None:
+    def __init__(self, data: Rows, depth: int, workers: int, pin: bool, rank: int, lengths: Lengths | None) -> None:
         self.data, self.depth, self.workers, self.pin = data, depth, max(1, workers), pin
         self.rank, self.lengths = rank, lengths
         self._iter: Iterator[Prepared] | None = None

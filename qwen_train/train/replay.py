@@ -40,8 +40,7 @@ def _checkpoint_before(run_dir: Path, step: int) -> Path:
 
 
 def diagnose_run(run_dir: Path, step: int | None = None) -> Diagnosis:
-    from qwen_train.train.loop import train_step
-    from qwen_train.train.resume import apply_checkpoint
+    from qwen_train.train.step import train_step
 
     target = step if step is not None else _default_step(run_dir)
     ckpt = _checkpoint_before(run_dir, target)
@@ -60,15 +59,16 @@ def diagnose_run(run_dir: Path, step: int | None = None) -> Diagnosis:
                             f"runs {session.accelerator.num_processes}: an exact replay needs the same processes; "
                             "replaying a several-process run is not supported yet (its own diagnosis.json, "
                             "written when the step broke, covers rank 0's share of the batch)")
-    apply_checkpoint(session, ckpt, meta)
-    while session.step < target - 1:
+    session.ckpt.apply(ckpt, meta)
+    p = session.progress
+    while p.step < target - 1:
         outcome = train_step(session)
         if outcome.problems:
-            raise DiagnoseError(f"replay hit a non-finite step {session.step + 1} before step {target}: "
-                                + "; ".join(outcome.problems) + f". Diagnose step {session.step + 1} instead.")
+            raise DiagnoseError(f"replay hit a non-finite step {p.step + 1} before step {target}: "
+                                + "; ".join(outcome.problems) + f". Diagnose step {p.step + 1} instead.")
     outcome = train_step(session)
     problems = outcome.problems or [f"step {target} replayed finite (loss {outcome.losses.total:.4g})"]
-    batch, mels, _rows = session.train_data.batch(session.drawn[0])
+    batch, mels, _rows = session.data.train.batch(p.drawn[0])
     diagnosis = diagnose_batch(session, batch, mels, target, outcome.grad_norm, problems)
     write_diagnosis(run_dir, diagnosis)
     return diagnosis
