@@ -8,10 +8,10 @@ Here the step only copies every tensor of the state into host buffers
 and a thread runs the ordinary `save_checkpoint` on that snapshot: temp
 directory, fsync, hash, rename, directory fsync. A kill at any moment of the
 write leaves the previous checkpoint as it was and at most a `.tmp-*`
-directory, which the next start removes. The loop learns of completion by
-polling between steps, and does the bookkeeping (retention, status) itself,
-on the main thread. Only one write is in flight: the next snapshot waits for
-the previous write, since it reuses its buffers.
+directory, which the next start removes. The Checkpointer (checkpointer.py)
+learns of completion by polling between steps and does the bookkeeping
+(retention, status) itself, on the main thread. Only one write is in flight:
+the next snapshot waits for the previous write, since it reuses its buffers.
 
 Pinning tens of gigabytes of host memory is itself slow (about a second per
 GiB, measured on the H100 machine), so `reserve` allocates the buffers in the

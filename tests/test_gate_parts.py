@@ -1,0 +1,197 @@
+"""The promotion gate's parts on their own: each criterion's rule, CER, thresholds, clones, the verdict swap.
+
+Split from test_gate.py, whose tests need its module-scoped real run and
+export; none of these does, so they run without training anything (the
+speaker test loads the tiny base model only).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+import soundfile as sf
+
+from qwen_train import exitcodes
+from qwen_train.bundle.manifest import Row, write_jsonl
+from qwen_train.gate.cer import corpus_cer, edit_distance, normalize_text
+from qwen_train.gate.criteria import NO_RESOURCES, resource_evidence
+from qwen_train.gate.thresholds import Thresholds, ThresholdsError, load_thresholds
+from qwen_train.gate.verdict import Criterion
+from qwen_train.status import EvalResult, Losses
+from tests.gate_fixtures import resource_summary, write_json
+
+
+def test_gate_failed_is_a_completed_job() -> None:
+    assert exitcodes.GATE_FAILED == 6 and exitcodes.state_for_exit(exitcodes.GATE_FAILED) == "completed"
+
+
+def test_resource_evidence_from_the_daemons_summary(tmp_path: Path) -> None:
+    def judge(**kwargs: object) -> Criterion:
+        return resource_evidence(write_json(tmp_path / "r.json", resource_summary(**kwargs)), 0.10)  # type: ignore[arg-type]
+
+    ok = judge()
+    assert ok.passed and ok.measured is not None and math.isclose(ok.measured, 10 / 600)
+    assert judge(gpu=True, gpu_note=None).passed
+    gappy = judge(gap=120.0)
+    assert not gappy.passed and "gaps cover 20.0%" in gappy.detail and gappy.measured == pytest.approx(0.2)
+    mute = judge(gpu_note=None)
+    assert not mute.passed and "no GPU metrics and no gpu_note" in mute.detail
+    empty = write_json(tmp_path / "e.json", {"samples": 0, "first": None, "last": None})
+    assert not resource_evidence(empty, 0.1).passed and "no samples" in resource_evidence(empty, 0.1).detail
+    (tmp_path / "bad.json").write_text("[1, 2")
+    assert "not a resource summary" in resource_evidence(tmp_path / "bad.json", 0.1).detail
+    missing = resource_evidence(tmp_path / "none.json", 0.1)
+    assert not missing.passed and NO_RESOURCES in missing.detail
+
+
+def test_resource_evidence_reads_what_the_daemons_summarize_writes(tmp_path: Path) -> None:
+    from qwen_daemon.protocol import GpuSample, ResourceSample
+    from qwen_daemon.resources.summary import Window, summarize
+
+    start = time.time() - 100
+    samples = [ResourceSample(time=start + t, cpu_percent=50.0, ram_used_bytes=1 << 30, ram_total_bytes=1 << 32,
+                              gpus=[GpuSample(0, "H100", 90.0, 1 << 30, 80 << 30)]) for t in range(0, 100, 2)]
+    steady = summarize([Window(start, start + 100, samples)], period_s=2.0)
+    verdict = resource_evidence(write_json(tmp_path / "s.json", steady), 0.1)
+    assert verdict.passed and "2 GPU metrics" in verdict.detail and verdict.measured == 0.0
+    stalled = summarize([Window(start, start + 100, samples[:25])], period_s=2.0)  # the sampler died halfway
+    verdict = resource_evidence(write_json(tmp_path / "t.json", stalled), 0.1)
+    assert not verdict.passed and verdict.measured is not None and verdict.measured > 0.4
+
+
+def test_resource_gaps_are_a_share_of_the_launches_not_of_the_time_between_them(tmp_path: Path) -> None:
+    """A run stopped and resumed a day later: the idle day must not dilute the first launch's outage."""
+    from qwen_daemon.protocol import ResourceSample
+    from qwen_daemon.resources.summary import Window, summarize
+
+    def sampled(start: float, until: float) -> list[ResourceSample]:
+        return [ResourceSample(time=start + t, cpu_percent=50.0, ram_used_bytes=1 << 30, ram_total_bytes=1 << 32,
+                               gpu_note="NVML: library not found") for t in range(0, int(until - start), 2)]
+
+    first = time.time() - 100_000
+    second = first + 86_400
+    # the first launch's sampler stopped after 40 of 100 s (a 60 s gap); the resumed launch is fully sampled
+    windows = [Window(first, first + 100, sampled(first, first + 40)), Window(second, second + 100,
+                                                                             sampled(second, second + 100))]
+    summary = summarize(windows, period_s=2.0)
+    assert summary.span_s == 200.0
+    verdict = resource_evidence(write_json(tmp_path / "resumed.json", summary), 0.10)
+    assert verdict.measured is not None and verdict.measured == pytest.approx(60 / 200, abs=0.02)
+    assert not verdict.passed and "over 200 s of launches" in verdict.detail
+    # a summary from before span_s was recorded: measured first..last sample, and the detail says so
+    old = msgspec.json.decode(msgspec.json.encode(summary))
+    del old["span_s"]
+    verdict = resource_evidence(write_json(tmp_path / "old.json", old), 0.10)
+    assert verdict.passed and verdict.measured is not None and verdict.measured < 0.01
+    assert "records no launch span" in verdict.detail
+
+
+def test_eval_comparison_direction() -> None:
+    from qwen_train.gate.heldout import eval_criterion
+
+    def result(total: float) -> EvalResult:
+        return EvalResult(step=0, losses=Losses(total=total, talker=total, code_predictor=total), rows=2,
+                          per_split={"held_out_speaker": Losses(total=total, talker=total, code_predictor=total)})
+
+    assert eval_criterion(result(1.0), result(2.0)).passed
+    assert not eval_criterion(result(2.0), result(1.0)).passed
+    assert not eval_criterion(result(1.0), result(1.0)).passed
+    assert not eval_criterion(result(float("nan")), result(1.0)).passed
+    missing = eval_criterion("OSError: gone", result(1.0))
+    assert not missing.passed and missing.detail == "not measured: trained: OSError: gone"
+
+
+def test_speaker_similarity_tells_voices_apart(demo_root: Path) -> None:
+    """The base encoder scores a clip against itself 1 and against another voice lower."""
+    from qwen_train.gate.clones import Clone
+    from qwen_train.gate.heldout import gate_device, load_tts
+    from qwen_train.gate.speaker import score_clones, similarity_criterion
+
+    base = load_tts(demo_root / "model", None, gate_device())
+    anchors = sorted((demo_root / "bundle" / "anchors").glob("*.wav"))
+    row = Row(id="r", speaker_id="demo:x", text="hej", audio="", codes="", frames=1, duration_s=1.0,
+              ref_audio="", source="demo", role="train", split="eval")
+
+    def clone(audio: Path) -> Clone:
+        wave, rate = sf.read(str(audio), dtype="float32")
+        return Clone(row=row, reference=anchors[0], wave=wave, rate=rate)
+
+    same, other, failed = clone(anchors[0]), clone(anchors[1]), clone(anchors[1])
+    failed.error = "RuntimeError: generation broke"
+    score_clones(base.model, [same, other, failed])
+    assert same.similarity == pytest.approx(1.0, abs=1e-5)
+    assert other.similarity is not None and other.similarity < 0.999
+    assert failed.similarity is None
+    verdict = similarity_criterion([same, other, failed], 0.5, "swedish")
+    assert verdict.measured == pytest.approx((1.0 + other.similarity) / 3)  # the failed clone scores 0
+    assert "1 clone(s) empty, silent or failed, scored 0" in verdict.detail
+
+
+def test_clone_rows_cover_every_held_out_speaker(tmp_path: Path) -> None:
+    from qwen_train.gate.clones import clone_rows
+
+    def row(speaker: str, n: int, kind: str | None = "held_out_speaker") -> Row:
+        return Row(id=f"{speaker}-{n}", speaker_id=speaker, text="t", audio="", codes="", frames=1, duration_s=1.0,
+                   ref_audio="", source="demo", role="train", split="eval", eval_kind=kind)  # type: ignore[arg-type]
+
+    write_jsonl(tmp_path / "manifest.jsonl", [row("a", 0), row("a", 1), row("a", 2), row("b", 0),
+                                              row("c", 0, "held_out_utterance"), row("b", 1)])
+    assert [r.id for r in clone_rows(tmp_path, 3)] == ["a-0", "b-0", "a-1"]
+    assert [r.id for r in clone_rows(tmp_path, 10)] == ["a-0", "b-0", "a-1", "b-1", "a-2"]
+
+
+def test_normalisation_keeps_swedish_letters_and_drops_punctuation() -> None:
+    assert normalize_text("  Å, Ä och Ö!  Går   det?") == "å ä och ö går det"
+    assert normalize_text("a\u030a") == "å"  # decomposed å is the same letter
+    assert normalize_text("Hej—du... (ja)") == "hej du ja"
+
+
+def test_edit_distance_and_cer() -> None:
+    assert edit_distance("sjön", "sjön") == 0
+    assert edit_distance("sjön", "sjon") == 1  # substitution (ö is not o)
+    assert edit_distance("sjön", "sjöen") == 1  # insertion
+    assert edit_distance("sjön", "sön") == 1  # deletion
+    assert edit_distance("", "abc") == 3 and edit_distance("abc", "") == 3
+    assert edit_distance("kitten", "sitting") == 3
+    assert corpus_cer([("Hej, du!", "hej du")]) == 0.0
+    assert corpus_cer([("abcd", "abxd"), ("ef", "")]) == pytest.approx(3 / 6)  # pooled, not averaged
+    assert corpus_cer([("ab", "abab")]) == 1.0  # insertions count
+    with pytest.raises(ValueError):
+        corpus_cer([("?!", "x")])
+
+
+def test_thresholds_file(tmp_path: Path) -> None:
+    assert load_thresholds(None) == Thresholds()
+    assert load_thresholds(write_json(tmp_path / "t.json", {"max_cer": 0.1})).max_cer == 0.1
+    with pytest.raises(ThresholdsError, match="max_wer.*known fields: min_speaker_similarity"):
+        load_thresholds(write_json(tmp_path / "u.json", {"max_wer": 0.1}))
+    with pytest.raises(ThresholdsError, match="not a cosine"):
+        load_thresholds(write_json(tmp_path / "c.json", {"min_speaker_similarity": 2}))
+    with pytest.raises(ThresholdsError, match="clone_max_rows must be positive"):
+        load_thresholds(write_json(tmp_path / "r.json", {"clone_max_rows": 0}))
+    (tmp_path / "j.json").write_text("{")
+    with pytest.raises(ThresholdsError, match="not valid JSON"):
+        load_thresholds(tmp_path / "j.json")
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_swap_in_replaces_the_whole_dir_with_or_without_an_atomic_exchange(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
+    from qwen_train.gate import publish
+
+    if not exchange:
+        monkeypatch.setattr(publish, "_exchange", lambda a, b: False)
+    final, staged = tmp_path / "gate", tmp_path / ".gate.new"
+    (final / "samples").mkdir(parents=True)
+    (final / "samples" / "004.wav").write_text("old")
+    (final / "verdict.json").write_text("old")
+    staged.mkdir()
+    (staged / "verdict.json").write_text("new")
+    publish.swap_in(staged, final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gate"]
+    assert [p.name for p in final.iterdir()] == ["verdict.json"] and (final / "verdict.json").read_text() == "new"
