@@ -34,6 +34,7 @@ from qwen_daemon.protocol import (
     RunResources,
     RunView,
     SurfaceList,
+    kind_info,
 )
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_train.status import Diagnosis
@@ -138,10 +139,10 @@ def wants_diagnosis(detail: RunDetail) -> bool:
     A run whose trusted status has no non-finite event has nothing to diagnose;
     asking on every poll would only collect 404s.
     """
-    status = detail.status
+    status, diagnoses = detail.status, kind_info(detail.run.kind).diagnoses
     if status is None:
-        return detail.run.kind == "diagnose" or detail.run.state == "failed_non_finite"
-    return status.diagnosis is None and (bool(status.non_finite_events) or detail.run.kind == "diagnose")
+        return diagnoses or detail.run.state == "failed_non_finite"
+    return status.diagnosis is None and (bool(status.non_finite_events) or diagnoses)
 
 
 def _verdict(client: DaemonClient, name: str) -> tuple[GateVerdict | None, str | None, str | None]:

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from qwen_daemon.protocol import CheckpointView, RunView
+from qwen_daemon.protocol import CheckpointView, RunView, kind_info
 from qwen_daemon.protocol.display import SCREEN
 from qwen_tui.format import DASH
 
@@ -57,8 +57,9 @@ def checkpoints_renderable(
     if error is not None:
         return Text(f"cannot list the checkpoints: {error}", style="bold red")
     if not rows:
-        if view is not None and view.kind == "preprocess":
-            return Text("a preprocess job keeps no checkpoints (a resume continues from its journal)", style="dim")
+        info = kind_info(view.kind) if view is not None else None
+        if info is not None and not info.trains and info.resumes is not None:
+            return Text(f"a {info.kind} job keeps no checkpoints (a resume continues {info.resumes})", style="dim")
         return Text("no durable checkpoint kept yet: a resume would start from step 0", style="dim")
     parts: list[RenderableType] = [Text(f"{len(rows)} kept, {SCREEN.size(sum(r.size_bytes for r in rows))} on disk")]
     parts.append(checkpoints_table(rows, now))

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from qwen_daemon.protocol import RunView
+from qwen_daemon.protocol import RunView, kind_info
 from qwen_daemon.protocol.display import SCREEN, is_live
 from qwen_tui.format import DASH, health_text, kind_text, state_text, surface_class_text
 
@@ -35,7 +35,7 @@ def run_facts(view: RunView, now: float | None = None) -> RenderableType:
     surface.append_text(surface_class_text(view.surface_class))
     surface.append(")")
     grid.add_row("lane / surface", surface)
-    if view.kind != "train":
+    if not kind_info(view.kind).trains:
         grid.add_row("kind", kind_text(view))
     grid.add_row("runner", view.runner)
     state = state_text(view.state)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import DataTable
 
-from qwen_daemon.protocol import RunView
+from qwen_daemon.protocol import RunView, kind_info
 from qwen_daemon.protocol.display import SCREEN, is_live
 from qwen_tui.format import DASH, health_text, kind_text, state_text, surface_class_text
 
@@ -71,7 +71,7 @@ class RunsTable(DataTable[Text]):
     def show_runs(self, runs: Iterable[RunView]) -> None:
         """Update rows in place, add new runs, drop runs the daemon no longer lists."""
         views = list(runs)
-        self._show_kind_column(any(view.kind != "train" for view in views))
+        self._show_kind_column(any(not kind_info(view.kind).trains for view in views))
         columns = [key for key, _ in COLUMNS] + ([KIND] if self.kind_shown else [])
         seen: set[str] = set()
         for view in views:
