@@ -8,14 +8,17 @@ surfaces board, the bind roots), publishes each result as the reactive
 reactive carries the client's message for the banner, the figures on screen
 are dimmed, and polling simply continues.
 
-Actions go through here too: a screen asks (ActionRequested), the app refuses
+Verbs go through here too: a screen asks (ActionRequested), the app refuses
 what cannot apply, confirms the rest with a modal, calls the daemon in a
-worker, and says what happened (qwen_tui.actions has the words).
+worker, and says what happened. All of it is read from the verb's entry in
+qwen_tui.actions.VERBS, as are the keys; the app's own are the verbs offered
+anywhere ("app": start), whose target is a spec file asked for first.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +30,9 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
-from qwen_daemon.protocol import JobKind
+from qwen_daemon.protocol import JobKind, kind_info
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
-from qwen_tui.actions import Outcome, Verb, perform, question, refusal, report
+from qwen_tui.actions import Outcome, VerbName, bindings, perform, question, refusal, report
 from qwen_tui.history import HostHistory, LossHistory
 from qwen_tui.messages import ActionRequested, OpenGate, OpenRun
 from qwen_tui.poller import RESOURCES_EVERY_S, Cadence, Connection, Snapshot, Wants, fetch_snapshot, paced
@@ -61,12 +64,12 @@ class HemmaApp(App[None]):
         Binding("r", "poll_now", "Refresh"),
         Binding("l", "lanes", "Lanes"),
         Binding("h", "host", "Host"),
-        Binding("n", "start", "Start run"),
+        *bindings("app"),
     ]
 
     snapshot: reactive[Snapshot | None] = reactive(None, always_update=True)
     connection: reactive[Connection] = reactive(Connection(), always_update=True)
-    probe_outcome: reactive[Outcome | None] = reactive(None, always_update=True)
+    outcomes: reactive[Mapping[VerbName, Outcome]] = reactive(dict, always_update=True)  # each verb's last
 
     def __init__(
         self,
@@ -154,7 +157,7 @@ class HemmaApp(App[None]):
         """The gate of the run itself: a diagnose or gate job's run is its parent."""
         name = message.run_name
         view = self.snapshot.run(name) if self.snapshot is not None else None
-        if view is not None and view.kind in ("diagnose", "gate") and view.parent:
+        if view is not None and kind_info(view.kind).child and view.parent:
             name = view.parent
         if not (isinstance(self.screen, GateScreen) and self.screen.run_name == name):
             self.push_screen(GateScreen(name))
@@ -172,26 +175,25 @@ class HemmaApp(App[None]):
 
     # -- actions ---------------------------------------------------------------
 
-    def action_start(self) -> None:
-        """Ask for a spec path and the job kind, then confirm launching it."""
+    def action_verb(self, verb: VerbName) -> None:
+        """A verb offered anywhere: ask for a spec path and the job kind, then confirm it on that."""
 
         def typed(choice: LaunchChoice | None) -> None:
             if choice is not None:
-                self._confirm("start", choice.path, choice.kind)
+                self._confirm(verb, choice.path, choice.kind)
 
         self.push_screen(LaunchScreen(), typed)
 
     def on_action_requested(self, message: ActionRequested) -> None:
         verb, target = message.verb, message.target
-        if verb in ("stop", "resume", "diagnose", "gate"):
-            view = self.snapshot.run(target) if self.snapshot is not None else None
-            reason = refusal(verb, target, view)
-            if reason is not None:
-                self.notify(reason, severity="warning", markup=False)
-                return
+        view = self.snapshot.run(target) if self.snapshot is not None else None
+        reason = refusal(verb, target, view)
+        if reason is not None:
+            self.notify(reason, severity="warning", markup=False)
+            return
         self._confirm(verb, target)
 
-    def _confirm(self, verb: Verb, target: str, kind: JobKind = "train") -> None:
+    def _confirm(self, verb: VerbName, target: str, kind: JobKind = "train") -> None:
         asked = question(verb, target, kind)
 
         def answered(yes: bool | None) -> None:
@@ -204,14 +206,13 @@ class HemmaApp(App[None]):
         self.push_screen(ConfirmScreen(asked.text, yes_label=asked.yes, no_label=asked.no), answered)
 
     @work(thread=True, group=ACTION_GROUP)
-    def _action_worker(self, verb: Verb, target: str, kind: JobKind) -> Outcome:
+    def _action_worker(self, verb: VerbName, target: str, kind: JobKind) -> Outcome:
         return perform(self.client, verb, target, kind)
 
     def _report(self, outcome: Outcome) -> None:
         text, severity = report(outcome)
         self.notify(text, severity=severity, timeout=10 if severity == "error" else 5, markup=False)
-        if outcome.verb == "probe":
-            self.probe_outcome = outcome
+        self.outcomes = {**self.outcomes, outcome.verb: outcome}
         self.poll()
 
     # -- worker results --------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from qwen_tui.actions import Verb
+from qwen_tui.actions import VerbName
 
 
 class OpenRun(Message):
@@ -31,7 +31,7 @@ class OpenGate(Message):
 class ActionRequested(Message):
     """The operator asked for an action on `target` (a run name, a spec path); the app confirms first."""
 
-    def __init__(self, verb: Verb, target: str = "") -> None:
+    def __init__(self, verb: VerbName, target: str = "") -> None:
         super().__init__()
-        self.verb: Verb = verb
+        self.verb: VerbName = verb
         self.target = target

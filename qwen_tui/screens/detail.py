@@ -17,7 +17,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from qwen_daemon.protocol import DEFAULT_POINTS
-from qwen_tui.actions import Verb
+from qwen_tui.actions import VerbName, bindings
 from qwen_tui.history import LossHistory
 from qwen_tui.messages import ActionRequested, OpenGate
 from qwen_tui.poller import Snapshot, Wants
@@ -51,9 +51,7 @@ class RunDetailScreen(DashboardScreen):
     CSS_PATH = "detail.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
-        Binding("s", "run_action('stop')", "Stop"),
-        Binding("R", "run_action('resume')", "Resume"),
-        Binding("d", "run_action('diagnose')", "Diagnose"),
+        *bindings("detail"),
         Binding("g", "gate", "Gate"),
     ]
 
@@ -124,7 +122,7 @@ class RunDetailScreen(DashboardScreen):
             self.query_one(RunFactsView).show(view)
         self.query_one(LossCurves).show(self.history, self.run_name, snapshot.history_error if mine else None)
 
-    def action_run_action(self, verb: Verb) -> None:
+    def action_verb(self, verb: VerbName) -> None:
         self.post_message(ActionRequested(verb, self.run_name))
 
     def action_gate(self) -> None:

@@ -16,13 +16,13 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from qwen_daemon.protocol import gate_name
+from qwen_tui.actions import VerbName, bindings
 from qwen_tui.messages import ActionRequested
 from qwen_tui.poller import Snapshot, Wants
 from qwen_tui.screens.base import DashboardScreen
 from qwen_tui.widgets.banner import ConnectionBanner
 from qwen_tui.widgets.host_bar import HostBar
 from qwen_tui.widgets.verdict_view import (
-    RUN_GATE_KEY,
     criteria_renderable,
     gate_job_renderable,
     no_verdict_renderable,
@@ -36,7 +36,7 @@ class GateScreen(DashboardScreen):
     CSS_PATH = "gate.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
-        Binding(RUN_GATE_KEY, "run_gate", "Run gate"),
+        *bindings("gate"),
     ]
 
     def __init__(self, run_name: str) -> None:
@@ -84,5 +84,5 @@ class GateScreen(DashboardScreen):
         criteria.update(criteria_renderable(verdict))
         criteria.display = True
 
-    def action_run_gate(self) -> None:
-        self.post_message(ActionRequested("gate", self.run_name))
+    def action_verb(self, verb: VerbName) -> None:
+        self.post_message(ActionRequested(verb, self.run_name))

@@ -3,10 +3,12 @@
 The poll brings /host every time and /bind-roots while this screen is on top;
 the sparklines are drawn from the app's HostHistory. `p` asks the app to probe
 the bind roots (after confirming: it starts containers); the outcome arrives
-as the app's `probe_outcome` and stays shown here with its time.
+among the app's `outcomes` and stays shown here with its time.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
-from qwen_tui.actions import Outcome
+from qwen_tui.actions import Outcome, VerbName, bindings
 from qwen_tui.history import HostHistory
 from qwen_tui.messages import ActionRequested
 from qwen_tui.poller import Snapshot, Wants
@@ -35,7 +37,7 @@ class HostScreen(DashboardScreen):
     CSS_PATH = "host.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
-        Binding("p", "probe", "Probe bind roots"),
+        *bindings("host"),
     ]
 
     def __init__(self, host_history: HostHistory) -> None:
@@ -68,7 +70,7 @@ class HostScreen(DashboardScreen):
         self.query_one("#host-error").display = False
         self.query_one("#hostpanel").focus()
         self.watch(self.app, "snapshot", self._show, init=True)
-        self.watch(self.app, "probe_outcome", self._show_probe, init=True)
+        self.watch(self.app, "outcomes", self._show_probe, init=True)
 
     def _show(self, snapshot: Snapshot | None) -> None:
         if snapshot is None:
@@ -88,13 +90,13 @@ class HostScreen(DashboardScreen):
             self.query_one("#roots", Static).update(bind_roots_renderable(snapshot.bind_roots))
         self._render_probe()  # its age moves on
 
-    def _show_probe(self, outcome: Outcome | None) -> None:
-        self._probe = outcome
+    def _show_probe(self, outcomes: Mapping[VerbName, Outcome]) -> None:
+        self._probe = outcomes.get("probe")
         self._render_probe()
 
     def _render_probe(self) -> None:
         at = self._probe.finished_at if self._probe is not None else None
         self.query_one("#probe", Static).update(probe_renderable(self._probe, at))
 
-    def action_probe(self) -> None:
-        self.post_message(ActionRequested("probe", PROBE_TARGET))
+    def action_verb(self, verb: VerbName) -> None:
+        self.post_message(ActionRequested(verb, PROBE_TARGET))

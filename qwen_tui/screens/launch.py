@@ -1,6 +1,7 @@
 """Ask for the spec file to launch (key `n`) and what it is; the app then confirms and launches it.
 
-A training run takes a RunSpec file, a preprocess job (`qwen-train prepare`)
+What a spec file can describe is actions.SPEC_FILES, one choice each: a
+training run takes a RunSpec file, a preprocess job (`qwen-train prepare`)
 a PrepareSpec file; diagnose jobs are started from a run (`d`), not here.
 The path is read by the daemon on its own host, which may not be the machine
 the dashboard runs on (a forwarded socket), so nothing here resolves or checks
@@ -20,6 +21,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from qwen_daemon.protocol import JobKind
+from qwen_tui.actions import SPEC_FILES
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,8 @@ class LaunchScreen(ModalScreen[LaunchChoice | None]):
             )
             yield Input(placeholder="/srv/scratch/specs/run.json", id="spec-path")
             with RadioSet(id="kind"):
-                yield RadioButton("training run (a RunSpec file)", value=True, id="train")
-                yield RadioButton("preprocess job (a PrepareSpec file)", id="preprocess")
+                for index, spec in enumerate(SPEC_FILES):
+                    yield RadioButton(spec.choice, value=index == 0, id=spec.kind)
             yield Static("", id="problem")
             with Horizontal(id="buttons"):
                 yield Button("Next (enter)", variant="primary", id="next")
@@ -70,9 +72,8 @@ class LaunchScreen(ModalScreen[LaunchChoice | None]):
             shown.update(Text(problem, style="bold red"))
             shown.display = True
             return
-        pressed = self.query_one(RadioSet).pressed_button
-        kind: JobKind = "preprocess" if pressed is not None and pressed.id == "preprocess" else "train"
-        self.dismiss(LaunchChoice(path, kind))
+        pressed = self.query_one(RadioSet).pressed_index
+        self.dismiss(LaunchChoice(path, SPEC_FILES[max(pressed, 0)].kind))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

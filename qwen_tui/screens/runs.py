@@ -1,8 +1,9 @@
 """The main screen: every run the daemon knows, one row each.
 
 The table follows the app's latest snapshot; the screen only turns keys into
-requests (open, stop, resume, diagnose the run under the cursor, or open its
-promotion gate) for the app, which owns the daemon client. Start, the lanes
+requests (open the run under the cursor, open its promotion gate, or any
+verb offered on "runs" in actions.VERBS: stop, resume, diagnose) for the app,
+which owns the daemon client. Start, the lanes
 board and the host are the app's own keys, available from every screen.
 """
 
@@ -12,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
-from qwen_tui.actions import Verb
+from qwen_tui.actions import VerbName, bindings
 from qwen_tui.messages import ActionRequested, OpenGate, OpenRun
 from qwen_tui.poller import Snapshot
 from qwen_tui.screens.base import DashboardScreen
@@ -25,9 +26,7 @@ class RunsScreen(DashboardScreen):
     CSS_PATH = "runs.tcss"
     BINDINGS = [
         Binding("enter", "open", "Open"),
-        Binding("s", "run_action('stop')", "Stop"),
-        Binding("R", "run_action('resume')", "Resume"),
-        Binding("d", "run_action('diagnose')", "Diagnose"),
+        *bindings("runs"),
         Binding("g", "gate", "Gate"),
     ]
 
@@ -76,7 +75,7 @@ class RunsScreen(DashboardScreen):
             return
         self.post_message(OpenGate(name))
 
-    def action_run_action(self, verb: Verb) -> None:
+    def action_verb(self, verb: VerbName) -> None:
         name = self.query_one(RunsTable).selected_name
         if name is None:
             self.notify("no run selected", severity="warning")

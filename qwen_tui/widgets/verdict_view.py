@@ -17,10 +17,11 @@ from rich.text import Text
 from qwen_daemon.protocol import ACTIVE_STATES, Criterion, GateVerdict, RunView
 from qwen_daemon.protocol.display import SCREEN
 from qwen_train.gate.verdict import CRITERIA
+from qwen_tui.actions import VERBS
 from qwen_tui.format import DASH, state_text
 from qwen_tui.widgets.run_facts import key_value_grid
 
-RUN_GATE_KEY = "g"
+RUN_GATE_KEY = VERBS["gate"].key
 
 
 def _number(value: float | None) -> Text:
