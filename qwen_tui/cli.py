@@ -2,7 +2,7 @@
 
 Locally, over `ssh -t hemma qwen-tui`, or against a forwarded socket
 (`--socket`). The default socket path is the daemon's own default
-(`qwen_daemon.config.default_socket`), so the two cannot drift apart.
+(`qwen_daemon.protocol.socket.default_socket`), so the two cannot drift apart.
 """
 
 from __future__ import annotations
