@@ -11,6 +11,7 @@ import io
 
 import pytest
 from rich.console import Console, RenderableType
+from textual.binding import Binding, BindingType
 
 from qwen_daemon.protocol import (
     AuditEntry,
@@ -32,11 +33,16 @@ from qwen_daemon.protocol import (
 from qwen_daemon.protocol.client import DaemonError
 from qwen_daemon.protocol.display import metric_label
 from qwen_train.status import Diagnosis, Event, ModuleFinding, Status
-from qwen_tui.actions import Outcome, question, refusal, report
+from qwen_tui.actions import VERBS, Outcome, question, refusal, report
+from qwen_tui.app import HemmaApp
 from qwen_tui.curves import curve_label, mean
 from qwen_tui.format import cursor_verdict_text
 from qwen_tui.history import HostHistory, LossHistory, Series
 from qwen_tui.poller import Wants, fetch_snapshot, wants_diagnosis
+from qwen_tui.screens.detail import RunDetailScreen
+from qwen_tui.screens.gate import GateScreen
+from qwen_tui.screens.host import HostScreen
+from qwen_tui.screens.runs import RunsScreen
 from qwen_tui.widgets.diagnosis_view import diagnosis_renderable, non_finite_renderable
 from qwen_tui.widgets.host_view import bind_roots_renderable, metric_rows, probe_renderable, run_usage_renderable
 from qwen_tui.widgets.runs_table import run_cells
@@ -290,6 +296,18 @@ def test_reports_say_what_happened() -> None:
     ok = report(Outcome("probe", "", probe=ProbeView([ProbeResult("/a", True, "")])))
     assert ok == ("bind-root probe: all 1 roots are seen by a container", "information")
 
+
+
+def test_each_verb_is_one_entry_bound_where_it_is_offered() -> None:
+    places: dict[str, list[BindingType]] = {"app": HemmaApp.BINDINGS, "runs": RunsScreen.BINDINGS,
+                                            "detail": RunDetailScreen.BINDINGS, "gate": GateScreen.BINDINGS,
+                                            "host": HostScreen.BINDINGS}
+    for place, bindings in places.items():
+        bound = {binding.key: binding.action for binding in bindings if isinstance(binding, Binding)}
+        assert len(bound) == len(bindings), f"two bindings share a key on {place}"
+        for verb in VERBS.values():
+            assert (bound.get(verb.key) == f"verb('{verb.name}')") == (place in verb.offered), (place, verb.name)
+    assert [name for name, verb in VERBS.items() if verb.refuse is not None] == ["stop", "resume", "diagnose", "gate"]
 
 # -- the poller splits failures by route ----------------------------------------------
 
