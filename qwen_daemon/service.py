@@ -31,7 +31,7 @@ from types import FrameType
 
 import msgspec
 
-from qwen_daemon import __version__
+from qwen_daemon import __version__, faults
 from qwen_daemon.api.server import ApiServer
 from qwen_daemon.config import ConfigError, DaemonConfig, socket_gid, validate_config
 from qwen_daemon.governance.surfaces import Governance, GovernanceRefusal
@@ -71,12 +71,23 @@ from qwen_daemon.runs.run_dir import RunFiles
 from qwen_daemon.runs.run_view import run_detail, run_view
 from qwen_daemon.systemd.journal import JournalWriter
 from qwen_daemon.systemd.notify import Watchdog, notify, watchdog_interval
+from qwen_train.run_lock import RunLocked, held_by
 from qwen_train.spec import SpecError
 from qwen_train.status import Diagnosis
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "daemon.lock"
+
+
+RULE_ONE_PROCESS = "one-process-per-run-dir"
+
+
+def refuse_held(run_dir: Path) -> None:
+    """409 while any process holds the run dir's lock: a trainer the registry lost, or one started by hand."""
+    holder = held_by(run_dir)
+    if holder is not None:
+        raise conflict(f"refused by rule {RULE_ONE_PROCESS}: {RunLocked(run_dir, holder)}")
 
 
 def lock_state_dir(state_dir: Path) -> int:
@@ -249,6 +260,7 @@ class Daemon:
         self._govern(job)
         runner = self.runners[job.runner]
         run_dir = self.config.run_dir(job.name)
+        refuse_held(job.type.works_in(job, run_dir))
         try:
             runner.check(job, run_dir)
         except RunnerRefusal as exc:
@@ -264,6 +276,7 @@ class Daemon:
             message = f"could not start the {job.kind} job ({runner.name} runner): {exc}"
             self.registry.finish(job.name, nonce, "failed", None, message, time.time())
             raise RequestError(500, message, "check the daemon's runner settings and the run dir") from None
+        faults.pause("pause-after-spawn")
         self.registry.set_running(job.name, nonce, started.pid, started.container)
         if resume:
             since = kind_info(job.kind).resumes or "again"

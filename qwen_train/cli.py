@@ -10,11 +10,15 @@ import argparse
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from qwen_train import exitcodes
 from qwen_train.export import ExportError
+from qwen_train.run_lock import RunLocked, acquire
 from qwen_train.spec import SpecError, check_name, load_spec
+from qwen_train.status import NONCE_ENV
+from qwen_train.train.ranks import RANK_ENV, SUPERVISOR_ENV
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("spec", type=Path)
     run.add_argument("--run-dir", type=Path, help="where status.json, checkpoints and logs go (default: runs/NAME)")
     run.add_argument("--run-id", help="run id echoed in status.json (default: the spec's name)")
-    run.add_argument("--nonce", default=os.environ.get("QWEN_RUN_NONCE"), help="launch nonce from the daemon")
+    run.add_argument("--nonce", default=os.environ.get(NONCE_ENV), help="launch nonce from the daemon")
     run.add_argument("--resume", action="store_true", help="continue from the newest durable checkpoint")
     run.add_argument("--reset-cursor", action="store_true",
                      help="resume the checkpoint's weights but restart its epoch from the first batch (recorded)")
@@ -78,12 +82,28 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("spec", type=Path)
     prep.add_argument("--run-dir", type=Path, help="where status.json goes (default: runs/NAME)")
     prep.add_argument("--run-id", help="run id echoed in status.json (default: the spec's name)")
-    prep.add_argument("--nonce", default=os.environ.get("QWEN_RUN_NONCE"), help="launch nonce from the daemon")
+    prep.add_argument("--nonce", default=os.environ.get(NONCE_ENV), help="launch nonce from the daemon")
     prep.add_argument("--max-rows", type=int, help="bound this window to N rows (overrides the spec)")
     prep.add_argument("--max-seconds", type=float, help="bound this window's wall time (overrides the spec)")
 
     sub.add_parser("doctor", help="check the training stack's versions")
     return p
+
+
+def _holding(run_dir: Path, nonce: str | None, command: str, body: Callable[[], int]) -> int:
+    """Run `body` holding the run dir's lock; a second process on a held run dir touches nothing."""
+    try:
+        lock = acquire(run_dir, nonce, command)
+    except RunLocked as exc:
+        print(f"qwen-train: {exc}", file=sys.stderr)
+        return exitcodes.RUN_LOCKED
+    with lock:
+        return body()
+
+
+def _holds_lock() -> bool:
+    """A rank of our own supervisor runs under the supervisor's lock; under another launcher rank 0 takes it."""
+    return SUPERVISOR_ENV not in os.environ and os.environ.get(RANK_ENV, "0") == "0"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -93,8 +113,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_id = check_name(args.run_id or spec.name)
     run_dir = args.run_dir or Path("runs") / spec.name
     nonce = args.nonce or secrets.token_hex(8)
-    return run_training(spec, run_dir, run_id, nonce, resume=args.resume, reset_cursor=args.reset_cursor,
-                        bundle_root=args.bundle_root)
+
+    def train() -> int:
+        return run_training(spec, run_dir, run_id, nonce, resume=args.resume, reset_cursor=args.reset_cursor,
+                            bundle_root=args.bundle_root)
+
+    return _holding(run_dir, nonce, f"qwen-train run {run_id}", train) if _holds_lock() else train()
 
 
 def _cmd_bundle(args: argparse.Namespace) -> int:
@@ -139,7 +163,27 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     spec = validate_prepare_spec(msgspec.structs.replace(spec, **bounds))
     run_id = check_name(args.run_id or spec.name)
     run_dir = args.run_dir or Path("runs") / spec.name
-    return run_prepare(spec, run_dir, run_id, args.nonce or secrets.token_hex(8))
+    nonce = args.nonce or secrets.token_hex(8)
+    return _holding(run_dir, nonce, f"qwen-train prepare {run_id}",
+                    lambda: run_prepare(spec, run_dir, run_id, nonce))
+
+
+def _on_run_dir(args: argparse.Namespace, body: Callable[[], int]) -> int:
+    """diagnose and gate write into an existing run's dir: they hold its lock as its trainer would."""
+    if not args.run_dir.is_dir():
+        return body()  # the command itself names the missing dir
+    return _holding(args.run_dir, os.environ.get(NONCE_ENV), f"qwen-train {args.command} {args.run_dir}", body)
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from qwen_train.train.replay import DiagnoseError, diagnose_run
+
+    try:
+        print(diagnose_run(args.run_dir, args.step).summary)
+    except DiagnoseError as exc:
+        print(f"qwen-train: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    return 0
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -152,14 +196,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "doctor":
         return _cmd_doctor()
     if args.command == "diagnose":
-        from qwen_train.train.replay import DiagnoseError, diagnose_run
-
-        try:
-            print(diagnose_run(args.run_dir, args.step).summary)
-        except DiagnoseError as exc:
-            print(f"qwen-train: {exc}", file=sys.stderr)
-            return exitcodes.USAGE
-        return 0
+        return _on_run_dir(args, lambda: _cmd_diagnose(args))
     if args.command == "export":
         from qwen_train.export import export_run
 
@@ -169,8 +206,9 @@ def dispatch(args: argparse.Namespace) -> int:
         from qwen_train.gate.run import gate_main
         from qwen_train.gate.target import GateOptions
 
-        return gate_main(GateOptions(args.run_dir, args.checkpoint, args.export, args.base, args.asr, args.resources,
-                                     args.thresholds, args.max_rows))
+        options = GateOptions(args.run_dir, args.checkpoint, args.export, args.base, args.asr, args.resources,
+                              args.thresholds, args.max_rows)
+        return _on_run_dir(args, lambda: gate_main(options))
     if args.command == "demo":
         from qwen_train.demo import build_demo
 

@@ -9,6 +9,7 @@ CURSOR_REJECTED = 3
 FAILED_NON_FINITE = 4
 STOPPED = 5
 GATE_FAILED = 6  # `qwen-train gate`: the gate ran and at least one criterion failed
+RUN_LOCKED = 7  # another process holds the run dir (qwen_train.run_lock): this one touched nothing
 
 STATE_BY_CODE: dict[int, str] = {
     COMPLETED: "completed",
@@ -19,6 +20,8 @@ STATE_BY_CODE: dict[int, str] = {
     STOPPED: "stopped",
     # A gate that ran and said no is a finished job: the "no" is in its verdict file, not in the job's state.
     GATE_FAILED: "completed",
+    # Refused before touching anything; the holder's own launch is the run's real state.
+    RUN_LOCKED: "failed",
 }
 
 

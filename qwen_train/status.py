@@ -15,6 +15,8 @@ import msgspec
 from qwen_train.atomic import atomic_write_bytes
 
 STATUS_FILE = "status.json"
+# How the daemon hands every job its launch nonce (diagnose and gate take no --nonce); status.json echoes it.
+NONCE_ENV = "QWEN_RUN_NONCE"
 
 TrainerState = Literal[
     "starting",

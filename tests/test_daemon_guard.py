@@ -146,6 +146,25 @@ def test_view_waits_for_a_first_heartbeat_then_calls_it_stale(tmp_path: Path) ->
     assert view.stale_reason.startswith("no status.json 500 s after launch")
 
 
+def test_after_a_resume_the_previous_launchs_status_is_waiting_not_stale(tmp_path: Path) -> None:
+    """Right after a resume status.json is the last launch's: that is no evidence against the new one."""
+    write_status(tmp_path, status(nonce="b" * 32, heartbeat=time.time() - 8.0))
+    view, trusted = run_view(record(tmp_path, launched_ago=4.0), time.time(), STALE_AFTER)
+    assert view.health == "waiting" and trusted is None and view.step is None
+    assert view.stale_reason is not None and "previous launch's" in view.stale_reason
+    write_status(tmp_path, status(nonce="b" * 32, heartbeat=time.time() - 600.0))
+    view, _ = run_view(record(tmp_path, launched_ago=500.0), time.time(), STALE_AFTER)
+    assert view.health == "stale" and view.stale_reason is not None
+    assert view.stale_reason.startswith("no heartbeat of this launch 500 s after launch")
+
+
+def test_another_nonce_writing_after_the_launch_began_is_stale(tmp_path: Path) -> None:
+    """A heartbeat of another nonce newer than the launch is a second writer, never the previous launch."""
+    write_status(tmp_path, status(nonce="b" * 32, heartbeat=time.time() - 1.0))
+    view, _ = run_view(record(tmp_path, launched_ago=4.0), time.time(), STALE_AFTER)
+    assert view.health == "stale" and "previous" not in (view.stale_reason or "")
+
+
 def container_verdict(run_dir: Path, members: list[int]) -> tuple[bool, str | None]:
     verdict = check_live(run_dir, "r1", NONCE, 12345, time.time(), STALE_AFTER, container="qwen-r1-aaaa",
                          members=members)

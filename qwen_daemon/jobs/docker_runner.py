@@ -41,7 +41,6 @@ from qwen_daemon.jobs import bindroots, cgroups
 from qwen_daemon.jobs.job import (
     CONTAINER_ENV,
     LOG_FILE,
-    NONCE_ENV,
     SPEC_FILE,
     Exit,
     Job,
@@ -50,6 +49,7 @@ from qwen_daemon.jobs.job import (
     job_argv,
 )
 from qwen_train.atomic import atomic_write_bytes
+from qwen_train.status import NONCE_ENV
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 SPEC_FILE = "spec.json"
 LOG_FILE = "trainer.log"
-NONCE_ENV = "QWEN_RUN_NONCE"
 CONTAINER_ENV = "QWEN_CONTAINER_ID"
 
 
@@ -121,6 +120,10 @@ class JobType(ABC):
         """By default `qwen_train SUBCOMMAND RUN_DIR/spec.json --run-dir ... --nonce ...`."""
         return [python, "-m", "qwen_train", self.subcommand, str(run_dir / SPEC_FILE), "--run-dir", str(run_dir),
                 "--run-id", job.name, "--nonce", nonce]
+
+    def works_in(self, job: Job, run_dir: Path) -> Path:
+        """The run dir whose lock (qwen_train.run_lock) the job takes: by default its own."""
+        return run_dir
 
     def from_request(self, request: LaunchRequest) -> Job:
         """The validated job a LaunchRequest of this kind asks for, or a RequestError saying why not."""

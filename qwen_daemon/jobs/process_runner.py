@@ -10,7 +10,10 @@ to the whole process group so nothing is left behind.
 After a daemon restart the trainer is no longer our child: it is "adopted"
 by pid, and recognised by the nonce on its command line (or, for a job whose
 command takes none, `diagnose`, in its environment) so that a recycled pid
-is never mistaken for it. Its exit code is then lost.
+is never mistaken for it. Its exit code is then lost. A daemon that died
+between the fork and recording the pid left a launch with no pid: its
+trainer is found in the process table by its nonce (the launch's topmost
+process that carries it).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from pathlib import Path
 import psutil
 
 from qwen_daemon.config import DaemonConfig
-from qwen_daemon.jobs.job import LOG_FILE, NONCE_ENV, SPEC_FILE, Exit, Job, Launched, job_argv
+from qwen_daemon.jobs.job import LOG_FILE, SPEC_FILE, Exit, Job, Launched, job_argv
 from qwen_train.atomic import atomic_write_bytes
+from qwen_train.status import NONCE_ENV
 
 __all__ = ["LOG_FILE", "ProcessRunner", "process_tree"]
 
@@ -39,6 +43,14 @@ def _carries_nonce(pid: int, nonce: str) -> bool:
         return nonce in proc.cmdline() or proc.environ().get(NONCE_ENV) == nonce
     except psutil.Error:
         return False
+
+
+def find_by_nonce(nonce: str) -> int | None:
+    """The topmost live process launched with `nonce` (its workers carry the nonce in their environment too)."""
+    carriers = {proc.pid: proc.info["ppid"] for proc in psutil.process_iter(["ppid"])
+                if _carries_nonce(proc.pid, nonce)}
+    roots = sorted(pid for pid, parent in carriers.items() if parent not in carriers)
+    return roots[0] if roots else None
 
 
 def _signal(pid: int, sig: signal.Signals, group: bool) -> bool:
@@ -94,7 +106,9 @@ class ProcessRunner:
         return Launched(pid=child.pid)
 
     def adopt(self, nonce: str, pid: int | None, container: str | None = None) -> Launched | None:
-        """Watch a trainer a previous daemon started; None if it is gone."""
+        """Watch a trainer a previous daemon started; None if it is gone. `pid` None: look it up by nonce."""
+        if pid is None:
+            pid = find_by_nonce(nonce)
         if pid is None or not _carries_nonce(pid, nonce):
             return None
         with self._lock:

@@ -31,6 +31,11 @@ def _active_health(verdict: Trust, age: float, stale_after_s: float) -> tuple[He
         if age <= stale_after_s:
             return "waiting", None
         return "stale", f"no status.json {age:.0f} s after launch (stale after {stale_after_s:g} s)"
+    if verdict.previous:
+        if age <= stale_after_s:
+            return "waiting", "status.json is the previous launch's: waiting for this launch's first heartbeat"
+        return "stale", (f"no heartbeat of this launch {age:.0f} s after launch (stale after {stale_after_s:g} s); "
+                         "status.json is still the previous launch's")
     return "stale", verdict.reason
 
 
@@ -54,7 +59,8 @@ def judge(
     if record.active and record.nonce is not None:
         pids = members(record) if members is not None and record.container else None
         verdict = check_live(
-            run_dir, record.name, record.nonce, record.pid, now, stale_after_s, record.container, pids
+            run_dir, record.name, record.nonce, record.pid, now, stale_after_s, record.container, pids,
+            launched_at=record.launched_at,
         )
         health, reason = _active_health(verdict, now - record.launched_at, stale_after_s)
         return health, verdict, reason

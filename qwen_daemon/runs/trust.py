@@ -22,12 +22,17 @@ from qwen_train.status import STATUS_FILE, Status, StatusError, read_status
 
 
 class Trust(msgspec.Struct, frozen=True):
-    """`status` is set only when it can be trusted; `reason` says why when it cannot."""
+    """`status` is set only when it can be trusted; `reason` says why when it cannot.
+
+    `previous`: the status is this run's, but an earlier launch's, last written before the active
+    launch began (what a resumed run shows until its first heartbeat), not evidence against it.
+    """
 
     live: bool
     status: Status | None = None
     reason: str | None = None
     missing: bool = False
+    previous: bool = False
 
 
 def _is_launched_process(status_pid: int, launch_pid: int) -> bool:
@@ -79,16 +84,20 @@ def _container_problem(status: Status, container: str, members: list[int] | None
 
 def check_live(
     run_dir: Path, name: str, nonce: str, pid: int | None, now: float, stale_after_s: float,
-    container: str | None = None, members: list[int] | None = None,
+    container: str | None = None, members: list[int] | None = None, launched_at: float | None = None,
 ) -> Trust:
     """Trust on an active launch's status.json. `pid` None (not yet spawned) skips the pid check.
 
     For a container launch, `members` are the container's host pids (None: unknown, skip).
+    A status of this run from another launch, written before `launched_at`, is `previous`.
     """
     read = _read(run_dir)
     if isinstance(read, Trust):
         return read
     problem = _identity_problem(read, name, nonce)
+    if (problem is not None and read.run_id == name and launched_at is not None
+            and read.heartbeat < launched_at):
+        return Trust(live=False, reason=f"{problem}: the previous launch's status.json", previous=True)
     if problem is None and container is not None:
         problem = _container_problem(read, container, members)
     elif problem is None and pid is not None and not _is_launched_process(read.pid, pid):

@@ -160,6 +160,10 @@ class GateKind(JobType):
             raise SpecError(f"run {name}'s recorded spec: invalid gate target: {exc}") from None
         return Job(self, name, lane, surface, runner, target, parent)
 
+    def works_in(self, job: Job, run_dir: Path) -> Path:
+        """Its run's dir, which it writes into: it holds that dir's lock, as the run's trainer would."""
+        return Path(_target(job).run_dir)
+
     def paths(self, job: Job) -> Paths:
         target = _target(job)
         inputs = (("gate.asr", target.asr), ("gate.thresholds", target.thresholds))
