@@ -73,11 +73,11 @@ def test_the_cli_shows_values_as_the_dashboard_does() -> None:
 
 
 def test_the_cli_names_a_jobs_parent_by_its_kind() -> None:
-    diagnose = render.run_detail(detail(run(name="a.diagnose", kind="diagnose", parent="a")))
-    gate = render.run_detail(detail(run(name="a.gate", kind="gate", parent="a")))
+    diagnose = render.detail_text(detail(run(name="a.diagnose", kind="diagnose", parent="a")))
+    gate = render.detail_text(detail(run(name="a.gate", kind="gate", parent="a")))
     assert "replays run:    a" in diagnose and "judges run:     a" in gate
-    assert "replays run" not in render.run_detail(detail(run()))
-    assert "steps/s:        0.80" in render.run_detail(detail(run()))
+    assert "replays run" not in render.detail_text(detail(run()))
+    assert "steps/s:        0.80" in render.detail_text(detail(run()))
 
 
 def test_the_cli_sizes_and_host() -> None:

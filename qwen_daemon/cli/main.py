@@ -44,7 +44,7 @@ from qwen_daemon.protocol import GateVerdict, HostView, RunDetail, RunHistory, R
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_daemon.protocol.socket import SOCKET_ENV, default_socket, default_state_dir
 from qwen_daemon.runs.registry import RegistryError
-from qwen_daemon.systemd import unit
+from qwen_daemon.systemd import run_unit
 from qwen_train.spec import SpecError, load_spec
 
 EXIT_OK = 0
@@ -194,7 +194,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _stop(client: DaemonClient, args: argparse.Namespace) -> Any:
     if args.wait:
-        code = unit.stop_and_wait(client, args.name, args.wait_timeout)
+        code = run_unit.stop_and_wait(client, args.name, args.wait_timeout)
         raise SystemExit(code)
     return client.stop(args.name)
 
@@ -222,7 +222,7 @@ def _text(answer: Any) -> str:
     if isinstance(answer, RunList):
         return render.runs_table(answer.runs)
     if isinstance(answer, RunDetail):
-        return render.run_detail(answer)
+        return render.detail_text(answer)
     if isinstance(answer, RunView):
         return render.runs_table([answer])
     if isinstance(answer, HostView):

@@ -20,7 +20,7 @@ from qwen_daemon.protocol import AuditList, BindRootsView, ClassChange, ProbeVie
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_daemon.protocol.display import PLAIN
 from qwen_daemon.protocol.socket import default_socket
-from qwen_daemon.systemd import unit
+from qwen_daemon.systemd import run_unit
 
 
 def _client(args: argparse.Namespace) -> DaemonClient:
@@ -75,7 +75,7 @@ def run_ops(args: argparse.Namespace) -> int:
     client = _client(args)
     try:
         if args.command == "unit-run":
-            return unit.follow(client, args.name, args.spec_dir)
+            return run_unit.follow(client, args.name, args.spec_dir)
         if args.command == "surfaces":
             answer: Any
             if args.action == "set-class":
@@ -121,6 +121,6 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("unit-run", parents=[common], help="(qwen-run@.service) launch or resume NAME and follow it")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--spec-dir", type=Path, default=unit.DEFAULT_SPEC_DIR,
+    p.add_argument("--spec-dir", type=Path, default=run_unit.DEFAULT_SPEC_DIR,
                    help="where NAME.json lives (default: %(default)s)")
     p.set_defaults(func=run_ops)

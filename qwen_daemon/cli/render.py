@@ -54,7 +54,7 @@ def summary_lines(summary: ResourceSummary) -> list[str]:
     return lines
 
 
-def run_detail(detail: RunDetail) -> str:
+def detail_text(detail: RunDetail) -> str:
     view = detail.run
     facts = [
         ("run", view.name), ("kind", view.kind),

@@ -12,13 +12,13 @@ is the jobs room's (jobs/kinds/). Errors are ErrorBody with a 4xx/5xx status.
   surfaces.py   surfaces, their classes and audit; bindroots.py: mount proofs
   kinds.py      the job kinds and child-job names; socket.py: where the socket is
   errors.py     RequestError, the 4xx a handler raises; client.py: DaemonClient
+  display.py    how its values read to a person, one set for the CLI and the dashboard
 """
 
 from __future__ import annotations
 
 from qwen_daemon.protocol.bindroots import BindRootStatus, BindRootsView, ProbeResult, ProbeView
 from qwen_daemon.protocol.kinds import (
-    CHILD_KINDS,
     KINDS,
     JobKind,
     KindInfo,
@@ -74,7 +74,7 @@ from qwen_daemon.protocol.surfaces import (
 from qwen_train.gate.verdict import CRITERIA, Criterion, GateVerdict
 
 __all__ = [
-    "ACTIVE_STATES", "AuditEntry", "AuditList", "BindRootStatus", "BindRootsView", "CHILD_KINDS", "CRITERIA",
+    "ACTIVE_STATES", "AuditEntry", "AuditList", "BindRootStatus", "BindRootsView", "CRITERIA",
     "CheckpointView", "ClassChange", "Criterion", "DEFAULT_POINTS", "DEFAULT_SURFACE", "DiagnoseRequest",
     "ErrorBody", "EvalPoint", "Gap", "GateRequest", "GateVerdict", "GpuSample", "Health", "HealthView", "HostView",
     "JobKind", "KINDS", "KindInfo", "LaunchRequest", "LossPoint", "MAX_POINTS", "MetricSeries", "MetricStats",

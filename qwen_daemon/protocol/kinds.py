@@ -49,8 +49,6 @@ KINDS: dict[str, KindInfo] = {
                          diagnoses=True),
     "gate": KindInfo("gate", "gate job", child=True, doing="judging", parent_role="judges run"),
 }
-# Jobs that work on another run's dir and write no status.json of their own: their parent is that run.
-CHILD_KINDS: frozenset[str] = frozenset(kind for kind, info in KINDS.items() if info.child)
 
 
 def kind_info(kind: str) -> KindInfo:
