@@ -54,12 +54,19 @@ class Runtime:
 
     @classmethod
     def for_spec(cls, spec: RunSpec, perf_overrides: dict[str, Any] | None = None) -> Runtime:
+        """The accelerator `spec.train` asks for, and its device's Perf defaults with any overrides on top."""
         accelerator = make_accelerator(spec)
         return cls(accelerator, Perf.resolve(accelerator.device, perf_overrides))
 
 
 @dataclass
 class Session:
+    """One run's parts, wired once by `assemble_session`; the loop, the step and the retry policy read them.
+
+    What moves while training lives in `progress`; how the run is saved and restored, in `ckpt`, which
+    holds the same model, optimizer, schedule and progress objects (`Live`) so both always see one state.
+    """
+
     spec: RunSpec
     run_dir: Path
     heartbeat: Heartbeat
