@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import psutil
 
 from qwen_train import exitcodes
 from qwen_train.spec import Posture
@@ -23,6 +26,24 @@ def launch(spec: Path, run_dir: Path, *extra: str, pause: str = "") -> subproces
            "-m", "qwen_train", "run", str(spec), "--run-dir", str(run_dir), "--nonce", "mp", *extra]
     env = {**python_env(), "CUDA_VISIBLE_DEVICES": "", "QWEN_TEST_PAUSE": pause}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill_every_rank(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the launcher and every process under it: torch elastic starts each rank in a session of its own,
+    so the launcher's process group is not all of them (a paused rank left alive still holds the run dir)."""
+    tree = [proc.pid, *(child.pid for child in psutil.Process(proc.pid).children(recursive=True))]
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    wait_until(lambda: not any(_running(pid) for pid in tree[1:]), 30, "every rank to die")
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def finish(proc: subprocess.Popen[bytes]) -> str:
@@ -43,8 +64,7 @@ def test_two_processes_shard_the_cursor_checkpoint_and_resume_exactly(demo_root:
     run_dir = tmp_path / "killed"
     proc = launch(spec, run_dir, pause="checkpoint-before-prune@4:60")  # hold right after step 4 is durable
     wait_until(lambda: any(c.name == "step-00000004" for c in list_checkpoints(run_dir)), 180, "step-4 checkpoint")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_every_rank(proc)
     assert [c.name for c in list_checkpoints(run_dir)] == ["step-00000004"]
     finish(launch(spec, run_dir, "--resume"))
     assert losses(run_dir) == reference

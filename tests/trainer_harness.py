@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 
+from qwen_train.run_lock import LOCK_FILE
 from qwen_train.spec import Posture, RunSpec, TrainConfig, encode_spec
 from qwen_train.status import StatusError, read_status
 from tests.conftest import python_env
@@ -70,6 +71,7 @@ def losses(run_dir: Path) -> list[tuple[int, float, float, float]]:
     return [(r["step"], r["total"], r["talker"], r["code_predictor"]) for r in rows]
 
 
-def tree_digest(root: Path, skip: frozenset[str] = frozenset({"status.json"})) -> dict[str, bytes]:
+def tree_digest(root: Path, skip: frozenset[str] = frozenset({"status.json", LOCK_FILE})) -> dict[str, bytes]:
+    """Every file's bytes but the heartbeat's and the lock's, which name the process now running, not the run."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and p.name not in skip}
