@@ -9,23 +9,49 @@ from __future__ import annotations
 
 import msgspec
 
+GPU_BACKENDS = {
+    "nvml": "NVIDIA NVML",
+    "amdsmi": "AMD SMI",
+    "sysfs": "amdgpu sysfs and DRM fdinfo",
+    "none": "no GPU reader",
+}
+"""The sampler's GPU readers (qwen_daemon.resources.gpu), one chosen at its start, and what each reads."""
+
+
+def gpu_backend_text(name: str | None) -> str:
+    """A reader's name with what it reads, for people: 'sysfs (amdgpu sysfs and DRM fdinfo)'."""
+    if name is None:
+        return "not reported"
+    words = GPU_BACKENDS.get(name)
+    return f"{name} ({words})" if words else name
+
+
+PRESENT_BUT_UNREAD = "GPU present but unread"
+"""How a GPU note begins when the host has a GPU that no reader could read: an error, never "no GPU"."""
+
 
 class GpuSample(msgspec.Struct, frozen=True):
+    """One GPU's reading. `arch` is the ISA where the reader knows it (AMD: e.g. gfx1201)."""
+
     index: int
     name: str
     busy_percent: float
     vram_used_bytes: int
     vram_total_bytes: int
+    arch: str | None = None
 
 
 class RunUsage(msgspec.Struct, frozen=True):
     """One run's own share: its processes (for docker: its container's, found through cgroups).
 
     `cpu_percent` is of the whole machine, like the host's. `gpu_memory_bytes`
-    sums the GPU memory NVML attributes to the run's host pids; None when
-    there is no NVML to ask. `gpu_memory_per_gpu` splits that sum by GPU index
-    (as text: a JSON object key), so a run spread over several GPUs shows
-    what it holds on each one.
+    sums the GPU memory the GPU reader (NVML, amdsmi or DRM fdinfo) attributes
+    to the run's host pids; None when no reader attributes memory to
+    processes. `gpu_memory_per_gpu` splits that sum by GPU index (as text: a
+    JSON object key), so a run spread over several GPUs shows what it holds
+    on each one. `gpu_engine_percent_per_gpu`: per GPU, the share of the time
+    since the previous sample that the run kept the GPU's busiest engine busy,
+    from DRM fdinfo engine time (AMD without amdsmi only; empty elsewhere).
     """
 
     processes: int
@@ -34,9 +60,14 @@ class RunUsage(msgspec.Struct, frozen=True):
     gpu_memory_bytes: int | None = None
     gpu_processes: int = 0
     gpu_memory_per_gpu: dict[str, int] = {}
+    gpu_engine_percent_per_gpu: dict[str, float] = {}
 
 
 class ResourceSample(msgspec.Struct, frozen=True):
+    """One tick of the sampler. `gpu_backend` names the GPU reader in use (GPU_BACKENDS); `gpu_present`
+    says whether the host has a GPU device at all, read or not, so "no GPU" and "a GPU nobody could
+    read" stay apart. Both None in samples taken before they were recorded."""
+
     time: float
     cpu_percent: float
     ram_used_bytes: int
@@ -44,6 +75,8 @@ class ResourceSample(msgspec.Struct, frozen=True):
     gpus: list[GpuSample] = []
     gpu_note: str | None = None
     runs: dict[str, RunUsage] = {}
+    gpu_backend: str | None = None
+    gpu_present: bool | None = None
 
 
 class MetricStats(msgspec.Struct, frozen=True):
@@ -66,6 +99,11 @@ class ResourceSummary(msgspec.Struct, frozen=True):
     end - start), the time the gaps are a share of: a run stopped and resumed
     a week later was not in a gap in between. None in a summary written before
     it was recorded.
+
+    `gpu_backend` is the GPU reader of the newest sample that names one.
+    `gpu_present`: True if any sample saw a GPU device on the host (whether or
+    not it could be read), False if every sample saw none, None where samples
+    predate the field. The promotion gate passes "no GPU metrics" only on False.
     """
 
     samples: int
@@ -75,6 +113,8 @@ class ResourceSummary(msgspec.Struct, frozen=True):
     gaps: list[Gap] = []
     gpu_note: str | None = None
     span_s: float | None = None
+    gpu_backend: str | None = None
+    gpu_present: bool | None = None
 
 
 DEFAULT_POINTS = 120
@@ -126,7 +166,8 @@ class RunResources(msgspec.Struct, frozen=True):
 
 class SamplerHealth(msgspec.Struct, frozen=True):
     """`gaps`: the recent stretches without a sample (the daemon's downtime included, and
-    one still open if the sampler is not alive). `journal`: where samples go, or why not."""
+    one still open if the sampler is not alive). `journal`: where samples go, or why not.
+    `gpu_backend`: the GPU reader chosen at the sampler's start (GPU_BACKENDS)."""
 
     period_s: float
     last_sample: float | None
@@ -134,6 +175,7 @@ class SamplerHealth(msgspec.Struct, frozen=True):
     gpu_note: str | None = None
     gaps: list[Gap] = []
     journal: str | None = None
+    gpu_backend: str | None = None
 
 
 class HostView(msgspec.Struct, frozen=True):
