@@ -1,4 +1,8 @@
-"""The sampler on this machine (no GPU): NVML's absence is stated, CPU/RAM are still sampled."""
+"""The sampler on this machine (no GPU): NVML's absence is stated, CPU/RAM are still sampled.
+
+The `gpu` tests run on the accelerator machine, where NVML is the reader chosen. The AMD readers are
+tested over recorded trees in test_daemon_gpu_amd.py and test_daemon_gpu_choice.py.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ def test_probe_without_gpu_states_it_and_does_not_raise() -> None:
     probe = GpuProbe()
     assert probe.note == NO_NVML_NOTE == "no GPU: NVML library not found"
     assert probe.read() == ([], NO_NVML_NOTE)
+    assert probe.name == "nvml" and not probe.present and probe.processes() is None
     probe.close()
 
 
@@ -53,6 +58,9 @@ def test_sample_has_cpu_and_ram_and_the_gpu_note() -> None:
     assert 0.0 <= sample.cpu_percent <= 100.0
     assert 0 < sample.ram_used_bytes < sample.ram_total_bytes
     assert sample.gpus == [] and sample.gpu_note == NO_NVML_NOTE
+    # no NVML, no amdsmi, no amdgpu card, no GPU device node here: "none", and truly no GPU
+    assert (sample.gpu_backend, sample.gpu_present) == ("none", False)
+    assert sampler.health(sample.time).gpu_backend == "none"
     assert sink.rows == [(sample, ["r1", "r2"])]
     assert sampler.latest == sample
     assert len(sink.pruned) == 1  # host-only samples are pruned on the first tick, then hourly
@@ -112,6 +120,10 @@ def test_probe_with_gpus_reads_busy_and_vram_per_gpu() -> None:
             assert 0 <= gpu.vram_used_bytes <= gpu.vram_total_bytes and gpu.vram_total_bytes > 2**30
         sample = Sampler(0.1, ListSink(), list, probe=probe).sample_once()
         assert len(sample.gpus) == len(gpus) and sample.gpu_note is None
+        assert (sample.gpu_backend, sample.gpu_present) == ("nvml", True)
+        chosen = Sampler(0.1, ListSink(), list)  # NVML initialises and finds devices: it is the reader chosen
+        assert chosen.sample_once().gpu_backend == "nvml"
+        chosen.stop()
     finally:
         probe.close()
 

@@ -1,13 +1,17 @@
 """The resource sampler: host CPU/RAM, per-GPU busy/VRAM and each run's own share, every period.
 
 Samples are the evidence behind a run's resource summary, so the sampler
-must never be the thing that fails: a machine without a GPU (NVML library
-not found) is stated as such and sampling goes on; an error in one tick is
-logged and the next tick tries again. Its own liveness (the time of the last
-sample) is reported, and so are its recent gaps (including the daemon's own
-downtime), so a dead sampler shows up as gaps and as not alive, never as
-quiet zeros. Every sample also goes to journald as structured fields, one
-entry per active run (QWEN_RUN_ID) or one host entry when nothing runs.
+must never be the thing that fails: the GPU reader (NVML, amdsmi, the
+amdgpu sysfs files, or none: resources/gpu/) is chosen once at the start and
+named in every sample; a machine without a GPU (NVML library not found, no
+amdgpu card) is stated as such, a GPU no reader could read as an error, and
+sampling goes on; an error in one tick is logged and the next tick tries
+again. Its own liveness (the time of the last sample) is reported, and so
+are its recent gaps (including the daemon's own downtime), so a dead sampler
+shows up as gaps and as not alive, never as quiet zeros. Every sample also
+goes to journald as structured fields, one entry per active run
+(QWEN_RUN_ID) or one host entry when nothing runs, with the GPU reader in
+QWEN_GPU_BACKEND.
 """
 
 from __future__ import annotations
@@ -17,19 +21,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
+import msgspec
 import psutil
-import pynvml
 
-from qwen_daemon.protocol import Gap, GpuSample, ResourceSample, SamplerHealth
+from qwen_daemon.protocol import Gap, ResourceSample, SamplerHealth
+from qwen_daemon.resources.gpu.backend import GpuBackend, run_engine_percent
+from qwen_daemon.resources.gpu.choose import choose_backend
+from qwen_daemon.resources.gpu.nvml import NO_NVML_NOTE, NvmlBackend
 from qwen_daemon.resources.process_usage import UsageMeter
 from qwen_daemon.resources.summary import GAP_PERIODS
 from qwen_daemon.systemd.journal import JournalWriter
 
 log = logging.getLogger(__name__)
 
-NO_NVML_NOTE = "no GPU: NVML library not found"
+__all__ = ["NO_NVML_NOTE", "GpuProbe", "Sampler", "SampleSink", "journal_fields", "take_sample"]
+
+GpuProbe = NvmlBackend  # the NVML reader under the name the sampler's callers (bench/, tests) know it by
 HOST_SAMPLE_RETENTION_S = 24 * 3600.0
 _PRUNE_EVERY_S = 3600.0
 RECENT_GAPS = 20
@@ -43,109 +52,25 @@ class SampleSink(Protocol):
     def prune_host_samples(self, before: float) -> int: ...
 
 
-def _text(value: str | bytes) -> str:
-    """Older nvidia-ml-py versions return bytes for names."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-class GpuProbe:
-    """NVML, initialised once. Absence is a note, never an exception."""
-
-    def __init__(self) -> None:
-        self._handles: list[object] = []
-        self._open = False
-        self._memory_v2 = True
-        self.note: str | None = None
-        try:
-            pynvml.nvmlInit()
-        except pynvml.NVMLError_LibraryNotFound:
-            self.note = NO_NVML_NOTE
-            return
-        except Exception as exc:  # NVMLError or a broken driver install: absent, not fatal
-            self.note = f"no GPU: {exc}"
-            return
-        self._open = True
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-        except pynvml.NVMLError as exc:
-            self.note = f"no GPU: {exc}"
-            return
-        if not self._handles:
-            self.note = "no GPU: NVML found no devices"
-
-    def read(self) -> tuple[list[GpuSample], str | None]:
-        """One reading per GPU; a GPU that fails to answer is named in the note and skipped."""
-        gpus: list[GpuSample] = []
-        problems: list[str] = []
-        for index, handle in enumerate(self._handles):
-            try:
-                util = pynvml.nvmlDeviceGetUtilizationRates(handle)
-                memory = self._memory(handle)
-                name = _text(pynvml.nvmlDeviceGetName(handle))
-            except pynvml.NVMLError as exc:
-                problems.append(f"GPU {index}: {exc}")
-                continue
-            gpus.append(
-                GpuSample(
-                    index=index,
-                    name=name,
-                    busy_percent=float(util.gpu),
-                    vram_used_bytes=int(memory.used),
-                    vram_total_bytes=int(memory.total),
-                )
-            )
-        return gpus, "; ".join(problems) if problems else self.note
-
-    def _memory(self, handle: object) -> Any:
-        """Memory info as nvidia-smi counts it: v2, whose `used` leaves out the driver's reserved memory.
-
-        v1's `used` includes that reservation (measured on an H100: a constant
-        480 MiB above nvidia-smi). Drivers or bindings without v2 fall back to
-        v1, once, and the note says so.
-        """
-        if self._memory_v2:
-            try:
-                return pynvml.nvmlDeviceGetMemoryInfo(handle, version=pynvml.nvmlMemory_v2)
-            except (pynvml.NVMLError_FunctionNotFound, pynvml.NVMLError_NotSupported,
-                    pynvml.NVMLError_ArgumentVersionMismatch, AttributeError, TypeError):
-                self._memory_v2 = False
-                log.warning("NVML memory info v2 unavailable: VRAM used includes the driver's reserved memory")
-        return pynvml.nvmlDeviceGetMemoryInfo(handle)
-
-    def processes(self) -> dict[int, dict[int, int]] | None:
-        """Host pid -> {GPU index: memory bytes} (compute and graphics); None without NVML."""
-        if not self._open:
-            return None
-        used: dict[int, dict[int, int]] = {}
-        for index, handle in enumerate(self._handles):
-            for query in (pynvml.nvmlDeviceGetComputeRunningProcesses, pynvml.nvmlDeviceGetGraphicsRunningProcesses):
-                try:
-                    procs = query(handle)
-                except pynvml.NVMLError:
-                    continue
-                for proc in procs:
-                    memory = proc.usedGpuMemory if isinstance(proc.usedGpuMemory, int) else 0
-                    per_gpu = used.setdefault(int(proc.pid), {})
-                    per_gpu[index] = per_gpu.get(index, 0) + memory
-        return used
-
-    def close(self) -> None:
-        if self._open:
-            self._open = False
-            try:
-                pynvml.nvmlShutdown()
-            except pynvml.NVMLError as exc:
-                log.warning("NVML shutdown failed: %s", exc)
-
-
 def take_sample(
-    probe: GpuProbe, now: float, run_pids: dict[str, list[int]] | None = None, meter: UsageMeter | None = None
+    probe: GpuBackend, now: float, run_pids: dict[str, list[int]] | None = None, meter: UsageMeter | None = None
 ) -> ResourceSample:
-    """Host-wide readings plus each run's share. RAM 'used' is total minus available: what OOM means."""
+    """Host-wide readings plus each run's share. RAM 'used' is total minus available: what OOM means.
+
+    A run's GPU memory is what the reader attributes to its host pids (a
+    container's through cgroups, by its runner); its engine share, where the
+    reader knows engine time (DRM fdinfo), is added to the same RunUsage.
+    """
     memory = psutil.virtual_memory()
     gpus, note = probe.read()
-    runs = (meter or UsageMeter()).measure(run_pids, probe.processes()) if run_pids else {}
+    runs = {}
+    if run_pids:
+        held, shares = probe.process_usage()
+        runs = (meter or UsageMeter()).measure(run_pids, held)
+        for name, usage in runs.items():
+            engine = run_engine_percent(run_pids.get(name, []), shares)
+            if engine:
+                runs[name] = msgspec.structs.replace(usage, gpu_engine_percent_per_gpu=engine)
     return ResourceSample(
         time=now,
         cpu_percent=float(psutil.cpu_percent(interval=None)),
@@ -154,17 +79,21 @@ def take_sample(
         gpus=gpus,
         gpu_note=note,
         runs=runs,
+        gpu_backend=probe.name,
+        gpu_present=probe.present,
     )
 
 
 def journal_fields(sample: ResourceSample, run: str | None) -> dict[str, object]:
-    """The sample as journald fields: QWEN_RUN_ID (when for a run) and one field per metric."""
+    """The sample as journald fields: QWEN_RUN_ID (when for a run), the GPU reader, one field per metric."""
     fields: dict[str, object] = {
         "QWEN_SAMPLE_TIME": f"{sample.time:.3f}",
         "QWEN_CPU_PERCENT": f"{sample.cpu_percent:.1f}",
         "QWEN_RAM_USED_BYTES": sample.ram_used_bytes,
         "QWEN_RAM_TOTAL_BYTES": sample.ram_total_bytes,
     }
+    if sample.gpu_backend is not None:
+        fields["QWEN_GPU_BACKEND"] = sample.gpu_backend
     for gpu in sample.gpus:
         fields[f"QWEN_GPU{gpu.index}_BUSY_PERCENT"] = f"{gpu.busy_percent:.1f}"
         fields[f"QWEN_GPU{gpu.index}_VRAM_USED_BYTES"] = gpu.vram_used_bytes
@@ -181,6 +110,8 @@ def journal_fields(sample: ResourceSample, run: str | None) -> dict[str, object]
             fields["QWEN_RUN_GPU_MEMORY_BYTES"] = usage.gpu_memory_bytes
         for index, used in usage.gpu_memory_per_gpu.items():
             fields[f"QWEN_RUN_GPU{index}_MEMORY_BYTES"] = used
+        for index, share in usage.gpu_engine_percent_per_gpu.items():
+            fields[f"QWEN_RUN_GPU{index}_ENGINE_PERCENT"] = f"{share:.1f}"
     return fields
 
 
@@ -192,7 +123,7 @@ class Sampler:
         period_s: float,
         sink: SampleSink,
         active_runs: Callable[[], list[str]],
-        probe: GpuProbe | None = None,
+        probe: GpuBackend | None = None,
         run_pids: Callable[[str], list[int]] | None = None,
         journal: JournalWriter | None = None,
         last_before_start: float | None = None,
@@ -205,7 +136,7 @@ class Sampler:
         self._meter = UsageMeter()
         self._gaps: deque[Gap] = deque(maxlen=RECENT_GAPS)
         self._last_time = last_before_start
-        self._probe = probe if probe is not None else GpuProbe()
+        self._probe = probe if probe is not None else choose_backend()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
         self._lock = threading.Lock()
@@ -294,4 +225,5 @@ class Sampler:
             gpu_note=latest.gpu_note if latest is not None else self._probe.note,
             gaps=gaps,
             journal=journal,
+            gpu_backend=self._probe.name,
         )

@@ -7,6 +7,8 @@ is any stretch longer than 3 sampler periods with no sample (at the start of
 a launch, between samples, or up to its end): shown as a gap, never as zeros.
 `span_s` is the launches' covered time, so the time between a stop and a
 resume is neither a gap nor part of what the gaps are measured against.
+The summary names the GPU reader the samples came from and whether the host
+had a GPU at all, so "no GPU metrics" can be told from "a GPU went unread".
 """
 
 from __future__ import annotations
@@ -46,7 +48,21 @@ def metric_values(sample: ResourceSample, run: str | None = None) -> dict[str, f
             values["run_gpu_memory_bytes"] = float(usage.gpu_memory_bytes)
         for index, used in usage.gpu_memory_per_gpu.items():
             values[f"run_gpu{index}_memory_bytes"] = float(used)
+        for index, share in usage.gpu_engine_percent_per_gpu.items():
+            values[f"run_gpu{index}_engine_percent"] = share
     return values
+
+
+def gpu_presence(samples: Sequence[ResourceSample]) -> bool | None:
+    """True if any sample saw a GPU device, False only if every sample says there was none.
+
+    A sample from before presence was recorded (None) leaves the answer open:
+    "no GPU" must be shown, not assumed, for the gate to pass on it.
+    """
+    seen = [s.gpu_present for s in samples]
+    if any(seen):
+        return True
+    return False if seen and all(value is False for value in seen) else None
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -85,6 +101,7 @@ def summarize(windows: Sequence[Window], period_s: float, run: str | None = None
         for name, value in metric_values(sample, run).items():
             pooled.setdefault(name, []).append(value)
     notes = [s.gpu_note for s in samples if s.gpu_note]
+    backends = [s.gpu_backend for s in samples if s.gpu_backend]
     return ResourceSummary(
         samples=len(samples),
         first=samples[0].time if samples else None,
@@ -93,4 +110,6 @@ def summarize(windows: Sequence[Window], period_s: float, run: str | None = None
         gaps=[gap for w in windows for gap in find_gaps(w, period_s)],
         gpu_note=notes[-1] if notes else None,
         span_s=sum(max(0.0, w.end - w.start) for w in windows) if windows else None,
+        gpu_backend=backends[-1] if backends else None,
+        gpu_present=gpu_presence(samples),
     )
