@@ -37,6 +37,10 @@ class TrainConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Optimisation settings. `sub_talker_weight` scales the code-predictor loss."""
 
     batch_size: int = 2
+    # Micro-batches by size instead of row count: the most padded talker positions (rows x the batch's padded
+    # length, text and control positions included, as layout.py lays a row out) one micro-batch may hold.
+    # None: `batch_size` rows per micro-batch. Set, `batch_size` is not used; it is per process, like batch_size.
+    frame_budget: int | None = None
     lr: float = 2e-5
     weight_decay: float = 0.01
     warmup_steps: int = 0
@@ -111,6 +115,8 @@ def validate_spec(spec: RunSpec) -> RunSpec:
     _positive(spec.posture.eval_every, "posture.eval_every")
     _positive(spec.posture.keep_last, "posture.keep_last")
     _positive(spec.train.batch_size, "train.batch_size")
+    if spec.train.frame_budget is not None:
+        _positive(spec.train.frame_budget, "train.frame_budget")
     _positive(spec.train.processes, "train.processes")
     _positive(spec.train.max_steps, "train.max_steps")
     _positive(spec.train.grad_accum, "train.grad_accum")
