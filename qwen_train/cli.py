@@ -86,8 +86,35 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--max-rows", type=int, help="bound this window to N rows (overrides the spec)")
     prep.add_argument("--max-seconds", type=float, help="bound this window's wall time (overrides the spec)")
 
+    plan = sub.add_parser("plan", help="predict a run's GPU memory peak by part, and the largest micro-batch that fits")
+    plan.add_argument("spec", type=Path)
+    plan.add_argument("--gpu-memory", help="the card's memory, e.g. 32GiB: also print the largest budget that fits")
+    plan.add_argument("--headroom", type=float, default=0.10, help="share of the card kept free (default 0.10)")
+    plan.add_argument("--frames", type=int, help="codec frames per micro-batch (default: the spec's budget, or "
+                      "batch_size rows of the bundle's longest)")
+    plan.add_argument("--recipe", help="plan another recipe than the spec's (fp32-master, lean, upstream)")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON (what the daemon reads)")
+
     sub.add_parser("doctor", help="check the training stack's versions")
     return p
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from qwen_train.plan import parse_size, plan_for_spec
+    from qwen_train.plan.render import plan_text
+
+    try:
+        gpu = parse_size(args.gpu_memory) if args.gpu_memory else None
+        if not 0.0 <= args.headroom < 1.0:
+            raise ValueError(f"--headroom {args.headroom}: a share from 0 to below 1")
+        plan = plan_for_spec(load_spec(args.spec), gpu, args.headroom, args.frames, args.recipe)
+    except ValueError as exc:
+        print(f"qwen-train plan: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    print(msgspec.json.format(msgspec.json.encode(plan)).decode() if args.json else plan_text(plan))
+    return 0 if plan.fits is not False else exitcodes.FAILED
 
 
 def _holding(run_dir: Path, nonce: str | None, command: str, body: Callable[[], int]) -> int:
@@ -195,6 +222,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return _cmd_bundle(args)
     if args.command == "doctor":
         return _cmd_doctor()
+    if args.command == "plan":
+        return _cmd_plan(args)
     if args.command == "diagnose":
         return _on_run_dir(args, lambda: _cmd_diagnose(args))
     if args.command == "export":

@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from qwen_daemon.governance.surfaces import GateVerdict as GovernanceVerdict
+from qwen_daemon.governance.surfaces import read_gate
 from qwen_daemon.protocol import ResourceSummary, RunView
 from qwen_train.exitcodes import GATE_FAILED
 from qwen_train.gate.verdict import CRITERIA, verdict_path
@@ -81,7 +81,7 @@ def test_a_real_gate_on_a_finished_tiny_run_fails_intelligibility_without_an_asr
     assert "intelligibility" in done.message
 
     path = verdict_path(run_dir)
-    assert msgspec.json.decode(path.read_bytes(), type=GovernanceVerdict).passed is False
+    assert read_gate(str(path)).passed is False  # as governance reads it
     code, body = raw_request(daemon.socket, "POST", "/surfaces/proof/class",
                              json.dumps({"class": "recovery", "reason": "try", "gate": str(path)}).encode())
     assert code == 403 and "did not pass: it cannot unblock" in body["error"], body

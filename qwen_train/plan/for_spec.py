@@ -1,0 +1,53 @@
+"""A run spec's memory plan: its recipe and its largest micro-batch, read from its own files (no torch).
+
+The peak of a run is reached at its longest micro-batch, so without a frame
+budget the plan takes `batch_size` rows of the bundle's longest training row
+(padding makes every row of a batch that long); with one, the budget itself.
+The recipe is the spec's; "auto" resolves as the trainer resolves it, by the
+card's size, so the daemon and the trainer agree on what will run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qwen_train.bundle.manifest import BundleError, read_manifest
+from qwen_train.plan.memory import DEFAULT_HEADROOM, GIB, MemoryPlan, plan_memory, read_config
+from qwen_train.spec import RunSpec
+
+LEAN_BELOW_BYTES = 40 * GIB  # cards under ~40 GiB train the lean recipe by default (DESIGN §3)
+
+
+def resolve_recipe(spec: RunSpec, gpu_bytes: int | None) -> str:
+    """The spec's recipe, "auto" made concrete for a card of `gpu_bytes` (None: no GPU, fp32 master on CPU)."""
+    chosen = str(getattr(spec.train, "recipe", "fp32-master"))
+    if chosen != "auto":
+        return chosen
+    return "lean" if gpu_bytes is not None and gpu_bytes < LEAN_BELOW_BYTES else "fp32-master"
+
+
+def longest_frames(bundle: Path) -> int:
+    """Codec frames of the bundle's longest training row; ValueError naming the bundle when unreadable."""
+    try:
+        rows = [row for row in read_manifest(bundle) if row.split == "train"]
+    except (BundleError, OSError) as exc:
+        raise ValueError(f"bundle {bundle}: cannot read its manifest for the plan ({exc})") from None
+    if not rows:
+        raise ValueError(f"bundle {bundle} has no training rows: nothing to plan")
+    return max(row.frames for row in rows)
+
+
+def micro_batch_frames(spec: RunSpec) -> int:
+    budget = getattr(spec.train, "frame_budget", None)
+    if budget:
+        return int(budget)
+    return spec.train.batch_size * longest_frames(Path(spec.bundle))
+
+
+def plan_for_spec(spec: RunSpec, gpu_bytes: int | None = None, headroom: float = DEFAULT_HEADROOM,
+                  frames: int | None = None, recipe: str | None = None) -> MemoryPlan:
+    """The run's plan; `frames`/`recipe` override what the spec and its bundle say."""
+    return plan_memory(read_config(Path(spec.model)), recipe or resolve_recipe(spec, gpu_bytes),
+                       frames or micro_batch_frames(spec),
+                       freeze_text_embedding=bool(getattr(spec.train, "freeze_text_embedding", False)),
+                       gpu_bytes=gpu_bytes, headroom=headroom)

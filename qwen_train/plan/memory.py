@@ -1,0 +1,154 @@
+"""The memory plan: a run's predicted GPU peak by part, and the largest micro-batch that fits a card.
+
+Hemma's card has 32 GB shared with other services, so "will it fit?" must be
+answered before a run starts, by the operator (`qwen-train plan`) and by the
+daemon's admission check alike; both call `plan_memory` (no torch). The peak is
+
+    weights + gradients + optimizer state          (bytes per parameter, by recipe, trainable or frozen)
+  + activations per codec frame x frames per micro-batch
+  + workspace                                      (CUDA/HIP context, library workspaces, allocator slack)
+
+Activations per frame are counted from the architecture: what autograd keeps
+per position in each talker layer (the residual stream, the normed inputs,
+q/k/v, the attention output, the SwiGLU's gate, up and product), the code
+predictor's own sequence of code groups for each frame, and the float32 logits
+of both heads with their gradients. `ACTIVATION_FACTOR` turns that count into
+what the allocator really holds (saved tensors that are copies under autocast,
+the backward's transient buffers); it is fitted on measured peaks and checked
+by bench/plan_check.py, which also reports the predicted/measured ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from qwen_train.plan.params import ParamCounts, count_params
+
+Recipe = Literal["fp32-master", "lean", "upstream"]
+GIB = 2**30
+# Text tokens per codec frame in the talker's sequence: Swedish speech runs ~15 characters/s, ~4 tokens/s,
+# against 12.5 codec frames/s; plus the handful of control tokens per row, negligible at real lengths.
+TEXT_TOKENS_PER_FRAME = 0.35
+ACTIVATION_FACTOR = 1.0
+WORKSPACE_BYTES = int(1.25 * GIB)
+DEFAULT_HEADROOM = 0.10
+
+
+class RecipeBytes(msgspec.Struct, frozen=True):
+    """Bytes per parameter a recipe keeps on the GPU: weights (all), gradients and optimizer state (trainable)."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    activation_bytes: int  # of one saved activation element
+    note: str
+
+
+RECIPES: dict[str, RecipeBytes] = {
+    "fp32-master": RecipeBytes(4, 4, 8, 2, "fp32 weights, gradients and AdamW moments; bf16 autocast"),
+    "lean": RecipeBytes(2, 2, 4, 2, "bf16 weights and gradients; bf16 AdamW moments with stochastic rounding"),
+    "upstream": RecipeBytes(2, 2, 4, 2, "the upstream recipe: a bf16 model under plain AdamW"),
+}
+
+
+class MemoryPlan(msgspec.Struct, frozen=True):
+    """Bytes by part at `frames` codec frames per micro-batch; `max_frames`: the most that fit `gpu_bytes`."""
+
+    recipe: str
+    frames: int
+    parts: dict[str, int]
+    peak_bytes: int
+    per_frame_bytes: int
+    fixed_bytes: int
+    params: ParamCounts
+    trainable_params: int
+    gpu_bytes: int | None = None
+    headroom: float = DEFAULT_HEADROOM
+    max_frames: int | None = None
+    fits: bool | None = None
+
+
+def _decoder_saved(c: Mapping[str, Any]) -> int:
+    """Elements autograd keeps per position in one decoder layer."""
+    hidden, heads, kv = int(c["hidden_size"]), int(c["num_attention_heads"]), int(c["num_key_value_heads"])
+    head_dim = int(c.get("head_dim") or hidden // heads)
+    attention = 2 * hidden + heads * head_dim + 2 * kv * head_dim + 2 * heads * head_dim  # norm in/out, q k v, out
+    mlp = 2 * hidden + 4 * int(c["intermediate_size"])  # norm in/out, gate, up, act(gate), product
+    return attention + mlp
+
+
+def activation_bytes_per_frame(config: Mapping[str, Any], element_bytes: int) -> int:
+    """What one codec frame of a micro-batch costs in activations (with its share of text positions)."""
+    talker = config["talker_config"]
+    predictor = talker["code_predictor_config"]
+    positions = 1.0 + TEXT_TOKENS_PER_FRAME
+    talker_saved = positions * int(talker["num_hidden_layers"]) * _decoder_saved(talker) * element_bytes
+    groups = int(predictor["num_code_groups"])
+    predictor_saved = (groups + 1) * int(predictor["num_hidden_layers"]) * _decoder_saved(predictor) * element_bytes
+    logits = 3 * 4 * (positions * int(talker["vocab_size"]) + (groups - 1) * int(predictor["vocab_size"]))
+    return int(ACTIVATION_FACTOR * (talker_saved + predictor_saved + logits))
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    """The model dir's config.json; ValueError naming the file when it is missing or not JSON."""
+    path = Path(model_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the model's config ({exc}): point spec.model at a model dir") from None
+    if not isinstance(config, dict) or "talker_config" not in config:
+        raise ValueError(f"{path}: not a Qwen3-TTS config (no talker_config)")
+    return config
+
+
+def plan_memory(config: Mapping[str, Any], recipe: str, frames: int, *, freeze_text_embedding: bool = False,
+                gpu_bytes: int | None = None, headroom: float = DEFAULT_HEADROOM) -> MemoryPlan:
+    """The plan for `frames` codec frames per micro-batch; with `gpu_bytes`, the largest budget that fits."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}: one of {sorted(RECIPES)}")
+    if frames < 1:
+        raise ValueError(f"frames per micro-batch must be at least 1, got {frames}")
+    per = RECIPES[recipe]
+    params = count_params(config)
+    frozen = params.speaker_encoder + (params.text_embedding if freeze_text_embedding else 0)
+    trainable = params.total - frozen
+    per_frame = activation_bytes_per_frame(config, per.activation_bytes)
+    parts = {
+        "weights": params.total * per.weights,
+        "gradients": trainable * per.gradients,
+        "optimizer": trainable * per.optimizer,
+        "activations": per_frame * frames,
+        "workspace": WORKSPACE_BYTES,
+    }
+    fixed = parts["weights"] + parts["gradients"] + parts["optimizer"] + parts["workspace"]
+    peak = fixed + parts["activations"]
+    max_frames = fits = None
+    if gpu_bytes is not None:
+        usable = gpu_bytes * (1.0 - headroom) - fixed
+        max_frames = max(0, math.floor(usable / per_frame))
+        fits = peak <= gpu_bytes * (1.0 - headroom)
+    return MemoryPlan(recipe=recipe, frames=frames, parts=parts, peak_bytes=peak, per_frame_bytes=per_frame,
+                      fixed_bytes=fixed, params=params, trainable_params=trainable, gpu_bytes=gpu_bytes,
+                      headroom=headroom, max_frames=max_frames, fits=fits)
+
+
+def parse_size(text: str) -> int:
+    """'32GiB', '32G', '24 GB', '1500MiB' or bytes -> bytes (G and GB read as GiB: cards are sold that way)."""
+    units = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
+             "g": GIB, "gb": GIB, "gib": GIB, "t": 2**40, "tb": 2**40, "tib": 2**40}
+    value = text.strip().lower().replace(" ", "")
+    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = value[len(number):]
+    try:
+        amount = float(number)
+    except ValueError:
+        raise ValueError(f"size {text!r}: expected a number and a unit, e.g. 32GiB") from None
+    if unit not in units or amount <= 0:
+        raise ValueError(f"size {text!r}: expected a positive number and a unit (B, KiB, MiB, GiB, TiB)")
+    return int(amount * units[unit])
