@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from qwen_daemon.protocol import HostView, ResourceSummary, RunDetail, RunView, kind_info
 from qwen_daemon.protocol.display import PLAIN
+from qwen_daemon.protocol.resources import gpu_backend_text
 
 _DASH = PLAIN.unknown
 
@@ -98,6 +99,7 @@ def host_view(host: HostView) -> str:
     sampler = host.sampler
     alive = "alive" if sampler.alive else "NOT ALIVE"
     lines = [f"sampler: {alive}, every {sampler.period_s:g} s, last sample {PLAIN.timestamp(sampler.last_sample)}"]
+    lines.append(f"gpu backend: {gpu_backend_text(sampler.gpu_backend)}")
     if sampler.gpu_note:
         lines.append(f"  {sampler.gpu_note}")
     sample = host.sample
@@ -105,8 +107,9 @@ def host_view(host: HostView) -> str:
         lines.append(f"cpu: {PLAIN.percent(sample.cpu_percent)}")
         lines.append(f"ram: {PLAIN.size(sample.ram_used_bytes)} of {PLAIN.size(sample.ram_total_bytes)}")
         for gpu in sample.gpus:
+            arch = f" ({gpu.arch})" if gpu.arch else ""
             lines.append(
-                f"gpu{gpu.index} {gpu.name}: {PLAIN.percent(gpu.busy_percent)} busy, "
+                f"gpu{gpu.index} {gpu.name}{arch}: {PLAIN.percent(gpu.busy_percent)} busy, "
                 f"{PLAIN.size(gpu.vram_used_bytes)} of {PLAIN.size(gpu.vram_total_bytes)}"
             )
     return "\n".join(lines)

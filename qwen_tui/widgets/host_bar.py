@@ -2,8 +2,11 @@
 
 Sampler liveness comes first because every resource figure in the dashboard
 depends on it; a dead sampler is shown in red with the age of its last sample
-rather than leaving the old figures to look current. With no GPU the daemon's
-note (e.g. "no GPU: NVML library not found") is shown instead of zeros.
+rather than leaving the old figures to look current. The GPU reader in use
+(nvml, amdsmi, sysfs) is named beside the GPU figures, so an AMD host read
+through sysfs is not mistaken for an NVIDIA one. With no GPU the daemon's
+note (e.g. "no GPU: NVML library not found", or "GPU present but unread: ..."
+in red, since that is an error) is shown instead of zeros.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from textual.widgets import Static
 
 from qwen_daemon.protocol import GpuSample, HostView
 from qwen_daemon.protocol.display import SCREEN
+from qwen_daemon.protocol.resources import PRESENT_BUT_UNREAD
 from qwen_tui.poller import Snapshot
 
 
 def _gpu_text(gpu: GpuSample) -> str:
+    arch = f" {gpu.arch}" if gpu.arch else ""
     return (
-        f"GPU{gpu.index} {gpu.name} {SCREEN.percent(gpu.busy_percent)} "
+        f"GPU{gpu.index} {gpu.name}{arch} {SCREEN.percent(gpu.busy_percent)} "
         f"{SCREEN.size(gpu.vram_used_bytes)}/{SCREEN.size(gpu.vram_total_bytes)}"
     )
 
@@ -42,12 +47,15 @@ def host_text(host: HostView | None, host_error: str | None = None, now: float |
         return text
     ram = f"{SCREEN.size(sample.ram_used_bytes)}/{SCREEN.size(sample.ram_total_bytes)}"
     text.append(f"   CPU {SCREEN.percent(sample.cpu_percent)}   RAM {ram}")
+    backend = sample.gpu_backend or sampler.gpu_backend
     if sample.gpus:
         for gpu in sample.gpus:
             text.append(f"   {_gpu_text(gpu)}")
+        if backend:
+            text.append(f" via {backend}", style="dim")
     else:
         note = sample.gpu_note or sampler.gpu_note or "no GPU reported"
-        text.append(f"   {note}", style="yellow")
+        text.append(f"   {note}", style="bold red" if note.startswith(PRESENT_BUT_UNREAD) else "yellow")
     return text
 
 

@@ -2,7 +2,9 @@
 
 Every resource figure depends on the sampler, so its panel comes first: alive
 or not, how old the last sample is, where samples go (journald, or why not),
-and the recent gaps without samples, listed as gaps. The live figures carry
+which GPU reader it uses (nvml, amdsmi, sysfs or none: how the GPU figures
+were gathered, or why there are none), and the recent gaps without samples,
+listed as gaps. The live figures carry
 sparklines of the samples seen since the dashboard opened (the API serves only
 the newest), labelled with that span. Bind roots show the daemon's verdict per
 root with its own words for what is wrong and how to fix it; a probe result
@@ -20,8 +22,9 @@ from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import Label, Sparkline
 
-from qwen_daemon.protocol import BindRootsView, ResourceSample, SamplerHealth
+from qwen_daemon.protocol import BindRootsView, GpuSample, ResourceSample, SamplerHealth
 from qwen_daemon.protocol.display import SCREEN
+from qwen_daemon.protocol.resources import gpu_backend_text
 from qwen_tui.actions import Outcome
 from qwen_tui.widgets.run_facts import key_value_grid
 from qwen_tui.widgets.summary_view import gaps_text
@@ -34,6 +37,8 @@ def sampler_renderable(sampler: SamplerHealth, now: float | None = None) -> Rend
     grid.add_row("period", f"every {sampler.period_s:g}s")
     grid.add_row("last sample", f"{SCREEN.clock(sampler.last_sample, now)} ({SCREEN.age(sampler.last_sample, now)})")
     grid.add_row("journal", sampler.journal or Text("not reported", style="dim"))
+    grid.add_row("GPU backend", Text(gpu_backend_text(sampler.gpu_backend),
+                                     style="yellow" if sampler.gpu_backend in (None, "none") else ""))
     if sampler.gpu_note:
         grid.add_row("GPU", Text(sampler.gpu_note, style="yellow"))
     gaps = gaps_text(sampler.gaps, now) if sampler.gaps else Text("no recent gaps", style="green")
@@ -49,6 +54,10 @@ class MetricRow:
     now: str
     values: list[float]
     fmt: Callable[[float], str]
+
+
+def _gpu_name(gpu: GpuSample) -> str:
+    return f"{gpu.name} ({gpu.arch})" if gpu.arch else gpu.name
 
 
 def metric_rows(samples: Sequence[ResourceSample]) -> list[MetricRow]:
@@ -68,7 +77,7 @@ def metric_rows(samples: Sequence[ResourceSample]) -> list[MetricRow]:
     for gpu in latest.gpus:
         same = [g for s in samples for g in s.gpus if g.index == gpu.index]
         rows.append(
-            MetricRow(f"gpu{gpu.index}-busy", f"GPU{gpu.index} {gpu.name} busy", SCREEN.percent(gpu.busy_percent),
+            MetricRow(f"gpu{gpu.index}-busy", f"GPU{gpu.index} {_gpu_name(gpu)} busy", SCREEN.percent(gpu.busy_percent),
                       [g.busy_percent for g in same], SCREEN.percent)
         )
         rows.append(
@@ -91,16 +100,22 @@ def metric_label(row: MetricRow, span_s: float) -> Text:
 
 
 def run_usage_renderable(sample: ResourceSample | None) -> RenderableType:
-    """Each run's own share in the newest sample (its processes; a container's through cgroups)."""
+    """Each run's own share in the newest sample (its processes; a container's through cgroups).
+
+    GPU engine is the run's busiest-engine share per GPU, known only where the
+    reader has per-process engine time (DRM fdinfo); elsewhere it is unknown, not 0.
+    """
     if sample is None or not sample.runs:
         return Text("no run's processes in the newest sample", style="dim")
     table = Table(box=None, padding=(0, 2), expand=False)
-    for label in ("run", "processes", "CPU", "RAM (RSS)", "GPU memory", "GPU processes"):
+    for label in ("run", "processes", "CPU", "RAM (RSS)", "GPU memory", "GPU processes", "GPU engine"):
         table.add_column(label, justify="left" if label == "run" else "right", style="bold" if label == "run" else "")
     for name, usage in sorted(sample.runs.items()):
-        gpu = SCREEN.size(usage.gpu_memory_bytes) if usage.gpu_memory_bytes is not None else "no NVML"
+        gpu = SCREEN.size(usage.gpu_memory_bytes) if usage.gpu_memory_bytes is not None else "not attributed"
+        engine = ", ".join(f"GPU{index} {SCREEN.percent(share)}"
+                           for index, share in usage.gpu_engine_percent_per_gpu.items()) or SCREEN.unknown
         table.add_row(name, str(usage.processes), SCREEN.percent(usage.cpu_percent), SCREEN.size(usage.rss_bytes), gpu,
-                      str(usage.gpu_processes))
+                      str(usage.gpu_processes), engine)
     return table
 
 

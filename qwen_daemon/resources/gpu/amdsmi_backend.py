@@ -58,11 +58,11 @@ class AmdSmiBackend:
 
     name: BackendName = "amdsmi"
 
-    def __init__(self, smi: ModuleType, root: Path = Path("/")) -> None:
+    def __init__(self, smi: ModuleType, root: Path = Path("/"), tracker: EngineTracker | None = None) -> None:
         self._smi = smi
         self._gpus: list[_Gpu] = []
         self._open = False
-        self._tracker = EngineTracker()
+        self._tracker = tracker or EngineTracker()
         self.note: str | None = None
         try:
             smi.amdsmi_init(smi.AmdSmiInitFlags.INIT_AMD_GPUS)
