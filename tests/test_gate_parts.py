@@ -90,6 +90,61 @@ def test_resource_gaps_are_a_share_of_the_launches_not_of_the_time_between_them(
     assert "records no launch span" in verdict.detail
 
 
+UNREAD = ("GPU present but unread: amdgpu card1 (0000:03:00.0): cannot read gpu_busy_percent: Permission denied "
+          "(NVML library not found; amdsmi not importable: No module named 'amdsmi')")
+
+
+def test_resource_evidence_fails_on_a_gpu_the_sampler_could_not_read(tmp_path: Path) -> None:
+    """Hemma's case: an AMD card, an NVML-only sampler. 'no GPU' passes only where there was none."""
+    from qwen_daemon.protocol.resources import PRESENT_BUT_UNREAD as DAEMONS_WORDS
+    from qwen_train.gate.criteria import PRESENT_BUT_UNREAD
+
+    assert PRESENT_BUT_UNREAD == DAEMONS_WORDS  # the gate recognises the note the daemon writes
+
+    def judge(gpu: bool = False, **fields: object) -> Criterion:
+        summary = msgspec.structs.replace(resource_summary(gpu=gpu, gpu_note=None), **fields)
+        return resource_evidence(write_json(tmp_path / "r.json", summary), 0.10)
+
+    unread = judge(gpu_note=UNREAD, gpu_present=True, gpu_backend="none")
+    assert not unread.passed and "a GPU the sampler could not read" in unread.detail
+    assert "amdgpu card1 (0000:03:00.0)" in unread.detail and "Permission denied" in unread.detail
+    beside = judge(gpu=True, gpu_note=UNREAD, gpu_present=True, gpu_backend="nvml")  # metrics of another GPU
+    assert not beside.passed and "could not read" in beside.detail
+    quiet = judge(gpu_note="GPU 0 (card1 (0000:03:00.0)) not read: cannot read gpu_busy_percent",
+                  gpu_present=True, gpu_backend="sysfs")
+    assert not quiet.passed and "had a GPU but no GPU busy or VRAM metrics were sampled (reader: sysfs" in quiet.detail
+    none = judge(gpu_note="no GPU: NVML library not found", gpu_present=False, gpu_backend="none")
+    assert none.passed and "no GPU on the host (no GPU: NVML library not found)" in none.detail
+    read = judge(gpu=True, gpu_present=True, gpu_backend="sysfs")
+    assert read.passed and "2 GPU metrics via sysfs" in read.detail
+    older = judge(gpu_note="NVML: library not found")  # written before presence was recorded
+    assert older.passed and "whether the host had a GPU is not recorded" in older.detail
+
+
+def test_the_gate_reads_presence_from_the_daemons_summary_of_its_samples(tmp_path: Path) -> None:
+    from qwen_daemon.protocol import ResourceSample
+    from qwen_daemon.resources.summary import Window, summarize
+
+    start = time.time() - 100
+
+    def sampled(note: str, present: bool | None, backend: str | None = "none") -> list[ResourceSample]:
+        return [ResourceSample(time=start + t, cpu_percent=5.0, ram_used_bytes=1 << 30, ram_total_bytes=1 << 32,
+                               gpu_note=note, gpu_backend=backend, gpu_present=present) for t in range(0, 100, 2)]
+
+    def judge(samples: list[ResourceSample]) -> Criterion:
+        summary = summarize([Window(start, start + 100, samples)], period_s=2.0)
+        return resource_evidence(write_json(tmp_path / "s.json", summary), 0.1)
+
+    assert not judge(sampled(UNREAD, True)).passed
+    assert judge(sampled("no GPU: NVML library not found", False)).passed
+    # a resumed run whose first launch predates presence: one launch alone cannot show there was no GPU
+    mixed = sampled("no GPU: NVML library not found", None, None)[:25] + sampled(
+        "no GPU: NVML library not found", False)[25:]
+    summary = summarize([Window(start, start + 100, mixed)], period_s=2.0)
+    assert summary.gpu_present is None and summary.gpu_backend == "none"
+    assert "not recorded" in judge(mixed).detail
+
+
 def test_eval_comparison_direction() -> None:
     from qwen_train.gate.heldout import eval_criterion
 

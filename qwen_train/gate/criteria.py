@@ -9,7 +9,8 @@ qwen_tui -> qwen_daemon -> qwen_train (DESIGN.md §2), and the daemon imports
 this package, so importing it back would make a cycle and pull the daemon
 into the training image. `_Summary` mirrors the fields the gate reads; msgspec
 ignores the others, so the daemon may add fields freely, and a test decodes a
-file written from the daemon's own Struct.
+file written from the daemon's own Struct (and holds PRESENT_BUT_UNREAD equal
+to the daemon's).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from qwen_train.train.heartbeat import MAX_EVENTS
 
 CLEAN_END_STATES = frozenset({"completed", "stopped"})
 NO_RESOURCES = "no resource summary: run the job through qwen-daemon, which writes RUN_DIR/resources.json"
+PRESENT_BUT_UNREAD = "GPU present but unread"  # how the daemon's sampler begins that note (a test holds them equal)
 _REVISION = re.compile(r"^(?:[0-9a-f]{7,40}(?:-dirty)?|.*\d+\.\d+.*)$")
 
 
@@ -99,6 +101,8 @@ class _Summary(msgspec.Struct, frozen=True):
     gaps: list[_Gap] = []
     gpu_note: str | None = None
     span_s: float | None = None  # the launches' covered time (None: written before the daemon recorded it)
+    gpu_backend: str | None = None  # the sampler's GPU reader: nvml, amdsmi, sysfs or none
+    gpu_present: bool | None = None  # whether the host had a GPU device, read or not (None: not recorded)
 
 
 def observed_span(summary: _Summary) -> tuple[float, bool]:
@@ -128,6 +132,41 @@ def gap_fraction(summary: _Summary) -> float:
     return min(1.0, total / span)
 
 
+def _gpu_problem(summary: _Summary, has_metrics: bool) -> str | None:
+    """Why the GPU evidence fails, or None.
+
+    A GPU the sampler could not read fails however much else was sampled:
+    the run's GPU evidence is missing, not absent. "No GPU metrics" passes
+    only where the summary shows there was no GPU (gpu_present False); a
+    summary from before presence was recorded passes on a note saying why, as
+    it always did, and the detail says presence was not recorded.
+    """
+    note = (summary.gpu_note or "").strip()
+    if PRESENT_BUT_UNREAD in note:
+        return f"the host has a GPU the sampler could not read, so its busy and VRAM evidence is missing: {note}"
+    if has_metrics:
+        return None
+    if summary.gpu_present:
+        reader = summary.gpu_backend or "an unnamed reader"
+        return (f"the host had a GPU but no GPU busy or VRAM metrics were sampled (reader: {reader}"
+                + (f"; {note})" if note else ")"))
+    if summary.gpu_present is None and not note:
+        return "no GPU metrics and no gpu_note saying why"
+    return None
+
+
+def _gpu_text(summary: _Summary, metrics: int) -> str:
+    reader = f" via {summary.gpu_backend}" if summary.gpu_backend else ""
+    if metrics:
+        return f"{metrics} GPU metrics{reader}"
+    note = (summary.gpu_note or "").strip()
+    if summary.gpu_present is False:
+        return f"no GPU on the host ({note or 'no GPU device seen'})"
+    if summary.gpu_present is None:
+        return f"no GPU metrics ({note}; whether the host had a GPU is not recorded)" if note else "no GPU metrics"
+    return f"no GPU metrics ({note or 'no note'})"
+
+
 def resource_evidence(path: Path, max_gap_fraction: float) -> Criterion:
     name: CriterionName = "resource_evidence"
     try:
@@ -146,9 +185,10 @@ def resource_evidence(path: Path, max_gap_fraction: float) -> Criterion:
     problems = []
     if fraction >= max_gap_fraction:
         problems.append(f"gaps cover {fraction:.1%} of the run, not under {max_gap_fraction:.0%}")
-    if not gpu and not (summary.gpu_note or "").strip():
-        problems.append("no GPU metrics and no gpu_note saying why")
-    gpu_text = f"{len(gpu)} GPU metrics" if gpu else f"no GPU metrics ({(summary.gpu_note or '').strip()})"
+    gpu_problem = _gpu_problem(summary, bool(gpu))
+    if gpu_problem:
+        problems.append(gpu_problem)
+    gpu_text = _gpu_text(summary, len(gpu))
     span, recorded = observed_span(summary)
     over = (f"over {span:.0f} s of launches" if recorded else
             f"over {span:.0f} s from first to last sample (the summary records no launch span, so time "
