@@ -16,6 +16,7 @@ import pytest
 
 from qwen_daemon.jobs import cgroups
 from qwen_daemon.protocol import GpuSample
+from qwen_daemon.resources.gpu.backend import run_engine_percent
 from qwen_daemon.resources.gpu.cards import gfx_name
 from qwen_daemon.resources.gpu.choose import choose_backend
 from qwen_daemon.resources.gpu.engines import EngineTracker
@@ -155,7 +156,15 @@ def test_a_containers_process_is_matched_to_its_run_through_cgroups(host: Path, 
     fields = journal_fields(second, "story31")
     assert fields["QWEN_GPU_BACKEND"] == "sysfs" and fields["QWEN_GPU0_BUSY_PERCENT"] == "37.0"
     assert fields["QWEN_RUN_GPU0_MEMORY_BYTES"] == 18 * GIB and fields["QWEN_RUN_GPU0_ENGINE_PERCENT"] == "80.0"
-    assert sampler.health(second.time).gpu_backend == "sysfs"
+    assert sampler.health(second.time).gpu_backend == "sysfs" and sampler.backend is backend
+
+
+def test_a_runs_engine_share_sums_its_processes_per_engine_then_takes_the_busiest() -> None:
+    shares = {1: {0: {"gfx": 30.0, "dma": 20.0}}, 2: {0: {"gfx": 25.0, "dma": 40.0}, 1: {"compute": 70.0}},
+              3: {0: {"gfx": 99.0}}}
+    assert run_engine_percent([1, 2], shares) == {"0": 60.0, "1": 70.0}  # dma 60 beats gfx 55; pid 3 is not ours
+    assert run_engine_percent([2, 3], {2: {0: {"gfx": 80.0}}, 3: {0: {"gfx": 70.0}}}) == {"0": 100.0}
+    assert run_engine_percent([9], shares) == {}
 
 
 def test_a_card_that_disappears_mid_run_is_a_note_and_the_other_card_goes_on(host: Path, sleeper: int) -> None:

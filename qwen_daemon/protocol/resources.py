@@ -51,7 +51,10 @@ class RunUsage(msgspec.Struct, frozen=True):
     JSON object key), so a run spread over several GPUs shows what it holds
     on each one. `gpu_engine_percent_per_gpu`: per GPU, the share of the time
     since the previous sample that the run kept the GPU's busiest engine busy,
-    from DRM fdinfo engine time (AMD without amdsmi only; empty elsewhere).
+    from per-process engine time (AMD: DRM fdinfo or amdsmi's process list;
+    empty under NVML, and for a run's first sample). The kernel counts there the
+    work submitted through the DRM file; ROCm's user-mode compute queues may
+    not show in it, so the host's GPU busy % stays the evidence of load.
     """
 
     processes: int

@@ -146,6 +146,12 @@ class Sampler:
         psutil.cpu_percent(interval=None)  # the first call only primes the counters
 
     @property
+    def backend(self) -> GpuBackend:
+        """The GPU reader chosen at the start, for whoever else must know who holds GPU memory (admission):
+        one reader per daemon, so its processes() and the samples agree."""
+        return self._probe
+
+    @property
     def latest(self) -> ResourceSample | None:
         with self._lock:
             return self._latest

@@ -15,6 +15,13 @@ Only fds that point into /dev/dri are read (ROOT/proc/PID/fd/FD is the link),
 so the scan does not open every fdinfo on the host. A process whose fds this
 daemon may not read is not seen: its VRAM shows in the card's used total, not
 under a pid.
+
+Engine time counts the work the driver schedules for the client; tools that
+read it (amdgpu_top) report that ROCm compute, submitted through /dev/kfd's
+user-mode queues, does not appear there, so a HIP trainer's engine share can
+read low while its VRAM, allocated on the same DRM file's VM, does show. None
+of this has been checked on AMD hardware here: the reader follows the
+documented format only.
 """
 
 from __future__ import annotations
