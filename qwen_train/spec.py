@@ -17,6 +17,10 @@ import msgspec
 Lane = Literal["benchmark", "single-speaker", "language-expansion"]
 Runner = Literal["process", "docker"]
 Precision = Literal["auto", "fp32", "bf16"]
+# In which dtypes weights, gradients and AdamW moments live (qwen_train/train/recipe.py): "fp32-master" (fp32,
+# 16 bytes a trainable parameter), "lean" (bf16 with stochastically rounded bf16 moments, 8 bytes), "auto" (lean
+# on a GPU under 40 GiB, fp32 master otherwise and on CPU).
+Recipe = Literal["auto", "fp32-master", "lean"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -50,6 +54,8 @@ class TrainConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     sub_talker_weight: float = 0.3
     seed: int = 1234
     precision: Precision = "auto"  # bf16 autocast over fp32 master weights on a bf16 GPU, else fp32
+    recipe: Recipe = "auto"
+    freeze_text_embedding: bool = False  # no gradient or optimizer state for talker.model.text_embedding (311 M)
     device: str = "auto"
     deterministic: bool = False
     eval_max_rows: int = 64
@@ -122,6 +128,9 @@ def validate_spec(spec: RunSpec) -> RunSpec:
     _positive(spec.train.grad_accum, "train.grad_accum")
     if not spec.train.lr > 0:
         raise SpecError(f"train.lr must be positive, got {spec.train.lr}")
+    if spec.train.recipe == "lean" and spec.train.precision == "fp32":
+        raise SpecError("train.recipe 'lean' computes under bf16 autocast, which train.precision 'fp32' forbids: "
+                        "set precision to 'auto' or 'bf16', or the recipe to 'fp32-master'")
     if spec.guard.max_retries < 0:
         raise SpecError(f"guard.max_retries must be 0 or more, got {spec.guard.max_retries}")
     if not 0 < spec.guard.lr_factor <= 1:
