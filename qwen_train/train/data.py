@@ -13,7 +13,9 @@ import torch
 from qwen_tts.core.models.modeling_qwen3_tts import mel_spectrogram
 
 from qwen_train.bundle.manifest import BundleError, Row, read_manifest, read_spk_id_map
-from qwen_train.train.layout import RowLayout, SpecialIds, build_row, collate
+from qwen_train.train.layout import RowLayout, SpecialIds, build_row, collate, row_length
+
+TOKENIZE_CHUNK = 4096  # prompts per tokenizer call when counting lengths: bounded memory on a large bundle
 
 
 class Rows(Protocol):
@@ -28,7 +30,15 @@ class Rows(Protocol):
     def __len__(self) -> int: ...
 
     def lengths(self) -> list[int]:
-        """Each row's approximate sequence length, for bucketing."""
+        """Each row's talker sequence length as layout.build_row makes it (before padding).
+
+        Exact, not estimated: length buckets sort by it, and a frame budget promises that no planned
+        micro-batch exceeds it, which only holds if these are the lengths collate will see.
+        """
+        ...
+
+    def row_name(self, index: int) -> str:
+        """How an error names row `index` to the operator (its manifest id, for a bundle)."""
         ...
 
     def batch(self, indices: list[int]) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[Row]]:
@@ -71,16 +81,21 @@ class BundleData:
         return len(self.rows)
 
     def lengths(self) -> list[int]:
-        """Approximate sequence lengths for bucketing, from the manifest alone (no tokenizing).
+        """Exact lengths: the prompts tokenized in chunks (no codes read: the manifest has the frame counts)."""
+        lengths: list[int] = []
+        for start in range(0, len(self.rows), TOKENIZE_CHUNK):
+            chunk = self.rows[start : start + TOKENIZE_CHUNK]
+            tokens = self._processor(text=[prompt(r.text) for r in chunk])["input_ids"]
+            lengths += [row_length(len(t), r.frames, self._language_id is not None)
+                        for t, r in zip(tokens, chunk, strict=True)]
+        return lengths
 
-        Frames dominate a row's length; text adds about one token per three bytes.
-        """
-        return [r.frames + len(r.text.encode("utf-8")) // 3 for r in self.rows]
+    def row_name(self, index: int) -> str:
+        return f"row {self.rows[index].id}"
 
     def example(self, index: int) -> Example:
         row = self.rows[index]
-        prompt = f"<|im_start|>assistant\n{row.text}<|im_end|>\n<|im_start|>assistant\n"
-        text_ids = self._processor(text=prompt, return_tensors="pt")["input_ids"][0].tolist()
+        text_ids = self._processor(text=prompt(row.text), return_tensors="pt")["input_ids"][0].tolist()
         codes = torch.from_numpy(np.load(self.root / row.codes).astype(np.int64))
         layout = build_row(text_ids, codes, self._ids, self._language_id)
         return Example(row=row, layout=layout, ref_mel=self._ref_mel(row.ref_audio))
@@ -104,6 +119,11 @@ class BundleData:
             raise BundleError(
                 f"{self.root}: row {row.id} has speaker {row.speaker_id!r} missing from spk_id_map; rebuild the bundle"
             ) from None
+
+
+def prompt(text: str) -> str:
+    """The assistant prompt a row's text is tokenized in (layout.build_row splits it into role, body, tail)."""
+    return f"<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n"
 
 
 def reference_mel(path: Path) -> torch.Tensor:

@@ -88,6 +88,17 @@ def codec_prefix(ids: SpecialIds, language_id: int | None) -> list[int]:
     return [ids.codec_think, ids.codec_think_bos, language_id, ids.codec_think_eos]
 
 
+def row_length(prompt_tokens: int, frames: int, with_language: bool) -> int:
+    """The `length` build_row gives a row, from its prompt's token count and frame count alone.
+
+    What a frame budget must count (every position the talker processes), known without reading a row's
+    codes: role (3) + codec prefix and speaker/pad slots + body + tts_eos + bos + frames, where the body is
+    the prompt less its 3 role and 5 tail tokens.
+    """
+    n_prefix = (4 if with_language else 3) + 2
+    return 3 + n_prefix + (prompt_tokens - 8) + 2 + frames
+
+
 def build_row(text_ids: list[int], codes: torch.Tensor, ids: SpecialIds, language_id: int | None) -> RowLayout:
     """Lay out one row. `text_ids` is the full assistant prompt (role + body + 5 tail tokens)."""
     role, body = text_ids[:3], text_ids[3:-5]
