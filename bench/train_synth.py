@@ -4,7 +4,8 @@ Shared by `train_throughput.py`. Everything the two trainers see comes from
 one seeded pool of rows (text 20-80 tokens, 25-190 codec frames of 16 groups,
 and a speaker whose 3-6 s anchor is the reference, as in a bundle, where
 `ref_audio` is the speaker's anchor), so the baseline and ours train the same
-rows.
+rows. `shape="riksdag"` draws the rows' sizes as Riksdag clips run instead
+(riksdag_sizes: 2-30 s, long-tailed), which a fixed row count cannot fit.
 Both compute the reference mel from the waveform and lay the batch out in the
 step's process, as their own data paths do: the baseline in the main process
 (the recipe's DataLoader has no workers), ours through the trainer's batch
@@ -37,6 +38,8 @@ from qwen_train.train.layout import SpecialIds, build_row, collate
 
 CONFIG = Path(__file__).with_name("train_model_config.json")
 NEWLINE = 198  # "\n" in the Qwen tokenizer
+FRAME_RATE = 12.5  # codec frames per second of audio
+TOKENS_PER_S = 4.0  # Swedish speech: ~15 characters/s, ~4 tokens/s
 
 
 def model_config(scale: str) -> dict[str, Any]:
@@ -85,17 +88,37 @@ class SynthRow:
         return len(self.body) + self.frames + 10
 
 
-def make_rows(count: int, cfg: dict[str, Any], seed: int, speakers: int) -> list[SynthRow]:
-    """Rows spread over `speakers` voices, each with one 3-6 s anchor as its reference (a bundle's layout)."""
+def riksdag_sizes(count: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """(text tokens, codec frames) of `count` clips shaped like Riksdag speech segments.
+
+    Durations long-tailed as segmented parliament speech is: log-normal around 8 s (sigma 0.55), cut to the
+    segmenter's 2-30 s, so about one clip in twenty runs past 20 s; text at ~4 tokens/s, +-30% per clip.
+    """
+    seconds = np.clip(rng.lognormal(np.log(8.0), 0.55, count), 2.0, 30.0)
+    tokens = np.maximum(3, np.round(seconds * TOKENS_PER_S * rng.uniform(0.7, 1.3, count)))
+    return [(int(t), int(round(s * FRAME_RATE))) for t, s in zip(tokens, seconds, strict=True)]
+
+
+def make_rows(count: int, cfg: dict[str, Any], seed: int, speakers: int, shape: str = "bench") -> list[SynthRow]:
+    """Rows spread over `speakers` voices, each with one 3-6 s anchor as its reference (a bundle's layout).
+
+    `shape`: "bench", text 20-80 tokens and 25-190 frames, uniform; "riksdag", riksdag_sizes.
+    """
     rng = np.random.default_rng(seed)
     groups = cfg["talker_config"]["num_code_groups"]
     codebook = cfg["talker_config"]["code_predictor_config"]["vocab_size"]
     anchors = [torch.from_numpy(rng.standard_normal(int(rng.uniform(3.0, 6.0) * 24000)).astype(np.float32) * 0.1)
                for _ in range(speakers)]
+    if shape not in ("bench", "riksdag"):
+        raise ValueError(f"row shape {shape!r}: expected 'bench' or 'riksdag'")
+    sized = riksdag_sizes(count, rng) if shape == "riksdag" else None
     rows = []
-    for _ in range(count):
-        body = rng.integers(1000, 150000, size=int(rng.integers(20, 81))).tolist()
-        codes = torch.from_numpy(rng.integers(0, codebook, size=(int(rng.integers(25, 191)), groups)))
+    for i in range(count):
+        # "bench" draws in this order, row by row, so its pool is the one earlier results were measured on
+        tokens = int(rng.integers(20, 81)) if sized is None else sized[i][0]
+        body = rng.integers(1000, 150000, size=tokens).tolist()
+        frames = int(rng.integers(25, 191)) if sized is None else sized[i][1]
+        codes = torch.from_numpy(rng.integers(0, codebook, size=(frames, groups)))
         speaker = int(rng.integers(0, speakers))
         rows.append(SynthRow(body=body, codes=codes, wave=anchors[speaker], speaker=speaker))
     return rows
@@ -119,6 +142,9 @@ class SynthData:
 
     def lengths(self) -> list[int]:
         return [r.length for r in self.rows]
+
+    def row_name(self, index: int) -> str:
+        return f"synthetic row {index}"
 
     def batch(self, indices: list[int]) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[Any]]:
         rows = [self.rows[i] for i in indices]

@@ -36,9 +36,20 @@ class Cursor(msgspec.Struct, frozen=True):
     world_size: int
     rows: int
     bucket: int = 0
+    # A frame-budget plan (train.frame_budget; qwen_train.train.budget): the budget, the pad multiple its widths
+    # are rounded to, and its global batches per epoch, fixed by the rows' lengths whatever the epoch's order.
+    # batch_size is 0 then (rows per batch vary). All 0 in a fixed-row cursor and in one written before budgets.
+    frame_budget: int = 0
+    pad_multiple: int = 0
+    global_batches: int = 0
+    # For a plan that reads the rows' lengths (bucket or budget): its rule and a digest of the lengths
+    # (qwen_train.train.lengths), so a resume over rows that measure differently is refused. "" otherwise.
+    plan: str = ""
 
     @property
     def batches_per_epoch(self) -> int:
+        if self.frame_budget > 0:
+            return self.global_batches
         return batches_per_epoch(self.rows, self.batch_size * self.world_size)
 
 

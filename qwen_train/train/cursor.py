@@ -13,16 +13,29 @@ pure function of those plus the rows' lengths (which the bundle fingerprint
 pins): the permutation is cut into windows of `bucket` global batches, each
 window is sorted by length and cut into batches, and the batches are shuffled.
 Rows of similar length then share a batch, so little of a batch is padding.
+
+With a frame budget (`train.frame_budget`) the rows per batch vary: budget.py
+plans the epoch from (seed, epoch, the rows' lengths, budget, pad multiple),
+with a batch count per epoch that is the same in every epoch, recorded in the
+cursor; world size only says how the epoch's batches are dealt to the ranks.
+
+Any plan that reads lengths records their digest (`plan`), so a changed rule
+or rows that measure differently are refused like a changed batch size.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import msgspec
 import torch
 
 from qwen_train.checkpoint_files import Cursor, batches_per_epoch  # the saved form; re-exported
+from qwen_train.train import budget
+from qwen_train.train.lengths import Lengths  # re-exported: the plans' input
+
+BUCKET_RULE = "bucket-v1"  # bucketed_batches below, as the cursor's plan digest names it
 
 
 class CursorRejected(RuntimeError):
@@ -34,20 +47,6 @@ def epoch_order(seed: int, epoch: int, rows: int) -> torch.Tensor:
     """The epoch's permutation: computed once per epoch, the same at any cursor position."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(rows, generator=gen)
-
-
-class Lengths:
-    """Row lengths (for bucketing), hashed once so the epoch cache can key on them cheaply."""
-
-    def __init__(self, values: list[int]) -> None:
-        self.values = torch.tensor(values, dtype=torch.long)
-        self._hash = hash(tuple(values))
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Lengths) and self._hash == other._hash and torch.equal(self.values, other.values)
 
 
 @functools.lru_cache(maxsize=2)
@@ -70,6 +69,11 @@ def bucketed_batches(seed: int, epoch: int, rows: int, global_batch: int, bucket
 
 def batch_indices(cursor: Cursor, rank: int = 0, lengths: Lengths | None = None) -> list[int]:
     """Row indices of this rank's share of the global batch at `cursor`."""
+    if cursor.frame_budget > 0:
+        if lengths is None:
+            raise ValueError("a frame-budget cursor needs the rows' lengths")
+        return budget.rank_batch(cursor.seed, cursor.epoch, cursor.position, cursor.frame_budget,
+                                 cursor.pad_multiple, cursor.world_size, rank, lengths)
     if cursor.bucket > 0:
         if lengths is None:
             raise ValueError("a bucketed cursor needs the rows' lengths")
@@ -80,6 +84,24 @@ def batch_indices(cursor: Cursor, rank: int = 0, lengths: Lengths | None = None)
     order = epoch_order(cursor.seed, cursor.epoch, cursor.rows)
     start = (cursor.position * cursor.world_size + rank) * cursor.batch_size
     return order[start : start + cursor.batch_size].tolist()
+
+
+def start_cursor(seed: int, batch_size: int, frame_budget: int | None, world_size: int, lengths: Lengths,
+                 bucket: int, pad_multiple: int, name: Callable[[int], str]) -> Cursor:
+    """Step 0's cursor: the first batch of epoch 0 of the plan these settings give.
+
+    With a frame budget, the plan is checked here, before anything trains: budget.BudgetError names any row
+    wider than the budget and says so if the rows make fewer micro-batches than processes. The bucket setting
+    does not apply then (the budget plan sorts by length itself), so the cursor records 0 for it.
+    """
+    if frame_budget:
+        budget.check_fits(lengths, frame_budget, pad_multiple, name)
+        count = budget.global_batches(lengths, frame_budget, pad_multiple, world_size)
+        return Cursor(epoch=0, position=0, seed=seed, batch_size=0, world_size=world_size, rows=len(lengths),
+                      frame_budget=frame_budget, pad_multiple=pad_multiple, global_batches=count,
+                      plan=lengths.digest(budget.RULE))
+    return Cursor(epoch=0, position=0, seed=seed, batch_size=batch_size, world_size=world_size, rows=len(lengths),
+                  bucket=bucket, plan=lengths.digest(BUCKET_RULE) if bucket > 0 else "")
 
 
 def advance(cursor: Cursor) -> Cursor:
@@ -98,10 +120,13 @@ def validate_cursor(saved: Cursor, current: Cursor, saved_fingerprint: str, fing
             f"bundle fingerprint differs: the checkpoint was trained on {saved_fingerprint[:16]}..., "
             f"the bundle at {bundle} is {fingerprint[:16]}..."
         )
-    for field in ("rows", "batch_size", "world_size", "seed", "bucket"):
+    for field in ("rows", "batch_size", "frame_budget", "pad_multiple", "world_size", "seed", "bucket"):
         was, now = getattr(saved, field), getattr(current, field)
         if was != now:
             problems.append(f"{field} changed from {was} to {now}")
+    if saved.plan != current.plan:
+        problems.append(f"the batch plan (rule and row lengths) changed from {saved.plan or 'none recorded'} to "
+                        f"{current.plan or 'none'}")
     if not 0 <= saved.position < max(saved.batches_per_epoch, 1) or saved.epoch < 0:
         problems.append(
             f"position {saved.position} of epoch {saved.epoch} is past the end of its epoch "
