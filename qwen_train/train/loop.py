@@ -23,6 +23,7 @@ from qwen_train.atomic import atomic_write_bytes
 from qwen_train.spec import RunSpec
 from qwen_train.status import Losses, Throughput
 from qwen_train.train import ranks
+from qwen_train.train.budget import BudgetError
 from qwen_train.train.checkpoint import CheckpointError, list_checkpoints
 from qwen_train.train.cursor import CursorRejected
 from qwen_train.train.evaluate import evaluate
@@ -164,6 +165,10 @@ def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: 
         session.ckpt.load(resume=resume, reset_cursor=reset_cursor)
     except (CheckpointError, CursorRejected) as exc:
         return _reject(heartbeat, exc)
+    except BudgetError as exc:  # the spec's frame budget cannot hold these rows: the operator's to fix, no traceback
+        heartbeat.state("failed", f"setup failed: {exc}")
+        print(f"qwen-train: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
     except Exception as exc:
         heartbeat.state("failed", f"setup failed: {type(exc).__name__}: {exc}")
         raise

@@ -32,7 +32,7 @@ from qwen_train.revision import code_revision
 from qwen_train.spec import RunSpec, TrainConfig
 from qwen_train.train.checkpointer import Checkpointer, Live, Origin
 from qwen_train.train.ckpt_async import BackgroundCheckpointer
-from qwen_train.train.cursor import Cursor, Lengths
+from qwen_train.train.cursor import Cursor, Lengths, start_cursor
 from qwen_train.train.data import BundleData, RunData
 from qwen_train.train.faults import FaultInjector, install_fault
 from qwen_train.train.heartbeat import Heartbeat
@@ -76,7 +76,7 @@ class Session:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     data: RunData
-    lengths: Lengths  # the train rows' lengths, for the bucketed cursor
+    lengths: Lengths  # the train rows' lengths, for the bucketed and the frame-budget cursor
     progress: Progress  # where training stands: the one record the step, checkpointer and retry write
     ckpt: Checkpointer
     prefetcher: Prefetcher | None = None
@@ -134,10 +134,18 @@ def make_optimization(model: torch.nn.Module, train: TrainConfig,
     return optimizer, scheduler
 
 
-def first_cursor(train: TrainConfig, world_size: int, rows: int, bucket: int) -> Cursor:
-    """Step 0's cursor: the first batch of epoch 0, in the order the seed and these settings give."""
-    return Cursor(epoch=0, position=0, seed=train.seed, batch_size=train.batch_size, world_size=world_size,
-                  rows=rows, bucket=bucket)
+def first_cursor(train: TrainConfig, world_size: int, data: RunData, lengths: Lengths, perf: Perf) -> Cursor:
+    """Step 0's cursor: the first batch of epoch 0, in the order the seed and these settings give.
+
+    Checked before the model moves to the device: too few rows for one batch, or (with a frame budget) a row
+    wider than the budget, fails the start naming the bundle or the row, not a step hours later.
+    """
+    global_batch = train.batch_size * world_size
+    if train.frame_budget is None and len(data.train) < global_batch:
+        raise ValueError(f"bundle {data.bundle} has {len(data.train)} train rows, fewer than one batch "
+                         f"({global_batch})")
+    return start_cursor(train.seed, train.batch_size, train.frame_budget, world_size, lengths, perf.bucket,
+                        perf.pad_multiple, data.train.row_name)
 
 
 def build_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, bundle: Path | None = None) -> Session:
@@ -161,10 +169,8 @@ def assemble_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, runtime
     heartbeat.enabled = bool(accelerator.is_main_process)
     encoder = model.get_submodule("speaker_encoder")
     encoder.requires_grad_(False)
-    global_batch = spec.train.batch_size * accelerator.num_processes
-    if len(data.train) < global_batch:
-        raise ValueError(f"bundle {data.bundle} has {len(data.train)} train rows, fewer than one batch "
-                         f"({global_batch})")
+    lengths = Lengths(list(data.train.lengths()))
+    cursor = first_cursor(spec.train, accelerator.num_processes, data, lengths, perf)
     model.to(accelerator.device)
     speed_up_model(model, perf)
     data.train.pad_multiple = data.eval.pad_multiple = perf.pad_multiple
@@ -174,8 +180,7 @@ def assemble_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, runtime
     objective, optimizer = accelerator.prepare(Objective(model, spec.train.sub_talker_weight, cache), optimizer)
     objective.train()
     encoder.eval()
-    progress = Progress(first_cursor(spec.train, accelerator.num_processes, len(data.train), perf.bucket))
-    lengths = Lengths(list(data.train.lengths()))
+    progress = Progress(cursor)
     cuda = accelerator.device.type == "cuda"
     prefetcher = None
     if perf.prefetch > 0:
