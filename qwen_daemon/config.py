@@ -23,6 +23,7 @@ class ConfigError(ValueError):
 
 
 GpuKind = Literal["none", "nvidia", "rocm"]
+GpuAdmission = Literal["refuse", "queue"]
 DEFAULT_JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
@@ -87,6 +88,10 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     docker: DockerSettings = DockerSettings()
     gate_asr: str = ""
     gate_thresholds: str = ""
+    # A GPU run that does not fit the card's free memory (or meets a reservation): refused, or queued until it fits.
+    gpu_admission: GpuAdmission = "refuse"
+    # Where the sampler reads sysfs, /proc and /dev ("" is the host's "/"); a recorded tree in tests.
+    gpu_root: str = ""
 
     @property
     def socket(self) -> Path:

@@ -20,9 +20,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import secrets
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -31,14 +29,15 @@ from types import FrameType
 
 import msgspec
 
-from qwen_daemon import __version__, faults
+from qwen_daemon import __version__
 from qwen_daemon.api.server import ApiServer
 from qwen_daemon.config import ConfigError, DaemonConfig, socket_gid, validate_config
 from qwen_daemon.governance.surfaces import Governance, GovernanceRefusal
 from qwen_daemon.jobs import bindroots
 from qwen_daemon.jobs.docker_runner import DockerRunner
-from qwen_daemon.jobs.job import Job, Runner, RunnerRefusal
+from qwen_daemon.jobs.job import Runner
 from qwen_daemon.jobs.kinds import DIAGNOSE, GATE, decode_job, resolve_launch
+from qwen_daemon.jobs.launcher import Launcher
 from qwen_daemon.jobs.process_runner import ProcessRunner
 from qwen_daemon.protocol import (
     AuditList,
@@ -58,36 +57,28 @@ from qwen_daemon.protocol import (
     RunView,
     Surface,
     SurfaceList,
-    kind_info,
 )
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
-from qwen_daemon.protocol.errors import RequestError, bad_request, conflict, not_found, unprocessable
+from qwen_daemon.protocol.errors import RequestError, bad_request, conflict, unprocessable
+from qwen_daemon.protocol.gpu import GpuStatus, ReserveRequest
 from qwen_daemon.resources.evidence import Evidence
+from qwen_daemon.resources.gpu.choose import choose_backend
 from qwen_daemon.resources.sampler import Sampler
 from qwen_daemon.resources.summary_cache import SummaryCache
 from qwen_daemon.runs.monitor import Monitor
-from qwen_daemon.runs.registry import Registry, RunConflict, RunRecord
+from qwen_daemon.runs.registry import Registry, RunRecord
 from qwen_daemon.runs.run_dir import RunFiles
 from qwen_daemon.runs.run_view import run_detail, run_view
+from qwen_daemon.sharing.gpu_sharing import GpuSharing
+from qwen_daemon.sharing.reservations import ReservationError, Reservations
 from qwen_daemon.systemd.journal import JournalWriter
 from qwen_daemon.systemd.notify import Watchdog, notify, watchdog_interval
-from qwen_train.run_lock import RunLocked, held_by
 from qwen_train.spec import SpecError
 from qwen_train.status import Diagnosis
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "daemon.lock"
-
-
-RULE_ONE_PROCESS = "one-process-per-run-dir"
-
-
-def refuse_held(run_dir: Path) -> None:
-    """409 while any process holds the run dir's lock: a trainer the registry lost, or one started by hand."""
-    holder = held_by(run_dir)
-    if holder is not None:
-        raise conflict(f"refused by rule {RULE_ONE_PROCESS}: {RunLocked(run_dir, holder)}")
 
 
 def lock_state_dir(state_dir: Path) -> int:
@@ -119,16 +110,18 @@ class Daemon:
         self.evidence = Evidence(self.summaries)
         self.monitor = Monitor(config, self.registry, self.runners, on_end=self.evidence.launch_ended)
         self.journal = JournalWriter(config.journal_socket) if config.journal_socket else None
+        probe = choose_backend(Path(config.gpu_root), try_nvml=False) if config.gpu_root else None
         self.sampler = Sampler(
-            config.sample_period_s, self.registry, self._active_names, run_pids=self._run_pids,
+            config.sample_period_s, self.registry, self._active_names, probe=probe, run_pids=self._run_pids,
             journal=self.journal, last_before_start=self.registry.last_sample_time(),
         )
+        self.gpu = GpuSharing(self.registry, Reservations(Path(config.state_dir)), config.gpu_admission,
+                              lambda: self.sampler.backend, self._run_pids)
+        self.launcher = Launcher(self.config, self.registry, self.governance, self.runners, self.gpu, self.evidence)
         self.files = RunFiles(self._record)
         self._watchdog: Watchdog | None = None
         self._server: ApiServer | None = None
-        # Launch and stop of one name must not interleave (a stop between reserve and spawn
-        # would find no process to signal); both are rare, so one lock for all names is enough.
-        self._control = threading.Lock()
+        self._control = self.launcher.control  # launch and stop of any name never interleave
         self._serving: threading.Thread | None = None
 
     def _active_names(self) -> list[str]:
@@ -149,7 +142,8 @@ class Daemon:
             return {}
 
     def _with_class(self, view: RunView, classes: dict[str, str]) -> RunView:
-        return msgspec.structs.replace(view, surface_class=classes.get(view.surface))
+        return msgspec.structs.replace(view, surface_class=classes.get(view.surface),
+                                       warning=self.gpu.warnings.get(view.name))
 
     # Backend
 
@@ -168,10 +162,7 @@ class Daemon:
         ])
 
     def _record(self, name: str) -> RunRecord:
-        record = self.registry.get(name)
-        if record is None:
-            raise not_found(f"no run named {name!r}: list runs with `qwen-daemon runs`")
-        return record
+        return self.launcher.record(name)
 
     def detail(self, name: str) -> RunDetail:
         record = self._record(name)
@@ -195,7 +186,7 @@ class Daemon:
         """Check governance and the runner, reserve the name, start the job with a fresh nonce."""
         job = resolve_launch(request)
         with self._control:
-            self._spawn(job, resume=False, actor=actor)
+            self.launcher.spawn(job, resume=False, actor=actor)
         return self._view(job.name)
 
     def resume(self, name: str, actor: str = "local") -> RunView:
@@ -210,8 +201,8 @@ class Daemon:
                                  record.parent)
             except SpecError as exc:
                 raise unprocessable(str(exc)) from None
-            job = job.type.relaunch(job, self)
-            self._spawn(job, resume=True, actor=actor)
+            job = job.type.relaunch(job, self.launcher)
+            self.launcher.spawn(job, resume=True, actor=actor)
         return self._view(name)
 
     def diagnose(self, name: str, request: DiagnoseRequest, actor: str = "local") -> RunView:
@@ -219,70 +210,32 @@ class Daemon:
         if request.step is not None and request.step < 1:
             raise bad_request(f"step {request.step} is no optimizer step: steps count from 1")
         with self._control:
-            job = DIAGNOSE.for_run(self._record(name), request.step, self)
-            self._spawn(job, resume=False, actor=actor)
+            job = DIAGNOSE.for_run(self._record(name), request.step, self.launcher)
+            self.launcher.spawn(job, resume=False, actor=actor)
         return self._view(job.name)
 
     def gate(self, name: str, request: GateRequest, actor: str = "local") -> RunView:
         """Start `NAME.gate`: the promotion gate on ended training run NAME, with fresh resource evidence."""
         with self._control:
-            job = GATE.for_run(name, request, self)
-            self._spawn(job, resume=False, actor=actor)
+            job = GATE.for_run(name, request, self.launcher)
+            self.launcher.spawn(job, resume=False, actor=actor)
         return self._view(job.name)
 
-    # the JobContext kinds build their jobs with
+    # the shared GPU
 
-    def record(self, name: str) -> RunRecord:
-        """The registry's record of `name`; a 404 naming how to list runs for an unknown one."""
-        return self._record(name)
+    def gpu_status(self) -> GpuStatus:
+        return self.gpu.status()
 
-    def active_children(self, run: str) -> list[RunRecord]:
-        """The child jobs (RUN.diagnose, RUN.gate) of `run` that are active now."""
-        return [r for r in self.registry.active() if r.parent == run]
-
-    def write_evidence(self, record: RunRecord) -> None:
-        self.evidence.before_gate(record)
-
-    def _govern(self, job: Job) -> None:
-        """The job's kind says which rules it meets (a training run: surface and lane); a run waits for its child."""
+    def gpu_reserve(self, request: ReserveRequest, actor: str = "local") -> GpuStatus:
         try:
-            job.type.govern(job, self.governance)
-        except GovernanceRefusal as exc:
-            raise RequestError(403, str(exc)) from None
-        children = self.active_children(job.name)
-        if children:
-            child = children[0]
-            raise conflict(f"{child.kind} job {child.name!r} is {kind_info(child.kind).doing} run {job.name!r}: "
-                           "wait for it to end (or stop it) first")
-
-    def _spawn(self, job: Job, resume: bool, actor: str) -> None:
-        """Governance, runner checks, reserve, start, record; a start failure ends the launch as failed."""
-        self._govern(job)
-        runner = self.runners[job.runner]
-        run_dir = self.config.run_dir(job.name)
-        refuse_held(job.type.works_in(job, run_dir))
-        try:
-            runner.check(job, run_dir)
-        except RunnerRefusal as exc:
-            raise unprocessable(str(exc)) from None
-        nonce = secrets.token_hex(16)
-        try:
-            self.registry.reserve(job, run_dir, nonce, time.time())
-        except RunConflict as exc:
+            self.gpu.reserve(request.reason, actor)
+        except ReservationError as exc:
             raise conflict(str(exc)) from None
-        try:
-            started = runner.launch(job, run_dir, nonce, resume)
-        except (OSError, subprocess.SubprocessError, RunnerRefusal) as exc:
-            message = f"could not start the {job.kind} job ({runner.name} runner): {exc}"
-            self.registry.finish(job.name, nonce, "failed", None, message, time.time())
-            raise RequestError(500, message, "check the daemon's runner settings and the run dir") from None
-        faults.pause("pause-after-spawn")
-        self.registry.set_running(job.name, nonce, started.pid, started.container)
-        if resume:
-            since = kind_info(job.kind).resumes or "again"
-            self.registry.add_event(job.name, "resume", f"resumed by {actor} {since}", time.time())
-        log.info("%s %s job %s for %s (pid %d, container %s, nonce %s) in %s", "resumed" if resume else "launched",
-                 job.kind, job.name, actor, started.pid, started.container, nonce, run_dir)
+        return self.gpu.status()
+
+    def gpu_release(self, actor: str = "local") -> GpuStatus:
+        self.gpu.release(actor)
+        return self.gpu.status()
 
     # what a run left in its dir (runs/run_dir.py)
 
@@ -299,6 +252,9 @@ class Daemon:
         """Graceful stop; idempotent for a run that is stopping or already ended."""
         with self._control:
             record = self._record(name)
+            if record.state == "queued" and self.registry.dequeue(name, f"taken off the GPU queue by {actor}",
+                                                                  time.time()):
+                log.info("queued run %s taken off the GPU queue by %s", name, actor)
             if record.state == "running" and self.monitor.request_stop(record, time.time()):
                 log.info("stop of run %s requested by %s (pid %s)", name, actor, record.pid)
         return self._view(name)
@@ -340,6 +296,7 @@ class Daemon:
         self.monitor.reconcile(time.time())
         self.sampler.start()
         self.monitor.start()
+        self.gpu.start(self.launcher.launch_queued)
         self._serving = threading.Thread(target=self._server.serve_forever, name="api", daemon=True)
         self._serving.start()
 
@@ -350,6 +307,7 @@ class Daemon:
             self._server.server_close()
             self._server = None
         self.monitor.stop()
+        self.gpu.stop()
         self.sampler.stop()
         self.docker.close()
         if self.journal is not None:

@@ -107,7 +107,8 @@ def _ask_launch(target: str, kind: JobKind) -> Question:
 
 
 def _running(name: str, view: RunView) -> str | None:
-    return None if view.state in ACTIVE_STATES else f"{name} is {view.state}: there is nothing to stop"
+    waiting = view.state in ACTIVE_STATES or view.state == "queued"  # a stop takes a queued run off the queue
+    return None if waiting else f"{name} is {view.state}: there is nothing to stop"
 
 
 def _ended(done: str, why: str = "") -> Callable[[str, RunView], str | None]:

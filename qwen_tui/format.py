@@ -26,6 +26,7 @@ STATE_STYLE: dict[str, str] = {
     "launching": "cyan",
     "running": "green",
     "stopping": "yellow",
+    "queued": "yellow",
     "stopped": "dim",
     "completed": "bold green",
     "failed": "bold red",

@@ -37,6 +37,7 @@ from qwen_daemon.protocol import (
     kind_info,
 )
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
+from qwen_daemon.protocol.gpu import GpuStatus
 from qwen_train.status import Diagnosis
 
 T = TypeVar("T")
@@ -51,6 +52,7 @@ class Wants:
     detail: str | None = None
     surfaces: bool = False
     bind_roots: bool = False
+    gpu: bool = False  # the shared GPU's holders, reservation and queue
     gate: str | None = None  # a run whose gate verdict is shown
     resources: str | None = None  # a run whose resource series is shown
     resource_points: int | None = None  # at most this many points (None: the daemon's default)
@@ -76,6 +78,8 @@ class Snapshot:
     surfaces_error: str | None = None
     bind_roots: BindRootsView | None = None
     bind_roots_error: str | None = None
+    gpu: GpuStatus | None = None
+    gpu_error: str | None = None
     gate_name: str | None = None
     verdict: GateVerdict | None = None
     verdict_missing: str | None = None  # the daemon's 404: no verdict yet, and how to get one
@@ -184,6 +188,9 @@ def fetch_snapshot(client: DaemonClient, wants: Wants | None = None) -> Snapshot
     if wants.bind_roots:
         roots, roots_error = _part(client.bind_roots)
         snapshot = replace(snapshot, bind_roots=roots, bind_roots_error=roots_error)
+    if wants.gpu:
+        gpu, gpu_error = _part(client.gpu_status)
+        snapshot = replace(snapshot, gpu=gpu, gpu_error=gpu_error)
     if wants.gate is not None:
         verdict, missing, error = _verdict(client, wants.gate)
         snapshot = replace(snapshot, gate_name=wants.gate, verdict=verdict, verdict_missing=missing,

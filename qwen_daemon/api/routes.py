@@ -39,6 +39,7 @@ from qwen_daemon.protocol import (
     SurfaceList,
 )
 from qwen_daemon.protocol.errors import bad_request
+from qwen_daemon.protocol.gpu import GpuStatus, ReserveRequest
 from qwen_train.spec import SpecError, check_name
 from qwen_train.status import Diagnosis
 
@@ -66,6 +67,9 @@ class Backend(Protocol):
     def audit(self) -> AuditList: ...
     def bind_roots(self) -> BindRootsView: ...
     def probe(self) -> ProbeView: ...
+    def gpu_status(self) -> GpuStatus: ...
+    def gpu_reserve(self, request: ReserveRequest, actor: str) -> GpuStatus: ...
+    def gpu_release(self, actor: str) -> GpuStatus: ...
 
 
 class Request(Protocol):
@@ -214,6 +218,19 @@ def _bind_roots(h: Request, _: list[str]) -> tuple[int, Any]:
     return 200, h.backend.bind_roots()
 
 
+def _gpu(h: Request, _: list[str]) -> tuple[int, Any]:
+    return 200, h.backend.gpu_status()
+
+
+def _gpu_reserve(h: Request, _: list[str]) -> tuple[int, Any]:
+    return 200, h.backend.gpu_reserve(_optional_body(h, ReserveRequest, "GPU reservation"), h.actor)
+
+
+def _gpu_release(h: Request, _: list[str]) -> tuple[int, Any]:
+    _empty_body(h, "GPU release")
+    return 200, h.backend.gpu_release(h.actor)
+
+
 _FIXED: dict[tuple[str, ...], dict[str, Action]] = {
     ("health",): {"GET": _health},
     ("host",): {"GET": _host},
@@ -222,6 +239,9 @@ _FIXED: dict[tuple[str, ...], dict[str, Action]] = {
     ("surfaces", "audit"): {"GET": _audit},
     ("bind-roots",): {"GET": _bind_roots},
     ("bind-roots", "probe"): {"POST": _probe},
+    ("gpu",): {"GET": _gpu},
+    ("gpu", "reserve"): {"POST": _gpu_reserve},
+    ("gpu", "release"): {"POST": _gpu_release},
 }
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import msgspec
 
 from qwen_daemon import __version__
+from qwen_daemon.cli import gpu as cli_gpu
 from qwen_daemon.cli import jobs as cli_jobs
 from qwen_daemon.cli import ops as cli_ops
 from qwen_daemon.cli import render
@@ -102,6 +103,11 @@ def _serve_parser(sub: Any) -> None:
                    help="ASR model dir a promotion gate uses when its request names none (the dashboard's)")
     p.add_argument("--gate-thresholds", type=Path, default=None, metavar="FILE",
                    help="gate thresholds JSON used when a gate request names none")
+    p.add_argument("--gpu-admission", default="refuse", choices=["refuse", "queue"],
+                   help="a GPU run that does not fit the card's free memory, or meets a reservation: refuse it, "
+                        "or queue it until it fits (default: %(default)s)")
+    p.add_argument("--gpu-root", type=Path, default=None, metavar="DIR",
+                   help="read sysfs, /proc and /dev under DIR instead of / (a recorded tree; implies no NVML)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_serve)
 
@@ -140,6 +146,7 @@ def _client_parsers(sub: Any) -> None:
         p.set_defaults(func=_client_command(call))
     cli_jobs.add_parsers(sub, common, _client_command)
     cli_ops.add_parsers(sub, common)
+    cli_gpu.add_parser(sub, common)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +184,8 @@ def _serve(args: argparse.Namespace) -> int:
         bind_roots=args.bind_root,
         gate_asr=str(args.gate_asr.absolute()) if args.gate_asr else "",
         gate_thresholds=str(args.gate_thresholds.absolute()) if args.gate_thresholds else "",
+        gpu_admission=args.gpu_admission,
+        gpu_root=str(args.gpu_root.absolute()) if args.gpu_root else "",
         docker=DockerSettings(
             host=args.docker_host, image=args.docker_image, gpus=args.docker_gpus, user=args.docker_user,
             python=args.docker_python, network=args.docker_network, runtime_mounts=args.docker_runtime_mount,

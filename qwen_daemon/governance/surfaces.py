@@ -13,7 +13,6 @@ policy yet). Every refusal names its rule, so an operator can look it up.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import msgspec
 
 from qwen_daemon.protocol import DEFAULT_SURFACE, NEVER_LAUNCHED, AuditEntry, Surface, SurfaceClass
-from qwen_train.atomic import atomic_write_bytes
+from qwen_train.atomic import append_durable, atomic_write_bytes
 from qwen_train.bundle.manifest import SPLITS, BundleError, Splits, read_bundle_info, read_manifest
 from qwen_train.spec import RunSpec, SpecError, check_name
 
@@ -168,12 +167,7 @@ class Governance:
 
     def _append_audit(self, entry: AuditEntry) -> None:
         """Append and fsync before the registry changes: no change without its record."""
-        fd = os.open(self.audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        try:
-            os.write(fd, msgspec.json.encode(entry) + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_durable(self.audit_path, msgspec.json.encode(entry))
 
     def audit(self) -> list[AuditEntry]:
         try:

@@ -35,6 +35,7 @@ from qwen_daemon.protocol import (
     Surface,
     SurfaceList,
 )
+from qwen_daemon.protocol.gpu import GpuStatus, ReserveRequest
 from qwen_train.prepare.spec import PrepareSpec
 from qwen_train.spec import Runner, RunSpec
 from qwen_train.status import Diagnosis
@@ -172,3 +173,12 @@ class DaemonClient:
 
     def probe(self) -> ProbeView:
         return self._request("POST", "/bind-roots/probe", ProbeView, b"{}")
+
+    def gpu_status(self) -> GpuStatus:
+        return self._request("GET", "/gpu", GpuStatus)
+
+    def gpu_reserve(self, reason: str) -> GpuStatus:
+        return self._request("POST", "/gpu/reserve", GpuStatus, msgspec.json.encode(ReserveRequest(reason=reason)))
+
+    def gpu_release(self) -> GpuStatus:
+        return self._request("POST", "/gpu/release", GpuStatus, b"{}")

@@ -14,6 +14,7 @@ from qwen_daemon.protocol.resources import ResourceSummary
 from qwen_train.status import Event, Status
 
 RunState = Literal[
+    "queued",  # waiting for room on the GPU (or its reservation to end); not yet launched
     "launching",
     "running",
     "stopping",
@@ -77,6 +78,7 @@ class RunView(msgspec.Struct, frozen=True):
     message: str | None = None
     kind: str = "train"
     parent: str | None = None  # a diagnose or gate job's run
+    warning: str | None = None  # something the operator should know while it runs (low GPU headroom)
 
 
 class CheckpointView(msgspec.Struct, frozen=True):

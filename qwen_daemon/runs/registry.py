@@ -184,49 +184,75 @@ class Registry:
 
     # runs
 
-    def reserve(self, job: Job, run_dir: Path, nonce: str, now: float) -> RunRecord:
-        """Claim `job.name` for a new launch, or raise RunConflict if it is still active
-        (or belongs to another kind of job).
+    def reserve(self, job: Job, run_dir: Path, nonce: str, now: float, from_queue: bool = False) -> RunRecord:
+        """Claim `job.name` for a new launch, or raise RunConflict if it is still active, waiting in the
+        GPU queue (unless this is the queue starting it), or belongs to another kind of job.
 
         A name whose run has ended is launched again under the same name (a
         resume); its creation time and history are kept.
         """
+        return self._claim(job, run_dir, now, nonce, "launching", None, from_queue)
+
+    def enqueue(self, job: Job, run_dir: Path, now: float, reason: str) -> RunRecord:
+        """Record `job` as queued for the GPU (no launch, no nonce yet); `reason` says what it waits for."""
+        return self._claim(job, run_dir, now, None, "queued", reason, False)
+
+    def _claim(self, job: Job, run_dir: Path, now: float, nonce: str | None, state: RunState, message: str | None,
+               from_queue: bool) -> RunRecord:
         name = check_name(job.name)
         with self._tx() as conn:
             row = conn.execute("SELECT state, kind FROM runs WHERE name = ?", (name,)).fetchone()
-            if row is not None and row[0] in ACTIVE_STATES:
+            if row is not None and (row[0] in ACTIVE_STATES or (row[0] == "queued" and not from_queue)):
                 raise RunConflict(
-                    f"run {name!r} is already active (state {row[0]}): stop it first, "
-                    "or launch under another name"
+                    f"run {name!r} is already {'queued for the GPU' if row[0] == 'queued' else 'active'} "
+                    f"(state {row[0]}): stop it first, or launch under another name"
                 )
             if row is not None and row[1] != job.kind:
                 raise RunConflict(
                     f"{name!r} is the name of a {row[1]} job; a {job.kind} job needs a name of its own"
                 )
             values = (
-                job.lane, job.surface, job.runner, "launching", nonce, str(run_dir), now,
-                job.spec_bytes().decode("utf-8"), job.kind, job.parent,
+                job.lane, job.surface, job.runner, state, nonce, str(run_dir), now,
+                job.spec_bytes().decode("utf-8"), job.kind, job.parent, message,
             )
             if row is None:
                 conn.execute(
                     "INSERT INTO runs (lane, surface, runner, state, nonce, run_dir, launched_at, "
-                    "spec_json, kind, parent, name, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "spec_json, kind, parent, message, name, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*values, name, now),
                 )
             else:
                 conn.execute(
                     "UPDATE runs SET lane = ?, surface = ?, runner = ?, state = ?, nonce = ?, "
-                    "run_dir = ?, launched_at = ?, spec_json = ?, kind = ?, parent = ?, pid = NULL, "
-                    "ended_at = NULL, exit_code = NULL, message = NULL, container = NULL WHERE name = ?",
+                    "run_dir = ?, launched_at = ?, spec_json = ?, kind = ?, parent = ?, message = ?, pid = NULL, "
+                    "ended_at = NULL, exit_code = NULL, container = NULL WHERE name = ?",
                     (*values, name),
                 )
-            conn.execute(
-                "INSERT INTO launches (nonce, name, started_at) VALUES (?, ?, ?)", (nonce, name, now)
-            )
-            self.add_event(name, "launch", f"launching with nonce {nonce}", now)
+            if nonce is not None:
+                conn.execute("INSERT INTO launches (nonce, name, started_at) VALUES (?, ?, ?)", (nonce, name, now))
+                self.add_event(name, "launch", f"launching with nonce {nonce}", now)
+            else:
+                self.add_event(name, "queued", message or "queued for the GPU", now)
         record = self.get(name)
         assert record is not None
         return record
+
+    def queued(self) -> list[RunRecord]:
+        """Runs waiting for the GPU, oldest first: the queue's order."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE state = 'queued' ORDER BY launched_at, name").fetchall()
+        return [RunRecord(*row) for row in rows]
+
+    def dequeue(self, name: str, message: str, now: float, state: RunState = "stopped") -> bool:
+        """Take a queued run off the queue, never having launched: a stop, or a start that failed."""
+        with self._tx() as conn:
+            cur = conn.execute("UPDATE runs SET state = ?, message = ?, ended_at = ? "
+                               "WHERE name = ? AND state = 'queued'", (state, message, now, name))
+            if cur.rowcount == 1:
+                self.add_event(name, "stop" if state == "stopped" else state, message, now)
+            return cur.rowcount == 1
 
     def set_running(self, name: str, nonce: str, pid: int, container: str | None = None) -> bool:
         """Record the trainer's pid (and container) once it is spawned."""

@@ -50,6 +50,8 @@ def judge(
     `members` gives a container launch's host pids (the guard checks the status pid against them).
     """
     run_dir = Path(record.run_dir)
+    if record.state == "queued":  # not launched yet: nothing to trust, nothing stale
+        return "waiting", Trust(live=False, reason="queued for the GPU"), None
     if kind_info(record.kind).child:
         no_status = Trust(live=False, reason=f"a {record.kind} job writes no status.json")
         if not record.active:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qwen_train.bundle.manifest import BundleError, read_manifest
-from qwen_train.plan.memory import DEFAULT_HEADROOM, GIB, MemoryPlan, plan_memory, read_config
+from qwen_train.plan.memory import DEFAULT_HEADROOM, GIB, TEXT_TOKENS_PER_FRAME, MemoryPlan, plan_memory, read_config
 from qwen_train.spec import RunSpec
 
 LEAN_BELOW_BYTES = 40 * GIB  # cards under ~40 GiB train the lean recipe by default (DESIGN §3)
@@ -20,7 +20,7 @@ LEAN_BELOW_BYTES = 40 * GIB  # cards under ~40 GiB train the lean recipe by defa
 
 def resolve_recipe(spec: RunSpec, gpu_bytes: int | None) -> str:
     """The spec's recipe, "auto" made concrete for a card of `gpu_bytes` (None: no GPU, fp32 master on CPU)."""
-    chosen = str(getattr(spec.train, "recipe", "fp32-master"))
+    chosen = spec.train.recipe
     if chosen != "auto":
         return chosen
     return "lean" if gpu_bytes is not None and gpu_bytes < LEAN_BELOW_BYTES else "fp32-master"
@@ -38,9 +38,11 @@ def longest_frames(bundle: Path) -> int:
 
 
 def micro_batch_frames(spec: RunSpec) -> int:
-    budget = getattr(spec.train, "frame_budget", None)
-    if budget:
-        return int(budget)
+    """Codec frames of the run's largest micro-batch. A frame budget counts padded talker positions, text
+    included, so its frames are the budget less the text's share (the plan's per-frame cost carries that share)."""
+    budget = spec.train.frame_budget
+    if budget is not None:
+        return max(1, int(budget / (1.0 + TEXT_TOKENS_PER_FRAME)))
     return spec.train.batch_size * longest_frames(Path(spec.bundle))
 
 
@@ -49,5 +51,5 @@ def plan_for_spec(spec: RunSpec, gpu_bytes: int | None = None, headroom: float =
     """The run's plan; `frames`/`recipe` override what the spec and its bundle say."""
     return plan_memory(read_config(Path(spec.model)), recipe or resolve_recipe(spec, gpu_bytes),
                        frames or micro_batch_frames(spec),
-                       freeze_text_embedding=bool(getattr(spec.train, "freeze_text_embedding", False)),
+                       freeze_text_embedding=spec.train.freeze_text_embedding,
                        gpu_bytes=gpu_bytes, headroom=headroom)

@@ -1,4 +1,4 @@
-"""The host screen (key `h`): sampler liveness, live resources, per-run usage, bind roots.
+"""The host screen (key `h`): sampler liveness, live resources, per-run usage, the shared GPU, bind roots.
 
 The poll brings /host every time and /bind-roots while this screen is on top;
 the sparklines are drawn from the app's HostHistory. `p` asks the app to probe
@@ -22,6 +22,7 @@ from qwen_tui.messages import ActionRequested
 from qwen_tui.poller import Snapshot, Wants
 from qwen_tui.screens.base import DashboardScreen
 from qwen_tui.widgets.banner import ConnectionBanner
+from qwen_tui.widgets.gpu_view import gpu_renderable
 from qwen_tui.widgets.host_view import (
     HostMetrics,
     bind_roots_renderable,
@@ -46,7 +47,7 @@ class HostScreen(DashboardScreen):
         self._probe: Outcome | None = None
 
     def wants(self) -> Wants:
-        return Wants(bind_roots=True)
+        return Wants(bind_roots=True, gpu=True)
 
     def compose(self) -> ComposeResult:
         loading = Text("loading…", style="dim")
@@ -57,13 +58,14 @@ class HostScreen(DashboardScreen):
             yield Static(loading, id="sampler")
             yield HostMetrics(id="metrics")
             yield Static(loading, id="usage")
+            yield Static(loading, id="gpu")
             yield Static(loading, id="roots")
             yield Static(probe_renderable(None, None), id="probe")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = "host"
-        titles = {"#sampler": "sampler", "#metrics": "now", "#usage": "runs on this host",
+        titles = {"#sampler": "sampler", "#metrics": "now", "#usage": "runs on this host", "#gpu": "shared GPU",
                   "#roots": "bind roots", "#probe": "bind-root probe"}  # fmt: skip
         for selector, title in titles.items():
             self.query_one(selector).border_title = title
@@ -79,6 +81,8 @@ class HostScreen(DashboardScreen):
         problems = [f"/host: {snapshot.host_error}"] if snapshot.host_error else []
         if snapshot.bind_roots_error:
             problems.append(f"/bind-roots: {snapshot.bind_roots_error}")
+        if snapshot.gpu_error:
+            problems.append(f"/gpu: {snapshot.gpu_error}")
         error.display = bool(problems)
         error.update(Text("the daemon could not answer " + "; ".join(problems), style="bold red"))
         host = snapshot.host
@@ -88,6 +92,8 @@ class HostScreen(DashboardScreen):
         self.query_one(HostMetrics).show(self.host_history.samples())
         if snapshot.bind_roots is not None:
             self.query_one("#roots", Static).update(bind_roots_renderable(snapshot.bind_roots))
+        if snapshot.gpu is not None:
+            self.query_one("#gpu", Static).update(gpu_renderable(snapshot.gpu))
         self._render_probe()  # its age moves on
 
     def _show_probe(self, outcomes: Mapping[VerbName, Outcome]) -> None:

@@ -1,0 +1,134 @@
+"""The shared GPU as the daemon runs it: admission at launch, the queue, reservations, headroom warnings.
+
+One object the service asks before every launch (`admit`), whose thread
+starts queued runs when their card has room and nobody reserved it, and warns
+on a training run once its card's free memory runs low. Its facts come from
+the sampler (what each GPU holds, and who holds it); its rules from
+admission.py; its reservations from reservations.py, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from qwen_daemon.jobs.job import Job
+from qwen_daemon.protocol import GpuSample, kind_info
+from qwen_daemon.protocol.gpu import GpuHolder, GpuReservation, GpuStatus
+from qwen_daemon.resources.gpu.backend import GpuBackend
+from qwen_daemon.runs.registry import Registry, RunRecord
+from qwen_daemon.sharing.admission import gpu_spec, headroom_warning, holders, why_not
+from qwen_daemon.sharing.reservations import Reservations
+
+log = logging.getLogger(__name__)
+
+AdmissionMode = Literal["refuse", "queue"]
+TICK_S = 2.0
+
+
+class Refused(Exception):
+    """A launch that may not start on the GPU now; `rule` names the rule, `reason` says what it waits for."""
+
+    def __init__(self, rule: str, reason: str, queueable: bool = True) -> None:
+        super().__init__(f"refused by rule {rule}: {reason}")
+        self.rule = rule
+        self.reason = reason
+        self.queueable = queueable  # room may appear; a plan that cannot be made never will
+
+
+class GpuSharing:
+    def __init__(self, registry: Registry, reservations: Reservations, mode: AdmissionMode,
+                 backend: Callable[[], GpuBackend], run_pids: Callable[[str], list[int]]) -> None:
+        """`backend`: the sampler's GPU reader; admission reads the card when it decides, not the last tick."""
+        self.registry = registry
+        self.reservations = reservations
+        self.mode = mode
+        self._backend = backend
+        self._run_pids = run_pids
+        self.warnings: dict[str, str] = {}
+        self._waiting: dict[str, str] = {}  # queued run -> what it waited for at the last tick
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="gpu-sharing", daemon=True)
+
+    def holders(self) -> list[GpuHolder]:
+        runs = {record.name: self._run_pids(record.name) for record in self.registry.active()}
+        return holders(self._backend().processes(), runs)
+
+    def _gpus(self) -> tuple[list[GpuSample], str | None]:
+        return self._backend().read()
+
+    def status(self) -> GpuStatus:
+        gpus, note = self._gpus()
+        return GpuStatus(gpus=gpus, holders=self.holders(), reservation=self.reservations.current(),
+                         queued=[record.name for record in self.registry.queued()], backend=self._backend().name,
+                         note=note)
+
+    def admit(self, job: Job) -> None:
+        """Raise Refused when `job` may not start on the GPU now."""
+        spec = gpu_spec(job)
+        if spec is None:
+            return
+        try:
+            refusal = why_not(spec, self._gpus()[0], self.reservations.current(), self.holders())
+        except ValueError as exc:
+            raise Refused("gpu-plan", f"cannot plan run {spec.name}'s GPU memory: {exc}", queueable=False) from None
+        if refusal is not None:
+            raise Refused(*refusal)
+
+    def reserve(self, reason: str, actor: str) -> GpuReservation:
+        reservation = self.reservations.reserve(reason, actor)
+        log.info("GPU reserved by %s: %s", actor, reason)
+        return reservation
+
+    def release(self, actor: str) -> GpuReservation | None:
+        released = self.reservations.release(actor)
+        log.info("GPU released by %s", actor)
+        return released
+
+    # the queue and the warnings
+
+    def start(self, launch_queued: Callable[[RunRecord], None]) -> None:
+        self._launch_queued = launch_queued
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._halt.wait(TICK_S):
+            try:
+                self.tick(time.time())
+            except Exception:
+                log.exception("GPU sharing tick failed; the next tick retries")
+
+    def tick(self, now: float) -> None:
+        """Start the oldest queued run that now fits (one a tick: the next reading sees its memory), then warn."""
+        for record in self.registry.queued():
+            try:
+                self._launch_queued(record)
+                break
+            except Refused as exc:
+                if self._waiting.get(record.name, record.message) != exc.reason:
+                    self.registry.add_event(record.name, "queued", exc.reason, now)
+                self._waiting[record.name] = exc.reason
+                continue
+        self._warn(now)
+
+    def _warn(self, now: float) -> None:
+        training = [r for r in self.registry.active() if kind_info(r.kind).trains and r.state == "running"]
+        gpus = self._gpus()[0] if training else []
+        for record in training:
+            warning = headroom_warning(gpus, 1)
+            if warning is not None and self.warnings.get(record.name) != warning:
+                if record.name not in self.warnings:
+                    self.registry.add_event(record.name, "gpu-headroom", warning, now)
+                self.warnings[record.name] = warning
+            elif warning is None:
+                self.warnings.pop(record.name, None)
+        for name in set(self.warnings) - {r.name for r in training}:
+            del self.warnings[name]

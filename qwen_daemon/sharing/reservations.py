@@ -1,0 +1,77 @@
+"""An operator's reservation of the GPU, audited like a class change and kept across daemon restarts.
+
+While the speech sidecar (or llama.cpp) needs the card, no GPU run may start:
+`qwen-daemon gpu reserve --reason WHY` writes the reservation to the state dir
+(atomically) after appending it to an audit log (fsynced), and every GPU
+launch and queued start reads it again. Runs already training keep going; the
+reservation is about what starts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+
+from qwen_daemon.protocol.gpu import GpuAuditEntry, GpuReservation
+from qwen_train.atomic import append_durable, atomic_write_bytes
+
+RESERVATION_FILE = "gpu-reservation.json"
+AUDIT_FILE = "gpu-audit.jsonl"
+
+
+class ReservationError(ValueError):
+    """A reserve/release the rules do not allow, or a reservation file that cannot be read."""
+
+
+class Reservations:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / RESERVATION_FILE
+        self.audit_path = state_dir / AUDIT_FILE
+        self._lock = threading.Lock()
+
+    def current(self) -> GpuReservation | None:
+        """Read on every use; a corrupt file counts as reserved (fail closed) and says how to fix it."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return msgspec.json.decode(raw, type=GpuReservation)
+        except msgspec.MsgspecError as exc:
+            return GpuReservation(reason=f"{self.path} is unreadable ({exc}): `qwen-daemon gpu release` clears it",
+                                  actor="?", since=0.0)
+
+    def reserve(self, reason: str, actor: str) -> GpuReservation:
+        if not reason.strip():
+            raise ReservationError("a GPU reservation needs a reason: pass --reason WHY")
+        with self._lock:
+            held = self.current()
+            if held is not None:
+                raise ReservationError(f"the GPU is already reserved by {held.actor} since "
+                                       f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(held.since))}: "
+                                       f"{held.reason}; release it first")
+            now = time.time()
+            append_durable(self.audit_path, msgspec.json.encode(GpuAuditEntry(now, "reserve", actor, reason)))
+            reservation = GpuReservation(reason=reason, actor=actor, since=now)
+            atomic_write_bytes(self.path, msgspec.json.encode(reservation) + b"\n")
+            return reservation
+
+    def release(self, actor: str, reason: str = "") -> GpuReservation | None:
+        """Drop the reservation; returns what was released (None: nothing was reserved, nothing logged)."""
+        with self._lock:
+            held = self.current()
+            if held is None and not self.path.exists():
+                return None
+            append_durable(self.audit_path, msgspec.json.encode(GpuAuditEntry(time.time(), "release", actor, reason)))
+            self.path.unlink(missing_ok=True)
+            return held
+
+    def audit(self) -> list[GpuAuditEntry]:
+        try:
+            lines = self.audit_path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
+        return [msgspec.json.decode(line, type=GpuAuditEntry) for line in lines if line.strip()]
