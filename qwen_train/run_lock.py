@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from qwen_train.atomic import fsync_dir
 
 LOCK_FILE = "run.lock"
 PROC_LOCKS = Path("/proc/locks")
+MAX_HOLDER_BYTES = 4096
 
 
 class Holder(msgspec.Struct, frozen=True):
@@ -40,11 +42,12 @@ class Holder(msgspec.Struct, frozen=True):
 class RunLocked(Exception):
     """Another process holds the run dir; the message names it and what to do."""
 
-    def __init__(self, run_dir: Path, holder: Holder | None) -> None:
+    def __init__(self, run_dir: Path, holder: Holder | None, problem: str | None = None) -> None:
         who = "another process (its lock file names no holder yet)" if holder is None else (
             f"pid {holder.pid} ({holder.command or 'a job'}, nonce {holder.nonce or 'none'}, since "
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.since))})")
         super().__init__(
+            f"run dir {run_dir} cannot be locked: {problem}" if problem else
             f"run dir {run_dir} is in use by {who}: one process per run dir. Wait for it to end or stop it "
             f"(`qwen-daemon stop RUN`, or kill {holder.pid if holder else 'it'}); never start a second one beside it")
         self.run_dir = run_dir
@@ -71,10 +74,24 @@ class RunLock:
 
 
 def read_holder(run_dir: Path) -> Holder | None:
-    """What the lock file says; None when it is missing, empty or half-written (a holder is writing it)."""
+    """What the lock file says; None when it is missing, empty, half-written (a holder is writing it) or no
+    regular file. The run dir is written by whatever runs there, so the read never blocks (a FIFO planted as the
+    lock file) and never takes more than a holder record's worth (a huge or endless file)."""
     try:
-        return msgspec.json.decode((run_dir / LOCK_FILE).read_bytes(), type=Holder)
-    except (OSError, msgspec.MsgspecError):
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        raw = os.read(fd, MAX_HOLDER_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        return msgspec.json.decode(raw, type=Holder)
+    except msgspec.MsgspecError:
         return None
 
 
@@ -82,7 +99,13 @@ def acquire(run_dir: Path, nonce: str | None, command: str) -> RunLock:
     """Take the run dir's lock or raise RunLocked; creates the run dir. The fd does not survive exec."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:  # never through a link, nor onto anything but a regular file: the run dir is another party's to write
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise RunLocked(run_dir, None, f"its lock file {path} cannot be opened ({exc.strerror}): remove it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunLocked(run_dir, None, f"its lock file {path} is no regular file: remove it")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -123,7 +146,7 @@ def held_by(run_dir: Path, proc_locks: Path = PROC_LOCKS) -> Holder | None:
     shows its host pid); nonce and command are the file's."""
     path = run_dir / LOCK_FILE
     try:
-        st = path.stat()
+        st = path.lstat()
         text = proc_locks.read_text()
     except OSError:
         return None

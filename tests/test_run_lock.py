@@ -106,3 +106,19 @@ def test_a_replay_or_gate_beside_a_holder_of_its_run_dir_exits_with_the_locks_co
     free = subprocess.run([sys.executable, "-m", "qwen_train", command, str(run_dir)], capture_output=True,
                           text=True, env=python_env(), timeout=300)
     assert free.returncode == exitcodes.USAGE, free.stderr
+
+
+def test_a_planted_fifo_or_link_as_the_lock_file_never_blocks_and_is_refused_by_name(tmp_path: Path) -> None:
+    """The run dir is the trainer's to write (a container's, a hostile one's): the daemon's look must not hang."""
+    fifo = tmp_path / "fifo-run"
+    fifo.mkdir()
+    os.mkfifo(fifo / LOCK_FILE)
+    assert read_holder(fifo) is None and held_by(fifo) is None  # returns at once, no writer needed
+    with pytest.raises(RunLocked, match="no regular file"):
+        acquire(fifo, "n", "trainer")
+    linked = tmp_path / "linked-run"
+    linked.mkdir()
+    (linked / LOCK_FILE).symlink_to(tmp_path / "elsewhere.lock")
+    with pytest.raises(RunLocked, match="cannot be opened"):
+        acquire(linked, "n", "trainer")
+    assert not (tmp_path / "elsewhere.lock").exists()  # nothing created through the link
