@@ -101,7 +101,12 @@ def report(results: dict[str, Any]) -> str:
         ours = entry["ours"]
         if "perf" in ours:
             on = ", ".join(k for k, v in ours["perf"].items() if v is True)
-            lines.append(f"\nOurs at batch {entry['batch']}: {on}; bucket {ours['perf']['bucket']}, prefetch "
+            size = (f"frame budget {entry['frame_budget']} positions ({ours['rows_per_micro_batch']:.1f} rows per "
+                    f"micro-batch, at most {ours['max_positions']} positions)" if entry.get("frame_budget")
+                    else f"batch {entry['batch']}")
+            if "padding_share" in ours:
+                size += f", {ours['padding_share']:.1%} of positions padding ({entry.get('row_shape', 'bench')} rows)"
+            lines.append(f"\nOurs at {size}: {on}; bucket {ours['perf']['bucket']}, prefetch "
                          f"{ours['perf']['prefetch']} with {ours['perf']['workers']} workers; warm-up (compilation) "
                          f"{ours['warmup_s']:.0f} s, graphs compiled while timed "
                          f"{ours['graphs_compiled_while_timed']}, "

@@ -15,6 +15,12 @@ over the whole pool for each, so both train exactly the same rows. Then the
 checkpoint stall (a synchronous `Checkpointer.write` vs. the background writer),
 and the daemon's sampler, which ran in its own process the whole time.
 
+`--frame-budget N` trains ours in micro-batches of at most N padded talker
+positions (`train.frame_budget`) instead of `batch` rows, over the same pool
+(the baseline keeps its fixed batch: the upstream recipe has no budget);
+`--rows riksdag` draws the pool's sizes as Riksdag clips run (2-30 s,
+long-tailed) instead of the bench's 25-190 frames.
+
 Printed last, and written to OUT/gpu-train.json and bench/RESULTS.md. A CPU
 dry run of the same code: `--scale tiny --batches 2 --steps 1 --warmup 1`.
 """
@@ -49,6 +55,7 @@ from bench.train_synth import (
     upstream_micro_step,
 )
 from qwen_train.spec import RunSpec, TrainConfig
+from qwen_train.train.budget import padded
 from qwen_train.train.checkpoint import read_meta
 from qwen_train.train.data import RunData
 from qwen_train.train.heartbeat import Heartbeat
@@ -150,13 +157,13 @@ def run_baseline(cfg: dict[str, Any], rows: list[Any], batch: int, warmup: int, 
 
 
 def ours_session(cfg: dict[str, Any], rows: list[Any], batch: int, device: torch.device, run_dir: Path,
-                 overrides: dict[str, Any]) -> Session:
+                 overrides: dict[str, Any], frame_budget: int | None = None) -> Session:
     reset_memory(device)
     model = fresh_model(cfg, device, torch.float32)  # fp32 master weights: the precision policy
     data = SynthData(rows, cfg, SpecialIds.from_config(model.config))
     spec = RunSpec(name="bench", lane="benchmark", model="random-weights", bundle="synthetic",
-                   train=TrainConfig(batch_size=batch, grad_accum=ACCUM, lr=2e-5, weight_decay=0.01, max_steps=100_000,
-                                     seed=SEED, precision="bf16"))
+                   train=TrainConfig(batch_size=batch, frame_budget=frame_budget, grad_accum=ACCUM, lr=2e-5,
+                                     weight_decay=0.01, max_steps=100_000, seed=SEED, precision="bf16"))
     heartbeat = Heartbeat(run_dir, "bench", "bench", spec.train.max_steps)
     return assemble_session(spec, run_dir, heartbeat, Runtime.for_spec(spec, overrides), model,
                             RunData(data, data, Path("synthetic"), "synthetic"))
@@ -171,8 +178,8 @@ def compiled_graphs() -> int:
 
 def run_ours(cfg: dict[str, Any], rows: list[Any], batch: int, warmup: int, device: torch.device,
              ceiling: float | None, overrides: dict[str, Any], run_dir: Path, phases: list[dict[str, Any]],
-             profile: Path | None) -> tuple[dict[str, Any], Session]:
-    s = ours_session(cfg, rows, batch, device, run_dir, overrides)
+             profile: Path | None, frame_budget: int | None = None) -> tuple[dict[str, Any], Session]:
+    s = ours_session(cfg, rows, batch, device, run_dir, overrides, frame_budget)
     p = s.progress
     start = time.perf_counter()
     for _ in range(warmup):
@@ -180,6 +187,9 @@ def run_ours(cfg: dict[str, Any], rows: list[Any], batch: int, warmup: int, devi
     sync(device)
     warm_s = time.perf_counter() - start
     p.cursor = msgspec.structs.replace(p.cursor, epoch=p.cursor.epoch + 1, position=0)  # timed: one whole epoch
+    if p.cursor.batches_per_epoch < ACCUM:
+        raise ValueError(f"the {len(rows)} rows make {p.cursor.batches_per_epoch} micro-batches per epoch, fewer "
+                         f"than one optimizer step ({ACCUM}): more --steps or a smaller --frame-budget")
     if s.prefetcher is not None:
         s.prefetcher.prime(p.cursor, p.skip)  # as after any (re)start: the workers begin at the cursor
     if device.type == "cuda":
@@ -201,10 +211,21 @@ def run_ours(cfg: dict[str, Any], rows: list[Any], batch: int, warmup: int, devi
         with profiled(profile / f"profile-ours-b{batch}.txt", device):
             train_step(s)
             sync(device)
+    result |= shape_of(rows, drawn, s.perf.pad_multiple)
     result |= {"warmup_s": warm_s, "refused_steps": refused, "perf": vars(s.perf),
                "graphs_compiled_while_timed": compiled_graphs() - graphs,
                "prefetch_rebuilds": s.prefetcher.rebuilds if s.prefetcher else 0}
     return result, s
+
+
+def shape_of(rows: list[Any], drawn: list[list[int]], pad_multiple: int) -> dict[str, Any]:
+    """Rows per micro-batch and the share of processed positions that were padding, as collate padded them."""
+    widths = [padded(max(rows[i].length for i in batch), pad_multiple) for batch in drawn]
+    processed = sum(w * len(batch) for w, batch in zip(widths, drawn, strict=True))
+    real = sum(rows[i].length for batch in drawn for i in batch)
+    return {"rows_per_micro_batch": sum(map(len, drawn)) / max(1, len(drawn)),
+            "max_positions": max((w * len(b) for w, b in zip(widths, drawn, strict=True)), default=0),
+            "padding_share": (processed - real) / max(1, processed)}
 
 
 def timed_steps(s: Session, device: torch.device, until: Any, limit: int) -> list[float]:
@@ -277,6 +298,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=["full", "tiny"], default="full")
     parser.add_argument("--batches", default="8,32")
+    parser.add_argument("--frame-budget", type=int, help="ours: micro-batches of at most this many padded talker "
+                        "positions (train.frame_budget) instead of the batch's rows; the baseline keeps the batch")
+    parser.add_argument("--rows", choices=["bench", "riksdag"], default="bench",
+                        help="the row pool's sizes: the bench's 25-190 frames, or Riksdag-like 2-30 s clips")
     parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps per run (x4 micro-batches)")
     parser.add_argument("--warmup", type=int, default=3, help="optimizer steps before timing")
     parser.add_argument("--speakers", type=int, default=64, help="voices in the row pool, one anchor each")
@@ -298,8 +323,9 @@ def main() -> None:
                                "ceiling_tflops": matmul_ceiling(device), "runs": [], "phases": []}
     ceiling = results["ceiling_tflops"]
     for batch in [int(b) for b in args.batches.split(",")]:
-        rows = make_rows(args.steps * ACCUM * batch, cfg, SEED + batch, args.speakers)
-        entry: dict[str, Any] = {"batch": batch, "rows": len(rows)}
+        rows = make_rows(args.steps * ACCUM * batch, cfg, SEED + batch, args.speakers, args.rows)
+        entry: dict[str, Any] = {"batch": batch, "rows": len(rows), "frame_budget": args.frame_budget,
+                                 "row_shape": args.rows}
         profile = args.out if args.profile and not results["runs"] else None
         entry["baseline"] = run_baseline(cfg, rows, batch, args.warmup, device, ceiling, results["phases"], profile)
         print(f"baseline b{batch}: {entry['baseline']}", flush=True)
@@ -307,7 +333,8 @@ def main() -> None:
         while True:
             try:
                 entry["ours"], session = run_ours(cfg, rows, batch, args.warmup, device, ceiling, attempt,
-                                                  args.ckpt_dir / f"run-b{batch}", results["phases"], profile)
+                                                  args.ckpt_dir / f"run-b{batch}", results["phases"], profile,
+                                                  args.frame_budget)
                 break
             except torch.OutOfMemoryError as exc:
                 if attempt.get("activation_checkpointing"):
