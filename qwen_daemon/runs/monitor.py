@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -34,7 +33,8 @@ from qwen_daemon.jobs.kinds import KIND_TYPES
 from qwen_daemon.protocol import RunState
 from qwen_daemon.runs.registry import Registry, RunRecord
 from qwen_daemon.runs.trust import check_final
-from qwen_train.exitcodes import COMPLETED, STOPPED, state_for_exit
+from qwen_daemon.ticker import Ticker
+from qwen_train.exitcodes import COMPLETED, FAILED_OOM, STOPPED, state_for_exit
 from qwen_train.status import TERMINAL_STATES, Status
 
 log = logging.getLogger(__name__)
@@ -55,27 +55,17 @@ class Monitor:
         self._lock = threading.Lock()
         self._stop_asked: dict[str, float] = {}
         self._killed: dict[str, float] = {}
-        self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
+        self._ticker = Ticker("monitor", TICK_S, self.tick)
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._ticker.alive
 
     def start(self) -> None:
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._halt.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._halt.wait(TICK_S):
-            try:
-                self.tick(time.time())
-            except Exception:
-                log.exception("monitor tick failed; the next tick retries")
+        self._ticker.stop(timeout)
 
     # start-up
 
@@ -200,6 +190,14 @@ def outcome(
             f"{describe_exit(code)}, which the daemon did not send (killed from outside); "
             f"resume from the last durable checkpoint with `qwen-daemon resume {record.name}`"
         )
+    if code == FAILED_OOM:  # the trainer's own words name the micro-batch and the fix; keep them in front
+        said = final.message if final is not None and final.state == "failed_oom" and final.message else (
+            "the GPU ran out of memory in a step; no step was lost")
+        # The daemon's resume relaunches the spec as recorded, which would run out of memory again.
+        return "failed_oom", (f"{said} ({describe_exit(code)}; its newest durable checkpoint is intact: continue it "
+                              f"with the smaller size through `qwen-train run SPEC --resume --run-dir "
+                              f"{record.run_dir}`, as `qwen-daemon resume` reruns the recorded spec; see "
+                              f"{Path(record.run_dir) / LOG_FILE})")
     if code is not None:
         state = cast(RunState, state_for_exit(code))
         hint = "" if code in (COMPLETED, STOPPED) else f"; see {Path(record.run_dir) / LOG_FILE}"

@@ -10,8 +10,6 @@ admission.py; its reservations from reservations.py, so they survive restarts.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -22,6 +20,7 @@ from qwen_daemon.resources.gpu.backend import GpuBackend
 from qwen_daemon.runs.registry import Registry, RunRecord
 from qwen_daemon.sharing.admission import gpu_spec, headroom_warning, holders, why_not
 from qwen_daemon.sharing.reservations import Reservations
+from qwen_daemon.ticker import Ticker
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,7 @@ class GpuSharing:
         self._run_pids = run_pids
         self.warnings: dict[str, str] = {}
         self._waiting: dict[str, str] = {}  # queued run -> what it waited for at the last tick
-        self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="gpu-sharing", daemon=True)
+        self._ticker = Ticker("gpu-sharing", TICK_S, self.tick)
 
     def holders(self) -> list[GpuHolder]:
         runs = {record.name: self._run_pids(record.name) for record in self.registry.active()}
@@ -92,19 +90,10 @@ class GpuSharing:
 
     def start(self, launch_queued: Callable[[RunRecord], None]) -> None:
         self._launch_queued = launch_queued
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._halt.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._halt.wait(TICK_S):
-            try:
-                self.tick(time.time())
-            except Exception:
-                log.exception("GPU sharing tick failed; the next tick retries")
+        self._ticker.stop(timeout)
 
     def tick(self, now: float) -> None:
         """Start the oldest queued run that now fits (one a tick: the next reading sees its memory), then warn."""

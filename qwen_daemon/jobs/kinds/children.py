@@ -66,3 +66,21 @@ def refuse_busy(run: str, children: list[RunRecord], wanted: str) -> None:
 
 def child_job(kind: JobType, name: str, record: RunRecord, target: DiagnoseTarget | GateTarget) -> Job:
     return Job(kind, name, record.lane, record.surface, record.runner, target, parent=record.name)
+
+
+class ChildKind(JobType):
+    """A kind whose spec names the run it works on: decoded as `target_type`, locking that run's dir."""
+
+    target_type: type[DiagnoseTarget] | type[GateTarget]
+
+    def decode(self, name: str, lane: str, surface: str, runner: str, spec_json: str, parent: str | None) -> Job:
+        try:
+            target = msgspec.json.decode(spec_json, type=self.target_type)
+        except msgspec.MsgspecError as exc:
+            raise SpecError(f"run {name}'s recorded spec: invalid {self.info.kind} target: {exc}") from None
+        return Job(self, name, lane, surface, runner, target, parent)
+
+    def works_in(self, job: Job, run_dir: Path) -> Path:
+        """Its run's dir, which it writes into: it holds that dir's lock, as the run's trainer would."""
+        assert isinstance(job.spec, DiagnoseTarget | GateTarget), f"{job.name} is no child job"
+        return Path(job.spec.run_dir)

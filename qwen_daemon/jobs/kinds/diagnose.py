@@ -14,13 +14,12 @@ from pathlib import Path
 
 import msgspec
 
-from qwen_daemon.jobs.job import LOG_FILE, DiagnoseTarget, Job, JobContext, JobType, Paths, describe_exit
-from qwen_daemon.jobs.kinds.children import child_job, parent_paths, refuse_busy
+from qwen_daemon.jobs.job import LOG_FILE, DiagnoseTarget, Job, JobContext, Paths, describe_exit
+from qwen_daemon.jobs.kinds.children import ChildKind, child_job, parent_paths, refuse_busy
 from qwen_daemon.protocol import KINDS, LaunchRequest, RunState, diagnose_name, kind_info
 from qwen_daemon.protocol.errors import bad_request, conflict, unprocessable
 from qwen_daemon.runs.readers import FileProblem, last_line, read_diagnosis
 from qwen_daemon.runs.registry import RunRecord
-from qwen_train.spec import SpecError
 from qwen_train.status import Diagnosis
 
 
@@ -39,7 +38,8 @@ def _fresh_diagnosis(record: RunRecord) -> Diagnosis | None:
     return diagnosis if diagnosis is not None and diagnosis.created_at >= record.launched_at else None
 
 
-class DiagnoseKind(JobType):
+class DiagnoseKind(ChildKind):
+    target_type = DiagnoseTarget
     info = KINDS["diagnose"]
     subcommand = "diagnose"
 
@@ -53,17 +53,6 @@ class DiagnoseKind(JobType):
         refuse_busy(record.name, ctx.active_children(record.name), "diagnose")
         target = DiagnoseTarget(run=record.name, run_dir=record.run_dir, step=step)
         return child_job(self, diagnose_name(record.name), record, target)
-
-    def decode(self, name: str, lane: str, surface: str, runner: str, spec_json: str, parent: str | None) -> Job:
-        try:
-            target = msgspec.json.decode(spec_json, type=DiagnoseTarget)
-        except msgspec.MsgspecError as exc:
-            raise SpecError(f"run {name}'s recorded spec: invalid diagnose target: {exc}") from None
-        return Job(self, name, lane, surface, runner, target, parent)
-
-    def works_in(self, job: Job, run_dir: Path) -> Path:
-        """Its run's dir, which it writes into: it holds that dir's lock, as the run's trainer would."""
-        return Path(_target(job).run_dir)
 
     def paths(self, job: Job) -> Paths:
         return parent_paths(_target(job), "the replay")

@@ -19,15 +19,14 @@ import msgspec
 
 from qwen_daemon.config import BindRoot
 from qwen_daemon.jobs import bindroots
-from qwen_daemon.jobs.job import LOG_FILE, GateTarget, Job, JobContext, JobType, Paths, RunnerRefusal, describe_exit
-from qwen_daemon.jobs.kinds.children import child_job, parent_paths, refuse_busy
+from qwen_daemon.jobs.job import LOG_FILE, GateTarget, Job, JobContext, Paths, RunnerRefusal, describe_exit
+from qwen_daemon.jobs.kinds.children import ChildKind, child_job, parent_paths, refuse_busy
 from qwen_daemon.protocol import KINDS, GateRequest, LaunchRequest, RunState, gate_name, kind_info
 from qwen_daemon.protocol.errors import RequestError, bad_request, conflict, unprocessable
 from qwen_daemon.runs.readers import last_line
 from qwen_daemon.runs.registry import RunRecord
 from qwen_train.exitcodes import GATE_FAILED
 from qwen_train.gate.verdict import CRITERIA, GateVerdict, read_verdict, verdict_path
-from qwen_train.spec import SpecError
 
 RULE_ENDED = "gate-ended-run"
 RULE_TRAINING = "gate-training-run"
@@ -126,7 +125,8 @@ def gate_outcome(record: RunRecord, code: int | None, state: RunState, message: 
     return state, f"{line} ({describe_exit(code)})" if line else message
 
 
-class GateKind(JobType):
+class GateKind(ChildKind):
+    target_type = GateTarget
     info = KINDS["gate"]
     subcommand = "gate"
 
@@ -152,17 +152,6 @@ class GateKind(JobType):
         target = GateTarget(run=record.name, run_dir=record.run_dir, asr=request.asr,
                             thresholds=request.thresholds, checkpoint=request.checkpoint)
         return child_job(self, gate_name(record.name), record, target)
-
-    def decode(self, name: str, lane: str, surface: str, runner: str, spec_json: str, parent: str | None) -> Job:
-        try:
-            target = msgspec.json.decode(spec_json, type=GateTarget)
-        except msgspec.MsgspecError as exc:
-            raise SpecError(f"run {name}'s recorded spec: invalid gate target: {exc}") from None
-        return Job(self, name, lane, surface, runner, target, parent)
-
-    def works_in(self, job: Job, run_dir: Path) -> Path:
-        """Its run's dir, which it writes into: it holds that dir's lock, as the run's trainer would."""
-        return Path(_target(job).run_dir)
 
     def paths(self, job: Job) -> Paths:
         target = _target(job)
