@@ -103,6 +103,7 @@ class Diagnosis(msgspec.Struct, frozen=True):
     fp32_reproduces: bool | None
     summary: str
     created_at: float
+    recipe: str | None = None  # the training recipe (fp32-master, lean); None in diagnoses from before recipes
 
 
 class Status(msgspec.Struct, frozen=True):
@@ -128,6 +129,7 @@ class Status(msgspec.Struct, frozen=True):
     message: str | None = None
     diagnosis: Diagnosis | None = None
     retries: int = 0
+    recipe: str | None = None  # the resolved training recipe and why, e.g. "recipe lean: bf16 weights ..."
 
 
 def write_status(run_dir: Path, status: Status) -> None:

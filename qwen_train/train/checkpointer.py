@@ -36,6 +36,7 @@ from qwen_train.modeldir import load_base_model
 from qwen_train.spec import Posture, RunSpec, encode_spec
 from qwen_train.status import CheckpointRef
 from qwen_train.train.checkpoint import (
+    CheckpointError,
     CheckpointMeta,
     clean_temporaries,
     list_checkpoints,
@@ -51,6 +52,7 @@ from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.losslog import truncate_losses
 from qwen_train.train.objective import unwrap
 from qwen_train.train.progress import Progress
+from qwen_train.train.recipe import recipe_mismatch
 from qwen_train.train.rng import restore_rng, rng_state, seed_everything
 
 
@@ -262,6 +264,9 @@ class Checkpointer:
         """Verify files and cursor; raise CheckpointError / CursorRejected naming the problem."""
         meta = verify_checkpoint(ckpt)
         origin = self.origin
+        mismatch = recipe_mismatch(ckpt.name, meta.spec, origin.spec)
+        if mismatch is not None:  # even with --reset-cursor: the weights themselves are in the other dtypes
+            raise CheckpointError(mismatch)
         if reset_cursor:
             if meta.bundle_fingerprint != origin.fingerprint:
                 # Weights may be reused on new data, but only when asked; say so loudly.

@@ -6,8 +6,9 @@ all its inputs were finite is where the fault entered (for example
 `talker.model.layers.1.mlp`). The backward pass is replayed under anomaly
 detection with a gradient hook on every module output, naming the first
 module whose output gradient went non-finite. Finally the forward runs again
-without autocast, in fp32: a fault that vanishes there is a reduced-precision
-effect.
+without autocast, in fp32 (under the lean recipe with its bf16 weights made
+fp32 for the replay, exactly, and put back after): a fault that vanishes there
+is a reduced-precision effect, of the autocast or of the recipe's bf16 weights.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 
 from qwen_train.status import Diagnosis, ModuleFinding
 from qwen_train.train.objective import forward_losses, speaker_embeddings
+from qwen_train.train.recipe import fp32_weights
 
 if TYPE_CHECKING:
     from qwen_train.train.session import Session
@@ -130,7 +132,7 @@ def diagnose_batch(session: Session, batch: dict[str, torch.Tensor], mels: list[
         session.optimizer.zero_grad(set_to_none=True)
     note = _anomaly_note(model, batch, mels, sub_weight, session.accelerator.autocast())
     session.optimizer.zero_grad(set_to_none=True)
-    with torch.no_grad():
+    with torch.no_grad(), fp32_weights(model):
         fp32 = _parts(_replay(model, batch, mels, sub_weight, contextlib.nullcontext()))
     return _verdict(session, step, parts, fp32, grad_norm, problems, probe, note)
 
@@ -139,6 +141,7 @@ def _verdict(session: Session, step: int, parts: dict[str, float], fp32: dict[st
              problems: list[str], probe: Probe, note: str) -> Diagnosis:
     broken = [p for p in PARTS if not math.isfinite(parts[p])]
     precision = "bf16" if session.accelerator.mixed_precision == "bf16" else "fp32"  # `auto` resolved
+    recipe = session.spec.train.recipe  # pinned by the session: never "auto"
     fp32_broken = any(not math.isfinite(v) for v in fp32.values())
     reproduces = fp32_broken if broken else None
     lines = [f"step {step}: " + "; ".join(problems)]
@@ -157,13 +160,14 @@ def _verdict(session: Session, step: int, parts: dict[str, float], fp32: dict[st
     if reproduces is not None:
         lines.append("fp32 replay: the fault reproduces in fp32" if reproduces
                      else f"fp32 replay: finite in fp32; the fault appears only in {precision}")
+    lines.append(f"trained with recipe {recipe}, {precision} compute")
     cursor = session.progress.last_step_cursor
     assert cursor is not None  # set by the step being diagnosed
     return Diagnosis(
         step=step, epoch=cursor.epoch, position=cursor.position,
         loss_parts={k: repr(v) for k, v in parts.items()}, grad_norm=repr(grad_norm), broken_parts=broken,
         forward=probe.forward, backward=probe.backward, backward_note=note, precision=precision,
-        fp32_reproduces=reproduces, summary="\n".join(lines), created_at=time.time(),
+        fp32_reproduces=reproduces, summary="\n".join(lines), created_at=time.time(), recipe=recipe,
     )
 
 

@@ -116,6 +116,14 @@ def loop(s: Session, stop: StopFlag, writer: SummaryWriter) -> int:
     return exitcodes.COMPLETED
 
 
+def announce_recipe(s: Session) -> None:
+    """The recipe the run trains with, and why, in status.json, the events and the log."""
+    text = s.recipe.describe(str(s.accelerator.mixed_precision), s.spec.train.freeze_text_embedding)
+    s.heartbeat.update(recipe=text)
+    s.heartbeat.event("recipe", text)
+    print(f"qwen-train: {text}", file=sys.stderr, flush=True)
+
+
 def _stop(s: Session, stop: StopFlag) -> int:
     cause = stop.signal_name or "a stop asked of another rank"
     s.heartbeat.state("stopping", f"{cause} received; writing a checkpoint")
@@ -162,6 +170,7 @@ def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: 
                   "or choose another --run-dir", file=sys.stderr)
             return exitcodes.USAGE
         session = build_session(spec, run_dir, heartbeat, bundle_root)
+        announce_recipe(session)
         session.ckpt.load(resume=resume, reset_cursor=reset_cursor)
     except (CheckpointError, CursorRejected) as exc:
         return _reject(heartbeat, exc)

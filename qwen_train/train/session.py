@@ -38,10 +38,12 @@ from qwen_train.train.faults import FaultInjector, install_fault
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.language import ensure_language
 from qwen_train.train.layout import SpecialIds
+from qwen_train.train.lean_adamw import LeanAdamW
 from qwen_train.train.objective import Objective, unwrap
 from qwen_train.train.perf import Perf, make_optimizer, speed_up_model
 from qwen_train.train.prefetch import Prefetcher
 from qwen_train.train.progress import Progress
+from qwen_train.train.recipe import Recipe, apply_recipe, forces_bf16, pin_recipe, resolve_recipe
 from qwen_train.train.rng import seed_everything
 
 
@@ -51,12 +53,16 @@ class Runtime:
 
     accelerator: Accelerator
     perf: Perf
+    # In which dtypes weights and optimizer state live (recipe.py), resolved for this device and its autocast.
+    recipe: Recipe = Recipe("fp32-master", "the default")
 
     @classmethod
     def for_spec(cls, spec: RunSpec, perf_overrides: dict[str, Any] | None = None) -> Runtime:
-        """The accelerator `spec.train` asks for, and its device's Perf defaults with any overrides on top."""
+        """The accelerator `spec.train` asks for, its device's Perf defaults with any overrides on top, and
+        the recipe `train.recipe` resolves to there."""
         accelerator = make_accelerator(spec)
-        return cls(accelerator, Perf.resolve(accelerator.device, perf_overrides))
+        recipe = resolve_recipe(spec.train, accelerator.device, str(accelerator.mixed_precision))
+        return cls(accelerator, Perf.resolve(accelerator.device, perf_overrides), recipe)
 
 
 @dataclass
@@ -81,6 +87,7 @@ class Session:
     ckpt: Checkpointer
     prefetcher: Prefetcher | None = None
     injector: FaultInjector | None = None
+    recipe: Recipe = Recipe("fp32-master", "the default")  # as Runtime resolved it; spec.train.recipe names it
 
     @property
     def device(self) -> torch.device:
@@ -110,7 +117,10 @@ def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
 
 def resolve_precision(spec: RunSpec, cpu: bool) -> str:
     """`auto` is the design's default: bf16 autocast with fp32 master weights where the GPU does bf16,
-    plain fp32 elsewhere (CPU runs are the exact reference the resume and alignment tests compare)."""
+    plain fp32 elsewhere (CPU runs are the exact reference the resume and alignment tests compare). An
+    explicit lean recipe computes in bf16 everywhere."""
+    if forces_bf16(spec.train):
+        return "bf16"
     if spec.train.precision != "auto":
         return spec.train.precision
     return "bf16" if not cpu and torch.cuda.is_bf16_supported() else "fp32"
@@ -129,7 +139,12 @@ def make_optimization(model: torch.nn.Module, train: TrainConfig,
                       runtime: Runtime) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over the trainable parameters, and its warmup-then-cosine schedule over `max_steps`."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, train.lr, train.weight_decay, runtime.perf, runtime.accelerator.device)
+    device = runtime.accelerator.device
+    optimizer: torch.optim.Optimizer
+    if runtime.recipe.name == "lean":
+        optimizer = LeanAdamW(params, train.lr, train.weight_decay, train.seed, device)
+    else:
+        optimizer = make_optimizer(params, train.lr, train.weight_decay, runtime.perf, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(train.warmup_steps, train.max_steps))
     return optimizer, scheduler
 
@@ -166,12 +181,14 @@ def assemble_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, runtime
                      data: RunData) -> Session:
     """Optimizer, schedule, accelerate wrapping, cursor, checkpointer and the speed settings around a loaded model."""
     accelerator, perf = runtime.accelerator, runtime.perf
+    spec = pin_recipe(spec, runtime.recipe)  # checkpoints record the recipe trained, not "auto"
     heartbeat.enabled = bool(accelerator.is_main_process)
     encoder = model.get_submodule("speaker_encoder")
     encoder.requires_grad_(False)
     lengths = Lengths(list(data.train.lengths()))
     cursor = first_cursor(spec.train, accelerator.num_processes, data, lengths, perf)
     model.to(accelerator.device)
+    apply_recipe(model, runtime.recipe, spec.train.freeze_text_embedding)
     speed_up_model(model, perf)
     data.train.pad_multiple = data.eval.pad_multiple = perf.pad_multiple
     optimizer, scheduler = make_optimization(model, spec.train, runtime)
@@ -191,4 +208,4 @@ def assemble_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, runtime
     ckpt = Checkpointer(run_dir, spec.posture, Live(accelerator, objective, optimizer, scheduler, progress), origin,
                         heartbeat, writer)
     return Session(spec, run_dir, heartbeat, accelerator, perf, objective, optimizer, scheduler, data, lengths,
-                   progress, ckpt, prefetcher, injector)
+                   progress, ckpt, prefetcher, injector, recipe=runtime.recipe)

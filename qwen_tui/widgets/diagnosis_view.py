@@ -51,6 +51,8 @@ def diagnosis_renderable(diagnosis: Diagnosis, now: float | None = None) -> Rend
     if diagnosis.backward_note:
         grid.add_row("", Text(diagnosis.backward_note, style="dim"))
     grid.add_row("precision", diagnosis.precision)
+    if diagnosis.recipe is not None:  # diagnoses from before recipes name none
+        grid.add_row("recipe", diagnosis.recipe)
     grid.add_row("fp32 replay", fp32_verdict_text(diagnosis))
     grid.add_row("written", SCREEN.clock(diagnosis.created_at, now))
     return Group(Text(diagnosis.summary, style="bold"), grid)
