@@ -30,10 +30,11 @@ TrainerState = Literal[
     "failed",
     "cursor_rejected",
     "failed_non_finite",
+    "failed_oom",
 ]
 
 TERMINAL_STATES: frozenset[str] = frozenset(
-    {"stopped", "completed", "failed", "cursor_rejected", "failed_non_finite"}
+    {"stopped", "completed", "failed", "cursor_rejected", "failed_non_finite", "failed_oom"}
 )
 
 

@@ -32,6 +32,7 @@ STATE_STYLE: dict[str, str] = {
     "failed": "bold red",
     "cursor_rejected": "bold red",
     "failed_non_finite": "bold red",
+    "failed_oom": "bold red",
     "interrupted": "bold magenta",
 }
 

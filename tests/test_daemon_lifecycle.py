@@ -165,7 +165,8 @@ def test_planted_stale_status_is_never_live(daemon: DaemonProcess, tmp_path: Pat
 
 @pytest.mark.parametrize(
     ("code", "state"),
-    [(0, "completed"), (3, "cursor_rejected"), (4, "failed_non_finite"), (1, "failed"), (7, "failed")],
+    [(0, "completed"), (3, "cursor_rejected"), (4, "failed_non_finite"), (1, "failed"), (7, "failed"),
+     (8, "failed_oom")],
 )
 def test_exit_codes_become_states(daemon: DaemonProcess, tmp_path: Path, code: int, state: str) -> None:
     name = f"exit-{code}"

@@ -23,6 +23,7 @@ RunState = Literal[
     "failed",
     "cursor_rejected",
     "failed_non_finite",
+    "failed_oom",  # the GPU ran out of memory in a step; nothing lost, resume with a smaller batch or budget
     "interrupted",
 ]
 

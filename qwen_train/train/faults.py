@@ -9,7 +9,10 @@ injects a fault at one optimizer step: NaN/Inf into the named module's output
 (target "output"), or into / a scale on its weight (target "weight").
 `times` is how many times the step may be hit (0 = every time, e.g. after
 each rollback); `precision: "reduced"` fires only under autocast, to model a
-fault that fp32 does not have. Nothing here runs unless the variable is set.
+fault that fp32 does not have. Kind "oom" raises torch.OutOfMemoryError from the
+named module's forward instead, as a GPU that runs out of memory there would
+(train/oom.py), so the out-of-memory path is tested on a CPU. Nothing here
+runs unless the variable is set.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def pause(point: str, step: int) -> None:
 class FaultSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     module: str
     step: int
-    kind: Literal["nan", "inf", "scale"] = "nan"
+    kind: Literal["nan", "inf", "scale", "oom"] = "nan"
     target: Literal["output", "weight"] = "output"
     times: int = 1
     factor: float = 1e30
@@ -83,12 +86,14 @@ class FaultInjector:
         self.armed = True
         self.hits += 1
         print(f"qwen-train: TEST FAULT armed at step {step}: {self.spec}", file=sys.stderr, flush=True)
-        if self.spec.target == "weight":
+        if self.spec.target == "weight" and self.spec.kind != "oom":
             with torch.no_grad():
                 weight = self.module.weight
                 weight.copy_(_poison(weight, self.spec))
 
     def _hook(self, module: torch.nn.Module, args: Any, output: Any) -> Any:
+        if self.armed and self.spec.kind == "oom":
+            raise torch.OutOfMemoryError(f"test fault: out of memory in the forward of {self.spec.module}")
         if not self.armed or self.spec.target != "output":
             return None
         if self.spec.precision == "reduced" and not torch.is_autocast_enabled(_device_type(output)):

@@ -29,6 +29,7 @@ from qwen_train.train.cursor import CursorRejected
 from qwen_train.train.evaluate import evaluate
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.losslog import append_losses
+from qwen_train.train.oom import end_out_of_memory
 from qwen_train.train.retry import handle_non_finite
 from qwen_train.train.session import Session, build_session
 from qwen_train.train.step import train_step
@@ -87,7 +88,11 @@ def loop(s: Session, stop: StopFlag, writer: SummaryWriter) -> int:
     t0, step0, frames_total = time.perf_counter(), p.step, 0
     s.heartbeat.update(state="training", step=p.step, epoch=p.cursor.epoch)
     while p.step < s.spec.train.max_steps:
-        outcome = train_step(s, lambda: stop.requested)
+        micro_before = p.micro_steps
+        try:
+            outcome = train_step(s, lambda: stop.requested)
+        except torch.OutOfMemoryError as exc:  # not applied, nothing written after it: see oom.py
+            return end_out_of_memory(s, exc, micro_before)
         if outcome.problems:
             code = handle_non_finite(s, outcome)
             if code is not None:
