@@ -22,6 +22,7 @@ import msgspec
 import pytest
 from rich.console import Console
 
+from qwen_daemon.protocol import ACTIVE_STATES
 from qwen_daemon.protocol.client import DaemonError
 from qwen_daemon.protocol.gpu import GpuHolder, GpuReservation, GpuStatus
 from qwen_daemon.protocol.resources import GpuSample
@@ -128,6 +129,8 @@ def test_admission_refuses_naming_the_holder_or_queues_and_starts_when_room_appe
         printed = subprocess.run([sys.executable, "-m", "qwen_daemon", "gpu", "status", "--socket", str(daemon.socket)],
                                  capture_output=True, text=True, env=python_env(), timeout=60)
         assert printed.returncode == 0 and "pid 3300" in printed.stdout and "not reserved" in printed.stdout
+        daemon.client.stop("cpu-run")  # leave no trainer behind
+        wait_until(lambda: daemon.client.run("cpu-run").run.state not in ACTIVE_STATES, 30, "cpu-run to stop")
     finally:
         daemon.stop()
 
@@ -155,6 +158,7 @@ def test_admission_refuses_naming_the_holder_or_queues_and_starts_when_room_appe
         events = [e.kind for e in client.run("g2").events]
         assert events.count("queued") >= 1 and "launch" in events
         client.stop("g2")
+        wait_until(lambda: client.run("g2").run.state not in ACTIVE_STATES, 30, "g2 to stop")
     finally:
         daemon.stop()
         shutil.rmtree(root, ignore_errors=True)
