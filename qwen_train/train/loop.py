@@ -27,12 +27,12 @@ from qwen_train.train.budget import BudgetError
 from qwen_train.train.checkpoint import CheckpointError, list_checkpoints
 from qwen_train.train.cursor import CursorRejected
 from qwen_train.train.evaluate import evaluate
+from qwen_train.train.fallback import announce_compilation, eval_or_eager, step_or_eager
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.losslog import append_losses
 from qwen_train.train.oom import end_out_of_memory
 from qwen_train.train.retry import handle_non_finite
 from qwen_train.train.session import Session, build_session
-from qwen_train.train.step import train_step
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -59,8 +59,8 @@ class StopFlag:
 def run_eval(s: Session, writer: SummaryWriter) -> None:
     p = s.progress
     s.heartbeat.state("evaluating")
-    result = evaluate(s.model, s.data.eval, p.step, s.spec.train.sub_talker_weight, s.spec.train.eval_max_rows,
-                      s.device)
+    result = eval_or_eager(s, lambda: evaluate(s.model, s.data.eval, p.step, s.spec.train.sub_talker_weight,
+                                               s.spec.train.eval_max_rows, s.device))
     p.evals.append(result)
     if s.is_main:
         atomic_write_bytes(s.run_dir / REPORT_FILE, msgspec.json.encode({"evals": p.evals}))
@@ -90,7 +90,7 @@ def loop(s: Session, stop: StopFlag, writer: SummaryWriter) -> int:
     while p.step < s.spec.train.max_steps:
         micro_before = p.micro_steps
         try:
-            outcome = train_step(s, lambda: stop.requested)
+            outcome = step_or_eager(s, lambda: stop.requested)
         except torch.OutOfMemoryError as exc:  # not applied, nothing written after it: see oom.py
             return end_out_of_memory(s, exc, micro_before)
         if outcome.problems:
@@ -175,6 +175,7 @@ def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: 
                   "or choose another --run-dir", file=sys.stderr)
             return exitcodes.USAGE
         session = build_session(spec, run_dir, heartbeat, bundle_root)
+        announce_compilation(session)
         announce_recipe(session)
         session.ckpt.load(resume=resume, reset_cursor=reset_cursor)
     except (CheckpointError, CursorRejected) as exc:

@@ -19,6 +19,8 @@ from typing import Any
 import msgspec
 import torch
 
+from qwen_train.train.compiling import compile_backend
+
 PERF_ENV = "QWEN_TRAIN_PERF"
 
 
@@ -83,7 +85,9 @@ def speed_up_model(model: Any, perf: Perf) -> None:
     predictor is compiled on its own, with dynamic shapes, so one compile per
     layer type covers every sequence length and batch size, and the 28 + 5
     layers share it. The Python around the layers stays eager, which keeps the
-    fault injector's hooks and the diagnosis working unchanged.
+    fault injector's hooks and the diagnosis working unchanged. The backend is
+    compiling.compile_backend()'s, which doctor probes too; a failure shows at
+    the first call, where fallback.py turns the run eager.
     """
     if perf.activation_checkpointing:
         model.talker.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -92,8 +96,9 @@ def speed_up_model(model: Any, perf: Perf) -> None:
 
         # Headroom for the few shape families a run meets (masked or not, speaker mel lengths).
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    backend = compile_backend()
     if perf.compile_layers:
         for layer in [*model.talker.model.layers, *model.talker.code_predictor.model.layers]:
-            layer.compile(dynamic=True)
+            layer.compile(dynamic=True, backend=backend)
     if perf.compile_speaker and model.speaker_encoder is not None:
-        model.speaker_encoder.compile(dynamic=True)
+        model.speaker_encoder.compile(dynamic=True, backend=backend)
