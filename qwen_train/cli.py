@@ -95,7 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--recipe", help="plan another recipe than the spec's (fp32-master, lean, upstream)")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON (what the daemon reads)")
 
-    sub.add_parser("doctor", help="check the training stack's versions")
+    doctor = sub.add_parser("doctor", help="check the training stack's versions, the GPU (backend, arch, bf16, "
+                            "free memory) and whether torch.compile works on it")
+    doctor.add_argument("--require-compile", action="store_true",
+                        help="fail when the compile probe fails (the trainer itself falls back to eager)")
     return p
 
 
@@ -161,22 +164,10 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_doctor() -> int:
-    from importlib.metadata import PackageNotFoundError, version
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from qwen_train.doctor import run_doctor
 
-    wanted = {"torch": "2.11.0", "torchaudio": "2.11.0", "qwen-tts": "0.1.1", "transformers": "4.57.3",
-              "accelerate": "1.12.0"}
-    bad = 0
-    for name, want in wanted.items():
-        try:
-            have = version(name)
-        except PackageNotFoundError:
-            have = "missing"
-        ok = have.split("+")[0] == want
-        bad += not ok
-        hint = "" if ok else f"  (pip install {'--no-deps ' if name == 'qwen-tts' else ''}{name}=={want})"
-        print(f"{'ok ' if ok else 'BAD'} {name} {have} (want {want}){hint}")
-    return 0 if bad == 0 else exitcodes.FAILED
+    return run_doctor(require_compile=args.require_compile)
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -221,7 +212,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "bundle":
         return _cmd_bundle(args)
     if args.command == "doctor":
-        return _cmd_doctor()
+        return _cmd_doctor(args)
     if args.command == "plan":
         return _cmd_plan(args)
     if args.command == "diagnose":
