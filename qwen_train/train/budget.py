@@ -45,7 +45,7 @@ import torch
 from qwen_train.train.lengths import Lengths
 
 RULE = "strata-v1"
-TOLERANCE = 0.05  # a stratum's rows are at least 95% of its longest (outside the sparse tail)
+TOLERANCE = 0.05  # a stratum's rows are at least 95% of its longest, but for the few that fill its last batch
 _SEED_OFFSET = 250_000  # this plan's generator stream, apart from the permutation and bucket streams
 
 
