@@ -19,8 +19,8 @@ demo's with the Swedish language tag), as "mean (max)" over the 200 steps:
 * lean with round-to-nearest instead of stochastic rounding: 5.7-6.0% (17-18%): bf16's 8-bit significand
   (relative spacing 2^-8 to 2^-7) swallows every update below half a spacing, and at this learning rate
   many are (an AdamW step moves a weight by about lr = 1e-3, against weights of about 0.02-1, i.e. a
-  relative change of 0.1%-5%, often under bf16's 0.2%-0.4% half-spacing); the second moment, which
-  changes by (1 - beta2) = 0.1% a step, is frozen outright.
+  relative change of 0.1%-5%, often under bf16's 0.2%-0.4% half-spacing). It is the weights' rounding
+  that matters here: nearest-rounded moments with stochastically rounded weights measured 0.20%.
 
 1% sits three to six times above the spreads that are noise (so another CPU's kernels, or a later torch,
 do not make it flaky) and six times below the failure it exists to catch, which the test runs as its
