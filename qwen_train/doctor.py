@@ -153,7 +153,6 @@ def _run_layer(layer: torch.nn.Module, x: torch.Tensor, bf16: bool) -> tuple[tor
 def compile_check(device: torch.device) -> tuple[bool, Check]:
     """Compile the probe layer as the trainer compiles its layers, run it forward and backward, compare."""
     import torch
-    import torch._inductor.config
 
     from qwen_train.train.compiling import backend_name, compile_backend, describe_failure
 
@@ -170,6 +169,8 @@ def compile_check(device: torch.device) -> tuple[bool, Check]:
     x = torch.randn(2, 16, 64, device=device)
     start = time.perf_counter()
     try:
+        import torch._inductor.config  # dynamo and inductor load here; that alone can fail (a uid with no name)
+
         with torch._inductor.config.patch(settings):
             compiled.compile(dynamic=True, backend=backend)
             got = _run_layer(compiled, x, bf16)

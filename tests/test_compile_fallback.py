@@ -8,6 +8,8 @@ a step applied twice, skipped, or carrying the gradients of its failed attempt w
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -21,14 +23,17 @@ from qwen_train.train.compiling import (
     COMPILE_FAULT_ENV,
     compile_backend,
     compile_failure,
+    compile_regions,
     compiled_modules,
     decompile,
     describe_failure,
+    setup_failure,
 )
-from qwen_train.train.fallback import eval_or_eager
+from qwen_train.train.fallback import announce_compilation, eval_or_eager
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.perf import Perf
 from qwen_train.train.session import Session
+from tests.conftest import python_env
 from tests.trainer_harness import finish, losses, start, write_spec
 
 POSTURE = Posture(checkpoint_every=2, eval_every=2, keep_last=2)
@@ -127,7 +132,7 @@ def _fake_session(tmp_path: Path, processes: int) -> tuple[SimpleNamespace, torc
     model = torch.nn.Module()
     model.add_module("layer", Layer())
     model.add_module("speaker_encoder", Layer())
-    model.layer.compile(dynamic=True, backend=compile_backend())
+    compile_regions([model.get_submodule("layer")])  # as perf.speed_up_model compiles
     model.train()
     model.speaker_encoder.eval()
     session = SimpleNamespace(perf=Perf(compile_layers=True), model=model, progress=SimpleNamespace(step=2),
@@ -173,3 +178,45 @@ def test_with_several_processes_a_compile_failure_ends_the_run_saying_how_to_go_
     status = read_status(tmp_path / "status.json")
     assert [e.kind for e in status.events] == ["compile_failed"]
     assert "compile_layers" in status.events[0].message and "2 processes" in status.events[0].message
+
+
+NAMELESS = """
+import torch
+from qwen_train.train.compiling import compile_regions, setup_failure
+layer = torch.nn.Linear(2, 2)
+compile_regions([layer])
+print(setup_failure())
+print(layer._compiled_call_impl is None, tuple(layer(torch.ones(1, 2)).shape))
+"""
+
+
+def test_a_uid_without_a_name_cannot_set_compilation_up_and_the_layers_stay_eager() -> None:
+    """As in a container started with --user UID:GID and no USER: importing dynamo fails (inductor names its
+    cache after the user). The regions stay eager and the reason is kept for the run's status."""
+    env = {k: v for k, v in python_env().items() if k not in ("USER", "LOGNAME", "LNAME", "USERNAME")}
+    env["HOME"] = "/tmp"
+    # setpriv (util-linux) switches the uid the way a container's --user does: no passwd entry behind it.
+    command = ["setpriv", "--reuid", "54321", "--regid", "54321", "--clear-groups", sys.executable, "-c", NAMELESS]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd="/")
+    assert done.returncode == 0, done.stderr[-2000:]
+    failure, state = done.stdout.strip().splitlines()[-2:]
+    assert failure.startswith("KeyError: ") and "uid not found: 54321" in failure
+    assert state == "True (1, 2)"  # not compiled, and it still computes
+
+
+def test_a_run_whose_compilation_could_not_be_set_up_says_it_trains_eagerly(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
+    def refuse(self: torch.nn.Module, *args: object, **kwargs: object) -> None:
+        raise KeyError("getpwuid(): uid not found: 1000")
+
+    monkeypatch.delenv(COMPILE_FAULT_ENV, raising=False)
+    monkeypatch.setattr(torch.nn.Module, "compile", refuse)
+    session, model = _fake_session(tmp_path, processes=1)  # its compile call is refused: nothing compiled
+    assert compiled_modules(model) == []
+    assert setup_failure() == "KeyError: 'getpwuid(): uid not found: 1000'"
+    announce_compilation(cast(Session, session))
+    assert session.perf.compile_layers is False
+    status = read_status(tmp_path / "status.json")
+    assert status.compilation == ("eager: torch.compile could not be set up on cpu: KeyError: 'getpwuid(): uid "
+                                  "not found: 1000'; the run trains eagerly")
+    assert [(e.kind, e.step) for e in status.events] == [("compile_fallback", 2)]

@@ -116,6 +116,21 @@ def test_doctor_compiles_with_inductor_on_this_cpu() -> None:
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]  # this venv is the pinned stack
 
 
+def test_a_uid_without_a_name_gets_a_warning_not_a_traceback() -> None:
+    """A container's --user UID:GID without USER: dynamo cannot load (inductor names its cache after the user).
+    The doctor says so on the compile line (image/Dockerfile sets USER for this reason)."""
+    env = {k: v for k, v in python_env().items() if k not in ("USER", "LOGNAME", "LNAME", "USERNAME",
+                                                               COMPILE_FAULT_ENV)}
+    env["HOME"] = "/tmp"
+    command = ["setpriv", "--reuid", "54321", "--regid", "54321", "--clear-groups", sys.executable, "-m",
+               "qwen_train", "doctor"]
+    done = subprocess.run(command, cwd=Path(REPO), env=env, capture_output=True, text=True)
+    compile_line = done.stdout.splitlines()[-1]
+    assert compile_line.startswith("WARN compile inductor on cpu") and "uid not found: 54321" in compile_line, \
+        done.stdout + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.gpu
 def test_doctor_on_the_accelerator_machine() -> None:
     """On a real GPU: the backend, the card's arch, bf16, its memory, and inductor compiling on it."""

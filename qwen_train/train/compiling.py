@@ -97,6 +97,36 @@ def _fault_backend(fault: CompileFault) -> Backend:
     return aot_autograd(fw_compiler=failing_from_step, bw_compiler=failing_from_step)
 
 
+_setup: dict[str, str | None] = {"failure": None}
+
+
+def compile_regions(modules: list[torch.nn.Module]) -> None:
+    """`Module.compile` each with the trainer's backend and dynamic shapes.
+
+    torch compiles lazily, so what can fail here is setting compilation up at all: importing dynamo fails,
+    for one, under a uid with no name (inductor names its cache after the user, and a container's
+    `--user UID:GID` has none unless USER is set). Then the modules stay eager and the failure is kept
+    for `setup_failure`, which the fallback reports as it reports a failure in a step.
+    """
+    backend = compile_backend()  # a malformed test switch is the test's error, not the device's
+    try:
+        import torch._dynamo
+
+        # Headroom for the few shape families a run meets (masked or not, speaker mel lengths).
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        for module in modules:
+            module.compile(dynamic=True, backend=backend)
+    except Exception as exc:
+        for module in modules:
+            module._compiled_call_impl = None
+        _setup["failure"] = describe_failure(exc)
+
+
+def setup_failure() -> str | None:
+    """Why the last `compile_regions` left its modules eager, if it did."""
+    return _setup["failure"]
+
+
 def backend_name(backend: Backend) -> str:
     return backend if isinstance(backend, str) else f"the {COMPILE_FAULT_ENV} test backend"
 

@@ -15,7 +15,9 @@ backward), so the step is neither applied twice nor skipped. status.json's
 `compilation` and an event `compile_fallback` say what failed and where.
 
 An evaluation that meets a compile failure (its no-grad graphs are compiled
-apart from training's) is rerun eagerly the same way.
+apart from training's) is rerun eagerly the same way, and a run where
+compilation could not even be set up (compiling.compile_regions) starts
+eager and says so in the same field and event.
 
 With more than one process the failure ends the run as before: one rank
 rerunning alone would leave the others waiting in a collective. The event
@@ -36,6 +38,7 @@ from qwen_train.train.compiling import (
     compiled_modules,
     decompile,
     describe_failure,
+    setup_failure,
     tick,
 )
 from qwen_train.train.cursor import Cursor
@@ -74,6 +77,14 @@ class _Before:
 
 def announce_compilation(s: Session) -> None:
     """How the layers will run, in status.json and the log, before the first step."""
+    failure = setup_failure()
+    if compiling(s) and failure is not None and not compiled_modules(s.model):
+        s.perf = replace(s.perf, compile_layers=False, compile_speaker=False)
+        message = f"torch.compile could not be set up on {s.device}: {failure}; the run trains eagerly"
+        s.heartbeat.update(compilation=f"eager: {message}")
+        s.heartbeat.event("compile_fallback", message, s.progress.step)
+        print(f"qwen-train: {message}", file=sys.stderr, flush=True)
+        return
     if compiling(s):
         names = compiled_modules(s.model)
         text = (f"compiled: {len(names)} modules with {backend_name(compile_backend())} (dynamic shapes); "

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import torch
 
-from qwen_train.train.compiling import compile_backend
+from qwen_train.train.compiling import compile_regions
 
 PERF_ENV = "QWEN_TRAIN_PERF"
 
@@ -87,18 +87,15 @@ def speed_up_model(model: Any, perf: Perf) -> None:
     layers share it. The Python around the layers stays eager, which keeps the
     fault injector's hooks and the diagnosis working unchanged. The backend is
     compiling.compile_backend()'s, which doctor probes too; a failure shows at
-    the first call, where fallback.py turns the run eager.
+    the first call, where fallback.py turns the run eager (or here, when
+    compilation cannot even be set up: compiling.compile_regions).
     """
     if perf.activation_checkpointing:
         model.talker.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if perf.compile_layers or perf.compile_speaker:
-        import torch._dynamo
-
-        # Headroom for the few shape families a run meets (masked or not, speaker mel lengths).
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-    backend = compile_backend()
+    regions: list[torch.nn.Module] = []
     if perf.compile_layers:
-        for layer in [*model.talker.model.layers, *model.talker.code_predictor.model.layers]:
-            layer.compile(dynamic=True, backend=backend)
+        regions += [*model.talker.model.layers, *model.talker.code_predictor.model.layers]
     if perf.compile_speaker and model.speaker_encoder is not None:
-        model.speaker_encoder.compile(dynamic=True, backend=backend)
+        regions.append(model.speaker_encoder)
+    if regions:
+        compile_regions(regions)
