@@ -59,14 +59,21 @@ def test_parts_follow_the_recipe_and_what_is_frozen() -> None:
     lean = plan_memory(config, "lean", frames=1000)
     frozen = plan_memory(config, "lean", frames=1000, freeze_text_embedding=True)
     params = master.params
-    assert master.parts["weights"] == 4 * params.total and lean.parts["weights"] == 2 * params.total
+    assert master.parts["weights"] == (4 + 2) * params.total  # fp32, and autocast's bf16 copy for the step
+    assert lean.parts["weights"] == 2 * params.total
     assert master.trainable_params == params.total - params.speaker_encoder  # the speaker encoder stays frozen
     assert master.parts["optimizer"] == 8 * master.trainable_params
     assert lean.parts["gradients"] - frozen.parts["gradients"] == 2 * params.text_embedding
     assert master.peak_bytes > lean.peak_bytes > frozen.peak_bytes
-    assert sum(master.parts.values()) == master.peak_bytes
+    parts = master.parts
+    assert master.peak_bytes == (parts["weights"] + parts["optimizer"] + max(parts["gradients"], parts["activations"])
+                                 + parts["workspace"] + parts["context"])  # backward frees activations as it goes
+    assert master.allocated_bytes == master.peak_bytes - parts["context"]
     # fp32 weights, gradients and two moments alone are 16 bytes a parameter: 28.7 GiB, DESIGN's figure
-    assert round((master.parts["weights"] + master.parts["gradients"] + master.parts["optimizer"]) / GIB, 1) == 28.6
+    fp32_state = 4 * params.total + master.parts["gradients"] + master.parts["optimizer"]
+    assert round(fp32_state / GIB, 1) == 28.6
+    accumulating = plan_memory(config, "lean", frames=1000, grad_accum=4)  # earlier micro-batches' gradients stay
+    assert accumulating.peak_bytes - lean.peak_bytes == min(lean.parts["gradients"], lean.parts["activations"])
 
 
 def test_the_largest_budget_that_fits_fits_and_one_more_frame_does_not() -> None:

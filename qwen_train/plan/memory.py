@@ -4,18 +4,31 @@ Hemma's card has 32 GB shared with other services, so "will it fit?" must be
 answered before a run starts, by the operator (`qwen-train plan`) and by the
 daemon's admission check alike; both call `plan_memory` (no torch). The peak is
 
-    weights + gradients + optimizer state          (bytes per parameter, by recipe, trainable or frozen)
-  + activations per codec frame x frames per micro-batch
-  + workspace                                      (CUDA/HIP context, library workspaces, allocator slack)
+    weights + optimizer state                      (bytes per parameter, by recipe, trainable or frozen)
+  + max(gradients, activations)                    (activations per codec frame x frames per micro-batch;
+                                                    their sum when gradients accumulate over micro-batches)
+  + workspace                                      (library workspaces and allocator slack)
+  + context                                        (the CUDA/HIP context, outside torch's allocator)
+
+Gradients and activations do not add up: the backward frees each layer's
+saved activations as it writes that layer's gradients, so the peak is the
+larger of the two (measured: the intercept of the peak over the frame budget
+is weights + optimizer state, not weights + gradients + optimizer state).
+With `grad_accum` > 1 the gradients of earlier micro-batches are held while
+the next one's activations are, and the two add. Under fp32 master with bf16
+autocast, autocast keeps a bf16 copy of every weight it casts for the step
+(2 bytes a parameter), counted with the weights.
 
 Activations per frame are counted from the architecture: what autograd keeps
 per position in each talker layer (the residual stream, the normed inputs,
 q/k/v, the attention output, the SwiGLU's gate, up and product), the code
 predictor's own sequence of code groups for each frame, and the float32 logits
 of both heads with their gradients. `ACTIVATION_FACTOR` turns that count into
-what the allocator really holds (saved tensors that are copies under autocast,
-the backward's transient buffers); it is fitted on measured peaks and checked
-by bench/plan_check.py, which also reports the predicted/measured ratio.
+what the allocator really holds; it and WORKSPACE_BYTES are fitted on peaks
+measured by bench/plan_check.py (full 1.7B, lean recipe, compiled layers, an
+H200 under a 32 GiB cap, budgets 1,500/3,000/4,500 positions: 16.95/24.10/
+30.31 GiB allocated) and checked there at other budgets and recipes
+(bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -35,13 +48,15 @@ GIB = 2**30
 # Text tokens per codec frame in the talker's sequence: Swedish speech runs ~15 characters/s, ~4 tokens/s,
 # against 12.5 codec frames/s; plus the handful of control tokens per row, negligible at real lengths.
 TEXT_TOKENS_PER_FRAME = 0.35
-ACTIVATION_FACTOR = 1.0
-WORKSPACE_BYTES = int(1.25 * GIB)
+ACTIVATION_FACTOR = 0.81
+WORKSPACE_BYTES = int(0.35 * GIB)
+CONTEXT_BYTES = int(0.75 * GIB)  # measured: NVML's count for the process less torch's reserved pool
 DEFAULT_HEADROOM = 0.10
 
 
 class RecipeBytes(msgspec.Struct, frozen=True):
-    """Bytes per parameter a recipe keeps on the GPU: weights (all), gradients and optimizer state (trainable)."""
+    """Bytes per parameter a recipe keeps on the GPU: weights (all, autocast's bf16 copies included), gradients
+    and optimizer state (trainable)."""
 
     weights: int
     gradients: int
@@ -51,19 +66,24 @@ class RecipeBytes(msgspec.Struct, frozen=True):
 
 
 RECIPES: dict[str, RecipeBytes] = {
-    "fp32-master": RecipeBytes(4, 4, 8, 2, "fp32 weights, gradients and AdamW moments; bf16 autocast"),
+    "fp32-master": RecipeBytes(4 + 2, 4, 8, 2, "fp32 weights, gradients and AdamW moments; bf16 autocast"),
     "lean": RecipeBytes(2, 2, 4, 2, "bf16 weights and gradients; bf16 AdamW moments with stochastic rounding"),
     "upstream": RecipeBytes(2, 2, 4, 2, "the upstream recipe: a bf16 model under plain AdamW"),
 }
 
 
 class MemoryPlan(msgspec.Struct, frozen=True):
-    """Bytes by part at `frames` codec frames per micro-batch; `max_frames`: the most that fit `gpu_bytes`."""
+    """Bytes by part at `frames` codec frames per micro-batch; `max_frames`: the most that fit `gpu_bytes`.
+
+    `peak_bytes` is what the card must have free (the context included); `allocated_bytes` what torch's
+    allocator will report as its peak (`torch.cuda.max_memory_allocated`), the figure the bench checks.
+    """
 
     recipe: str
     frames: int
     parts: dict[str, int]
     peak_bytes: int
+    allocated_bytes: int
     per_frame_bytes: int
     fixed_bytes: int
     params: ParamCounts
@@ -108,7 +128,7 @@ def read_config(model_dir: Path) -> dict[str, Any]:
 
 
 def plan_memory(config: Mapping[str, Any], recipe: str, frames: int, *, freeze_text_embedding: bool = False,
-                gpu_bytes: int | None = None, headroom: float = DEFAULT_HEADROOM) -> MemoryPlan:
+                gpu_bytes: int | None = None, headroom: float = DEFAULT_HEADROOM, grad_accum: int = 1) -> MemoryPlan:
     """The plan for `frames` codec frames per micro-batch; with `gpu_bytes`, the largest budget that fits."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}: one of {sorted(RECIPES)}")
@@ -125,17 +145,22 @@ def plan_memory(config: Mapping[str, Any], recipe: str, frames: int, *, freeze_t
         "optimizer": trainable * per.optimizer,
         "activations": per_frame * frames,
         "workspace": WORKSPACE_BYTES,
+        "context": CONTEXT_BYTES,
     }
-    fixed = parts["weights"] + parts["gradients"] + parts["optimizer"] + parts["workspace"]
-    peak = fixed + parts["activations"]
+    accumulates = grad_accum > 1
+    fixed = parts["weights"] + parts["optimizer"] + parts["workspace"] + parts["context"]
+    fixed += parts["gradients"] if accumulates else 0
+    peak = fixed + (parts["activations"] if accumulates else max(parts["gradients"], parts["activations"]))
     max_frames = fits = None
     if gpu_bytes is not None:
         usable = gpu_bytes * (1.0 - headroom) - fixed
-        max_frames = max(0, math.floor(usable / per_frame))
+        enough = usable >= (0 if accumulates else parts["gradients"])
+        max_frames = max(0, math.floor(usable / per_frame)) if enough else 0
         fits = peak <= gpu_bytes * (1.0 - headroom)
-    return MemoryPlan(recipe=recipe, frames=frames, parts=parts, peak_bytes=peak, per_frame_bytes=per_frame,
-                      fixed_bytes=fixed, params=params, trainable_params=trainable, gpu_bytes=gpu_bytes,
-                      headroom=headroom, max_frames=max_frames, fits=fits)
+    return MemoryPlan(recipe=recipe, frames=frames, parts=parts, peak_bytes=peak,
+                      allocated_bytes=peak - CONTEXT_BYTES, per_frame_bytes=per_frame, fixed_bytes=fixed,
+                      params=params, trainable_params=trainable, gpu_bytes=gpu_bytes, headroom=headroom,
+                      max_frames=max_frames, fits=fits)
 
 
 def parse_size(text: str) -> int:

@@ -15,7 +15,8 @@ def plan_text(plan: MemoryPlan) -> str:
              f"micro-batch {plan.frames} codec frames ({plan.per_frame_bytes / 2**20:.2f} MiB of activations each)",
              ""]
     lines += [f"  {name:<12} {_gib(value)}" for name, value in plan.parts.items()]
-    lines.append(f"  {'peak':<12} {_gib(plan.peak_bytes)}")
+    lines.append(f"  {'peak':<12} {_gib(plan.peak_bytes)}  (weights + optimizer + the larger of gradients and "
+                 "activations + workspace + context)")
     if plan.gpu_bytes is not None:
         usable = plan.gpu_bytes * (1 - plan.headroom)
         verdict = "fits" if plan.fits else "does NOT fit"
