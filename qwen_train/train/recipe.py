@@ -40,11 +40,11 @@ from typing import Literal
 import msgspec
 import torch
 
+from qwen_train.plan.for_spec import LEAN_BELOW_BYTES  # one threshold for the trainer and the plan
+from qwen_train.plan.memory import GIB
 from qwen_train.spec import RunSpec, TrainConfig
 
 Resolved = Literal["fp32-master", "lean"]
-GIB = 1 << 30
-LEAN_BELOW_BYTES = 40 * GIB
 TEXT_EMBEDDING = "talker.model.text_embedding"
 
 NOTES: dict[str, str] = {
