@@ -44,13 +44,15 @@ def test_status_and_events_name_the_recipe(reference: Path) -> None:
 def test_sigkill_then_resume_matches_uninterrupted_bit_for_bit(demo_root: Path, tmp_path: Path,
                                                                reference: Path) -> None:
     """The rounding generator's state travels in the checkpoint: a fresh stream after the resume would round
-    the weights differently at the very next step, and the losses would part."""
+    the weights differently at the very next step, and the losses would part. Both launches write their
+    checkpoints through the background writer (the GPU default), which snapshots the lean state too."""
     spec = write_spec(demo_root, tmp_path, "leankill", STEPS, POSTURE, **LEAN)
     run_dir = tmp_path / "run"
-    proc = start(spec, run_dir)
+    background = {"QWEN_TRAIN_PERF": json.dumps({"async_checkpoint": True})}
+    proc = start(spec, run_dir, env=background)
     wait_until(lambda: step_of(run_dir) >= 6, 300, "step 6")
     kill(proc)
-    code, out = run(spec, run_dir, "--resume")
+    code, out = finish(start(spec, run_dir, "--resume", env=background))
     assert code == exitcodes.COMPLETED, out[-2000:]
     assert losses(run_dir) == losses(reference)
 

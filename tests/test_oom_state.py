@@ -20,7 +20,7 @@ from qwen_tui.widgets.status_view import status_renderable
 NOW = time.time()
 SAID = ("GPU out of memory in step 5, micro-batch 1/2 (8 rows, 1912 codec frames, padded to 8 x 412 = 3296 "
         "positions), on cuda:0 (peak 30.9 GiB allocated of 32.0 GiB): CUDA out of memory. Step 5 was not applied "
-        "and nothing was written after it; the newest durable checkpoint, step-00000004, is kept. lower "
+        "and nothing was written after it; the newest durable checkpoint, step-00000004, is kept. Lower "
         "train.batch_size (now 8) or set train.frame_budget in the spec and continue with --resume")
 
 

@@ -52,7 +52,7 @@ def _advice(s: Session) -> str:
     train = s.spec.train
     knob = (f"train.frame_budget (now {train.frame_budget})" if train.frame_budget is not None
             else f"train.batch_size (now {train.batch_size}) or set train.frame_budget")
-    return (f"lower {knob} in the spec and continue with --resume; `qwen-train plan SPEC --gpu-memory SIZE` "
+    return (f"Lower {knob} in the spec and continue with --resume; `qwen-train plan SPEC --gpu-memory SIZE` "
             "prints what fits")
 
 
