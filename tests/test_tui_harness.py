@@ -42,6 +42,7 @@ from qwen_daemon.protocol import (
     SurfaceList,
 )
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
+from qwen_daemon.protocol.gpu import GpuStatus
 from qwen_train.spec import RunSpec
 from qwen_train.status import Diagnosis, Status
 from qwen_tui.app import HemmaApp
@@ -87,6 +88,7 @@ class ScriptedDaemon(DaemonClient):
         self.surface_list = SurfaceList([Surface("lab", "mechanism", "bounded lab runs")], "/state/surfaces.json")
         self.audit_entries: list[AuditEntry] = []
         self.roots = BindRootsView([BindRootStatus("/srv/scratch", "", True)])
+        self.gpu = GpuStatus()
         self.probe_view = ProbeView([ProbeResult("/srv/scratch", True, "a container wrote through /srv/scratch")])
         self.fail: dict[str, DaemonError] = {}
         self.up = True
@@ -153,6 +155,10 @@ class ScriptedDaemon(DaemonClient):
     def bind_roots(self) -> BindRootsView:
         self._route("bind_roots")
         return self.roots
+
+    def gpu_status(self) -> GpuStatus:
+        self._route("gpu")
+        return self.gpu
 
     # -- actions ---------------------------------------------------------------
 

@@ -124,10 +124,20 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError(header)
         except ValueError:
             raise bad_request(f"Content-Length {header!r} is not a byte count") from None
+        self._body_read = True
         if length > MAX_BODY_BYTES:
             self._drain(length)
             raise RequestError(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}")
         return self.rfile.read(length)
+
+    def _drain_unread(self) -> None:
+        """A request refused before its body was read (403, 404, 405): read the body anyway, so the client,
+        still sending it, reads the answer instead of a reset connection."""
+        if self._body_read:
+            return
+        header = self.headers.get("Content-Length", "") if self.headers is not None else ""
+        if header.isdigit() and int(header) <= MAX_BODY_BYTES:
+            self._drain(int(header))
 
     def _drain(self, length: int) -> None:
         """Read a refused body so the client can read the 413 instead of a broken pipe."""
@@ -142,10 +152,12 @@ class _Handler(BaseHTTPRequestHandler):
                 length -= len(chunk)
 
     def _dispatch(self) -> None:
+        self._body_read = False
         try:
             status, body = self._handle()
         except RequestError as exc:
             status, body = exc.status, ErrorBody(error=exc.error, detail=exc.detail)
+            self._drain_unread()
         except Exception as exc:
             log.exception("internal error serving %s %s", self.command, self.path)
             status = 500
