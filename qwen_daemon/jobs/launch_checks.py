@@ -10,7 +10,7 @@ kind checks of its own spec is in its file under kinds/.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,6 +28,16 @@ def spec_file_path(spec_path: str) -> Path:
             "on the daemon's host"
         )
     return Path(spec_path)
+
+
+def require_absolute(fields: Iterable[tuple[str, str]], spec_kind: str) -> None:
+    """An inline spec has no file to resolve relative paths against: every path in it must be absolute."""
+    for field, value in fields:
+        if not Path(value).is_absolute():
+            raise bad_request(
+                f"{field} {value!r} is a relative path: an inline {spec_kind} needs absolute paths "
+                "(or send spec_path, whose relative paths resolve against the spec file)"
+            )
 
 
 def load_from(load: Callable[[Path], S], path: Path) -> S:

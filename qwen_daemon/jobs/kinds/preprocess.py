@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qwen_daemon.jobs.job import Job, JobContext, JobType, Paths
-from qwen_daemon.jobs.launch_checks import check_runner, load_from, spec_file_path
+from qwen_daemon.jobs.launch_checks import check_runner, load_from, require_absolute, spec_file_path
 from qwen_daemon.protocol import DEFAULT_SURFACE, KINDS, LaunchRequest
 from qwen_daemon.protocol.errors import bad_request, unprocessable
 from qwen_train.bundle.manifest import BUNDLE_JSON
@@ -58,12 +58,7 @@ def _inline(spec: PrepareSpec) -> PrepareSpec:
     paths += [(f"prepare.sources[{i}].path", s.path) for i, s in enumerate(spec.sources)]
     if spec.work_dir is not None:
         paths.append(("prepare.work_dir", spec.work_dir))
-    for field, value in paths:
-        if not Path(value).is_absolute():
-            raise bad_request(
-                f"{field} {value!r} is a relative path: an inline prepare spec needs absolute paths "
-                "(or send spec_path, whose relative paths resolve against the spec file)"
-            )
+    require_absolute(paths, "prepare spec")
     return resolve_paths(spec, Path("/"))
 
 

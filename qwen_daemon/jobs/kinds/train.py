@@ -12,7 +12,7 @@ from pathlib import Path
 
 from qwen_daemon.governance.surfaces import Governance
 from qwen_daemon.jobs.job import Job, JobContext, JobType, Paths
-from qwen_daemon.jobs.launch_checks import check_runner, load_from, spec_file_path
+from qwen_daemon.jobs.launch_checks import check_runner, load_from, require_absolute, spec_file_path
 from qwen_daemon.protocol import KINDS, LaunchRequest
 from qwen_daemon.protocol.errors import bad_request, unprocessable
 from qwen_train.spec import RunSpec, SpecError, decode_spec, encode_spec, load_spec, validate_spec
@@ -41,13 +41,7 @@ def _inline(spec: RunSpec) -> RunSpec:
         validate_spec(spec)
     except SpecError as exc:
         raise bad_request(f"invalid run spec: {exc}") from None
-    for field in ("model", "bundle"):
-        value = getattr(spec, field)
-        if not Path(value).is_absolute():
-            raise bad_request(
-                f"spec.{field} {value!r} is a relative path: an inline spec needs absolute paths "
-                "(or send spec_path, whose relative paths resolve against the spec file)"
-            )
+    require_absolute([("spec.model", spec.model), ("spec.bundle", spec.bundle)], "spec")
     return spec
 
 
