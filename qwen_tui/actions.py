@@ -22,7 +22,7 @@ from typing import Literal
 import msgspec
 from textual.binding import Binding
 
-from qwen_daemon.protocol import ACTIVE_STATES, JobKind, ProbeView, RunView, kind_info
+from qwen_daemon.protocol import ACTIVE_STATES, PENDING_STATES, JobKind, ProbeView, RunView, kind_info
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 
 VerbName = Literal["stop", "resume", "diagnose", "gate", "start", "probe"]
@@ -107,8 +107,8 @@ def _ask_launch(target: str, kind: JobKind) -> Question:
 
 
 def _running(name: str, view: RunView) -> str | None:
-    waiting = view.state in ACTIVE_STATES or view.state == "queued"  # a stop takes a queued run off the queue
-    return None if waiting else f"{name} is {view.state}: there is nothing to stop"
+    pending = view.state in PENDING_STATES  # a stop takes a queued run off the queue
+    return None if pending else f"{name} is {view.state}: there is nothing to stop"
 
 
 def _ended(done: str, why: str = "") -> Callable[[str, RunView], str | None]:

@@ -52,6 +52,7 @@ from qwen_daemon.protocol.resources import (
 )
 from qwen_daemon.protocol.runs import (
     ACTIVE_STATES,
+    PENDING_STATES,
     CheckpointView,
     EvalPoint,
     Health,
@@ -78,7 +79,8 @@ __all__ = [
     "CheckpointView", "ClassChange", "Criterion", "DEFAULT_POINTS", "DEFAULT_SURFACE", "DiagnoseRequest",
     "ErrorBody", "EvalPoint", "Gap", "GateRequest", "GateVerdict", "GpuSample", "Health", "HealthView", "HostView",
     "JobKind", "KINDS", "KindInfo", "LaunchRequest", "LossPoint", "MAX_POINTS", "MetricSeries", "MetricStats",
-    "NEVER_LAUNCHED", "ProbeResult", "ProbeView", "ResourceBucket", "ResourceSample", "ResourceSummary",
+    "NEVER_LAUNCHED", "PENDING_STATES", "ProbeResult", "ProbeView", "ResourceBucket", "ResourceSample",
+    "ResourceSummary",
     "RunDetail", "RunHistory", "RunList", "RunResources", "RunState", "RunUsage", "RunView", "SamplerHealth",
     "Surface", "SurfaceClass", "SurfaceList", "child_name", "diagnose_name", "gate_name", "kind_info",
 ]

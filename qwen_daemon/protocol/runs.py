@@ -30,6 +30,8 @@ RunState = Literal[
 
 Health = Literal["live", "stale", "waiting", "ended"]
 ACTIVE_STATES: frozenset[str] = frozenset({"launching", "running", "stopping"})
+# Not ended: launched, or queued for the GPU and still to launch (a stop ends either).
+PENDING_STATES: frozenset[str] = ACTIVE_STATES | {"queued"}
 
 
 class LossPoint(msgspec.Struct, frozen=True):

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from qwen_daemon.protocol import ACTIVE_STATES, RunView
+from qwen_daemon.protocol import PENDING_STATES, RunView
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_daemon.systemd.notify import notify
 
@@ -46,7 +46,7 @@ def start_or_attach(client: DaemonClient, name: str, spec_dir: Path) -> RunView:
         if exc.status != 404:
             raise
         current = None
-    if current is not None and current.state in ACTIVE_STATES:
+    if current is not None and current.state in PENDING_STATES:
         return current
     if current is not None and current.state in RESUMABLE:
         return client.resume(name)
@@ -86,7 +86,7 @@ def follow(client: DaemonClient, name: str, spec_dir: Path, poll_s: float = 2.0)
             time.sleep(poll_s)
             continue
         notify(f"STATUS={_status_line(view)}")
-        if view.state not in ACTIVE_STATES:
+        if view.state not in PENDING_STATES:
             print(f"qwen-run@{name}: run ended {view.state}: {view.message or ''}", flush=True)
             return 0 if view.state in GOOD_ENDS else 1
         time.sleep(0.2 if stopping else poll_s)
@@ -96,7 +96,7 @@ def stop_and_wait(client: DaemonClient, name: str, timeout_s: float) -> int:
     """Graceful stop, then wait for the run to end (the trainer's final checkpoint)."""
     view = client.stop(name)
     deadline = time.monotonic() + timeout_s
-    while view.state in ACTIVE_STATES:
+    while view.state in PENDING_STATES:
         if time.monotonic() > deadline:
             print(f"qwen-daemon: run {name} still {view.state} after {timeout_s:g} s", file=sys.stderr)
             return 1
