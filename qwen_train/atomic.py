@@ -10,6 +10,11 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+T = TypeVar("T")
 
 
 def fsync_dir(path: Path) -> None:
@@ -55,3 +60,12 @@ def append_durable(path: Path, line: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_appended(path: Path, kind: type[T]) -> list[T]:
+    """Every record of an append-only log written by `append_durable` (none when it does not exist yet)."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    return [msgspec.json.decode(line, type=kind) for line in lines if line.strip()]

@@ -20,7 +20,7 @@ from pathlib import Path
 import msgspec
 
 from qwen_daemon.protocol import DEFAULT_SURFACE, NEVER_LAUNCHED, AuditEntry, Surface, SurfaceClass
-from qwen_train.atomic import append_durable, atomic_write_bytes
+from qwen_train.atomic import append_durable, atomic_write_bytes, read_appended
 from qwen_train.bundle.manifest import SPLITS, BundleError, Splits, read_bundle_info, read_manifest
 from qwen_train.spec import RunSpec, SpecError, check_name
 
@@ -170,8 +170,4 @@ class Governance:
         append_durable(self.audit_path, msgspec.json.encode(entry))
 
     def audit(self) -> list[AuditEntry]:
-        try:
-            lines = self.audit_path.read_bytes().splitlines()
-        except FileNotFoundError:
-            return []
-        return [msgspec.json.decode(line, type=AuditEntry) for line in lines if line.strip()]
+        return read_appended(self.audit_path, AuditEntry)

@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 
 from qwen_daemon.protocol.gpu import GpuAuditEntry, GpuReservation
-from qwen_train.atomic import append_durable, atomic_write_bytes
+from qwen_train.atomic import append_durable, atomic_write_bytes, read_appended
 
 RESERVATION_FILE = "gpu-reservation.json"
 AUDIT_FILE = "gpu-audit.jsonl"
@@ -70,8 +70,4 @@ class Reservations:
             return held
 
     def audit(self) -> list[GpuAuditEntry]:
-        try:
-            lines = self.audit_path.read_bytes().splitlines()
-        except FileNotFoundError:
-            return []
-        return [msgspec.json.decode(line, type=GpuAuditEntry) for line in lines if line.strip()]
+        return read_appended(self.audit_path, GpuAuditEntry)
