@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,16 @@ def test_the_cli_prints_every_part_and_the_json_the_daemon_reads(demo_root: Path
     assert tight.returncode == exitcodes.FAILED and "does NOT fit" in tight.stdout
     bad = plan_cli(spec, "--gpu-memory", "much")
     assert bad.returncode == exitcodes.USAGE and "size 'much'" in bad.stderr
+
+
+def test_a_config_that_is_a_fifo_or_huge_is_refused_at_once(tmp_path: Path) -> None:
+    """The daemon plans at admission from a path a socket user named: it must not block or read without bound."""
+    fifo, huge = tmp_path / "fifo", tmp_path / "huge"
+    fifo.mkdir()
+    os.mkfifo(fifo / "config.json")
+    with pytest.raises(ValueError, match="no regular file"):
+        read_config(fifo)
+    huge.mkdir()
+    (huge / "config.json").write_bytes(b" " * (2 << 20))
+    with pytest.raises(ValueError, match="not a model config"):
+        read_config(huge)

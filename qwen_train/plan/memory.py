@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +54,7 @@ ACTIVATION_FACTOR = 0.81
 WORKSPACE_BYTES = int(0.35 * GIB)
 CONTEXT_BYTES = int(0.75 * GIB)  # measured: NVML's count for the process less torch's reserved pool
 DEFAULT_HEADROOM = 0.10
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class RecipeBytes(msgspec.Struct, frozen=True):
@@ -118,9 +121,18 @@ def activation_bytes_per_frame(config: Mapping[str, Any], element_bytes: int) ->
 def read_config(model_dir: Path) -> dict[str, Any]:
     """The model dir's config.json; ValueError naming the file when it is missing or not JSON."""
     path = Path(model_dir) / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    try:  # the daemon reads it at admission: never block on a FIFO, never read more than a config's worth
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError(f"{path} is no regular file: point spec.model at a model dir")
+            raw = os.read(fd, MAX_CONFIG_BYTES + 1)
+        finally:
+            os.close(fd)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ValueError(f"{path} is over {MAX_CONFIG_BYTES} bytes: not a model config")
+        config = json.loads(raw)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the model's config ({exc}): point spec.model at a model dir") from None
     if not isinstance(config, dict) or "talker_config" not in config:
         raise ValueError(f"{path}: not a Qwen3-TTS config (no talker_config)")
