@@ -124,9 +124,9 @@ def test_a_config_that_is_a_fifo_or_huge_is_refused_at_once(tmp_path: Path) -> N
     fifo, huge = tmp_path / "fifo", tmp_path / "huge"
     fifo.mkdir()
     os.mkfifo(fifo / "config.json")
-    with pytest.raises(ValueError, match="no regular file"):
+    with pytest.raises(ValueError, match="not a regular file"):
         read_config(fifo)
     huge.mkdir()
     (huge / "config.json").write_bytes(b" " * (2 << 20))
-    with pytest.raises(ValueError, match="not a model config"):
+    with pytest.raises(ValueError, match="over the .*bound"):
         read_config(huge)

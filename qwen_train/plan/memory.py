@@ -33,10 +33,7 @@ H200 under a 32 GiB cap, budgets 1,500/3,000/4,500 positions: 16.95/24.10/
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +41,7 @@ from typing import Any, Literal
 import msgspec
 
 from qwen_train.plan.params import ParamCounts, count_params
+from qwen_train.safe_read import decode_json, read_regular
 
 Recipe = Literal["fp32-master", "lean", "upstream"]
 GIB = 2**30
@@ -122,18 +120,11 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     """The model dir's config.json; ValueError naming the file when it is missing or not JSON."""
     path = Path(model_dir) / "config.json"
     try:  # the daemon reads it at admission: never block on a FIFO, never read more than a config's worth
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ValueError(f"{path} is no regular file: point spec.model at a model dir")
-            raw = os.read(fd, MAX_CONFIG_BYTES + 1)
-        finally:
-            os.close(fd)
-        if len(raw) > MAX_CONFIG_BYTES:
-            raise ValueError(f"{path} is over {MAX_CONFIG_BYTES} bytes: not a model config")
-        config = json.loads(raw)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the model's config ({exc}): point spec.model at a model dir") from None
+        config = decode_json(read_regular(path, MAX_CONFIG_BYTES, what="model config"), dict, str(path))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no model config here: point spec.model at a model dir") from None
+    except ValueError as exc:
+        raise ValueError(f"{exc}: point spec.model at a model dir") from None
     if not isinstance(config, dict) or "talker_config" not in config:
         raise ValueError(f"{path}: not a Qwen3-TTS config (no talker_config)")
     return config
