@@ -22,7 +22,8 @@ Precision = Literal["auto", "fp32", "bf16"]
 # on a GPU under 40 GiB, fp32 master otherwise and on CPU).
 Recipe = Literal["auto", "fp32-master", "lean"]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Matched with fullmatch: `$` in re.match also matches before a trailing newline, which let "nl\n" through.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class SpecError(ValueError):
@@ -100,8 +101,9 @@ class RunSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 def check_name(name: str) -> str:
-    """Run names become directory names: refuse anything that could escape."""
-    if not _NAME_RE.match(name) or ".." in name:
+    """Run names become directory names (and URL segments, unit names, log lines): the whole name must match,
+    so no control character (a trailing newline included) can ride along."""
+    if not _NAME_RE.fullmatch(name) or ".." in name:
         raise SpecError(
             f"run name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit, and no '..'"

@@ -19,6 +19,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from qwen_daemon.cli.args import name_arg
 from qwen_daemon.cli.render import table
 from qwen_daemon.protocol import GateVerdict, RunHistory
 from qwen_daemon.protocol.client import DaemonClient
@@ -101,7 +102,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, wrap: Any) -> None:
     p = sub.add_parser("diagnose", parents=[common], help="replay an ended run to a step and diagnose it",
                        description="Start the job NAME.diagnose: replay run NAME from its nearest durable "
                                    "checkpoint and rewrite its diagnosis.json. The run must not be active.")
-    p.add_argument("name", metavar="NAME", help="run name")
+    p.add_argument("name", metavar="NAME", type=name_arg, help="run name")
     p.add_argument("--step", type=int, default=None, help="step to replay (default: the last non-finite event's)")
     p.set_defaults(func=wrap(_diagnose))
 
@@ -109,7 +110,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, wrap: Any) -> None:
                        description="Start the job NAME.gate: `qwen-train gate` judges run NAME's newest checkpoint "
                                    "(or --checkpoint) and writes its verdict; `verdict NAME` shows it. The run "
                                    "must have ended; paths are on the daemon's host, under its bind roots.")
-    p.add_argument("name", metavar="NAME", help="run name")
+    p.add_argument("name", metavar="NAME", type=name_arg, help="run name")
     p.add_argument("--asr", type=Path, default=None, metavar="DIR", help="ASR model dir for intelligibility")
     p.add_argument("--thresholds", type=Path, default=None, metavar="FILE", help="thresholds JSON file")
     p.add_argument("--checkpoint", type=int, default=None, metavar="STEP", help="checkpoint step to judge")
@@ -117,10 +118,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, wrap: Any) -> None:
 
     p = sub.add_parser("verdict", parents=[common], help="a run's promotion-gate verdict, criterion by criterion",
                        description="Run NAME's gate verdict (RUN_DIR/gate/verdict.json), criterion by criterion.")
-    p.add_argument("name", metavar="NAME", help="run name")
+    p.add_argument("name", metavar="NAME", type=name_arg, help="run name")
     p.set_defaults(func=wrap(_verdict))
 
     p = sub.add_parser("history", parents=[common], help="a run's per-step losses and evals",
                        description="A run's per-step losses (at most 2000 points) and evals.")
-    p.add_argument("name", metavar="NAME", help="run name")
+    p.add_argument("name", metavar="NAME", type=name_arg, help="run name")
     p.set_defaults(func=wrap(_history))

@@ -40,6 +40,7 @@ from qwen_daemon.cli import gpu as cli_gpu
 from qwen_daemon.cli import jobs as cli_jobs
 from qwen_daemon.cli import ops as cli_ops
 from qwen_daemon.cli import render
+from qwen_daemon.cli.args import name_arg
 from qwen_daemon.config import DEFAULT_JOURNAL_SOCKET, BindRoot, ConfigError, DaemonConfig, DockerSettings
 from qwen_daemon.protocol import GateVerdict, HostView, RunDetail, RunHistory, RunList, RunView
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
@@ -136,7 +137,7 @@ def _client_parsers(sub: Any) -> None:
     for name, text, arg, call in commands:
         p = sub.add_parser(name, parents=[common], help=text, description=text[0].upper() + text[1:] + ".")
         if arg == "NAME":
-            p.add_argument("name", metavar="NAME", help="run name")
+            p.add_argument("name", metavar="NAME", type=name_arg, help="run name")
         if name == "stop":
             p.add_argument("--wait", action="store_true", help="return once the run has ended (checkpointed)")
             p.add_argument("--wait-timeout", type=_seconds, default=3600.0, help="give up waiting after X s")

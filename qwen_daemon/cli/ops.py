@@ -14,6 +14,7 @@ from typing import Any, get_args
 
 import msgspec
 
+from qwen_daemon.cli.args import name_arg, surface_arg
 from qwen_daemon.cli.render import table
 from qwen_daemon.governance.lanes import LaneUnclear, classify
 from qwen_daemon.protocol import AuditList, BindRootsView, ClassChange, ProbeView, Surface, SurfaceClass, SurfaceList
@@ -106,7 +107,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     actions.add_parser("list", parents=[common], help="the surfaces registry")
     actions.add_parser("audit", parents=[common], help="every class change: when, who, why")
     change = actions.add_parser("set-class", parents=[common], help="change (or register) a surface's class")
-    change.add_argument("name", metavar="SURFACE")
+    change.add_argument("name", metavar="SURFACE", type=surface_arg)
     change.add_argument("klass", metavar="CLASS", choices=get_args(SurfaceClass))
     change.add_argument("--reason", required=True, help="why: goes into the audit log")
     change.add_argument("--gate", help="absolute path of a passed promotion-gate verdict (unblocks recovery)")
@@ -120,7 +121,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run_ops)
 
     p = sub.add_parser("unit-run", parents=[common], help="(qwen-run@.service) launch or resume NAME and follow it")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", type=name_arg)
     p.add_argument("--spec-dir", type=Path, default=run_unit.DEFAULT_SPEC_DIR,
                    help="where NAME.json lives (default: %(default)s)")
     p.set_defaults(func=run_ops)

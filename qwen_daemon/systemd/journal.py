@@ -21,7 +21,7 @@ import struct
 import threading
 from collections.abc import Mapping
 
-_FIELD = re.compile(r"^[A-Z0-9][A-Z0-9_]{0,63}$")
+_FIELD = re.compile(r"[A-Z0-9][A-Z0-9_]{0,63}")  # fullmatch: `$` would let a trailing newline in
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
 
 
@@ -29,7 +29,7 @@ def encode_entry(fields: Mapping[str, object]) -> bytes:
     """One journal entry; field names must be journald-valid (upper case, digits, '_', not leading '_')."""
     out = bytearray()
     for name, value in fields.items():
-        if not _FIELD.match(name):
+        if not _FIELD.fullmatch(name):
             raise ValueError(f"journal field name {name!r} is invalid: use A-Z, 0-9 and '_', not starting with '_'")
         data = value if isinstance(value, bytes) else str(value).encode("utf-8")
         key = name.encode("ascii")
