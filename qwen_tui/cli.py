@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qwen_daemon.protocol.socket import SOCKET_ENV, SocketPathError, check_socket_path, default_socket
+from qwen_train.closed_pipe import quiet_on_closed_pipe
 from qwen_train.spec import SpecError, check_name
 
 
@@ -67,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_on_closed_pipe
 def main(argv: Sequence[str] | None = None) -> int:
+    """The entry point; a closed stdout ends it quietly (exit 141) instead of in a BrokenPipeError traceback."""
     args = build_parser().parse_args(argv)
     socket_path: Path = args.socket if args.socket is not None else default_socket()
     # Imported here so `--help` and argument errors do not pay for loading Textual.

@@ -47,6 +47,7 @@ from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_daemon.protocol.socket import SOCKET_ENV, default_socket, default_state_dir
 from qwen_daemon.runs.registry import RegistryError
 from qwen_daemon.systemd import run_unit
+from qwen_train.closed_pipe import quiet_on_closed_pipe
 from qwen_train.spec import SpecError, load_spec
 
 EXIT_OK = 0
@@ -244,7 +245,9 @@ def _text(answer: Any) -> str:
     return str(answer)
 
 
+@quiet_on_closed_pipe
 def main(argv: Sequence[str] | None = None) -> int:
+    """The entry point; a reader that goes away (`qwen-daemon show NAME | head`) ends it quietly (exit 141)."""
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result
