@@ -7,6 +7,8 @@ split into segments, and returns (status, body); it raises RequestError for
 anything the client got wrong. Run names in paths are checked before any
 action runs. Query parameters are read only by the routes that take them,
 and those refuse any they do not know (a typo must not silently mean the default).
+Every JSON body goes through `decode_body`: nested past MAX_JSON_DEPTH, malformed
+or of the wrong shape, it is a 400 naming the route's request, never a 500.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from qwen_daemon.protocol import (
 )
 from qwen_daemon.protocol.errors import bad_request
 from qwen_daemon.protocol.gpu import GpuStatus, ReserveRequest
+from qwen_train.safe_read import check_json_depth
 from qwen_train.spec import SpecError, check_name
 from qwen_train.status import Diagnosis
 
@@ -99,14 +102,22 @@ def _runs(h: Request, _: list[str]) -> tuple[int, Any]:
     return 200, h.backend.runs()
 
 
-def _launch(h: Request, _: list[str]) -> tuple[int, Any]:
-    body = h.read_body()
+def decode_body(body: bytes, kind: type[T], what: str) -> T:
+    """`body` as `kind`, or a 400 "invalid WHAT: ..." saying what is wrong. The depth is checked before
+    msgspec decodes: a deeply nested body otherwise ends in a RecursionError (a 500) inside the decoder."""
     try:
-        request = msgspec.json.decode(body, type=LaunchRequest)
+        check_json_depth(body, f"invalid {what}")
+        return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        raise bad_request(f"invalid launch request: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise bad_request(f"malformed JSON in launch request: {exc}") from None
+        raise bad_request(f"invalid {what}: {exc}") from None
+    except (msgspec.DecodeError, RecursionError, MemoryError) as exc:
+        raise bad_request(f"invalid {what}: malformed JSON: {str(exc) or type(exc).__name__}") from None
+    except ValueError as exc:  # check_json_depth's refusal, which names the limit
+        raise bad_request(str(exc)) from None
+
+
+def _launch(h: Request, _: list[str]) -> tuple[int, Any]:
+    request = decode_body(h.read_body(), LaunchRequest, "launch request")
     return 201, h.backend.launch(request, h.actor)
 
 
@@ -117,10 +128,7 @@ def _detail(h: Request, parts: list[str]) -> tuple[int, Any]:
 def _empty_body(h: Request, what: str) -> None:
     body = h.read_body()
     if body.strip():
-        try:
-            msgspec.json.decode(body, type=dict)
-        except msgspec.DecodeError as exc:
-            raise bad_request(f"{what} takes an empty body or a JSON object: {exc}") from None
+        decode_body(body, dict, f"{what} request (it takes an empty body or a JSON object)")
 
 
 def _stop(h: Request, parts: list[str]) -> tuple[int, Any]:
@@ -136,10 +144,7 @@ def _resume(h: Request, parts: list[str]) -> tuple[int, Any]:
 def _optional_body(h: Request, kind: type[T], what: str) -> T:
     """A request body that may be empty (all defaults); anything else must decode as `kind`."""
     body = h.read_body()
-    try:
-        return msgspec.json.decode(body, type=kind) if body.strip() else kind()
-    except msgspec.MsgspecError as exc:
-        raise bad_request(f"invalid {what} request: {exc}") from None
+    return decode_body(body, kind, f"{what} request") if body.strip() else kind()
 
 
 def _diagnose(h: Request, parts: list[str]) -> tuple[int, Any]:
@@ -194,10 +199,7 @@ _RUN_ROUTES: dict[str, dict[str, Action]] = {
 
 
 def _set_class(h: Request, parts: list[str]) -> tuple[int, Any]:
-    try:
-        change = msgspec.json.decode(h.read_body(), type=ClassChange)
-    except msgspec.MsgspecError as exc:
-        raise bad_request(f"invalid class change: {exc}") from None
+    change = decode_body(h.read_body(), ClassChange, "class change")
     return 200, h.backend.set_class(parts[1], change, h.actor)
 
 

@@ -8,6 +8,10 @@ ErrorBody, a bug is a 500 ErrorBody (traceback in the daemon's log only).
 Nor can a client hold it: a connection idle for `_Handler.timeout` or not
 done within REQUEST_DEADLINE_S is cut, bodies over MAX_BODY_BYTES are
 refused, and past MAX_CONNECTIONS new connections get a quick 503.
+Garbage gets a complete HTTP response too (status line, Content-Length): a
+request line that is not METHOD PATH HTTP/1.x, a header line without a colon,
+an over-long line. What such a client still sends is read (a bounded amount)
+before the close, so it reads the answer instead of a reset connection.
 The socket is created 0660: access is whoever shares the daemon's group,
 and every connection's peer credentials are checked again (peercred.py).
 """
@@ -21,6 +25,7 @@ import socket
 import socketserver
 import stat
 import threading
+import time
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -42,15 +47,22 @@ _DRAIN_LIMIT_BYTES = 16 << 20
 SOCKET_MODE = 0o660
 REQUEST_DEADLINE_S = 30.0
 MAX_CONNECTIONS = 128
+_LINGER_BYTES = 1 << 20
+_LINGER_S = 1.0
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: ApiServer
     server_version = "qwen-daemon"
     timeout = 10.0  # a silent client must not hold a thread (or shutdown) for long
+    # The stdlib starts every parse at HTTP/0.9, whose answers have no status line and no headers: an error
+    # about an unparseable request line went out as a bare JSON body. HTTP/0.9 requests are refused instead.
+    default_request_version = "HTTP/1.0"
 
+    raw_requestline: bytes
     peer: Peer | None = None
     _deadline: threading.Timer | None = None
+    _linger = False
 
     def setup(self) -> None:
         super().setup()
@@ -72,6 +84,43 @@ class _Handler(BaseHTTPRequestHandler):
             self._deadline.cancel()
         with contextlib.suppress(OSError):
             super().finish()
+        if self._linger:
+            self._read_rest()
+
+    def _read_rest(self) -> None:
+        """After an error about unparseable input: end our side, then discard what the client still sends
+        (bounded in bytes and time), so the close does not reset the connection under the client's read."""
+        deadline = time.monotonic() + _LINGER_S
+        left = _LINGER_BYTES
+        with contextlib.suppress(OSError):
+            self.request.shutdown(socket.SHUT_WR)
+            while left > 0 and (wait := deadline - time.monotonic()) > 0:
+                self.request.settimeout(wait)
+                chunk = self.request.recv(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+
+    def parse_request(self) -> bool:
+        """The stdlib's parse, stricter: exactly METHOD PATH HTTP/1.x, and every header line a header.
+
+        A header line without a colon would otherwise end the headers silently, and the lines after it
+        (a Content-Length among them) would be read as the body."""
+        self.command, self.request_version = "", self.default_request_version
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if len(words) != 3:
+            what = "an empty request line" if not words else f"bad request line {self.requestline[:200]!r}"
+            self.send_error(400, what, "send METHOD PATH HTTP/1.1 (HTTP/0.9 requests are not served)")
+            return False
+        if not super().parse_request():
+            return False
+        defects = self.headers.defects
+        if defects:
+            problem = str(defects[0]) or "a header line without a colon"
+            self.send_error(400, f"malformed request headers: {problem}", "every header line is NAME: VALUE")
+            return False
+        return True
 
     @property
     def backend(self) -> Backend:
@@ -108,8 +157,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The stdlib's own errors (bad request line, unknown method) as JSON too."""
+        """The stdlib's own errors (bad request line, unknown method, over-long lines) as JSON too."""
         self.close_connection = True
+        self._linger = True
         self._reply(code, ErrorBody(error=message or HTTPStatus(code).phrase, detail=explain))
 
     def read_body(self) -> bytes:
