@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -61,11 +62,26 @@ def top_kernels(s: Any, device: torch.device, rows: int = 25) -> str:
     return str(prof.key_averages().table(sort_by=key, row_limit=rows))
 
 
-def variant(cfg: dict[str, Any], rows: list[Any], budget: int, recipe: str, device: torch.device, warmup: int,
+VARIANTS = {  # name: (recipe, QWEN_TRAIN_PERF overrides, fused lean optimizer, cuDNN attention allowed)
+    "lean": ("lean", {}, True, True),
+    "lean-unfused": ("lean", {}, False, True),
+    "lean-no-cudnn": ("lean", {}, True, False),
+    "lean-eager": ("lean", {"compile_layers": False}, True, True),
+    "fp32-master": ("fp32-master", {}, True, True),
+}
+
+
+def variant(cfg: dict[str, Any], rows: list[Any], budget: int, name: str, device: torch.device, warmup: int,
             steps: int, profile_to: Path | None) -> dict[str, Any]:
+    recipe, perf, fused, cudnn = VARIANTS[name]
+    os.environ[PERF_ENV] = json.dumps(perf)
+    if device.type == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(cudnn)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             s = session(cfg, rows, budget, recipe, device, Path(tmp), accum=ACCUM)
+            if hasattr(s.optimizer, "fused") and recipe == "lean":
+                s.optimizer.fused = fused
             for _ in range(warmup):
                 train_step(s)
             timer = Timed(s.optimizer.step, device)
@@ -88,7 +104,9 @@ def variant(cfg: dict[str, Any], rows: list[Any], budget: int, recipe: str, devi
             profile_to.write_text(kernels)
         elapsed = sum(times)
         frames = sum(rows[i].frames for b in drawn for i in b)
+        steady = sorted(times)[len(times) // 2]
         out = {"recipe": recipe, "budget": budget, "steps": steps, "seconds": elapsed, "step_s": times,
+               "median_step_s": steady, "frames_per_s_at_median_step": frames / len(times) / steady,
                "optimizer_s": timer.seconds, "optimizer_share": timer.seconds / elapsed,
                "frames_per_s": frames / elapsed, "graphs_compiled_in_window": new_graphs,
                "perf": {"compile_layers": s.perf.compile_layers, "pad_multiple": s.perf.pad_multiple}}
@@ -106,8 +124,8 @@ def main() -> None:
     parser.add_argument("--baseline-cap-gib", type=float, default=32.0)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--variants", default="lean,lean-eager",
-                        help="comma-separated among lean, lean-eager (compile off), fp32-master")
+    parser.add_argument("--variants", default="lean,lean-unfused,lean-no-cudnn,lean-eager",
+                        help=f"comma-separated among {', '.join(VARIANTS)}")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -122,17 +140,12 @@ def main() -> None:
     print(json.dumps(results["baseline"]), flush=True)
     cap(device, args.cap_gib)
     for name in args.variants.split(","):
-        import os
-
-        os.environ.pop(PERF_ENV, None)
-        if name == "lean-eager":
-            os.environ[PERF_ENV] = json.dumps({"compile_layers": False})
-        recipe = "fp32-master" if name == "fp32-master" else "lean"
-        profile_to = args.out / f"lean-profile-{name}-kernels.txt" if name == "lean" else None
-        found = variant(cfg, rows, args.budget, recipe, device, args.warmup, args.steps, profile_to)
+        profile_to = args.out / f"lean-profile-{name}-kernels.txt" if name in ("lean", "lean-unfused") else None
+        found = variant(cfg, rows, args.budget, name, device, args.warmup, args.steps, profile_to)
         found["variant"] = name
         if "frames_per_s" in found and "frames_per_s" in base:
             found["over_baseline"] = found["frames_per_s"] / base["frames_per_s"]
+            found["median_over_baseline"] = found["frames_per_s_at_median_step"] / base["frames_per_s"]
         results["variants"].append(found)
         print(json.dumps({k: v for k, v in found.items() if k != "step_s"}), flush=True)
     (args.out / "lean-profile.json").write_text(json.dumps(results, indent=2))

@@ -35,7 +35,16 @@ def stochastic_bf16(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
         raise TypeError(f"stochastic rounding takes an fp32 tensor, got {x.dtype}")
     x = x.contiguous()
     noise = torch.randint(0, _LOW_BITS, x.shape, dtype=torch.int32, device=x.device, generator=generator)
-    bits = noise.add_(x.view(torch.int32)).bitwise_and_(_HIGH_MASK)
+    return stochastic_bits_bf16(x, noise)
+
+
+def stochastic_bits_bf16(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """`x` (fp32) rounded to bf16 with the given 16-bit `noise` (int32, same shape): the rounding itself.
+
+    Apart from the draw so that a compiled caller can fuse it: the random bits come from the caller's
+    generator outside the compiled region, in the same order as `stochastic_bf16` draws them.
+    """
+    bits = (noise + x.view(torch.int32)) & _HIGH_MASK
     # The low 16 bits are now zero, so this conversion is exact: no second rounding.
     return bits.view(torch.float32).to(torch.bfloat16)
 
