@@ -14,6 +14,8 @@ from typing import Literal
 
 import msgspec
 
+from qwen_train.safe_read import UnsafeFile, check_json_depth, read_regular
+
 Lane = Literal["benchmark", "single-speaker", "language-expansion"]
 Runner = Literal["process", "docker"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -24,6 +26,8 @@ Recipe = Literal["auto", "fp32-master", "lean"]
 
 # Matched with fullmatch: `$` in re.match also matches before a trailing newline, which let "nl\n" through.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_SPEC_BYTES = 1 << 20
+"""A spec file is a few KiB; anything near this bound is not one (a socket user names spec paths)."""
 
 
 class SpecError(ValueError):
@@ -141,14 +145,33 @@ def validate_spec(spec: RunSpec) -> RunSpec:
 
 
 def decode_spec(data: bytes | str, source: str = "spec") -> RunSpec:
-    """Decode and validate JSON bytes; errors name the source and the field."""
+    """Decode and validate JSON bytes; errors name the source and the field (hostile nesting included)."""
+    check_spec_json(data, source)
     try:
         spec = msgspec.json.decode(data, type=RunSpec)
     except msgspec.ValidationError as exc:
         raise SpecError(f"{source}: invalid run spec: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError, MemoryError) as exc:
         raise SpecError(f"{source}: not valid JSON: {exc}") from None
     return validate_spec(spec)
+
+
+def check_spec_json(data: bytes | str, source: str) -> None:
+    """A SpecError for JSON nested deeper than any spec is: msgspec would recurse until it fails."""
+    try:
+        check_json_depth(data.encode("utf-8", "replace") if isinstance(data, str) else data, source)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def read_spec_file(path: Path, what: str) -> bytes:
+    """A spec file's bytes, read without blocking: a FIFO, a device or an oversized file is a SpecError."""
+    try:
+        return read_regular(path, MAX_SPEC_BYTES, what=what)
+    except UnsafeFile as exc:
+        raise SpecError(str(exc)) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
 def resolve_paths(spec: RunSpec, base: Path) -> RunSpec:
@@ -162,10 +185,7 @@ def resolve_paths(spec: RunSpec, base: Path) -> RunSpec:
 
 def load_spec(path: Path) -> RunSpec:
     """Read a spec file; relative paths inside it are relative to the file."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"cannot read run spec {path}: {exc.strerror}") from None
+    raw = read_spec_file(path, "run spec")
     return resolve_paths(decode_spec(raw, source=str(path)), path.parent)
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 import msgspec
 
-from qwen_train.spec import SpecError, check_name
+from qwen_train.spec import SpecError, check_name, check_spec_json, read_spec_file
 
 SourceKind = Literal["rixvox", "fleurs", "waxholm", "upstream_jsonl"]
 Role = Literal["train", "eval", "benchmark"]
@@ -156,21 +156,21 @@ def resolve_paths(spec: PrepareSpec, base: Path) -> PrepareSpec:
 
 
 def decode_prepare_spec(data: bytes | str, source: str = "prepare spec") -> PrepareSpec:
+    """Decode and validate; hostile nesting is a SpecError naming the source, like any malformed spec."""
+    check_spec_json(data, source)
     try:
         spec = msgspec.json.decode(data, type=PrepareSpec)
     except msgspec.ValidationError as exc:
         raise SpecError(f"{source}: invalid prepare spec: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError, MemoryError) as exc:
         raise SpecError(f"{source}: not valid JSON: {exc}") from None
     return validate_prepare_spec(spec)
 
 
 def load_prepare_spec(path: Path) -> PrepareSpec:
-    """Read, validate and resolve a spec file; every failure names the file."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read prepare spec ({exc.strerror})") from None
+    """Read (never blocking: a socket user names the path), validate and resolve a spec file; every failure
+    names the file."""
+    raw = read_spec_file(path, "prepare spec")
     return resolve_paths(decode_prepare_spec(raw, str(path)), path.resolve().parent)
 
 

@@ -16,7 +16,8 @@ from qwen_daemon.jobs.job import SPEC_FILE, DiagnoseTarget, GateTarget, Job, Job
 from qwen_daemon.protocol import kind_info
 from qwen_daemon.protocol.errors import conflict
 from qwen_daemon.runs.registry import RunRecord
-from qwen_train.spec import RunSpec, SpecError, decode_spec
+from qwen_train.safe_read import UnsafeFile, read_regular
+from qwen_train.spec import MAX_SPEC_BYTES, RunSpec, SpecError, decode_spec
 
 RULE_ALONE = "one-job-per-run"  # a gate and a diagnose replay of one run never run at once
 
@@ -36,10 +37,14 @@ def child_target(spec_json: str | bytes, name: str) -> tuple[str, Path]:
 
 
 def parent_spec(target: DiagnoseTarget | GateTarget) -> RunSpec:
-    """The replayed (or gated) run's spec, from its run dir (the spec its trainer was launched with)."""
+    """The replayed (or gated) run's spec, from its run dir (the spec its trainer was launched with).
+
+    The daemon wrote it, but the run's trainer could replace it: read without blocking, bounded, no symlink."""
     path = Path(target.run_dir) / SPEC_FILE
     try:
-        return decode_spec(path.read_bytes(), source=str(path))
+        return decode_spec(read_regular(path, MAX_SPEC_BYTES, what="run spec", nofollow=True), source=str(path))
+    except UnsafeFile as exc:
+        raise SpecError(f"run {target.run}'s spec: {exc}") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot read run {target.run}'s spec ({exc.strerror})") from None
 
