@@ -120,6 +120,7 @@ def test_cpu_defaults_change_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert Perf.resolve(torch.device("cpu")) == Perf()
     gpu = Perf.for_device(torch.device("cuda"))
     assert gpu.fused_optimizer and gpu.compile_layers and gpu.async_checkpoint and gpu.bucket and gpu.prefetch
+    assert not gpu.cudnn_attention and Perf().cudnn_attention  # flash on NVIDIA GPUs; CPU runs change nothing
     monkeypatch.setenv("QWEN_TRAIN_PERF", '{"async_checkpoint": true}')
     assert Perf.resolve(torch.device("cpu")) == Perf(async_checkpoint=True)
     monkeypatch.setenv("QWEN_TRAIN_PERF", '{"no_such_switch": 1}')
