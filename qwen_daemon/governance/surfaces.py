@@ -9,6 +9,9 @@ a class change is an explicit command, written to an append-only audit log
 with who asked and why. A lane sets data policy: `language-expansion` needs
 a multi-speaker bundle with held-out speakers (the other lanes set no data
 policy yet). Every refusal names its rule, so an operator can look it up.
+Every file read here (the registry, a gate verdict, a bundle's splits) is read
+through qwen_train.safe_read: a FIFO or a device at a path a socket user named
+is a refusal naming the file, not a request thread waiting forever.
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ import msgspec
 from qwen_daemon.protocol import DEFAULT_SURFACE, NEVER_LAUNCHED, AuditEntry, Surface, SurfaceClass
 from qwen_train.atomic import append_durable, atomic_write_bytes, read_appended
 from qwen_train.bundle.manifest import SPLITS, BundleError, Splits, read_bundle_info, read_manifest
+from qwen_train.safe_read import MiB, UnsafeFile, decode_json, read_regular
 from qwen_train.spec import RunSpec, SpecError, check_name
+
+REGISTRY_LIMIT = 16 * MiB  # a surface is a line of text; nobody registers a hundred thousand
+VERDICT_LIMIT = 16 * MiB
+SPLITS_LIMIT = 1024 * MiB  # lists every row id of a bundle: millions for a full RixVox build
 
 
 class GovernanceRefusal(Exception):
@@ -54,11 +62,15 @@ def check_surface_name(name: str) -> str:
 
 def read_gate(path: str) -> _Passed:
     try:
-        return msgspec.json.decode(Path(path).read_bytes(), type=_Passed)
+        raw = read_regular(path, VERDICT_LIMIT, what="gate verdict")
+    except UnsafeFile as exc:
+        raise GovernanceRefusal("recovery-gate", str(exc)) from None
     except OSError as exc:
         raise GovernanceRefusal("recovery-gate", f"gate verdict {path} cannot be read ({exc.strerror})") from None
-    except msgspec.MsgspecError as exc:
-        raise GovernanceRefusal("recovery-gate", f"gate verdict {path} is malformed: {exc}") from None
+    try:
+        return decode_json(raw, _Passed, f"gate verdict {path} is malformed")
+    except ValueError as exc:
+        raise GovernanceRefusal("recovery-gate", str(exc)) from None
 
 
 def check_lane(spec: RunSpec) -> None:
@@ -69,8 +81,8 @@ def check_lane(spec: RunSpec) -> None:
     try:
         info = read_bundle_info(root)
         rows = read_manifest(root)
-        splits = msgspec.json.decode((root / SPLITS).read_bytes(), type=Splits)
-    except (BundleError, OSError, msgspec.MsgspecError) as exc:
+        splits = decode_json(read_regular(root / SPLITS, SPLITS_LIMIT, what=SPLITS), Splits, str(root / SPLITS))
+    except (BundleError, OSError, ValueError) as exc:  # ValueError: UnsafeFile and malformed JSON among them
         raise GovernanceRefusal(f"lane-{spec.lane}", f"bundle {root} cannot be checked: {exc}") from None
     train_speakers = {row.speaker_id for row in rows if row.split == "train"}
     held_out = set(splits.held_out_speakers)
@@ -104,10 +116,14 @@ class Governance:
     def load(self) -> SurfaceRegistry:
         """Read on every use: an operator's hand edit takes effect, a broken file refuses launches."""
         try:
-            registry = msgspec.json.decode(self.path.read_bytes(), type=SurfaceRegistry)
+            raw = read_regular(self.path, REGISTRY_LIMIT, what="surfaces registry")
+        except UnsafeFile as exc:
+            raise GovernanceRefusal("surfaces-file", f"{exc}: replace it with the registry file") from None
         except OSError as exc:
             raise GovernanceRefusal("surfaces-file", f"{self.path} cannot be read ({exc.strerror})") from None
-        except msgspec.MsgspecError as exc:
+        try:
+            registry = decode_json(raw, SurfaceRegistry, "registry")
+        except ValueError as exc:
             raise GovernanceRefusal("surfaces-file", f"{self.path} is malformed ({exc}): fix it by hand") from None
         for surface in registry.surfaces:
             check_surface_name(surface.name)

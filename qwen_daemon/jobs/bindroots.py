@@ -19,9 +19,11 @@ from pathlib import Path
 from qwen_daemon.config import BindRoot
 from qwen_daemon.jobs.job import RunnerRefusal
 from qwen_daemon.protocol import BindRootStatus, BindRootsView, ProbeResult, ProbeView
+from qwen_train.safe_read import UnsafeFile, read_regular
 
 PROBE_TARGET = "/qwen-probe"
 PROBE_SCRIPT = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
+_PROBE_LIMIT = 4096  # the token the probe writes is 32 characters; the container could put anything there
 
 
 def _unescape(field: str) -> str:
@@ -122,10 +124,11 @@ def probe(roots: Sequence[BindRoot], python: str, run_once: RunOnce) -> ProbeVie
                 results.append(ProbeResult(root.path, False, detail))
                 continue
             try:
-                back = seen.read_text()
-            except OSError as exc:
+                back = read_regular(seen, _PROBE_LIMIT, what="probe file", nofollow=True).decode("utf-8", "replace")
+            except (OSError, UnsafeFile) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else str(exc)
                 results.append(ProbeResult(root.path, False, (
-                    f"a container wrote {name} through {given}, but {seen} cannot be read ({exc.strerror}): "
+                    f"a container wrote {name} through {given}, but {seen} cannot be read ({why}): "
                     f"{root.path} is not the tree Docker sees; run `qwen-daemon bind-roots status`")))
                 continue
             ok = back == token

@@ -48,7 +48,9 @@ from qwen_daemon.jobs.job import (
     RunnerRefusal,
     job_argv,
 )
+from qwen_daemon.runs.safe_files import chmod_regular, open_append
 from qwen_train.atomic import atomic_write_bytes
+from qwen_train.safe_read import UnsafeFile
 from qwen_train.status import NONCE_ENV
 
 log = logging.getLogger(__name__)
@@ -208,7 +210,8 @@ class DockerRunner:
             for path in created:
                 os.chown(path, uid, gid)
         atomic_write_bytes(run_dir / SPEC_FILE, job.spec_bytes())
-        os.chmod(run_dir / SPEC_FILE, 0o644)  # written 0600 by the atomic writer; the container user reads it
+        chmod_regular(run_dir / SPEC_FILE, 0o644, "run spec")  # written 0600 by the atomic writer; the container
+        # user reads it (through a descriptor: a symlink swapped in by the run's last trainer is not followed)
         name = container_name(job.name, nonce)
         argv = job_argv(self.settings.python, run_dir, job, nonce, resume)
         client = self.client()
@@ -222,7 +225,7 @@ class DockerRunner:
             log_config=LogConfig(type="json-file", config={"max-size": "50m", "max-file": "2"}),
             **gpu_options(self.settings.gpus),
         )
-        with open(run_dir / LOG_FILE, "ab") as handle:
+        with open_append(run_dir / LOG_FILE, "log") as handle:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S %z")
             handle.write(f"=== {stamp} launch {nonce} in container {name} ({self.settings.image}): "
                          f"{argv}\n".encode())
@@ -287,10 +290,10 @@ class DockerRunner:
             return
         try:
             data = box.logs(stdout=True, stderr=True)
-            with open(Path(watched.run_dir) / LOG_FILE, "ab") as handle:
+            with open_append(Path(watched.run_dir) / LOG_FILE, "log") as handle:
                 handle.write(data)
                 handle.write(f"=== container {watched.name} ended: {box.attrs['State'].get('Status')}\n".encode())
-        except (OSError, docker.errors.DockerException) as exc:
+        except (OSError, UnsafeFile, docker.errors.DockerException) as exc:
             log.warning("could not keep the log of container %s: %s", watched.name, exc)
 
     def _signal(self, nonce: str, sig: signal.Signals) -> bool:

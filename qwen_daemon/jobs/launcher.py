@@ -30,6 +30,7 @@ from qwen_daemon.runs.checkpoints import CheckpointsUnreadable, list_kept
 from qwen_daemon.runs.registry import Registry, RunConflict, RunRecord
 from qwen_daemon.sharing.gpu_sharing import GpuSharing, Refused
 from qwen_train.run_lock import RunLocked, held_by
+from qwen_train.safe_read import UnsafeFile
 from qwen_train.spec import SpecError
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class Launcher:
             raise conflict(str(exc)) from None
         try:
             started = runner.launch(job, run_dir, nonce, resume)
-        except (OSError, subprocess.SubprocessError, RunnerRefusal) as exc:
+        except (OSError, subprocess.SubprocessError, RunnerRefusal, UnsafeFile) as exc:  # UnsafeFile: a planted log
             message = f"could not start the {job.kind} job ({runner.name} runner): {exc}"
             self.registry.finish(job.name, nonce, "failed", None, message, time.time())
             raise RequestError(500, message, "check the daemon's runner settings and the run dir") from None

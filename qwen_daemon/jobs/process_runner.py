@@ -29,6 +29,7 @@ import psutil
 
 from qwen_daemon.config import DaemonConfig
 from qwen_daemon.jobs.job import LOG_FILE, SPEC_FILE, Exit, Job, Launched, job_argv
+from qwen_daemon.runs.safe_files import open_append
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.status import NONCE_ENV
 
@@ -88,7 +89,7 @@ class ProcessRunner:
         atomic_write_bytes(run_dir / SPEC_FILE, job.spec_bytes())
         command = job_argv(self.config.trainer_python, run_dir, job, nonce, resume)
         env = {**os.environ, NONCE_ENV: nonce, "PYTHONUNBUFFERED": "1"}
-        with open(run_dir / LOG_FILE, "ab") as log:
+        with open_append(run_dir / LOG_FILE, "log") as log:  # a previous launch's trainer may have left a FIFO
             stamp = time.strftime("%Y-%m-%d %H:%M:%S %z")
             log.write(f"=== {stamp} launch {nonce}: {' '.join(command)}\n".encode())
             log.flush()

@@ -8,7 +8,6 @@ before a gate job starts, so a gate always reads the latest.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -18,7 +17,9 @@ from qwen_daemon.protocol import ResourceSummary, kind_info
 from qwen_daemon.protocol.errors import RequestError
 from qwen_daemon.resources.summary_cache import SummaryCache
 from qwen_daemon.runs.registry import RunRecord
+from qwen_daemon.runs.safe_files import chmod_regular
 from qwen_train.atomic import atomic_write_bytes
+from qwen_train.safe_read import UnsafeFile
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def write_resources(run_dir: Path, summary: ResourceSummary) -> Path:
     """RUN_DIR/resources.json, atomically, readable by a container user (the gate may run in one)."""
     path = run_dir / RESOURCES_FILE
     atomic_write_bytes(path, msgspec.json.format(msgspec.json.encode(summary), indent=2) + b"\n")
-    os.chmod(path, 0o644)
+    chmod_regular(path, 0o644, RESOURCES_FILE)  # by descriptor: a link swapped in meanwhile must not be followed
     return path
 
 
@@ -53,6 +54,6 @@ class Evidence:
         """The gate must not judge yesterday's evidence; a run dir the daemon cannot write is its fault (500)."""
         try:
             self.write(record)
-        except OSError as exc:
+        except (OSError, UnsafeFile) as exc:
             raise RequestError(500, f"could not write run {record.name}'s resource evidence: {exc}",
                                "the daemon must be able to write the run dir") from None

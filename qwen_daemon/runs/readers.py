@@ -13,6 +13,12 @@ steps after it were trained again: the older points from that step on go.
 
 report.json and diagnosis.json are written atomically, so a malformed one is
 a real problem and is named (FileProblem), never silently skipped.
+
+Every file here is the trainer's, so none is opened as a plain open() would:
+a FIFO, a device, a symlink or a file over its kind's bound is refused with a
+FileProblem naming it (qwen_train.safe_read for whole files, safe_files for
+losses.jsonl's offsets and the log's tail), and nothing is read in one piece
+larger than READ_CHUNK.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from pathlib import Path
 import msgspec
 
 from qwen_daemon.protocol import EvalPoint, LossPoint, RunHistory
+from qwen_daemon.runs.safe_files import open_regular, read_tail
+from qwen_train.safe_read import MiB, UnsafeFile, decode_json, read_regular
 from qwen_train.status import Diagnosis, EvalResult
 
 LOSSES_FILE = "losses.jsonl"
@@ -36,6 +44,10 @@ DIAGNOSIS_FILE = "diagnosis.json"
 MAX_POINTS = 2000
 MAX_CACHED = 32
 LOG_TAIL_BYTES = 64 << 10
+LOSSES_LIMIT = 256 * MiB  # ~2.5 million steps of ~100-byte lines; a week-long run has ~10^6
+REPORT_LIMIT = 64 * MiB  # an eval every 100 steps, each with its per-split and per-speaker losses
+DIAGNOSIS_LIMIT = 4 * MiB
+READ_CHUNK = 8 * MiB
 
 
 class FileProblem(Exception):
@@ -54,7 +66,6 @@ class _Report(msgspec.Struct):
 
 
 _LINE = msgspec.json.Decoder(_LossLine)
-_REPORT = msgspec.json.Decoder(_Report)
 
 
 @dataclass
@@ -90,6 +101,21 @@ class _Losses:
         self.offset += end + 1
 
 
+def _feed_from(fd: int, entry: _Losses, size: int) -> None:
+    """Parse from the entry's offset to `size` in READ_CHUNK pieces; a line split across two is joined."""
+    position, pending = entry.offset, b""
+    while position < size:
+        chunk = os.pread(fd, min(READ_CHUNK, size - position), position)
+        if not chunk:
+            break
+        position += len(chunk)
+        pending += chunk
+        end = pending.rfind(b"\n")
+        if end >= 0:
+            entry.feed(pending[:end + 1])
+            pending = pending[end + 1:]
+
+
 def downsample(count: int, limit: int = MAX_POINTS) -> list[int]:
     """At most `limit` indices into `count` points, evenly spread, always the first and the last."""
     if count <= limit:
@@ -113,17 +139,12 @@ class HistoryReader:
         key = str(path)
         with self._lock:  # one reader at a time per daemon: reads are incremental and short
             try:
-                with open(path, "rb") as handle:
-                    info = os.fstat(handle.fileno())
-                    entry = self._losses.get(key)
-                    if entry is None or entry.identity != (info.st_dev, info.st_ino) or info.st_size < entry.offset:
-                        entry = _Losses((info.st_dev, info.st_ino))
-                    if info.st_size > entry.offset:
-                        handle.seek(entry.offset)
-                        entry.feed(handle.read(info.st_size - entry.offset))
+                entry = self._read_losses(path, self._losses.get(key))
             except FileNotFoundError:
                 self._losses.pop(key, None)
                 return []
+            except UnsafeFile as exc:
+                raise FileProblem(str(exc)) from None
             except OSError as exc:
                 raise FileProblem(f"{path}: cannot read ({exc.strerror})") from None
             self._losses[key] = entry
@@ -134,11 +155,27 @@ class HistoryReader:
             return [LossPoint(step=entry.steps[i], total=total[i], talker=talker[i], code_predictor=cp[i])
                     for i in downsample(len(entry.steps))]
 
+    @staticmethod
+    def _read_losses(path: Path, entry: _Losses | None) -> _Losses:
+        """`entry` brought up to date with what was appended since, or read afresh (replaced, shrunk)."""
+        fd = open_regular(path, LOSSES_FILE)
+        try:
+            info = os.fstat(fd)
+            if info.st_size > LOSSES_LIMIT:
+                raise UnsafeFile(f"{LOSSES_FILE} {path} is {info.st_size} bytes, over the {LOSSES_LIMIT}-byte "
+                                 "bound for it: refused")
+            if entry is None or entry.identity != (info.st_dev, info.st_ino) or info.st_size < entry.offset:
+                entry = _Losses((info.st_dev, info.st_ino))
+            _feed_from(fd, entry, info.st_size)
+            return entry
+        finally:
+            os.close(fd)
+
     def evals(self, run_dir: Path) -> list[EvalPoint]:
         path = run_dir / REPORT_FILE
         key = str(path)
         try:
-            info = path.stat()
+            info = os.lstat(path)
         except FileNotFoundError:
             return []
         except OSError as exc:
@@ -149,11 +186,14 @@ class HistoryReader:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         try:
-            report = _REPORT.decode(path.read_bytes())
+            report = decode_json(read_regular(path, REPORT_LIMIT, what=REPORT_FILE, nofollow=True), _Report,
+                                 f"{path} is malformed")
+        except FileNotFoundError:
+            return []
         except OSError as exc:
             raise FileProblem(f"{path}: cannot read ({exc.strerror})") from None
-        except msgspec.MsgspecError as exc:
-            raise FileProblem(f"{path} is malformed: {exc}") from None
+        except ValueError as exc:  # UnsafeFile, or decode_json's malformed JSON: both name the file
+            raise FileProblem(str(exc)) from None
         evals = sorted(report.evals, key=lambda e: e.step)
         points = [EvalPoint(step=e.step, total=e.losses.total,
                             per_split={split: losses.total for split, losses in e.per_split.items()})
@@ -167,26 +207,25 @@ def read_diagnosis(run_dir: Path) -> Diagnosis | None:
     """RUN_DIR/diagnosis.json, None if there is none; FileProblem if it cannot be used."""
     path = run_dir / DIAGNOSIS_FILE
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, DIAGNOSIS_LIMIT, what=DIAGNOSIS_FILE, nofollow=True)
     except FileNotFoundError:
         return None
+    except UnsafeFile as exc:
+        raise FileProblem(str(exc)) from None
     except OSError as exc:
         raise FileProblem(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        return msgspec.json.decode(raw, type=Diagnosis)
-    except msgspec.MsgspecError as exc:
-        raise FileProblem(f"{path} is malformed: {exc}") from None
+        return decode_json(raw, Diagnosis, f"{path} is malformed")
+    except ValueError as exc:
+        raise FileProblem(str(exc)) from None
 
 
 def last_line(log: Path, after: str | None = None) -> str | None:
     """The job's last line of output: from the log's tail, after the line containing `after`
     (the launch's own marker), skipping blank lines and progress-bar redraws (the text after '\\r')."""
     try:
-        with open(log, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            handle.seek(max(0, size - LOG_TAIL_BYTES))
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
+        text = read_tail(log, LOG_TAIL_BYTES, "log").decode("utf-8", "replace")
+    except (OSError, UnsafeFile):  # no log, or something a trainer planted in its place: no line to show
         return None
     lines = text.split("\n")  # not splitlines(): a '\r' redraws a line, it does not end one
     if after is not None:

@@ -66,7 +66,10 @@ def judge(
         )
         health, reason = _active_health(verdict, now - record.launched_at, stale_after_s)
         return health, verdict, reason
-    return "ended", check_final(run_dir, record.name, record.nonce), None
+    final = check_final(run_dir, record.name, record.nonce)
+    # An ended run's stale reasons are not news (its last status may be an older launch's), but a status.json
+    # that is no regular file is: something other than a trainer put it in the run dir.
+    return "ended", final, final.reason if final.refused else None
 
 
 def run_view(

@@ -7,7 +7,9 @@ is the launched process (or a child of it, e.g. under `accelerate launch`);
 for a container launch: the status names the launched container and its pid
 is one of that container's processes (pids inside a container are namespace
 pids, so they are compared through NSpid); and its heartbeat is fresh. Anything else is stale, with the reason; a stale
-status's numbers must never be shown as live. Reading never raises.
+status's numbers must never be shown as live. Reading never raises, and never blocks: the file is the
+trainer's, so a FIFO, a device, a symlink or an oversized file in its place is read through
+`qwen_train.safe_read` and `refused` (with the reason naming it), not opened and waited on.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ import msgspec
 import psutil
 
 from qwen_daemon.jobs.cgroups import namespace_pid
-from qwen_train.status import STATUS_FILE, Status, StatusError, read_status
+from qwen_train.safe_read import MiB, UnsafeFile, decode_json, read_regular
+from qwen_train.status import STATUS_FILE, Status
+
+STATUS_LIMIT = 4 * MiB
+"""A heartbeat keeps its newest 200 events (qwen_train.train.heartbeat.MAX_EVENTS): tens of KiB."""
 
 
 class Trust(msgspec.Struct, frozen=True):
@@ -26,6 +32,7 @@ class Trust(msgspec.Struct, frozen=True):
 
     `previous`: the status is this run's, but an earlier launch's, last written before the active
     launch began (what a resumed run shows until its first heartbeat), not evidence against it.
+    `refused`: status.json is no regular file, a symlink or over STATUS_LIMIT; the trainer never writes that.
     """
 
     live: bool
@@ -33,6 +40,7 @@ class Trust(msgspec.Struct, frozen=True):
     reason: str | None = None
     missing: bool = False
     previous: bool = False
+    refused: bool = False
 
 
 def _is_launched_process(status_pid: int, launch_pid: int) -> bool:
@@ -64,13 +72,20 @@ def _freshness_problem(status: Status, now: float, stale_after_s: float) -> str 
 
 
 def _read(run_dir: Path) -> Status | Trust:
+    path = run_dir / STATUS_FILE
     try:
-        return read_status(run_dir / STATUS_FILE)
-    except StatusError as exc:
-        missing = not (run_dir / STATUS_FILE).exists()
-        return Trust(live=False, reason=str(exc), missing=missing)
+        raw = read_regular(path, STATUS_LIMIT, what="status.json", nofollow=True)
+        return decode_json(raw, Status, f"{path}: malformed status.json")
+    except FileNotFoundError:
+        return Trust(live=False, reason=f"{path}: no status.json yet", missing=True)
+    except UnsafeFile as exc:
+        return Trust(live=False, reason=f"untrusted: {exc}", refused=True)
+    except OSError as exc:
+        return Trust(live=False, reason=f"{path}: cannot read: {exc.strerror}")
+    except ValueError as exc:  # decode_json's: malformed, mistyped or too deep, naming the file
+        return Trust(live=False, reason=str(exc))
     except Exception as exc:  # never let a strange file take the API down
-        return Trust(live=False, reason=f"{run_dir / STATUS_FILE}: unreadable: {exc}")
+        return Trust(live=False, reason=f"{path}: unreadable: {exc}")
 
 
 def _container_problem(status: Status, container: str, members: list[int] | None) -> str | None:

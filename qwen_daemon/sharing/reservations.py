@@ -9,6 +9,7 @@ reservation is about what starts.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -17,9 +18,11 @@ import msgspec
 
 from qwen_daemon.protocol.gpu import GpuAuditEntry, GpuReservation
 from qwen_train.atomic import append_durable, atomic_write_bytes, read_appended
+from qwen_train.safe_read import decode_json, read_regular
 
 RESERVATION_FILE = "gpu-reservation.json"
 AUDIT_FILE = "gpu-audit.jsonl"
+RESERVATION_LIMIT = 1 << 20  # a reason, an actor and a time
 
 
 class ReservationError(ValueError):
@@ -33,15 +36,16 @@ class Reservations:
         self._lock = threading.Lock()
 
     def current(self) -> GpuReservation | None:
-        """Read on every use; a corrupt file counts as reserved (fail closed) and says how to fix it."""
+        """Read on every use (never blocking: a FIFO there must not hold every GPU launch); a corrupt or
+        unreadable file counts as reserved (fail closed) and says how to fix it."""
         try:
-            raw = self.path.read_bytes()
+            raw = read_regular(self.path, RESERVATION_LIMIT, what="GPU reservation", nofollow=True)
+            return decode_json(raw, GpuReservation, "its JSON")
         except FileNotFoundError:
             return None
-        try:
-            return msgspec.json.decode(raw, type=GpuReservation)
-        except msgspec.MsgspecError as exc:
-            return GpuReservation(reason=f"{self.path} is unreadable ({exc}): `qwen-daemon gpu release` clears it",
+        except (OSError, ValueError) as exc:  # ValueError: UnsafeFile, or malformed JSON
+            why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+            return GpuReservation(reason=f"{self.path} is unreadable ({why}): `qwen-daemon gpu release` clears it",
                                   actor="?", since=0.0)
 
     def reserve(self, reason: str, actor: str) -> GpuReservation:
@@ -63,7 +67,7 @@ class Reservations:
         """Drop the reservation; returns what was released (None: nothing was reserved, nothing logged)."""
         with self._lock:
             held = self.current()
-            if held is None and not self.path.exists():
+            if held is None and not os.path.lexists(self.path):  # a dangling link reads as reserved: clear it
                 return None
             append_durable(self.audit_path, msgspec.json.encode(GpuAuditEntry(time.time(), "release", actor, reason)))
             self.path.unlink(missing_ok=True)

@@ -6,7 +6,9 @@ training run, with host paths it has checked (absolute, present, under its
 bind roots where it has any, since the gate may run in a container), after
 rewriting the run's resource evidence (resources/evidence.py) so the gate
 never judges yesterday's. It serves the verdict file back, turning "not there
-yet" and "unreadable" into answers an operator can act on, never a 500. And it
+yet" and "unreadable" into answers an operator can act on, never a 500 (and
+never a wait: the gate's file is read as any run-dir file, without blocking on a
+FIFO, bounded, regular files only). And it
 words how a gate job ended: exit GATE_FAILED is a gate that ran and said no, a
 completed job.
 """
@@ -26,10 +28,12 @@ from qwen_daemon.protocol.errors import RequestError, bad_request, conflict, unp
 from qwen_daemon.runs.readers import last_line
 from qwen_daemon.runs.registry import RunRecord
 from qwen_train.exitcodes import GATE_FAILED
-from qwen_train.gate.verdict import CRITERIA, GateVerdict, read_verdict, verdict_path
+from qwen_train.gate.verdict import CRITERIA, GateVerdict, verdict_path
+from qwen_train.safe_read import MiB, decode_json, read_regular
 
 RULE_ENDED = "gate-ended-run"
 RULE_TRAINING = "gate-training-run"
+VERDICT_LIMIT = 16 * MiB  # one criterion per line of a few hundred bytes: a verdict is a few KiB
 
 
 def _target(job: Job) -> GateTarget:
@@ -75,13 +79,26 @@ def request_of(target: GateTarget) -> GateRequest:
     return GateRequest(asr=target.asr, thresholds=target.thresholds, checkpoint=target.checkpoint)
 
 
+def load_verdict(path: Path) -> GateVerdict:
+    """The verdict file, in qwen_train.gate.verdict.read_verdict's words: ValueError naming the file when it is
+    missing, no regular file, over its bound, truncated or not a verdict."""
+    try:
+        return decode_json(read_regular(path, VERDICT_LIMIT, what="gate verdict", nofollow=True), GateVerdict,
+                           "its JSON")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no gate verdict yet (run `qwen-train gate RUN_DIR`)") from None
+    except (OSError, ValueError) as exc:
+        why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+        raise ValueError(f"{path}: unreadable gate verdict ({why}); run the gate again to rewrite it") from None
+
+
 def read_run_verdict(run: str, run_dir: Path) -> GateVerdict:
     """Run `run`'s verdict: 404 while there is none, 422 with the reader's message for a corrupt one."""
     path = verdict_path(run_dir)
     try:
-        return read_verdict(path)
+        return load_verdict(path)
     except ValueError as exc:
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise RequestError(404, f"no gate verdict yet: POST /runs/{run}/gate",
                                f"`qwen-daemon gate {run}` runs the gate, which writes {path}") from None
         raise unprocessable(str(exc)) from None
@@ -105,7 +122,7 @@ def _fresh_verdict(record: RunRecord) -> GateVerdict | None:
     """The verdict in the gated run's dir, if this launch decided it."""
     try:
         target = msgspec.json.decode(record.spec_json, type=GateTarget)
-        verdict = read_verdict(verdict_path(Path(target.run_dir)))
+        verdict = load_verdict(verdict_path(Path(target.run_dir)))
     except (msgspec.MsgspecError, ValueError):
         return None
     return verdict if verdict.decided_at >= record.launched_at else None
