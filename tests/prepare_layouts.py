@@ -174,20 +174,29 @@ def make_rixvox(root: Path, clips: list[Clip]) -> dict[str, str | None]:
 
 
 def make_upstream(root: Path, clips: list[Clip], repeat: int = 1) -> dict[str, str | None]:
-    """train.jsonl in the upstream shape; `repeat` multiplies the good rows (for long windows)."""
+    """train.jsonl in the upstream shape; `repeat` multiplies the good rows (for long windows).
+
+    The clips are copied under root/wavs and named by absolute path: a corpus's audio lies inside
+    its root (one outside is `path_escape`), and absolute paths inside it are fine.
+    """
     import json
+    import shutil
 
     expect: dict[str, str | None] = {}
     lines: list[str] = []
-    refs = {c.speaker: c.path for c in clips}
+    (root / "wavs").mkdir(parents=True, exist_ok=True)
+    inside = {c.path: root / "wavs" / c.path.name for c in clips}
+    for src, dest in inside.items():
+        shutil.copyfile(src, dest)
+    refs = {c.speaker: inside[c.path] for c in clips}
     for r in range(repeat):
         for i, clip in enumerate(clips):
             uid = f"{clip.speaker}-{r:03d}-{i:02d}"
-            lines.append(json.dumps({"id": uid, "audio": str(clip.path), "text": clip.text,
+            lines.append(json.dumps({"id": uid, "audio": str(inside[clip.path]), "text": clip.text,
                                      "ref_audio": str(refs[clip.speaker]), "speaker": clip.speaker},
                                     ensure_ascii=False))
             expect[uid] = None
-    lines.append(json.dumps({"id": "noref", "audio": str(clips[0].path), "text": clips[0].text,
+    lines.append(json.dumps({"id": "noref", "audio": str(inside[clips[0].path]), "text": clips[0].text,
                              "ref_audio": "nowhere/ref.wav"}))
     expect["noref"] = "missing_ref_audio"
     lines.append(json.dumps({"id": "noaudio", "audio": "nowhere/a.wav", "text": "Hej då.", "ref_audio": "x.wav"}))

@@ -19,8 +19,10 @@ import soundfile as sf
 
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.corpus.sentences import SENTENCES
+from qwen_train.safe_read import MiB, UnsafeFile, read_regular
 
 TARGET_RATE = 24000
+CORPUS_LIMIT = 256 * MiB  # a row is ~200 bytes; the demo corpus is 60 rows
 
 
 class Voice(msgspec.Struct, frozen=True):
@@ -124,9 +126,15 @@ def _speak_voice(out_dir: Path, k: int, voice: Voice, per_speaker: int) -> list[
 
 
 def read_corpus(path: Path) -> list[CorpusRow]:
-    """Parse a corpus JSONL; a bad line is named by number."""
+    """Parse a corpus JSONL (a regular file within its bound, read without blocking); a bad line is named by number."""
+    try:
+        raw = read_regular(path, CORPUS_LIMIT, what="corpus manifest")
+    except UnsafeFile as exc:
+        raise CorpusError(str(exc)) from None
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read ({exc.strerror})") from None
     rows: list[CorpusRow] = []
-    for n, line in enumerate(path.read_bytes().splitlines(), start=1):
+    for n, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
             continue
         try:

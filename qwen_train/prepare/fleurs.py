@@ -11,6 +11,9 @@ FLEURS publishes no speaker ids, only that speakers are disjoint across splits.
 So each recording is its own speaker (`fleurs:<split>-<file stem>`) and its
 anchor is cut from itself: honest, and it never merges two voices into one.
 Archives are extracted once into the work dir (members checked to stay inside).
+A TSV names its wav by file name; one that resolves outside its audio
+directory, or an audio directory that is a symlink out of the corpus, is
+`path_escape`.
 """
 
 from __future__ import annotations
@@ -20,17 +23,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from qwen_train.atomic import atomic_write_text
+from qwen_train.bundle.paths import PathEscape, resolve_inside
 from qwen_train.prepare.records import AudioRef, ImportReject, Item, SourceRow
 from qwen_train.prepare.spec import SourceSpec
+from qwen_train.safe_read import MiB, read_regular
 
 SPLITS = ("train", "dev", "test")
 COLUMNS = 7
+TSV_LIMIT = 256 * MiB  # the largest FLEURS split's TSV is a few MB
 
 
 def lang_root(path: Path) -> Path:
     """Accept the dataset root (holding data/sv_se) or the sv_se directory itself."""
     for cand in (path / "data" / "sv_se", path / "sv_se", path):
-        if any((cand / f"{s}.tsv").is_file() for s in SPLITS):
+        if any((cand / f"{s}.tsv").exists() for s in SPLITS):  # a TSV that is no regular file is refused by name
             return cand
     raise FileNotFoundError(f"fleurs: no {{train,dev,test}}.tsv under {path}; point the source at data/sv_se")
 
@@ -40,7 +46,7 @@ def _splits(src: SourceSpec, root: Path) -> list[str]:
     unknown = sorted(set(wanted) - set(SPLITS))
     if unknown:
         raise ValueError(f"fleurs: unknown splits {unknown}; FLEURS has {list(SPLITS)}")
-    return [s for s in wanted if (root / f"{s}.tsv").is_file()]
+    return [s for s in wanted if (root / f"{s}.tsv").exists()]
 
 
 def audio_dir(root: Path, split: str, work: Path, label: str) -> Path | None:
@@ -51,6 +57,10 @@ def audio_dir(root: Path, split: str, work: Path, label: str) -> Path | None:
     archive = root / "audio" / f"{split}.tar.gz"
     if not archive.is_file():
         return None
+    try:
+        archive = resolve_inside(root, archive)
+    except PathEscape as exc:
+        raise PathEscape(f"fleurs: the {split} archive {exc}: refused, a corpus stays inside its root") from None
     dest = work / "extracted" / label
     done = dest / f".{split}.done"
     if not done.is_file():
@@ -62,7 +72,7 @@ def audio_dir(root: Path, split: str, work: Path, label: str) -> Path | None:
 
 
 def _lines(root: Path, split: str) -> list[str]:
-    return (root / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+    return read_regular(root / f"{split}.tsv", TSV_LIMIT, what="fleurs transcript").decode("utf-8").splitlines()
 
 
 def count(src: SourceSpec, work: Path) -> int:
@@ -79,6 +89,7 @@ def rows(src: SourceSpec, work: Path, start: int = 0) -> Iterator[Item]:
             n += len(lines)
             continue
         wavs = audio_dir(root, split, work, src.label)
+        inside = Path(src.path) if wavs is None or not wavs.is_relative_to(work) else wavs
         for k, line in enumerate(lines, start=1):
             n += 1
             if n < start:
@@ -91,8 +102,13 @@ def rows(src: SourceSpec, work: Path, start: int = 0) -> Iterator[Item]:
             sentence_id, file_name, raw_text, _norm, _words, _samples, gender = cols
             stem = Path(file_name).stem
             orig_id = f"{split}/{stem}"
-            wav = wavs / file_name if wavs is not None else None
-            if wav is None or not wav.is_file():
+            try:
+                wav = resolve_inside(inside, wavs / file_name) if wavs is not None else None
+            except PathEscape as exc:
+                yield ImportReject(n, orig_id, "path_escape", f"{split}.tsv line {k}: {exc}: refused, a corpus "
+                                   "stays inside its root")
+                continue
+            if wav is None or not wav.exists():
                 detail = f"{split}.tsv line {k}: {file_name} not in audio/{split}"
                 yield ImportReject(n, orig_id, "missing_audio", detail)
                 continue

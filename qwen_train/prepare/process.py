@@ -2,7 +2,9 @@
 
 Pure per row (no shared state), so rows can run in worker processes. The
 stored wav is named by the sha256 of its bytes: a row re-done after a crash
-writes the same file, and the code cache keys on the same hash.
+writes the same file, and the code cache keys on the same hash. Audio that
+stops before the frames its header promises is `truncated` (audio.py), never
+a good row holding half of what its text says.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from qwen_train.prepare.audio import TruncatedAudio, decode_bytes, read_audio_file
 from qwen_train.prepare.records import AudioRef, Processed, RejectReason, SourceRow
 from qwen_train.prepare.resample import TARGET_RATE, to_24k, to_mono
 from qwen_train.prepare.spec import Limits
@@ -29,17 +32,22 @@ class DecodeError(ValueError):
 
 
 def decode(ref: AudioRef) -> tuple[np.ndarray, int]:
-    """(frames,) mono float32 and the native rate; any failure is a DecodeError with the cause."""
+    """(frames,) mono float32 and the native rate; TruncatedAudio for a file cut short, else DecodeError."""
     try:
         if ref.kind == "smp":
             audio, rate = read_smp(Path(ref.path))
-        elif ref.kind == "bytes":
-            audio, rate = sf.read(io.BytesIO(ref.data), dtype="float32", always_2d=True)
         else:
-            audio, rate = sf.read(ref.path, dtype="float32", always_2d=True)
+            audio, rate = decode_bytes(ref.data if ref.kind == "bytes" else read_audio_file(ref.path))
+    except TruncatedAudio as exc:
+        raise TruncatedAudio(_named(exc, ref)) from None
     except (SmpError, RuntimeError, sf.LibsndfileError, OSError, ValueError) as exc:
-        raise DecodeError(str(exc).replace(ref.path, Path(ref.path).name) if ref.path else str(exc)) from None
+        raise DecodeError(_named(exc, ref)) from None
     return to_mono(audio), int(rate)
+
+
+def _named(exc: Exception, ref: AudioRef) -> str:
+    """The error with the file's name for its full path: the detail travels into the rejects file."""
+    return str(exc).replace(ref.path, Path(ref.path).name) if ref.path else str(exc)
 
 
 def wav_bytes(audio: np.ndarray) -> bytes:
@@ -84,10 +92,12 @@ def process_row(source: str, row: SourceRow, limits: Limits, audio_dir: Path) ->
         return _reject(base, verdict.reason, verdict.detail)
     if row.ref_audio is not None and not Path(row.ref_audio).is_file():
         return _reject(base, "missing_ref_audio", f"reference {Path(row.ref_audio).name} does not exist")
-    if row.audio.kind != "bytes" and not Path(row.audio.path).is_file():
+    if row.audio.kind != "bytes" and not Path(row.audio.path).exists():  # a FIFO exists: decode refuses it by name
         return _reject(base, "missing_audio", f"{Path(row.audio.path).name} does not exist")
     try:
         mono, rate = decode(row.audio)
+    except TruncatedAudio as exc:
+        return _reject(base, "truncated", str(exc))
     except DecodeError as exc:
         return _reject(base, "decode_error", str(exc))
     verdict, facts = check_audio(mono, rate, limits)

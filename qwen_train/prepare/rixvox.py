@@ -13,7 +13,9 @@ names collide and change with titles).
 Shards are read in sorted order, one record batch at a time; a resumed window
 skips whole shards by their row count in the parquet footer, never reading
 the audio bytes it does not need. A shard that cannot be opened is one
-`bad_metadata` reject naming the file.
+`bad_metadata` reject naming the file; one that is not a regular file (a FIFO
+would block the parquet reader) is never opened. A shard or an audio path
+that resolves outside the dataset root is `path_escape`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from qwen_train.prepare.records import AudioRef, ImportReject, Item, SourceRow
+from qwen_train.bundle.paths import PathEscape, resolve_inside
+from qwen_train.prepare.records import AudioRef, ImportReject, Item, RejectReason, SourceRow
 from qwen_train.prepare.spec import SourceSpec
 
 SPEAKER_KEYS = ("intressent_id", "speaker_id", "person_id", "riksdagen_id", "speaker", "name")
@@ -44,7 +47,26 @@ def _shards(src: SourceSpec) -> list[Path]:
     return shards
 
 
-def _num_rows(shard: Path) -> int | None:
+def _base(src: SourceSpec) -> Path:
+    """The dataset root every shard and audio path must stay inside (a single shard's directory)."""
+    root = Path(src.path)
+    return root if root.is_dir() else root.parent
+
+
+def shard_problem(base: Path, shard: Path) -> tuple[RejectReason, str] | None:
+    """Why a shard must not be opened (outside the root, or not a regular file), or None."""
+    try:
+        real = resolve_inside(base, shard)
+    except PathEscape as exc:
+        return "path_escape", f"{exc}: refused, a corpus stays inside its root"
+    if not real.is_file():  # the resolved target: a FIFO or a device here is never handed to the parquet reader
+        return "bad_metadata", f"{shard.name} is not a regular file: refused"
+    return None
+
+
+def _num_rows(base: Path, shard: Path) -> int | None:
+    if shard_problem(base, shard) is not None:
+        return None
     try:
         return int(pq.ParquetFile(shard).metadata.num_rows)
     except Exception:  # noqa: BLE001 - any unreadable footer makes the shard one reject
@@ -52,7 +74,7 @@ def _num_rows(shard: Path) -> int | None:
 
 
 def count(src: SourceSpec, work: Path) -> int:
-    return sum(_num_rows(s) or 1 for s in _shards(src))
+    return sum(_num_rows(_base(src), s) or 1 for s in _shards(src))
 
 
 def _text(value: Any) -> str:
@@ -81,7 +103,13 @@ def speaker_of(rec: dict[str, Any]) -> str | None:
     return None
 
 
-def _item(n: int, rec: dict[str, Any], shard: Path, index: int, rel: str) -> Item:
+def _audio_ref(base: Path, shard: Path, named: str) -> AudioRef:
+    """A file the record names (absolute, or relative to its shard), once it resolves inside the root."""
+    path = Path(named)
+    return AudioRef("file", str(resolve_inside(base, path if path.is_absolute() else shard.parent / path)))
+
+
+def _item(n: int, rec: dict[str, Any], shard: Path, index: int, rel: str, base: Path) -> Item:
     orig_id = row_id(rec, f"{shard.stem}-{index}")
     speaker = speaker_of(rec)
     if speaker is None:
@@ -89,13 +117,16 @@ def _item(n: int, rec: dict[str, Any], shard: Path, index: int, rel: str) -> Ite
         return ImportReject(n, orig_id, "bad_metadata", detail)
     audio = rec.get("audio")
     ref: AudioRef | None = None
-    if isinstance(audio, dict) and audio.get("bytes"):
-        ref = AudioRef("bytes", data=bytes(audio["bytes"]))
-    elif isinstance(audio, dict) and audio.get("path"):
-        path = Path(str(audio["path"]))
-        ref = AudioRef("file", str(path if path.is_absolute() else shard.parent / path))
-    elif isinstance(rec.get("path"), str):
-        ref = AudioRef("file", str(shard.parent / rec["path"]))
+    try:
+        if isinstance(audio, dict) and audio.get("bytes"):
+            ref = AudioRef("bytes", data=bytes(audio["bytes"]))
+        elif isinstance(audio, dict) and audio.get("path"):
+            ref = _audio_ref(base, shard, str(audio["path"]))
+        elif isinstance(rec.get("path"), str):
+            ref = _audio_ref(base, shard, rec["path"])
+    except PathEscape as exc:
+        return ImportReject(n, orig_id, "path_escape", f"{rel} row {index}: {exc}: refused, a corpus stays inside "
+                            "its root")
     if ref is None:
         return ImportReject(n, orig_id, "missing_audio", f"{rel} row {index}: no audio bytes or path")
     meta = {k: _text(rec.get(k)) for k in META_KEYS if rec.get(k) is not None}
@@ -103,14 +134,16 @@ def _item(n: int, rec: dict[str, Any], shard: Path, index: int, rel: str) -> Ite
 
 
 def rows(src: SourceSpec, work: Path, start: int = 0) -> Iterator[Item]:
-    root = Path(src.path)
+    root, base = Path(src.path), _base(src)
     n = 0
     for shard in _shards(src):
         rel = str(shard.relative_to(root)) if shard != root else shard.name
-        total = _num_rows(shard)
+        total = _num_rows(base, shard)
         if total is None:
             if n >= start:
-                yield ImportReject(n, rel, "bad_metadata", f"{rel}: not a readable parquet file; re-download it")
+                reason, detail = shard_problem(base, shard) or ("bad_metadata", "not a readable parquet file; "
+                                                                "re-download it")
+                yield ImportReject(n, rel, reason, f"{rel}: {detail}")
             n += 1
             continue
         if n + total <= start:
@@ -120,6 +153,6 @@ def rows(src: SourceSpec, work: Path, start: int = 0) -> Iterator[Item]:
         for batch in pq.ParquetFile(shard).iter_batches(batch_size=BATCH_ROWS):
             for rec in batch.to_pylist():
                 if n >= start:
-                    yield _item(n, rec, shard, index, rel)
+                    yield _item(n, rec, shard, index, rel, base)
                 n += 1
                 index += 1

@@ -7,7 +7,9 @@ two digits after `fp20`. An `.smp` file starts with a 1024-byte text header of
 channels. The orthographic transcript is the line after `TEXT:` in the `.mix`
 file, written in 7-bit Swedish ASCII (ISO 646-SE): `{` ä, `}` å, `|` ö and
 `[` Ä, `]` Å, `\\` Ö. Files without a label file "should not be used for
-training or testing" (README): they are rejected as `missing_label`.
+training or testing" (README): they are rejected as `missing_label`. A file
+(or the directory holding it) that resolves outside the corpus root is
+`path_escape`; a body that ends inside a sample is `truncated`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from qwen_train.bundle.paths import PathEscape, resolve_inside
+from qwen_train.prepare.audio import TruncatedAudio, read_audio_file
 from qwen_train.prepare.records import AudioRef, ImportReject, Item, SourceRow
 from qwen_train.prepare.spec import SourceSpec
+from qwen_train.safe_read import MiB, read_regular
 
 HEADER_BYTES = 1024
+LABEL_LIMIT = 1 * MiB  # a .mix label is a transcript and a phone alignment: a few KiB
 _ISO646_SE = str.maketrans({"{": "ä", "}": "å", "|": "ö", "[": "Ä", "]": "Å", "\\": "Ö"})
 _SPEAKER = re.compile(r"fp20(\d\d)")
 
@@ -46,7 +52,7 @@ def parse_smp_header(raw: bytes) -> dict[str, str]:
 
 def read_smp(path: Path) -> tuple[np.ndarray, int]:
     """(frames, channels) float32 in [-1, 1) and the sampling rate."""
-    raw = path.read_bytes()
+    raw = read_audio_file(path)
     if len(raw) < HEADER_BYTES:
         raise SmpError(f"{len(raw)} bytes, shorter than the 1024-byte header")
     header = parse_smp_header(raw)
@@ -61,8 +67,10 @@ def read_smp(path: Path) -> tuple[np.ndarray, int]:
     if order is None or rate <= 0 or channels <= 0:
         raise SmpError(f"unsupported header msb={header.get('msb')!r} sftot={rate} nchans={channels}")
     body = raw[HEADER_BYTES:]
-    usable = len(body) - len(body) % (2 * channels)
-    samples = np.frombuffer(body[:usable], dtype=f"{order}i2").reshape(-1, channels)
+    if len(body) % (2 * channels):
+        raise TruncatedAudio(f"the body is {len(body)} bytes, which ends inside a sample ({channels} channel(s) of "
+                             "16 bits): the file is cut short; fetch it again")
+    samples = np.frombuffer(body, dtype=f"{order}i2").reshape(-1, channels)
     return samples.astype(np.float32) / 32768.0, rate
 
 
@@ -98,14 +106,23 @@ def rows(src: SourceSpec, work: Path, start: int = 0) -> Iterator[Item]:
     for n, smp in enumerate(_files(root)):
         if n < start:
             continue
-        orig_id = smp.name[: -len(".smp")]
-        label = smp.with_name(smp.name + ".mix")
-        rel = smp.relative_to(root)
-        if not label.is_file():
-            yield ImportReject(n, orig_id, "missing_label", f"{rel}: no {label.name}; unlabelled files are unusable")
-            continue
-        text = mix_text(label.read_text(encoding="latin-1"))
-        if text is None:
-            yield ImportReject(n, orig_id, "bad_metadata", f"{rel}.mix has no TEXT: line")
-            continue
-        yield SourceRow(n=n, orig_id=orig_id, speaker=speaker_of(smp), text=text, audio=AudioRef("smp", str(smp)))
+        yield _item(root, n, smp)
+
+
+def _item(root: Path, n: int, smp: Path) -> Item:
+    orig_id = smp.name[: -len(".smp")]
+    label = smp.with_name(smp.name + ".mix")
+    rel = smp.relative_to(root)
+    try:
+        audio = resolve_inside(root, smp)
+        if not label.exists():
+            return ImportReject(n, orig_id, "missing_label", f"{rel}: no {label.name}; unlabelled files are unusable")
+        raw = read_regular(resolve_inside(root, label), LABEL_LIMIT, what="waxholm label")
+    except PathEscape as exc:
+        return ImportReject(n, orig_id, "path_escape", f"{rel}: {exc}: refused, a corpus stays inside its root")
+    except (ValueError, OSError) as exc:  # UnsafeFile: a FIFO, a device or an oversized file named as a label
+        return ImportReject(n, orig_id, "bad_metadata", f"{rel}.mix: {exc}")
+    text = mix_text(raw.decode("latin-1"))
+    if text is None:
+        return ImportReject(n, orig_id, "bad_metadata", f"{rel}.mix has no TEXT: line")
+    return SourceRow(n=n, orig_id=orig_id, speaker=speaker_of(smp), text=text, audio=AudioRef("smp", str(audio)))
