@@ -8,6 +8,9 @@ One definition serves both, so the reader cannot drift from the writer.
 
 Layout: RUN_DIR/checkpoints/step-NNNNNNNN/{meta.json,state.pt}; a save in
 progress (or one a crash left) is `.tmp-step-N`, never listed as durable.
+meta.json is read through `safe_read` (the daemon reads it too, and a run dir
+is writable from inside the trainer's container): a FIFO, a symlink or an
+oversized file is a CheckpointError naming it, never a hang.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ from pathlib import Path
 
 import msgspec
 
+from qwen_train.safe_read import MiB, UnsafeFile, decode_json, read_regular
+
 CKPT_DIR = "checkpoints"
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 PREFIX = "step-"
+META_LIMIT = 4 * MiB  # the run spec, a cursor and a file list: a few KiB
 
 
 class CheckpointError(RuntimeError):
@@ -90,21 +96,27 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     """Completed checkpoints, oldest first (zero-padded steps sort by name; temp dirs are never listed).
 
     A checkpoints path that cannot be listed (unreadable, or a file) raises OSError: a run whose
-    checkpoints cannot be seen must not look like a run that has none.
+    checkpoints cannot be seen must not look like a run that has none. A symlink named like a
+    checkpoint is not one the trainer wrote (it renames real directories into place), so it is
+    not listed: a resume never follows it out of the run dir, and retention never deletes through it.
     """
     root = run_dir / CKPT_DIR
     if not root.exists():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
+    return sorted(p for p in root.iterdir() if p.name.startswith(PREFIX) and p.is_dir() and not p.is_symlink())
 
 
 def read_meta(ckpt: Path) -> CheckpointMeta:
     try:
-        return msgspec.json.decode((ckpt / META_FILE).read_bytes(), type=CheckpointMeta)
+        raw = read_regular(ckpt / META_FILE, META_LIMIT, what=META_FILE, nofollow=True)
+    except UnsafeFile as exc:
+        raise CheckpointError(f"checkpoint {ckpt}: {exc}") from None
     except OSError as exc:
         raise CheckpointError(f"checkpoint {ckpt}: cannot read {META_FILE} ({exc.strerror})") from None
-    except msgspec.MsgspecError as exc:
-        raise CheckpointError(f"checkpoint {ckpt}: malformed {META_FILE}: {exc}") from None
+    try:
+        return decode_json(raw, CheckpointMeta, META_FILE)
+    except ValueError as exc:  # decode_json's message starts with the file's name
+        raise CheckpointError(f"checkpoint {ckpt}: malformed {exc}") from None
 
 
 def pick_checkpoint(run_dir: Path, step: int | None, kept: list[Path]) -> Path:

@@ -1,7 +1,10 @@
 """Bundle records: manifest rows, the speaker map and bundle.json. No torch.
 
 A bundle is a directory; these Structs are its schema. Every reader decodes
-through them, so a malformed file is one error naming the file and line.
+through them, so a malformed file is one error naming the file and line. A
+bundle may arrive from anywhere (`--bundle-root`, a copied directory), so its
+records are read through `safe_read`: a FIFO, a device, a symlink or a file
+past its kind's bound is a BundleError naming it, never a hang or a huge read.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any, Literal
 import msgspec
 
 from qwen_train.atomic import atomic_write_bytes
+from qwen_train.safe_read import MiB, UnsafeFile, decode_json, read_regular
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.jsonl"
@@ -21,6 +25,11 @@ BUNDLE_JSON = "bundle.json"
 STATS = "stats.json"
 ANCHORS = "anchors.json"
 REJECTS = "rejects.jsonl"
+
+# Bounds per record, each far above what a RixVox-scale bundle (two million rows) writes: a manifest
+# row is ~400 bytes; bundle.json lists two files a row; splits lists every row id.
+LIMITS = {MANIFEST: 2048 * MiB, BUNDLE_JSON: 1024 * MiB, SPLITS: 512 * MiB, SPK_ID_MAP: 64 * MiB,
+          ANCHORS: 128 * MiB, STATS: 64 * MiB}
 
 Split = Literal["train", "eval"]
 EvalKind = Literal["held_out_speaker", "held_out_utterance"]
@@ -77,14 +86,22 @@ def write_json(path: Path, value: object) -> None:
     atomic_write_bytes(path, msgspec.json.format(msgspec.json.encode(value), indent=2) + b"\n")
 
 
-def read_manifest(root: Path) -> list[Row]:
-    path = root / MANIFEST
+def read_record(root: Path, name: str) -> bytes:
+    """The bytes of one of the bundle's own files: regular, not a symlink, within its bound."""
+    path = root / name
     try:
-        lines = path.read_bytes().splitlines()
+        return read_regular(path, LIMITS[name], what="bundle file", nofollow=True)
+    except UnsafeFile as exc:
+        raise BundleError(f"{exc}; is {root} a bundle as prepare wrote it?") from None
     except OSError as exc:
-        raise BundleError(f"{path}: cannot read manifest ({exc.strerror}); is {root} a bundle?") from None
+        raise BundleError(f"{path}: cannot read ({exc.strerror}); is {root} a bundle?") from None
+
+
+def read_manifest(root: Path) -> list[Row]:
+    """Every row; lines decode one by one into the flat Row (no nesting to bound, so no depth scan)."""
+    path = root / MANIFEST
     rows: list[Row] = []
-    for n, line in enumerate(lines, start=1):
+    for n, line in enumerate(read_record(root, MANIFEST).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -95,17 +112,32 @@ def read_manifest(root: Path) -> list[Row]:
 
 
 def read_spk_id_map(root: Path) -> dict[str, int]:
-    return _read(root / SPK_ID_MAP, dict[str, int])
+    return _read(root, SPK_ID_MAP, dict[str, int])
 
 
 def read_bundle_info(root: Path) -> BundleInfo:
-    return _read(root / BUNDLE_JSON, BundleInfo)
+    return _read(root, BUNDLE_JSON, BundleInfo)
 
 
-def _read(path: Path, kind: Any) -> Any:
+def read_splits(root: Path) -> Splits:
+    return _read(root, SPLITS, Splits)
+
+
+def _read(root: Path, name: str, kind: Any) -> Any:
+    """A JSON record: too deep, malformed or mistyped is a BundleError naming the file.
+
+    bundle.json and splits.json grow with the rows (hundreds of MB at RixVox scale), where decode_json's
+    depth scan would cost half a minute on every verify; they are typed down to one `Any` (provenance),
+    and msgspec turns nesting past the interpreter's limit into a RecursionError, caught here.
+    """
+    raw, source = read_record(root, name), str(root / name)
     try:
-        return msgspec.json.decode(path.read_bytes(), type=kind)
-    except OSError as exc:
-        raise BundleError(f"{path}: cannot read ({exc.strerror})") from None
+        if name in (BUNDLE_JSON, SPLITS):
+            return msgspec.json.decode(raw, type=kind)
+        return decode_json(raw, kind, source)
     except msgspec.MsgspecError as exc:
-        raise BundleError(f"{path}: malformed: {exc}") from None
+        raise BundleError(f"{source}: malformed: {exc}") from None
+    except (RecursionError, MemoryError):
+        raise BundleError(f"{source}: malformed: nested too deep") from None
+    except ValueError as exc:
+        raise BundleError(str(exc)) from None

@@ -7,6 +7,8 @@ sha256, so a truncated or altered checkpoint is detected before use; the
 hash is taken while the bytes are written (one pass, no re-read). Retention
 deletes old checkpoints only after a newer one is durable. `save_checkpoint`
 is also what the background writer (ckpt_async.py) runs, on a snapshot.
+A listed file is a plain name inside the checkpoint and a regular file there
+(lstat: not a symlink, FIFO or device) before it is hashed or loaded.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -87,14 +90,32 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta_fields
     return final
 
 
+def regular_size(ckpt: Path, name: str) -> int:
+    """The size of the checkpoint's file `name`, refusing a name that leaves the dir and anything not a regular file.
+
+    lstat, not stat: a symlink is refused rather than followed, so neither the hash nor torch.load ever opens a
+    FIFO (which would block), a device (which never ends) or a file elsewhere on the host.
+    """
+    if not name or name != Path(name).name or name in (".", ".."):
+        raise CheckpointError(f"checkpoint {ckpt}: {META_FILE} lists {name!r}, not a file name inside it: refused")
+    try:
+        info = os.lstat(ckpt / name)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {ckpt}: {name} is missing") from None
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {ckpt}: {name} cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+        raise CheckpointError(f"checkpoint {ckpt}: {name} is {kind}: refused, a checkpoint holds regular files only")
+    return info.st_size
+
+
 def verify_checkpoint(ckpt: Path) -> CheckpointMeta:
     """Check every listed file's size and hash; name the first mismatch."""
     meta = read_meta(ckpt)
     for name, entry in meta.files.items():
         path = ckpt / name
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {ckpt}: {name} is missing")
-        size = path.stat().st_size
+        size = regular_size(ckpt, name)
         if size != entry.size:
             raise CheckpointError(
                 f"checkpoint {ckpt}: {name} is {size} bytes, its manifest says {entry.size} (truncated?)"
@@ -105,6 +126,7 @@ def verify_checkpoint(ckpt: Path) -> CheckpointMeta:
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:
+    regular_size(ckpt, STATE_FILE)
     state: dict[str, Any] = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
     return state
 

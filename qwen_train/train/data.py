@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import soundfile as sf
 import torch
 from qwen_tts.core.models.modeling_qwen3_tts import mel_spectrogram
 
 from qwen_train.bundle.manifest import BundleError, Row, read_manifest, read_spk_id_map
+from qwen_train.bundle.rowfiles import check_rows, read_codes, read_wave
 from qwen_train.train.layout import RowLayout, SpecialIds, build_row, collate, row_length
 
 TOKENIZE_CHUNK = 4096  # prompts per tokenizer call when counting lengths: bounded memory on a large bundle
@@ -69,6 +69,7 @@ class BundleData:
     def __init__(self, root: Path, processor, ids: SpecialIds, language_id: int | None, split: str) -> None:
         self.root = root
         self.rows = [r for r in read_manifest(root) if r.split == split]
+        check_rows(root, self.rows)
         self.speaker_index = read_spk_id_map(root)
         self._processor = processor
         self._ids = ids
@@ -96,13 +97,13 @@ class BundleData:
     def example(self, index: int) -> Example:
         row = self.rows[index]
         text_ids = self._processor(text=prompt(row.text), return_tensors="pt")["input_ids"][0].tolist()
-        codes = torch.from_numpy(np.load(self.root / row.codes).astype(np.int64))
+        codes = torch.from_numpy(read_codes(self.root, row.codes).astype(np.int64))
         layout = build_row(text_ids, codes, self._ids, self._language_id)
         return Example(row=row, layout=layout, ref_mel=self._ref_mel(row.ref_audio))
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one cache per bundle object is intended
     def _ref_mel(self, rel: str) -> torch.Tensor:
-        return reference_mel(self.root / rel)
+        return reference_mel(self.root, rel)
 
     def batch(self, indices: list[int]) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[Row]]:
         """Collated tensors (with each row's dataset-scoped speaker index and reference id), mels, rows."""
@@ -126,11 +127,11 @@ def prompt(text: str) -> str:
     return f"<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def reference_mel(path: Path) -> torch.Tensor:
-    """The mel the speaker encoder expects, with the parameters inference uses."""
-    wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
+def reference_mel(root: Path, rel: str) -> torch.Tensor:
+    """The mel the speaker encoder expects, with the parameters inference uses, of the bundle's `rel`."""
+    wav, rate = read_wave(root, rel, "reference audio")
     if rate != 24000:
-        raise BundleError(f"{path}: reference audio is {rate} Hz; the speaker encoder needs 24 kHz")
+        raise BundleError(f"{root / rel}: reference audio is {rate} Hz; the speaker encoder needs 24 kHz")
     return mel_from_wave(torch.from_numpy(wav.mean(axis=1)))
 
 

@@ -3,6 +3,9 @@
 The dashboard's curves and the exact-resume tests read it; after a resume or
 a rollback the steps past the checkpoint are about to be trained again, so
 their lines go first (a line cut short by a kill is dropped, never fatal).
+The log is read back through `safe_read` (a run dir is writable from inside the
+trainer's container): a FIFO, a symlink or an oversized log refuses the resume
+by name instead of blocking it or rewriting a file elsewhere.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ from pathlib import Path
 import msgspec
 
 from qwen_train.atomic import atomic_write_bytes
+from qwen_train.checkpoint_files import CheckpointError
+from qwen_train.safe_read import MiB, UnsafeFile, read_regular
 from qwen_train.status import Losses
 
 LOSSES_FILE = "losses.jsonl"
+LOSSES_LIMIT = 1024 * MiB  # ~90 bytes a step: ten million steps
 
 
 def append_losses(run_dir: Path, step: int, losses: Losses) -> None:
@@ -29,8 +35,12 @@ def truncate_losses(run_dir: Path, step: int) -> None:
     path = run_dir / LOSSES_FILE
     if not path.exists():
         return
+    try:
+        raw = read_regular(path, LOSSES_LIMIT, what="loss log", nofollow=True)
+    except UnsafeFile as exc:
+        raise CheckpointError(f"{exc}; move it out of the run dir to resume") from None
     keep = []
-    for line in path.read_bytes().splitlines():
+    for line in raw.splitlines():
         line_step = _step_of(line)
         if line_step is not None and line_step <= step:
             keep.append(line)
