@@ -12,6 +12,7 @@ from pathlib import Path
 
 from qwen_train.bundle.manifest import BundleError
 from qwen_train.prepare.spec import PrepareSpec, SourceSpec, SplitSpec, validate_prepare_spec
+from qwen_train.spec import Lane
 
 
 def corpus_spec(
@@ -46,15 +47,19 @@ def build_bundle(
     seed: int = 0,
     held_out_speakers: int = 1,
     device: str = "auto",
+    lane: Lane | None = None,
 ) -> Path:
-    """Build the whole bundle in one go; a half-built bundle never appears at `out_dir`."""
+    """Build the whole bundle in one go; a half-built bundle never appears at `out_dir`.
+
+    `lane` is the request lane the bundle is for: language-expansion refuses a split without held-out speakers.
+    """
     from qwen_train.prepare.run import prepare
 
     if out_dir.exists():
         raise BundleError(f"{out_dir} already exists; bundles are frozen, choose a new directory")
     spec = corpus_spec(corpus_jsonl, model_dir, out_dir, source=source, seed=seed,
                        held_out_speakers=held_out_speakers, device=device)
-    outcome = prepare(spec)
+    outcome = prepare(spec, lane=lane)
     if outcome.code != 0:
         raise BundleError(f"bundle {out_dir} not built: {outcome.message}")
     return out_dir

@@ -33,13 +33,16 @@ from qwen_train.bundle.manifest import BUNDLE_JSON
 from qwen_train.prepare.journal import Journal
 from qwen_train.prepare.process import stored_wav
 from qwen_train.prepare.records import Processed
-from qwen_train.prepare.select import select
+from qwen_train.prepare.select import check_eval_split, select
 from qwen_train.prepare.spec import PrepareSpec, encode_prepare_spec
 from qwen_train.prepare.window import audio_root, count_rows, run_window
+from qwen_train.safe_read import MiB, read_regular
+from qwen_train.spec import Lane
 from qwen_train.status import Throughput
 from qwen_train.train.heartbeat import Heartbeat
 
 SPEC_COPY = "prepare_spec.json"
+SPEC_COPY_LIMIT = 16 * MiB
 BEAT_EVERY_S = 1.0
 
 
@@ -74,7 +77,7 @@ def work_lock(work: Path) -> Iterator[None]:
 
 def _check_spec(spec: PrepareSpec, work: Path) -> None:
     copy = work / SPEC_COPY
-    if copy.exists() and copy.read_bytes() != identity(spec):
+    if copy.exists() and read_regular(copy, SPEC_COPY_LIMIT, what="work dir spec", nofollow=True) != identity(spec):
         raise PrepareError(
             f"{work} was started with a different spec (sources, limits, seed, shares, splits or batch size); "
             f"resume with the original spec, or choose a new work_dir/out to start over"
@@ -126,8 +129,12 @@ def prepare(
     spec: PrepareSpec,
     heartbeat: Heartbeat | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    lane: Lane | None = None,
 ) -> Outcome:
-    """Run one window (and, once every row is journaled, codes and the bundle)."""
+    """Run one window (and, once every row is journaled, codes and the bundle).
+
+    `lane` is the request lane the bundle is for: its split policy is checked before codes are extracted.
+    """
     from qwen_train.prepare.assemble import assemble
     from qwen_train.prepare.codes import CodeCache, extract_codes
 
@@ -153,6 +160,7 @@ def prepare(
                            f"{result.journaled}/{total} rows done; run the same command again to continue",
                            rows_done=result.journaled)
         selection = select(spec, journal.state.entries)
+        note = check_eval_split(selection, lane)
         clips = {s.entry.audio_sha or "": s.entry.duration_s for s in selection.rows}
         cache = CodeCache(work, Path(spec.model))
         audio_dir = audio_root(spec)
@@ -168,11 +176,11 @@ def prepare(
         path, fingerprint = assemble(spec, selection, imported, cache, wav_path)
         rows = len(selection.rows)
         return Outcome(exitcodes.COMPLETED, "completed",
-                       f"bundle {path}: {rows} rows, {len(selection.rejects)} rejected; fingerprint {fingerprint}",
-                       fingerprint)
+                       f"bundle {path}: {rows} rows, {len(selection.rejects)} rejected; fingerprint {fingerprint}"
+                       + (f"; {note}" if note else ""), fingerprint)
 
 
-def run_prepare(spec: PrepareSpec, run_dir: Path, run_id: str, nonce: str) -> int:
+def run_prepare(spec: PrepareSpec, run_dir: Path, run_id: str, nonce: str, lane: Lane | None = None) -> int:
     """CLI entry: heartbeat in run_dir, SIGTERM finishes the row in hand and stops cleanly."""
     run_dir.mkdir(parents=True, exist_ok=True)
     heartbeat = Heartbeat(run_dir, run_id, nonce, max_steps=0)
@@ -180,7 +188,7 @@ def run_prepare(spec: PrepareSpec, run_dir: Path, run_id: str, nonce: str) -> in
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        outcome = prepare(spec, heartbeat, stop.is_set)
+        outcome = prepare(spec, heartbeat, stop.is_set, lane)
     except (PrepareError, FileNotFoundError, ValueError, OSError) as exc:
         heartbeat.state("failed", str(exc))
         print(f"qwen-train prepare: {exc}", file=sys.stderr)

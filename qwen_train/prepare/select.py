@@ -9,6 +9,11 @@ Splits, per source, by role:
   rows gives `held_out_utterances` rows to eval as `held_out_utterance`;
 * eval / benchmark: every row is evaluation. Speaker ids are scoped by source
   (`fleurs:...` never equals `rixvox:...`), so these are held-out speakers.
+
+The split can come out with no eval rows (no held-out speakers asked for and no
+speaker with rows to spare). `check_eval_split` refuses that for a bundle meant
+for the language-expansion lane, which needs held-out speakers; for any other
+lane it is a note: runs on the bundle train and report eval as not available.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from qwen_train.bundle.manifest import EvalKind
 from qwen_train.prepare.records import Processed, Reject
 from qwen_train.prepare.spec import PrepareSpec, Role, SourceSpec
 from qwen_train.prepare.validate import chars_per_second, rate_outliers
-from qwen_train.spec import SpecError
+from qwen_train.spec import Lane, SpecError
 
 
 @dataclass(frozen=True)
@@ -118,3 +123,17 @@ def split_source(spec: PrepareSpec, src: SourceSpec, kept: list[Processed]) -> t
                 out.append(Selected(e, role, "train", None))
     out.sort(key=lambda s: s.entry.n)
     return out, sorted(f"{src.label}:{s}" for s in held)
+
+
+def check_eval_split(selection: Selection, lane: Lane | None) -> str | None:
+    """SpecError for a language-expansion bundle without held-out speakers; a note when eval is empty, else None."""
+    evals = sum(s.split == "eval" for s in selection.rows)
+    if lane == "language-expansion" and not any(s.eval_kind == "held_out_speaker" for s in selection.rows):
+        raise SpecError(
+            f"the language-expansion lane needs held-out speakers (eval on voices never trained on), and this "
+            f"bundle would have none ({evals} eval rows): set split.held_out_speakers (bundle build: "
+            "--held-out-speakers) to 1 or more, or add an eval-role source such as FLEURS"
+        )
+    if evals == 0:
+        return "no eval rows (no held-out speakers or utterances): runs on it report eval as not available"
+    return None

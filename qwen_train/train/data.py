@@ -122,6 +122,19 @@ class BundleData:
             ) from None
 
 
+def require_held_out_speakers(lane: str, data: BundleData) -> None:
+    """language-expansion must stay a voice-cloning base, which only eval on never-trained voices can show.
+
+    The daemon refuses such a launch too (governance); the trainer started by hand must not quietly train a
+    language-expansion run on a bundle whose eval split is empty or holds no held-out speaker.
+    """
+    if lane != "language-expansion" or any(r.eval_kind == "held_out_speaker" for r in data.rows):
+        return
+    raise BundleError(f"bundle {data.root} has {len(data.rows)} eval rows and no held-out speaker: the "
+                      "language-expansion lane needs held-out speakers; rebuild it with held-out speakers "
+                      "(`qwen-train bundle build --held-out-speakers N`, or split.held_out_speakers in a prepare spec)")
+
+
 def prompt(text: str) -> str:
     """The assistant prompt a row's text is tokenized in (layout.build_row splits it into role, body, tail)."""
     return f"<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n"

@@ -2,7 +2,11 @@
 
 Held-out speakers and held-out utterances of seen speakers answer different
 questions (does it clone a new voice? does it generalise text?), so they are
-reported separately as well as together.
+reported separately as well as together. A bundle may have no eval rows (a
+single-speaker bundle built without held-out utterances): then there is no
+held-out loss to report: the loop asks `unavailable_reason` first and reports
+eval as not available, and `evaluate` itself refuses no rows with NoEvalRows
+(a ValueError that says so) rather than dividing by zero.
 """
 
 from __future__ import annotations
@@ -16,8 +20,23 @@ from qwen_train.train.data import Rows
 from qwen_train.train.objective import forward_losses, speaker_embeddings
 
 
+class NoEvalRows(ValueError):
+    """There is no held-out row to score; the message says why."""
+
+
+def unavailable_reason(data: Rows, max_rows: int) -> str | None:
+    """Why this run can report no held-out loss, or None when it can."""
+    if len(data) == 0:
+        return "the bundle has no eval rows (no held-out speakers or utterances)"
+    if max_rows <= 0:
+        return f"train.eval_max_rows is {max_rows}"
+    return None
+
+
 def _mean(values: list[tuple[float, float, float]]) -> Losses:
     n = len(values)
+    if n == 0:
+        raise NoEvalRows("no eval rows to average")
     return Losses(
         total=sum(v[0] for v in values) / n,
         talker=sum(v[1] for v in values) / n,
@@ -28,6 +47,9 @@ def _mean(values: list[tuple[float, float, float]]) -> Losses:
 def evaluate(model: torch.nn.Module, data: Rows, step: int, sub_weight: float, max_rows: int,
              device: torch.device) -> EvalResult:
     """One row at a time so each row's loss is its own (per-speaker means are exact)."""
+    why = unavailable_reason(data, max_rows)
+    if why is not None:
+        raise NoEvalRows(f"no held-out loss to compute: {why}")
     was_training = model.training
     model.eval()
     per_row: list[tuple[str, str, tuple[float, float, float]]] = []

@@ -2,7 +2,10 @@
 
 Stopping is cooperative: SIGTERM/SIGINT set a flag, the current optimizer
 step finishes, a durable checkpoint is written, and the process exits with
-`exitcodes.STOPPED` so the daemon records `stopped`, not `failed`.
+`exitcodes.STOPPED` so the daemon records `stopped`, not `failed`. A bundle
+without eval rows trains all the same, with eval reported as not available
+(an event, report.json's `eval` and the final message), never a crash at the
+first eval with nothing saved.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import torch
 
 from qwen_train import exitcodes
 from qwen_train.atomic import atomic_write_bytes
+from qwen_train.bundle.manifest import BundleError
 from qwen_train.spec import RunSpec
 from qwen_train.status import Losses, Throughput
 from qwen_train.train import ranks
 from qwen_train.train.budget import BudgetError
 from qwen_train.train.checkpoint import CheckpointError, list_checkpoints
 from qwen_train.train.cursor import CursorRejected
-from qwen_train.train.evaluate import evaluate
+from qwen_train.train.evaluate import evaluate, unavailable_reason
 from qwen_train.train.fallback import announce_compilation, eval_or_eager, step_or_eager
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.losslog import append_losses
@@ -56,8 +60,26 @@ class StopFlag:
         self.signal_name = signal.Signals(signum).name
 
 
+def eval_unavailable(s: Session) -> str | None:
+    why = unavailable_reason(s.data.eval, s.spec.train.eval_max_rows)
+    return f"eval not available: {why}; training goes on without held-out losses" if why else None
+
+
+def announce_eval(s: Session) -> None:
+    """Say once, where the operator looks (status events, report.json, the log), that no eval will come."""
+    why = eval_unavailable(s)
+    if why is None:
+        return
+    s.heartbeat.event("eval", why)
+    if s.is_main:
+        atomic_write_bytes(s.run_dir / REPORT_FILE, msgspec.json.encode({"evals": s.progress.evals, "eval": why}))
+    print(f"qwen-train: {why}", file=sys.stderr, flush=True)
+
+
 def run_eval(s: Session, writer: SummaryWriter) -> None:
     p = s.progress
+    if eval_unavailable(s) is not None:
+        return
     s.heartbeat.state("evaluating")
     result = eval_or_eager(s, lambda: evaluate(s.model, s.data.eval, p.step, s.spec.train.sub_talker_weight,
                                                s.spec.train.eval_max_rows, s.device))
@@ -117,7 +139,8 @@ def loop(s: Session, stop: StopFlag, writer: SummaryWriter) -> int:
         if outcome.stop_agreed:  # a signal here or on another rank, agreed in this step's reduce
             return _stop(s, stop)
     s.ckpt.save(p.step, final=True)
-    s.heartbeat.state("completed", f"reached max_steps={s.spec.train.max_steps}")
+    done, unavailable = f"reached max_steps={s.spec.train.max_steps}", eval_unavailable(s)
+    s.heartbeat.state("completed", f"{done}; {unavailable}" if unavailable else done)
     return exitcodes.COMPLETED
 
 
@@ -178,9 +201,10 @@ def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: 
         announce_compilation(session)
         announce_recipe(session)
         session.ckpt.load(resume=resume, reset_cursor=reset_cursor)
+        announce_eval(session)
     except (CheckpointError, CursorRejected) as exc:
         return _reject(heartbeat, exc)
-    except BudgetError as exc:  # the spec's frame budget cannot hold these rows: the operator's to fix, no traceback
+    except (BudgetError, BundleError) as exc:  # the spec's budget or bundle is the operator's to fix: no traceback
         heartbeat.state("failed", f"setup failed: {exc}")
         print(f"qwen-train: {exc}", file=sys.stderr)
         return exitcodes.USAGE
@@ -190,6 +214,10 @@ def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: 
     with SummaryWriter(log_dir=str(run_dir / "tensorboard")) as writer:
         try:
             return loop(session, stop, writer)
+        except BundleError as exc:  # a row's file refused mid-run (gone, a FIFO, out of the bundle): say which
+            heartbeat.state("failed", f"training failed at step {session.progress.step}: {exc}")
+            print(f"qwen-train: {exc}", file=sys.stderr)
+            return exitcodes.FAILED
         except Exception as exc:
             heartbeat.state("failed", f"training failed at step {session.progress.step}: {type(exc).__name__}: {exc}")
             raise

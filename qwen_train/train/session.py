@@ -33,7 +33,7 @@ from qwen_train.spec import RunSpec, TrainConfig
 from qwen_train.train.checkpointer import Checkpointer, Live, Origin
 from qwen_train.train.ckpt_async import BackgroundCheckpointer
 from qwen_train.train.cursor import Cursor, Lengths, start_cursor
-from qwen_train.train.data import BundleData, RunData
+from qwen_train.train.data import BundleData, RunData, require_held_out_speakers
 from qwen_train.train.faults import FaultInjector, install_fault
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.language import ensure_language
@@ -172,8 +172,10 @@ def build_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, bundle: Pa
     model, processor = load_base_model(spec.model, spec.language)
     ids = SpecialIds.from_config(model.config)
     lang = ensure_language(model, spec.language)
-    data = RunData(train=BundleData(bundle, processor, ids, lang, "train"),
-                   eval=BundleData(bundle, processor, ids, lang, "eval"), bundle=bundle, fingerprint=fingerprint)
+    held_out = BundleData(bundle, processor, ids, lang, "eval")
+    require_held_out_speakers(spec.lane, held_out)
+    data = RunData(train=BundleData(bundle, processor, ids, lang, "train"), eval=held_out, bundle=bundle,
+                   fingerprint=fingerprint)
     return assemble_session(spec, run_dir, heartbeat, runtime, model, data)
 
 
