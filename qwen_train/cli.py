@@ -1,7 +1,8 @@
 """`qwen-train`: the training side's command line.
 
 Commands that need torch import it lazily, so `--help` and the error paths
-work on a host without the training extra.
+work on a host without the training extra. Output piped into a reader that
+goes away (`qwen-train plan spec.json | head -3`) ends the command quietly.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
 from qwen_train import exitcodes
+from qwen_train.closed_pipe import quiet_on_closed_pipe
 from qwen_train.export import ExportError
 from qwen_train.run_lock import RunLocked, acquire
-from qwen_train.spec import SpecError, check_name, load_spec
+from qwen_train.spec import Lane, SpecError, check_name, load_spec
 from qwen_train.status import NONCE_ENV
 from qwen_train.train.ranks import RANK_ENV, SUPERVISOR_ENV
 
@@ -75,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, required=True)
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--held-out-speakers", type=int, default=1)
+    build.add_argument("--lane", choices=get_args(Lane), help="the request lane the bundle is for: "
+                       "language-expansion refuses a split without held-out speakers")
     verify = bsub.add_parser("verify", help="check a bundle against its fingerprint")
     verify.add_argument("dir", type=Path)
 
@@ -85,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--nonce", default=os.environ.get(NONCE_ENV), help="launch nonce from the daemon")
     prep.add_argument("--max-rows", type=int, help="bound this window to N rows (overrides the spec)")
     prep.add_argument("--max-seconds", type=float, help="bound this window's wall time (overrides the spec)")
+    prep.add_argument("--lane", choices=get_args(Lane), help="the request lane the bundle is for: "
+                      "language-expansion refuses a split without held-out speakers")
 
     plan = sub.add_parser("plan", help="predict a run's GPU memory peak by part, and the largest micro-batch that fits")
     plan.add_argument("spec", type=Path)
@@ -131,6 +138,16 @@ def _holding(run_dir: Path, nonce: str | None, command: str, body: Callable[[], 
         return body()
 
 
+def _run_dir(args: argparse.Namespace, name: str, command: str) -> Path:
+    """--run-dir, or runs/NAME under the current directory, said on stderr so the files can be found."""
+    if args.run_dir is not None:
+        return Path(args.run_dir)
+    run_dir = Path("runs") / name
+    print(f"qwen-train {command}: no --run-dir given; status.json and the run's files go to {run_dir.absolute()}",
+          file=sys.stderr, flush=True)
+    return run_dir
+
+
 def _holds_lock() -> bool:
     """A rank of our own supervisor runs under the supervisor's lock; under another launcher rank 0 takes it."""
     return SUPERVISOR_ENV not in os.environ and os.environ.get(RANK_ENV, "0") == "0"
@@ -141,7 +158,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     run_id = check_name(args.run_id or spec.name)
-    run_dir = args.run_dir or Path("runs") / spec.name
+    run_dir = _run_dir(args, spec.name, "run")
     nonce = args.nonce or secrets.token_hex(8)
 
     def train() -> int:
@@ -159,7 +176,8 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
         return 0
     from qwen_train.bundle.build import build_bundle
 
-    out = build_bundle(args.corpus, args.model, args.out, seed=args.seed, held_out_speakers=args.held_out_speakers)
+    out = build_bundle(args.corpus, args.model, args.out, seed=args.seed, held_out_speakers=args.held_out_speakers,
+                       lane=args.lane)
     print(f"bundle written to {out}")
     return 0
 
@@ -180,10 +198,10 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     bounds = {k: v for k, v in (("max_rows", args.max_rows), ("max_seconds", args.max_seconds)) if v is not None}
     spec = validate_prepare_spec(msgspec.structs.replace(spec, **bounds))
     run_id = check_name(args.run_id or spec.name)
-    run_dir = args.run_dir or Path("runs") / spec.name
+    run_dir = _run_dir(args, spec.name, "prepare")
     nonce = args.nonce or secrets.token_hex(8)
     return _holding(run_dir, nonce, f"qwen-train prepare {run_id}",
-                    lambda: run_prepare(spec, run_dir, run_id, nonce))
+                    lambda: run_prepare(spec, run_dir, run_id, nonce, args.lane))
 
 
 def _on_run_dir(args: argparse.Namespace, body: Callable[[], int]) -> int:
@@ -245,13 +263,26 @@ def dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse, flushing what --help or a usage error printed before argparse exits: a closed stdout then
+    raises here, inside the closed-pipe guard, not at interpreter exit where it would print a traceback."""
+    try:
+        return _parser().parse_args(argv)
+    except SystemExit:
+        sys.stdout.flush()
+        raise
+
+
+@quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     from qwen_train.bundle.manifest import BundleError
+    from qwen_train.bundle.paths import PathEscape
     from qwen_train.corpus.espeak import CorpusError
+    from qwen_train.safe_read import UnsafeFile
 
     try:
         return dispatch(args)
-    except (SpecError, BundleError, CorpusError, FileExistsError, ExportError) as exc:
+    except (SpecError, BundleError, CorpusError, FileExistsError, ExportError, UnsafeFile, PathEscape) as exc:
         print(f"qwen-train: {exc}", file=sys.stderr)
         return exitcodes.USAGE
