@@ -27,7 +27,7 @@ def sh(*args: str) -> None:
 if os.environ.get("COLAB_RELEASE_TAG"):  # only on Colab: apt and pip into the runtime
     sh("apt-get", "-qq", "install", "-y", "espeak-ng", "sox")
     sh(PY, "-m", "pip", "install", "-q", "torch==2.11.0", "torchaudio==2.11.0")
-    sh(PY, "-m", "pip", "install", "-q", "--no-deps", "qwen-tts==0.1.1")
+    sh(PY, "-m", "pip", "install", "-q", "--no-deps", "qwen-tts==0.1.1", "resemblyzer==0.1.4")
     sh(PY, "-m", "pip", "install", "-q", "-e", f"{REPO}[train]")
 
 # %%

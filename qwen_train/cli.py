@@ -53,7 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--checkpoint", type=int, help="step to judge (default: the newest durable checkpoint)")
     gate.add_argument("--export", type=Path, help="judge this exported model dir instead of exporting a checkpoint")
     gate.add_argument("--base", type=Path, help="base model dir to beat (default: the run spec's model)")
-    gate.add_argument("--asr", type=Path, help="CTC ASR model dir for intelligibility (a Swedish wav2vec2)")
+    gate.add_argument("--asr", type=Path, help="ASR model dir for intelligibility: a Swedish Whisper (KB-Whisper) "
+                      "or a CTC model (a Swedish wav2vec2)")
+    gate.add_argument("--verifier", type=Path, help="speaker-verification model dir (a transformers x-vector model) "
+                      "for speaker_similarity (default: resemblyzer's shipped encoder)")
     gate.add_argument("--resources", type=Path, help="resource summary (default: RUN_DIR/resources.json)")
     gate.add_argument("--thresholds", type=Path, help="thresholds JSON file (default: the built-in thresholds)")
     gate.add_argument("--max-rows", type=int, help="bound eval rows and clones to N each")
@@ -245,7 +248,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from qwen_train.gate.target import GateOptions
 
         options = GateOptions(args.run_dir, args.checkpoint, args.export, args.base, args.asr, args.resources,
-                              args.thresholds, args.max_rows)
+                              args.thresholds, args.max_rows, args.verifier)
         return _on_run_dir(args, lambda: gate_main(options))
     if args.command == "demo":
         from qwen_train.demo import build_demo

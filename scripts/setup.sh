@@ -29,9 +29,10 @@ if ! .venv/bin/python -c "import torch, torchaudio; assert torch.__version__.sta
   echo "setup: installing torch 2.11.0 + torchaudio 2.11.0 (a few minutes)"
   pip install -q torch==2.11.0 torchaudio==2.11.0
 fi
-# qwen-tts declares gradio for its demo UI only: install it without dependencies;
-# its real runtime needs come with the [train] extra.
-pip install -q --no-deps qwen-tts==0.1.1
+# qwen-tts declares gradio for its demo UI only, and resemblyzer (the gate's speaker verifier,
+# its encoder inside the wheel) an sdist webrtcvad that needs a compiler: install both without
+# dependencies; their real runtime needs (webrtcvad-wheels, prebuilt) come with the [train] extra.
+pip install -q --no-deps qwen-tts==0.1.1 resemblyzer==0.1.4
 pip install -q -e '.[train,dev]'
 .venv/bin/qwen-train doctor
 echo "setup: done (.venv ready)"

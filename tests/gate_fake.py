@@ -27,7 +27,16 @@ from pathlib import Path
 import msgspec
 
 from qwen_train.atomic import atomic_write_bytes
-from qwen_train.gate.verdict import CRITERIA, Criterion, CriterionName, GateVerdict, verdict_path
+from qwen_train.gate.verdict import (
+    CRITERIA,
+    Criterion,
+    CriterionName,
+    Figure,
+    GateVerdict,
+    Judge,
+    SpeakerRow,
+    verdict_path,
+)
 
 FIXTURE_FILE = "gate-fixture.json"
 RELEASE_FILE = "gate-release"
@@ -55,18 +64,40 @@ def gate_wrapper(directory: Path) -> Path:
 
 
 def _criterion(name: CriterionName, passed: bool) -> Criterion:
+    if name == "speaker_similarity":
+        return Criterion(name, True, "verifier (resemblyzer) mean cosine 0.820 >= 0.750", measured=0.82,
+                         threshold=0.75, figures=[Figure("base_encoder_cosine", 0.93, 0.5, True)])
     if name != "intelligibility":
         return Criterion(name, True, f"fake {name} holds")
-    detail = "CER 0.05 on held-out text" if passed else "no ASR model given: intelligibility cannot be measured"
-    return Criterion(name, passed, detail, measured=0.05 if passed else None, threshold=0.3)
+    if passed:
+        return Criterion(name, True, "CER 0.05 on held-out text", measured=0.05, threshold=0.3,
+                         figures=[Figure("wer", 0.12)])
+    return Criterion(name, False, "no ASR model given: intelligibility cannot be measured", threshold=0.3)
+
+
+JUDGES = [
+    Judge("speaker_verifier", "resemblyzer", "resemblyzer 0.1.4 (pretrained GE2E voice encoder shipped in its wheel)",
+          "cpu, 16000 Hz via soxr"),
+    Judge("speaker_encoder", "base-encoder", "/srv/models/base", "the base model's own speaker encoder"),
+]
+ASR = Judge("asr", "whisper", "/srv/models/kb-whisper-large", "greedy, forced language sv")
+
+
+def _speakers(passed: bool) -> list[SpeakerRow]:
+    cer, wer = (0.04, 0.1) if passed else (None, None)
+    return [SpeakerRow("fleurs:1001", 2, 0, similarity=0.84, base_similarity=0.95, cer=cer, wer=wer),
+            SpeakerRow("fleurs:1002", 2, 1, similarity=0.41, base_similarity=0.91, cer=cer, wer=wer)]
 
 
 def make_verdict(run_dir: Path, checkpoint: int, passed: bool, decided_at: float | None = None) -> GateVerdict:
-    """A verdict as the gate writes one: every criterion passes but intelligibility, unless `passed`."""
+    """A verdict as the gate writes one: every criterion passes but intelligibility, unless `passed` (then a
+    Whisper judged it too); its judges and two held-out speakers' rows, one of them weak."""
     return GateVerdict(run=run_dir.name, run_dir=str(run_dir), model=str(run_dir / "gate" / "model"),
                        checkpoint_step=checkpoint, base_model="/srv/models/base", passed=passed,
                        criteria=[_criterion(name, passed) for name in CRITERIA],
-                       decided_at=time.time() if decided_at is None else decided_at, code_revision="fake")
+                       decided_at=time.time() if decided_at is None else decided_at, code_revision="fake",
+                       thresholds={"min_speaker_similarity": 0.75, "min_base_encoder_similarity": 0.5, "max_cer": 0.3},
+                       judges=([ASR] if passed else []) + JUDGES, speakers=_speakers(passed))
 
 
 def _args(argv: list[str]) -> argparse.Namespace:

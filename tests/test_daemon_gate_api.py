@@ -264,6 +264,13 @@ def test_the_verdict_route_serves_the_file_or_says_why_not(daemon: DaemonProcess
     code, served = raw_request(daemon.socket, "GET", "/runs/read/gate")
     assert code == 200 and msgspec.convert(served, GateVerdict) == written
     assert daemon.client.verdict("read") == written
+    assert [j["role"] for j in served["judges"]] == ["speaker_verifier", "speaker_encoder"]  # as the gate wrote them
+    assert [r["speaker"] for r in served["speakers"]] == ["fleurs:1001", "fleurs:1002"]
+    # a verdict from before judges and per-speaker rows were recorded is served, not refused
+    before = (Path(__file__).parent / "gate_verdict_before_judges.json").read_bytes()
+    atomic_write_bytes(path, before)
+    old = daemon.client.verdict("read")
+    assert old == msgspec.json.decode(before, type=GateVerdict) and old.judges == [] and old.speakers == []
 
 
 def cli(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:

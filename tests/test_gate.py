@@ -1,4 +1,5 @@
-"""The promotion gate on the real tiny model: a real short run, a real export, a real CTC ASR path.
+"""The promotion gate on the real tiny model: a real short run, a real export, real CTC and Whisper ASR paths,
+the real default speaker verifier.
 
 The tiny models are random, so their similarity and CER mean nothing; what is
 tested is that every criterion is measured through the real code, decided
@@ -30,6 +31,7 @@ from qwen_train.gate.criteria import (
     ended_cleanly,
     provenance,
 )
+from qwen_train.gate.tiny_whisper import build_tiny_whisper
 from qwen_train.gate.verdict import CRITERIA, Criterion, GateVerdict, read_verdict, verdict_path
 from qwen_train.spec import Posture, load_spec
 from qwen_train.status import Event
@@ -54,6 +56,11 @@ def gate_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 @pytest.fixture(scope="module")
 def asr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_asr(tmp_path_factory.mktemp("asr") / "tiny-sv-ctc")
+
+
+@pytest.fixture(scope="module")
+def whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_whisper(tmp_path_factory.mktemp("asr") / "tiny-sv-whisper")
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +113,29 @@ def test_gate_passes_with_loosened_thresholds_and_writes_every_criterion(
     for name in CRITERIA:
         assert name in proc.stdout
     samples = json.loads((run_dir / "gate" / "samples.json").read_text())
-    assert len(samples) == 3 and all(s["transcript"] is not None and s["similarity"] is not None for s in samples)
+    assert len(samples) == 3 and all(s["transcript"] is not None and s["base_similarity"] is not None
+                                     for s in samples)
+    assert any(s["similarity"] is not None for s in samples)  # the verifier heard speech in some clone
     assert (run_dir / "gate" / samples[0]["audio"]).is_file()
+    # the judges it used, and one row per held-out speaker with every judge's numbers
+    assert [(j.role, j.kind) for j in verdict.judges] == [("asr", "ctc"), ("speaker_verifier", "resemblyzer"),
+                                                          ("speaker_encoder", "base-encoder")]
+    assert verdict.judges[0].model == str(asr_dir)
+    assert "judges:" in proc.stdout and "per held-out speaker" in proc.stdout
+    assert sum(r.clones for r in verdict.speakers) == 3 and {r.speaker for r in verdict.speakers} == {
+        s["speaker"] for s in samples}
+    assert all(r.similarity is not None and r.base_similarity is not None and r.cer is not None
+               for r in verdict.speakers)
+    (base_figure,) = criteria["speaker_similarity"].figures
+    assert base_figure.name == "base_encoder_cosine" and base_figure.threshold == -1.0 and base_figure.passed
 
 
-def test_real_thresholds_fail_intelligibility_of_random_asr_with_exit_6(
-        gate_run: tuple[Path, Path], asr_dir: Path, thresholds_files: dict[str, Path],
+def test_real_thresholds_fail_the_random_models_through_whisper_with_exit_6(
+        gate_run: tuple[Path, Path], whisper_dir: Path, thresholds_files: dict[str, Path],
         capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's judges (a random Whisper, the default verifier) measure everything and fail it honestly."""
     run_dir, _spec = gate_run
-    code, out, _err = _gate(capsys, run_dir, "--asr", asr_dir, "--thresholds", thresholds_files["short"],
+    code, out, _err = _gate(capsys, run_dir, "--asr", whisper_dir, "--thresholds", thresholds_files["short"],
                             "--max-rows", "2")
     assert code == exitcodes.GATE_FAILED
     verdict = read_verdict(verdict_path(run_dir))
@@ -123,13 +144,15 @@ def test_real_thresholds_fail_intelligibility_of_random_asr_with_exit_6(
     assert not intelligibility.passed and intelligibility.threshold == 0.25
     assert intelligibility.measured is not None and intelligibility.measured > 0.25
     assert f"CER {intelligibility.measured:.3f} > 0.250" in intelligibility.detail
-    assert "intelligibility      FAIL" in out
+    assert f"ASR: whisper {whisper_dir}" in intelligibility.detail and "intelligibility      FAIL" in out
+    assert verdict.judges[0].kind == "whisper" and "forced language sv" in verdict.judges[0].detail
     # The tiny model's clones are audible (its decoder gain is calibrated): similarity is measured on sound,
     # and intelligibility fails on what the random ASR hears, not on silence.
     similarity = _by_name(verdict)["speaker_similarity"]
-    assert similarity.measured is not None and 0.0 < similarity.measured <= 1.0
+    assert similarity.measured is not None and 0.0 <= similarity.measured < 0.75 and not similarity.passed
     assert "over 2 clones" in similarity.detail and "silent" not in similarity.detail
     assert "silent" not in intelligibility.detail
+    assert similarity.figures[0].value is not None and similarity.figures[0].value > 0.5  # the lenient encoder
 
 
 def test_missing_evidence_fails_its_criteria_but_everything_else_is_still_measured(
@@ -185,6 +208,9 @@ def test_usage_errors_exit_2_and_keep_an_existing_verdict(gate_run: tuple[Path, 
     code, _out, err = _gate(capsys, variant, "--thresholds", bad)
     assert code == exitcodes.USAGE
     assert str(bad) in err and "max_wer" in err
+    for flag in ("--asr", "--verifier"):  # a judge's dir must be a model dir
+        code, _out, err = _gate(capsys, run_dir, flag, tmp_path)
+        assert code == exitcodes.USAGE and f"{flag} {tmp_path} is not a model directory" in err, err
     assert verdict_path(variant).read_bytes() == b'{"run": "trunc'
     code, _out, err = _gate(capsys, variant, "--thresholds", tmp_path / "absent.json")
     assert code == exitcodes.USAGE and "cannot read thresholds file" in err

@@ -43,8 +43,10 @@ class Clone:
     wave: np.ndarray  # float32 mono; empty when generation failed
     rate: int
     error: str | None = None
-    similarity: float | None = None
+    similarity: float | None = None  # the independent speaker verifier's cosine to the reference
+    base_similarity: float | None = None  # the base model's speaker encoder's cosine to the reference
     transcript: str | None = None
+    verifier_note: str | None = None  # why the verifier could not score a usable clone (no speech heard)
 
     @property
     def usable(self) -> bool:
@@ -61,9 +63,11 @@ class SampleRecord(msgspec.Struct, frozen=True):
     audio: str
     seconds: float
     peak: float  # largest absolute sample: near 0 is a silent clone
-    similarity: float | None
+    similarity: float | None  # the speaker verifier's cosine
     transcript: str | None
     error: str | None
+    base_similarity: float | None = None  # the base model's speaker encoder's cosine
+    verifier_note: str | None = None
 
 
 def clone_rows(bundle: Path, limit: int) -> list[Row]:
@@ -130,5 +134,6 @@ def write_samples(gate_dir: Path, clones: list[Clone]) -> None:
             audio=name if clone.wave.size else "", seconds=clone.wave.size / clone.rate,
             peak=float(np.abs(clone.wave).max()) if clone.wave.size else 0.0,
             similarity=clone.similarity, transcript=clone.transcript, error=clone.error,
+            base_similarity=clone.base_similarity, verifier_note=clone.verifier_note,
         ))
     atomic_write_bytes(gate_dir / "samples.json", msgspec.json.format(msgspec.json.encode(records), indent=2))

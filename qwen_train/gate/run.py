@@ -4,7 +4,10 @@ Order of work: check every input (usage errors, exit 2, before anything is
 written); export the checkpoint unless an export is given or already there;
 then measure everything that can be measured, one model in memory at a time
 (the judged model: eval loss and the clones; the base model: eval loss and
-the speaker embeddings; the ASR model: transcripts). A measurement that
+its speaker encoder's similarities; the independent speaker verifier: the
+similarities the criterion is decided on; the ASR model: transcripts). The
+verdict names each judge that measured (report.py prints them, and the
+per-speaker rows, under the table). A measurement that
 raises is recorded as the reason its criterion was not measured, and the
 other criteria are still measured: the verdict always lists all of them, in
 CRITERIA order. Once the verdict is complete it and the samples it judged
@@ -27,15 +30,19 @@ import torch
 
 from qwen_train import exitcodes
 from qwen_train.export import ExportError, export_run
+from qwen_train.gate.asr import load_asr
 from qwen_train.gate.clones import Clone, clone_language, clone_rows, generate_clones
 from qwen_train.gate.criteria import ended_cleanly, not_measured, provenance, read_provenance, resource_evidence
 from qwen_train.gate.heldout import eval_criterion, eval_loss, gate_device, load_tts
-from qwen_train.gate.intelligibility import NO_ASR, Asr, intelligibility_criterion, transcribe_clones
+from qwen_train.gate.intelligibility import NO_ASR, intelligibility_criterion, transcribe_clones
 from qwen_train.gate.publish import publish
-from qwen_train.gate.speaker import score_clones, similarity_criterion
+from qwen_train.gate.report import render
+from qwen_train.gate.speaker import ENCODER_RATE, score_base, score_verified, similarity_criterion
+from qwen_train.gate.speakers import speaker_rows
 from qwen_train.gate.target import GateOptions, GateUsageError, Target, resolve
 from qwen_train.gate.thresholds import thresholds_record
-from qwen_train.gate.verdict import CRITERIA, Criterion, GateVerdict
+from qwen_train.gate.verdict import CRITERIA, Criterion, GateVerdict, Judge, JudgeRole
+from qwen_train.gate.verifier import load_verifier
 from qwen_train.revision import code_revision
 from qwen_train.status import EvalResult
 
@@ -48,9 +55,14 @@ class Measured:
     base_eval: EvalResult | str = "not run"
     clones: list[Clone] = field(default_factory=list)
     clone_error: str = ""
-    similarity_error: str = ""
+    base_error: str = ""  # the base encoder's similarities
+    verifier_error: str = ""
     asr_error: str = ""
     language: str = "auto"
+    judges: dict[JudgeRole, Judge] = field(default_factory=dict)  # those that measured
+
+    def ran(self, role: JudgeRole) -> bool:
+        return role in self.judges
 
 
 def _why(exc: Exception) -> str:
@@ -89,21 +101,37 @@ def _measure_trained(t: Target, device: torch.device, m: Measured) -> None:
 
 
 def _measure_base(t: Target, device: torch.device, m: Measured) -> None:
-    _say(f"base model {t.base}: held-out eval and speaker embeddings")
+    _say(f"base model {t.base}: held-out eval and its speaker encoder's similarities")
     try:
         wrapper = load_tts(t.base, t.spec.language, device)
     except Exception as exc:
-        m.base_eval = m.similarity_error = f"cannot load base {t.base}: {_why(exc)}"
+        m.base_eval = m.base_error = f"cannot load base {t.base}: {_why(exc)}"
         return
     try:
         m.base_eval = eval_loss(wrapper, t.spec, t.thresholds.eval_max_rows, device)
     except Exception as exc:
         m.base_eval = _why(exc)
     try:
-        score_clones(wrapper.model, m.clones)
+        score_base(wrapper.model, m.clones)
+        m.judges["speaker_encoder"] = Judge(
+            role="speaker_encoder", kind="base-encoder", model=str(t.base),
+            detail=f"the base model's own speaker encoder (the x-vector cloning conditions on), {ENCODER_RATE} Hz")
     except Exception as exc:
-        m.similarity_error = _why(exc)
+        m.base_error = _why(exc)
     del wrapper
+    _free()
+
+
+def _measure_verifier(t: Target, device: torch.device, m: Measured) -> None:
+    if m.clone_error or not m.clones:
+        return
+    _say(f"speaker verifier {t.verifier or 'resemblyzer (default)'}: similarities")
+    try:
+        verifier = load_verifier(t.verifier, device)
+        score_verified(verifier, m.clones)
+        m.judges["speaker_verifier"] = verifier.judge
+    except Exception as exc:
+        m.verifier_error = f"speaker verifier {t.verifier or 'resemblyzer'} failed: {_why(exc)}"
     _free()
 
 
@@ -112,7 +140,9 @@ def _measure_asr(t: Target, device: torch.device, m: Measured) -> None:
         return
     _say(f"ASR model {t.asr}: transcripts")
     try:
-        transcribe_clones(Asr(t.asr, device), m.clones)
+        asr = load_asr(t.asr, device)
+        transcribe_clones(asr, m.clones)
+        m.judges["asr"] = asr.judge
     except Exception as exc:
         m.asr_error = f"ASR with {t.asr} failed: {_why(exc)}"
     _free()
@@ -122,9 +152,9 @@ def _similarity(t: Target, m: Measured) -> Criterion:
     minimum = t.thresholds.min_speaker_similarity
     if m.clone_error:
         return not_measured("speaker_similarity", f"no clones: {m.clone_error}", minimum)
-    if m.similarity_error:
-        return not_measured("speaker_similarity", m.similarity_error, minimum)
-    return similarity_criterion(m.clones, minimum, m.language)
+    if m.verifier_error:
+        return not_measured("speaker_similarity", m.verifier_error, minimum)
+    return similarity_criterion(m.clones, t.thresholds, m.language, m.judges.get("speaker_verifier"), m.base_error)
 
 
 def _intelligibility(t: Target, m: Measured) -> Criterion:
@@ -135,7 +165,7 @@ def _intelligibility(t: Target, m: Measured) -> Criterion:
         return not_measured("intelligibility", f"no clones: {m.clone_error}", maximum)
     if m.asr_error:
         return not_measured("intelligibility", m.asr_error, maximum)
-    return intelligibility_criterion(m.clones, maximum)
+    return intelligibility_criterion(m.clones, maximum, m.judges.get("asr"))
 
 
 def judge(t: Target) -> tuple[GateVerdict, list[Clone]]:
@@ -144,6 +174,7 @@ def judge(t: Target) -> tuple[GateVerdict, list[Clone]]:
     m = Measured()
     _measure_trained(t, device, m)
     _measure_base(t, device, m)
+    _measure_verifier(t, device, m)
     _measure_asr(t, device, m)
     criteria = [
         ended_cleanly(t.run_dir),
@@ -163,23 +194,10 @@ def judge(t: Target) -> tuple[GateVerdict, list[Clone]]:
         base_model=str(t.base), passed=all(c.passed for c in criteria), criteria=criteria,
         decided_at=time.time(), code_revision=recorded, gate_revision=code_revision(),
         thresholds=thresholds_record(t.thresholds),
+        judges=[m.judges[role] for role in ("asr", "speaker_verifier", "speaker_encoder") if role in m.judges],
+        speakers=speaker_rows(m.clones, m.ran("speaker_verifier"), m.ran("speaker_encoder"), m.ran("asr")),
     )
     return verdict, m.clones
-
-
-def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def render(verdict: GateVerdict) -> str:
-    """The verdict as a table an operator reads in a terminal or a job log."""
-    head = "PASSED" if verdict.passed else "FAILED"
-    lines = [f"gate {head}: run {verdict.run}, checkpoint step {verdict.checkpoint_step}, model {verdict.model}",
-             f"{'criterion':<20} {'result':<6} {'measured':>10} {'threshold':>10}  detail"]
-    for c in verdict.criteria:
-        lines.append(f"{c.name:<20} {'pass' if c.passed else 'FAIL':<6} {_cell(c.measured):>10} "
-                     f"{_cell(c.threshold):>10}  {c.detail}")
-    return "\n".join(lines)
 
 
 def gate_main(opts: GateOptions) -> int:

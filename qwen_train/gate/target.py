@@ -9,12 +9,19 @@ The run's spec comes from RUN_DIR/spec.json (the daemon writes it), else the
 judged checkpoint's meta.json (the trainer records the spec it ran), else
 the export's export.json. Its `model` is the default base, its `bundle` the
 held-out data, its `language` the tag clones are generated with.
+
+The judges' directories are checked here too: --asr must be a model dir
+(config.json), whose `model_type` says which decoding it gets (whisper, or
+CTC); --verifier must be a model dir as well (a transformers audio x-vector
+model). Without --verifier the gate's own default verifier is used.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -41,6 +48,7 @@ class GateOptions:
     resources: Path | None = None
     thresholds: Path | None = None
     max_rows: int | None = None
+    verifier: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,21 @@ class Target:
     asr: Path | None
     resources: Path
     thresholds: Thresholds
+    verifier: Path | None = None  # None: the default verifier (resemblyzer)
+
+
+def asr_family(model_dir: Path) -> Literal["whisper", "ctc"]:
+    """How an ASR dir is decoded: "whisper" when its config.json says model_type whisper, else "ctc"."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "ctc"  # loading it will say what is wrong, as the criterion's reason
+    return "whisper" if isinstance(config, dict) and config.get("model_type") == "whisper" else "ctc"
+
+
+def _judge_dir(path: Path | None, flag: str, what: str) -> None:
+    if path is not None and not (path / "config.json").is_file():
+        raise GateUsageError(f"{flag} {path} is not a model directory (no config.json): give {what}")
 
 
 def _exported_step(export: Path) -> int | None:
@@ -145,10 +168,12 @@ def resolve(opts: GateOptions) -> Target:
     export, to_export, step = _judged(opts, run_dir)
     spec = _spec(run_dir, to_export, export)
     base = _model_dir(opts.base or Path(spec.model), "base model", "pass --base MODEL_DIR")
-    if opts.asr is not None and not opts.asr.is_dir():
-        raise GateUsageError(f"--asr {opts.asr} is not a directory: give a CTC model directory (config.json, "
-                             "preprocessor and tokenizer files)")
+    _judge_dir(opts.asr, "--asr", "a Whisper-family model directory such as KBLab's kb-whisper-large, or a "
+               "CTC one (config.json, preprocessor and tokenizer files)")
+    _judge_dir(opts.verifier, "--verifier", "a transformers speaker-verification (audio x-vector) model "
+               "directory with its feature extractor, or leave it out for the default verifier")
     if opts.max_rows is not None:
         thresholds = msgspec.structs.replace(thresholds, eval_max_rows=opts.max_rows, clone_max_rows=opts.max_rows)
     return Target(run_dir=run_dir, spec=spec, base=base, step=step, export=export, to_export=to_export,
-                  asr=opts.asr, resources=opts.resources or run_dir / RESOURCES_FILE, thresholds=thresholds)
+                  asr=opts.asr, resources=opts.resources or run_dir / RESOURCES_FILE, thresholds=thresholds,
+                  verifier=opts.verifier)

@@ -9,6 +9,13 @@ that could not be measured is a failure, never a pass (the gate fails closed).
 
 Written atomically to RUN_DIR/gate/verdict.json by `qwen-train gate`.
 Governance reads only `passed` (qwen_daemon.governance.GateVerdict).
+
+The verdict also names its judges (which ASR model, which speaker verifier,
+which encoder gave the second similarity figure), each criterion's further
+figures (the base encoder's cosine beside the verifier's, WER beside CER), and
+one row per held-out speaker. These came later: every one of them has a
+default, so a verdict written before them still reads (with none listed), and
+the dashboard says they were not recorded rather than inventing them.
 """
 
 from __future__ import annotations
@@ -34,6 +41,31 @@ CRITERIA: tuple[CriterionName, ...] = (
 )
 
 
+JudgeRole = Literal[
+    "asr",  # transcribes the clones for intelligibility
+    "speaker_verifier",  # the independent speaker verifier: speaker_similarity's measured value
+    "speaker_encoder",  # the base model's own encoder: speaker_similarity's second figure
+]
+
+
+class Judge(msgspec.Struct, frozen=True):
+    """A model that measured something for the verdict: what it is and where it came from."""
+
+    role: JudgeRole
+    kind: str  # "whisper" or "ctc"; "resemblyzer" or "xvector"; "base-encoder"
+    model: str  # its directory, or the package that ships its weights (with the version)
+    detail: str = ""  # how it was run: decoding, language, batch, device, sample rate
+
+
+class Figure(msgspec.Struct, frozen=True):
+    """A further number beside a criterion's `measured` one. `threshold` None: reported, not decided on."""
+
+    name: str  # e.g. "base_encoder_cosine", "wer"
+    value: float | None  # None: could not be measured (the detail says why)
+    threshold: float | None = None
+    passed: bool | None = None  # None where there is no threshold
+
+
 class Criterion(msgspec.Struct, frozen=True):
     """One criterion's outcome. `measured`/`threshold` are None where the criterion is a yes/no fact."""
 
@@ -42,6 +74,19 @@ class Criterion(msgspec.Struct, frozen=True):
     detail: str
     measured: float | None = None
     threshold: float | None = None
+    figures: list[Figure] = []
+
+
+class SpeakerRow(msgspec.Struct, frozen=True):
+    """One held-out speaker's clones, scored: means over its clones (a failed clone scores 0 / is unheard)."""
+
+    speaker: str
+    clones: int
+    unusable: int = 0  # clones that failed, came out empty or silent
+    similarity: float | None = None  # the speaker verifier's mean cosine
+    base_similarity: float | None = None  # the base model's speaker encoder's mean cosine
+    cer: float | None = None  # pooled over the speaker's clones
+    wer: float | None = None
 
 
 class GateVerdict(msgspec.Struct, frozen=True):
@@ -56,6 +101,8 @@ class GateVerdict(msgspec.Struct, frozen=True):
     code_revision: str  # the judged model's, as its export.json records it ("" when it records none)
     gate_revision: str = ""  # the code that ran the gate (git commit or package version)
     thresholds: dict[str, float] = {}  # the thresholds and measurement bounds this verdict was decided with
+    judges: list[Judge] = []  # the models that measured (none listed: written before judges were recorded)
+    speakers: list[SpeakerRow] = []  # per held-out speaker (none: no clones, or written before rows were kept)
 
 
 def verdict_path(run_dir: Path) -> Path:
