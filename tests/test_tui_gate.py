@@ -117,7 +117,7 @@ async def test_no_verdict_says_so_and_g_runs_the_gate_after_asking(daemon: GateD
         overall = text_of(app, "#overall")
         assert "no gate verdict yet for done" in overall and "press g to run the promotion gate" in overall
         assert "daemon: no gate verdict yet: POST /runs/done/gate" in overall
-        assert not app.screen.query_one("#criteria").display
+        assert not any(app.screen.query_one(s).display for s in ("#criteria", "#judges", "#speakers"))
         assert not app.screen.query_one("#banner").display  # a missing verdict is no connection problem
         await pilot.press("g")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -181,3 +181,26 @@ async def test_a_gate_job_row_opens_its_runs_gate(daemon: GateDaemon) -> None:
         assert "gate did not pass: intelligibility failed" in text_of(app, "#job")
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+
+
+async def test_the_gate_screen_names_its_judges_and_shows_each_held_out_speaker(daemon: GateDaemon) -> None:
+    daemon.verdicts["done"] = make_verdict(Path("/srv/runs/done"), 40, passed=True)
+    app = make_app(daemon, initial_run="done")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        await pilot.press("g")
+        await on_gate(pilot, app, "done")
+        await until(pilot, lambda: app.screen.query_one("#judges").display)
+        judges = text_of(app, "#judges")
+        assert "ASR" in judges and "whisper" in judges and "/srv/models/kb-whisper-large" in judges
+        assert "speaker verifier" in judges and "resemblyzer" in judges and "second figure" in judges
+        assert app.screen.query_one("#judges").border_title == "judges"
+        rows = {line.split()[0]: line for line in text_of(app, "#speakers").splitlines() if line.strip()}
+        assert "✗ 0.410" in rows["fleurs:1002"]  # under the verdict's 0.75: marked
+        assert "0.840" in rows["fleurs:1001"] and "✗" not in rows["fleurs:1001"]
+        before = msgspec.json.decode((Path(__file__).parent / "gate_verdict_before_judges.json").read_bytes(),
+                                     type=GateVerdict)
+        daemon.verdicts["done"] = before
+        await until(pilot, lambda: "not recorded" in text_of(app, "#judges"))
+        assert "written before the gate recorded its judges" in text_of(app, "#judges")
+        assert "not recorded" in text_of(app, "#speakers") and app.screen.query_one("#speakers").display
