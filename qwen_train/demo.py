@@ -1,7 +1,13 @@
-"""The embedded default: a generated Swedish corpus, the tiny model, a bundle and a spec.
+"""The embedded default: a generated Swedish corpus, the tiny model, a bundle, a spec and an ASR judge.
 
-`qwen-train demo DIR` makes all four so the daemon has something real to run
-on any machine, GPU or not.
+`qwen-train demo DIR` makes all five so the daemon has something real to run
+on any machine, GPU or not, and the demo's promotion gate measures every
+criterion it can: DIR/asr is a tiny random-weight Whisper (the shape of
+KB-Whisper, which the gate is given on Hemma), so intelligibility is measured
+through the real Whisper path and fails honestly on what the random models
+say; speaker similarity is judged by the gate's default verifier, whose
+pretrained weights ship with it (`qwen-train gate RUN_DIR --asr DIR/asr`, or
+the daemon's `--gate-asr DIR/asr`, as scripts/demo.sh starts it).
 """
 
 from __future__ import annotations
@@ -25,10 +31,14 @@ def demo_spec(name: str = "demo-sv") -> RunSpec:
     )
 
 
+DEMO_ASR = "asr"  # the demo's ASR judge, under the demo dir
+
+
 def build_demo(root: Path, seed: int = 0) -> Path:
-    """Create root/{corpus,model,bundle,spec.json}; reuse parts that already exist."""
+    """Create root/{corpus,model,bundle,asr,spec.json}; reuse parts that already exist."""
     from qwen_train.bundle.build import build_bundle
     from qwen_train.corpus.espeak import generate_corpus
+    from qwen_train.gate.tiny_whisper import build_tiny_whisper
     from qwen_train.tiny.model import build_tiny_model
 
     root.mkdir(parents=True, exist_ok=True)
@@ -39,6 +49,8 @@ def build_demo(root: Path, seed: int = 0) -> Path:
         build_tiny_model(root / "model", seed=seed)
     if not (root / "bundle" / "bundle.json").exists():
         build_bundle(corpus, root / "model", root / "bundle", seed=seed)
+    if not (root / DEMO_ASR / "config.json").exists():
+        build_tiny_whisper(root / DEMO_ASR, seed=seed)
     spec_path = root / "spec.json"
     atomic_write_bytes(spec_path, encode_spec(demo_spec()))
     return spec_path
