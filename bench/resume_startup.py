@@ -24,7 +24,7 @@ from pathlib import Path
 
 import msgspec
 
-from qwen_train.bundle.fingerprint import fingerprint_of, hash_tree
+from qwen_train.bundle.fingerprint import bundle_fingerprint, codes_extraction_of, hash_tree
 from qwen_train.bundle.manifest import (
     BUNDLE_JSON,
     MANIFEST,
@@ -49,8 +49,9 @@ def large_bundle(demo: Path, out: Path, rows: int) -> Path:
     write_jsonl(out / MANIFEST, grown + [r for r in manifest if r.split != "train"])
     (out / BUNDLE_JSON).unlink()
     files = hash_tree(out)
-    info = msgspec.structs.replace(read_bundle_info(demo / "bundle"), files=files, fingerprint=fingerprint_of(files),
-                                   rows=len(grown))
+    info = read_bundle_info(demo / "bundle")
+    info = msgspec.structs.replace(info, files=files, rows=len(grown),
+                                   fingerprint=bundle_fingerprint(files, codes_extraction_of(info, demo / "bundle")))
     write_json(out / BUNDLE_JSON, info)
     return out
 
