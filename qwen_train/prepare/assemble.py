@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 
 from qwen_train.atomic import atomic_write_bytes, fsync_dir
-from qwen_train.bundle.fingerprint import fingerprint_of, hash_tree
+from qwen_train.bundle.fingerprint import CODES_EXTRACTION, bundle_fingerprint, hash_tree
 from qwen_train.bundle.manifest import (
     ANCHORS,
     BUNDLE_FORMAT,
@@ -37,7 +37,7 @@ from qwen_train.bundle.manifest import (
     write_jsonl,
 )
 from qwen_train.prepare.anchors import safe_name, write_anchors
-from qwen_train.prepare.codes import CodeCache
+from qwen_train.prepare.codes import EXTRACTION_VERSION, CodeCache
 from qwen_train.prepare.select import Selection
 from qwen_train.prepare.spec import PrepareSpec, encode_prepare_spec
 
@@ -141,7 +141,7 @@ def _write_records(
 
 def _seal(spec: PrepareSpec, tmp: Path, rows: list[Row]) -> str:
     files = hash_tree(tmp)
-    fingerprint = fingerprint_of(files)
+    fingerprint = bundle_fingerprint(files, EXTRACTION_VERSION)
     info = BundleInfo(
         format=BUNDLE_FORMAT,
         fingerprint=fingerprint,
@@ -151,7 +151,8 @@ def _seal(spec: PrepareSpec, tmp: Path, rows: list[Row]) -> str:
         tokenizer=TOKENIZER,
         created_at=time.time(),
         name=spec.name,
-        provenance={"prepare_spec": msgspec.json.decode(encode_prepare_spec(spec))},
+        provenance={CODES_EXTRACTION: EXTRACTION_VERSION,
+                    "prepare_spec": msgspec.json.decode(encode_prepare_spec(spec))},
     )
     write_json(tmp / BUNDLE_JSON, info)
     for p in sorted(tmp.rglob("*"), reverse=True):
