@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TypeVar
 
-import msgspec
+from qwen_train.safe_read import decode_json, read_regular
 
 T = TypeVar("T")
 
@@ -62,10 +62,17 @@ def append_durable(path: Path, line: bytes) -> None:
         os.close(fd)
 
 
+MAX_LOG_BYTES = 64 << 20
+"""An audit log's bound: some 300,000 records, decades of an operator's changes."""
+
+
 def read_appended(path: Path, kind: type[T]) -> list[T]:
-    """Every record of an append-only log written by `append_durable` (none when it does not exist yet)."""
+    """Every record of an append-only log written by `append_durable` (none when it does not exist yet).
+
+    Read through safe_read: a FIFO or a device planted in its place is refused, never waited on.
+    """
     try:
-        lines = path.read_bytes().splitlines()
+        lines = read_regular(path, MAX_LOG_BYTES, what="audit log").splitlines()
     except FileNotFoundError:
         return []
-    return [msgspec.json.decode(line, type=kind) for line in lines if line.strip()]
+    return [decode_json(line, kind, f"audit log {path}") for line in lines if line.strip()]

@@ -52,7 +52,7 @@ def read_regular(path: Path | str, limit: int, *, what: str = "file", nofollow: 
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise UnsafeFile(f"{what} {path} is not a regular file ({_kind(info.st_mode)}): refused")
+            raise UnsafeFile(f"{what} {path} is not a regular file ({file_kind(info.st_mode)}): refused")
         if info.st_size > limit:
             raise UnsafeFile(f"{what} {path} is {info.st_size} bytes, over the {limit}-byte bound for it: refused")
         data = _read_upto(fd, limit + 1)
@@ -75,7 +75,8 @@ def _read_upto(fd: int, count: int) -> bytes:
     return b"".join(chunks)
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """Words for what a non-regular file is ("a FIFO"), for refusals that name it."""
     for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
         if test(mode):

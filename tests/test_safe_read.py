@@ -87,3 +87,20 @@ def _catch(into: list[BaseException], call: object) -> None:
         call()  # type: ignore[operator]
     except BaseException as exc:  # noqa: BLE001 - the test inspects it
         into.append(exc)
+
+
+def test_an_audit_log_is_read_through_the_same_rules(tmp_path: Path) -> None:
+    from qwen_train.atomic import append_durable, read_appended
+
+    log = tmp_path / "audit.jsonl"
+    append_durable(log, b'{"name": "a"}')
+    append_durable(log, b'{"name": "b"}')
+    assert [r.name for r in read_appended(log, Small)] == ["a", "b"]
+    append_durable(log, b'{"name": ')
+    with pytest.raises(ValueError, match=f"audit log {log}: not valid JSON"):
+        read_appended(log, Small)
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(UnsafeFile, match=r"audit log .* \(a FIFO\)"):
+        read_appended(fifo, Small)
+    assert read_appended(tmp_path / "none.jsonl", Small) == []

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from qwen_train.safe_read import UnsafeFile
-from qwen_train.safe_read import _kind as kind_of  # its words for what a file is ("a FIFO"), one place for them
+from qwen_train.safe_read import file_kind as kind_of
 
 _ALWAYS = os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 
