@@ -191,3 +191,26 @@ def test_the_compiled_fused_kernel_on_the_gpu_matches_the_eager_form() -> None:
             optimizer.step()
         results.append(p.detach().float().cpu())
     assert (results[0] == results[1]).float().mean().item() > 0.995
+
+
+def test_a_fused_kernel_that_cannot_compile_turns_the_optimizer_eager_without_a_lost_or_doubled_step(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from torch._dynamo.exc import InternalTorchDynamoError
+
+    def no_backend(*_: object) -> None:
+        raise InternalTorchDynamoError("no Triton for this device")
+
+    monkeypatch.setattr(lean_adamw, "_fused_chunk", lambda: no_backend)
+    p = torch.nn.Parameter(torch.randn(64, 32, generator=_gen(2)).to(torch.bfloat16))
+    before = p.detach().clone()
+    optimizer = LeanAdamW([p], lr=1e-2, weight_decay=0.0, seed=3, device=CPU, fused=True)
+    for _ in range(2):
+        p.grad = torch.ones_like(p)
+        optimizer.step()
+    assert not optimizer.fused and "updates eagerly from now on" in capsys.readouterr().err
+    assert optimizer.state[p]["step"] == 2
+    assert bool((p.detach() < before).float().mean() > 0.95)  # two steps against a positive gradient, applied
+    monkeypatch.setattr(lean_adamw, "_fused_chunk", lambda: (_ for _ in ()).throw(ValueError("not a compiler")))
+    other = LeanAdamW([p], lr=1e-2, weight_decay=0.0, seed=3, device=CPU, fused=True)
+    with pytest.raises(ValueError, match="not a compiler"):  # any other error is not swallowed
+        other.step()

@@ -36,11 +36,13 @@ replicas round identically and stay equal.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
+from qwen_train.train.compiling import compile_failure
 from qwen_train.train.sround import round_into_, stochastic_bits_bf16
 
 CHUNK = 1 << 22  # elements per update chunk: fp32 temporaries of 16 MiB each
@@ -100,8 +102,8 @@ class LeanAdamW(torch.optim.Optimizer):
         values = torch.tensor(scalars, dtype=torch.float32, device=grad.device) if self.fused else None
         for start in range(0, weight.numel(), CHUNK):
             part = slice(start, start + CHUNK)
-            if values is not None:
-                self._fused_update(grad[part], exp_avg[part], exp_avg_sq[part], weight[part], values)
+            if values is not None and self.fused:
+                self._fused_update(grad[part], exp_avg[part], exp_avg_sq[part], weight[part], values, scalars)
             else:
                 self._eager_update(grad[part], exp_avg[part], exp_avg_sq[part], weight[part], scalars)
 
@@ -118,9 +120,20 @@ class LeanAdamW(torch.optim.Optimizer):
         round_into_(weight, w, self.generator)
 
     def _fused_update(self, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
-                      weight: torch.Tensor, values: torch.Tensor) -> None:
+                      weight: torch.Tensor, values: torch.Tensor, scalars: tuple[float, ...]) -> None:
         noise = [_noise(grad, self.generator) for _ in range(3)]  # m, v, w: the eager form's order
-        _fused_chunk()(grad, exp_avg, exp_avg_sq, weight, *noise, values)
+        try:
+            _fused_chunk()(grad, exp_avg, exp_avg_sq, weight, *noise, values)
+        except Exception as exc:
+            # It fails at its first call, compiling, before anything is written: a backend this device
+            # lacks leaves the chunk as it was, so update it eagerly, and every chunk after it.
+            if not compile_failure(exc):
+                raise
+            self.fused = False
+            print(f"qwen-train: the lean optimizer's fused kernel failed to compile ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else ''}); it updates eagerly from now on",
+                  file=sys.stderr, flush=True)
+            self._eager_update(grad, exp_avg, exp_avg_sq, weight, scalars)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
