@@ -64,7 +64,7 @@ class LeanAdamW(torch.optim.Optimizer):
         self.seed = seed
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
-        self.fused = device.type == "cuda" if fused is None else fused
+        self.fused = device.type == "cuda" if fused is None else fused  # the trainer: when it compiles layers
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]

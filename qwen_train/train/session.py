@@ -142,7 +142,8 @@ def make_optimization(model: torch.nn.Module, train: TrainConfig,
     device = runtime.accelerator.device
     optimizer: torch.optim.Optimizer
     if runtime.recipe.name == "lean":
-        optimizer = LeanAdamW(params, train.lr, train.weight_decay, train.seed, device)
+        optimizer = LeanAdamW(params, train.lr, train.weight_decay, train.seed, device,
+                              fused=runtime.perf.compile_layers and device.type == "cuda")
     else:
         optimizer = make_optimizer(params, train.lr, train.weight_decay, runtime.perf, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(train.warmup_steps, train.max_steps))
