@@ -7,11 +7,14 @@ KB-Whisper, which the gate is given on Hemma), so intelligibility is measured
 through the real Whisper path and fails honestly on what the random models
 say; speaker similarity is judged by the gate's default verifier, whose
 pretrained weights ship with it (`qwen-train gate RUN_DIR --asr DIR/asr`, or
-the daemon's `--gate-asr DIR/asr`, as scripts/demo.sh starts it).
+the daemon's `--gate-asr DIR/asr`, as scripts/demo.sh starts it). DIR/gate.json
+bounds what a CPU gate measures (rows, generated length); it changes no
+threshold, so the verdict is decided by the real ones.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from qwen_train.atomic import atomic_write_bytes
@@ -32,6 +35,10 @@ def demo_spec(name: str = "demo-sv") -> RunSpec:
 
 
 DEMO_ASR = "asr"  # the demo's ASR judge, under the demo dir
+DEMO_GATE = "gate.json"  # the demo gate's measurement bounds (thresholds untouched), under the demo dir
+# A CPU gate of the tiny model at the default bounds (32 clones of up to 30 s) takes the better part of
+# an hour; these bound what is measured, not what passes, and the verdict records them.
+GATE_BOUNDS = {"eval_max_rows": 16, "clone_max_rows": 6, "max_new_tokens": 96}
 
 
 def build_demo(root: Path, seed: int = 0) -> Path:
@@ -51,6 +58,7 @@ def build_demo(root: Path, seed: int = 0) -> Path:
         build_bundle(corpus, root / "model", root / "bundle", seed=seed)
     if not (root / DEMO_ASR / "config.json").exists():
         build_tiny_whisper(root / DEMO_ASR, seed=seed)
+    atomic_write_bytes(root / DEMO_GATE, json.dumps(GATE_BOUNDS, indent=2).encode() + b"\n")
     spec_path = root / "spec.json"
     atomic_write_bytes(spec_path, encode_spec(demo_spec()))
     return spec_path

@@ -12,9 +12,10 @@ export QWEN_DAEMON_SOCKET=${QWEN_DAEMON_SOCKET:-$ROOT/state/daemon.sock}
 if ! .venv/bin/qwen-daemon runs >/dev/null 2>&1; then
   mkdir -p "$ROOT/state"
   echo "demo: starting qwen-daemon (log: $ROOT/daemon.log)"
-  # The demo's gate (g in the dashboard) hears the clones with the demo's tiny Whisper, $ROOT/asr.
+  # The demo's gate (g in the dashboard) hears the clones with the demo's tiny Whisper, $ROOT/asr,
+  # within the measurement bounds of $ROOT/gate.json (the thresholds stay the real ones).
   setsid .venv/bin/qwen-daemon serve --state-dir "$ROOT/state" --socket "$QWEN_DAEMON_SOCKET" \
-    --gate-asr "$ROOT/asr" >"$ROOT/daemon.log" 2>&1 </dev/null &
+    --gate-asr "$ROOT/asr" --gate-thresholds "$ROOT/gate.json" >"$ROOT/daemon.log" 2>&1 </dev/null &
   for _ in $(seq 100); do [ -S "$QWEN_DAEMON_SOCKET" ] && break; sleep 0.1; done
 fi
 

@@ -20,7 +20,7 @@ from qwen_train.gate.verdict import Criterion, Figure, Judge
 
 NO_ASR = ("not measured: no ASR model given (--asr DIR, a Swedish Whisper such as KBLab's kb-whisper-large, or a "
           "Swedish CTC model)")
-HEARD_CHARS = 80  # of the worst transcript, in the detail (samples.json has it whole)
+HEARD_CHARS = 100  # of the worst transcript as written in the detail (samples.json has it whole)
 
 
 def transcribe_clones(asr: Asr, clones: list[Clone]) -> None:
@@ -39,9 +39,9 @@ def _worst(clones: list[Clone], pairs: list[tuple[str, str]]) -> str:
     if not rates:
         return ""
     rate, clone = max(rates, key=lambda pair: pair[0])
-    heard = clone.transcript or ""
-    heard = heard if len(heard) <= HEARD_CHARS else heard[:HEARD_CHARS] + "…"
-    return f"; worst {rate:.2f}: {clone.row.text!r} heard as {heard!r}"
+    heard = repr(clone.transcript or "")  # escaped: a transcript's control characters never reach a terminal
+    heard = heard if len(heard) <= HEARD_CHARS else heard[:HEARD_CHARS - 1] + "…"
+    return f"; worst {rate:.2f}: {clone.row.text!r} heard as {heard}"
 
 
 def intelligibility_criterion(clones: list[Clone], maximum: float, judge: Judge | None) -> Criterion:

@@ -65,7 +65,7 @@ def speakers_renderable(verdict: GateVerdict) -> RenderableType:
         if not verdict.judges:
             return Text("not recorded: this verdict was written before per-speaker rows were kept", style="yellow")
         return Text("no held-out speaker was cloned (speaker_similarity says why)", style="red")
-    table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
+    table = Table(box=None, padding=(0, 2), header_style="bold")  # as wide as its numbers, not the screen
     for column in ("speaker", "clones", "unusable", "verifier", "base encoder", "CER", "WER"):
         table.add_column(column, justify="left" if column == "speaker" else "right", no_wrap=True)
     for row in verdict.speakers:
