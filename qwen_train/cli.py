@@ -266,19 +266,9 @@ def dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    """Parse, flushing what --help or a usage error printed before argparse exits: a closed stdout then
-    raises here, inside the closed-pipe guard, not at interpreter exit where it would print a traceback."""
-    try:
-        return _parser().parse_args(argv)
-    except SystemExit:
-        sys.stdout.flush()
-        raise
-
-
 @quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    args = _parser().parse_args(argv)
     from qwen_train.bundle.manifest import BundleError
     from qwen_train.bundle.paths import PathEscape
     from qwen_train.corpus.espeak import CorpusError

@@ -26,9 +26,10 @@ def quiet_on_closed_pipe(main: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(main)
     def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            result = main(*args, **kwargs)
-            sys.stdout.flush()
-            return result
+            try:
+                return main(*args, **kwargs)
+            finally:  # also when main exits (argparse's --help): a flush at interpreter exit cannot be caught
+                sys.stdout.flush()
         except BrokenPipeError:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())

@@ -98,6 +98,10 @@ def json_depth(data: bytes) -> int:
 
 
 def check_json_depth(data: bytes, source: str, limit: int = MAX_JSON_DEPTH) -> None:
+    # Counting brackets runs at memory speed and bounds the depth from above: a large flat record (a
+    # bundle's split lists) never needs the token scan, which costs about 70 ms a MB.
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return
     if json_depth(data) > limit:
         raise ValueError(f"{source}: JSON nested deeper than {limit} levels: refused")
 
