@@ -16,8 +16,9 @@ import msgspec
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
-from qwen_train.bundle.codes import encode_alone, load_speech_tokenizer, read_mono_24k
+from qwen_train.bundle.codes import encode_alone, exact_fp32, load_speech_tokenizer, read_mono_24k
 from qwen_train.bundle.fingerprint import CODES_EXTRACTION, fingerprint_of, hash_tree, verify_bundle
 from qwen_train.bundle.manifest import BUNDLE_JSON, BundleError, read_bundle_info, read_manifest, write_json
 from qwen_train.corpus.espeak import VOICES, synthesize
@@ -91,6 +92,19 @@ def test_codes_alone_equal_codes_in_mixed_batches(demo_root: Path, clips: dict[s
             assert together[n].shape == alone[n].shape, (k, n)
             differing = np.argwhere(together[n] != alone[n])
             assert differing.size == 0, f"mix {k}: clip {n} differs at (frame, group) {differing[:5].tolist()}"
+
+
+def test_the_encode_runs_in_plain_fp32_and_gives_the_flags_back() -> None:
+    """TF32 convolutions (cuDNN's default) moved GPU codes off the CPU's; a timed algorithm choice varies by run."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.allow_tf32, cudnn.benchmark, matmul.allow_tf32)
+    try:
+        cudnn.allow_tf32, cudnn.benchmark, matmul.allow_tf32 = True, True, True
+        with exact_fp32():
+            assert (cudnn.allow_tf32, cudnn.benchmark, matmul.allow_tf32) == (False, False, False)
+        assert (cudnn.allow_tf32, cudnn.benchmark, matmul.allow_tf32) == (True, True, True)
+    finally:
+        cudnn.allow_tf32, cudnn.benchmark, matmul.allow_tf32 = saved
 
 
 def test_codes_of_the_unversioned_cache_are_not_served(demo_root: Path, clips: dict[str, Path],

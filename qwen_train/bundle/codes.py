@@ -45,18 +45,18 @@ def encode_alone(tok: Any, wav: np.ndarray) -> np.ndarray:
 def exact_fp32() -> Iterator[None]:
     """Plain fp32 on the GPU for the encode: no TF32 convolutions or matmuls, no timed algorithm choice.
 
-    cuDNN convolutions run in TF32 by default, which moved ~4% of a clip's
-    frames to other codes than the CPU gives (H200, a tokenizer of the real
-    shape); in fp32 the GPU's codes equal the CPU's. `benchmark` would pick
-    algorithms by timing, so codes could change from run to run.
+    cuDNN convolutions run in TF32 by default, which moved 4% of the frames
+    to other codes than the CPU gives (H200, a tokenizer of the real shape);
+    in fp32 the GPU's codes equal the CPU's. `benchmark` would pick algorithms
+    by timing, so codes could change from run to run.
     """
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    saved = (cudnn.allow_tf32, cudnn.benchmark, cudnn.deterministic, matmul.allow_tf32)
-    cudnn.allow_tf32, cudnn.benchmark, cudnn.deterministic, matmul.allow_tf32 = False, False, True, False
+    saved = (cudnn.allow_tf32, cudnn.benchmark, matmul.allow_tf32)
+    cudnn.allow_tf32, cudnn.benchmark, matmul.allow_tf32 = False, False, False
     try:
         yield
     finally:
-        cudnn.allow_tf32, cudnn.benchmark, cudnn.deterministic, matmul.allow_tf32 = saved
+        cudnn.allow_tf32, cudnn.benchmark, matmul.allow_tf32 = saved
 
 
 def read_mono_24k(path: Path) -> np.ndarray:
