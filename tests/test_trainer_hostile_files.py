@@ -292,3 +292,15 @@ def test_loading_a_split_refuses_a_row_that_climbs_out(bundle: Path, field: str)
         BundleData(bundle, None, None, None, first["split"])  # type: ignore[arg-type]
     other = "train" if first["split"] == "eval" else "eval"
     assert len(BundleData(bundle, None, None, None, other)) > 0  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
+def test_verify_refuses_a_bundle_holding_anything_but_regular_files(bundle: Path, tmp_path: Path, kind: str) -> None:
+    """A symlink to an identical copy would verify (the hash follows it) and feed the trainer a host file at
+    will; a FIFO would hang the hash. Verify names the path instead, for codes and audio alike."""
+    verify_bundle(bundle)
+    victim = sorted(p for p in bundle.rglob("*") if p.is_file() and p.suffix in (".npy", ".wav"))[0]
+    make_hostile(victim, kind, tmp_path / "elsewhere", 0)
+    expected = {"fifo": "a FIFO", "symlink": "a symlink", "device": "a symlink"}[kind]
+    with pytest.raises(BundleError, match=f"{victim} is {expected}: a bundle holds regular files only"):
+        verify_bundle(bundle)

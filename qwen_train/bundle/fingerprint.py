@@ -15,22 +15,34 @@ fingerprint.
 from __future__ import annotations
 
 import hashlib
+import stat
 from pathlib import Path
 
 from qwen_train.bundle.manifest import BUNDLE_JSON, BundleError, BundleInfo, read_bundle_info
 from qwen_train.digest import file_sha256
+from qwen_train.safe_read import file_kind
 
 CODES_EXTRACTION = "codes_extraction"
 LEGACY_CODES_EXTRACTION = 1
 
 
 def hash_tree(root: Path) -> dict[str, str]:
-    """sha256 of every file under root except bundle.json, keyed by relative path."""
-    return {
-        str(p.relative_to(root)): file_sha256(p)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != BUNDLE_JSON
-    }
+    """sha256 of every file under root except bundle.json, keyed by relative path.
+
+    Only regular files and directories may be in a bundle: a symlink would let a bundle that verifies
+    feed the trainer any file on the host, and a FIFO would hang the hash. Both are refused by name.
+    """
+    files = {}
+    for p in sorted(root.rglob("*")):
+        mode = p.lstat().st_mode
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):
+            kind = "a symlink" if stat.S_ISLNK(mode) else file_kind(mode)
+            raise BundleError(f"{p} is {kind}: a bundle holds regular files only; rebuild it or copy the real file")
+        if p.name != BUNDLE_JSON:
+            files[str(p.relative_to(root))] = file_sha256(p)
+    return files
 
 
 def fingerprint_of(files: dict[str, str], header: bytes = b"") -> str:
