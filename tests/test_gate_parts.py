@@ -268,3 +268,15 @@ def test_swap_in_replaces_the_whole_dir_with_or_without_an_atomic_exchange(
     publish.swap_in(staged, final)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gate"]
     assert [p.name for p in final.iterdir()] == ["verdict.json"] and (final / "verdict.json").read_text() == "new"
+
+
+def test_the_demo_gives_its_gate_a_whisper_and_bounds_but_the_real_thresholds(demo_root: Path) -> None:
+    """scripts/demo.sh serves the daemon with --gate-asr DIR/asr --gate-thresholds DIR/gate.json."""
+    from qwen_train.gate.target import asr_family
+
+    assert asr_family(demo_root / "asr") == "whisper"
+    demo, real = load_thresholds(demo_root / "gate.json"), Thresholds()
+    assert (demo.clone_max_rows, demo.eval_max_rows) < (real.clone_max_rows, real.eval_max_rows)
+    for name in ("min_speaker_similarity", "min_base_encoder_similarity", "max_cer", "min_clone_peak",
+                 "max_resource_gap_fraction"):
+        assert getattr(demo, name) == getattr(real, name), name  # bounds what is measured, not what passes
