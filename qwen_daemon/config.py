@@ -87,6 +87,7 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     bind_roots: list[BindRoot] = []
     docker: DockerSettings = DockerSettings()
     gate_asr: str = ""
+    gate_verifier: str = ""
     gate_thresholds: str = ""
     # A GPU run that does not fit the card's free memory (or meets a reservation): refused, or queued until it fits.
     gpu_admission: GpuAdmission = "refuse"
@@ -167,6 +168,7 @@ def validate_config(config: DaemonConfig) -> DaemonConfig:
     if config.runs_path and not Path(config.runs_path).is_absolute():
         raise ConfigError(f"--runs-dir {config.runs_path} must be an absolute path")
     for value, flag, want_dir in ((config.gate_asr, "--gate-asr", True),
+                                  (config.gate_verifier, "--gate-verifier", True),
                                   (config.gate_thresholds, "--gate-thresholds", False)):
         _check_gate_default(value, flag, want_dir)
     trainer = Path(config.trainer_python)

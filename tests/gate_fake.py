@@ -6,7 +6,7 @@ to the daemon as `--trainer-python`: it runs this for `-m qwen_train gate ...`
 and the fake trainer (test_daemon_fake_trainer.py) for everything else, so
 the daemon launches both exactly as it launches the real ones:
 
-  WRAPPER -m qwen_train gate RUN_DIR [--checkpoint N] [--asr DIR] [--thresholds F]
+  WRAPPER -m qwen_train gate RUN_DIR [--checkpoint N] [--asr DIR] [--verifier DIR] [--thresholds F]
 
 It records what it was given into RUN_DIR/gate/call.json (its arguments, the
 nonce in its environment, the RUN_DIR/resources.json it found), then follows
@@ -107,6 +107,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--checkpoint", type=int)
     parser.add_argument("--asr")
+    parser.add_argument("--verifier")
     parser.add_argument("--thresholds")
     return parser.parse_args(argv)
 

@@ -38,6 +38,7 @@ ACTIVE = ("launching", "running", "stopping")
 def short() -> Iterator[Path]:
     path = short_tmp_dir()
     (path / "srv" / "asr").mkdir(parents=True)
+    (path / "srv" / "verifier").mkdir()
     (path / "srv" / "thresholds.json").write_text('{"intelligibility": 0.3}')
     yield path
     remove_tree(path)
@@ -128,14 +129,16 @@ def test_the_gate_gets_fresh_evidence_its_arguments_and_exit_6_is_completed(
     status_before = (run_dir / "status.json").read_bytes()
     gate_fixture(run_dir, exit_code=6, passed=False)
     asr, thresholds = short / "srv" / "asr", short / "srv" / "thresholds.json"
-    view = daemon.client.gate("judged", asr=str(asr), thresholds=str(thresholds), checkpoint=3)
+    verifier = short / "srv" / "verifier"
+    view = daemon.client.gate("judged", asr=str(asr), thresholds=str(thresholds), checkpoint=3,
+                              verifier=str(verifier))
     assert (view.name, view.kind, view.parent, view.lane) == ("judged.gate", "gate", "judged", "benchmark")
     job = ended(daemon, "judged.gate")
     assert (job.state, job.exit_code, job.health) == ("completed", 6, "ended"), job
     assert job.message == "gate did not pass: intelligibility failed (checkpoint step 3)"
     call = call_of(run_dir)
-    assert call["argv"] == ["gate", str(run_dir), "--checkpoint", "3", "--asr", str(asr), "--thresholds",
-                            str(thresholds)]
+    assert call["argv"] == ["gate", str(run_dir), "--checkpoint", "3", "--asr", str(asr), "--verifier",
+                            str(verifier), "--thresholds", str(thresholds)]
     assert call["nonce"] == job.nonce  # the nonce travels in the environment only
     assert msgspec.convert(call["resources"], ResourceSummary) == daemon.client.run("judged").summary
     assert not (Path(job.run_dir) / "status.json").exists()  # a gate job writes no heartbeat of its own
@@ -190,6 +193,9 @@ def test_gate_requests_are_refused_with_4xx_naming_the_rule_or_path(
     expect(post(daemon, "/runs/strict/gate", {"asr": gone}), 422, f"gate.asr {gone} is not a directory")
     outside = str(paths / "asr-outside")
     expect(post(daemon, "/runs/strict/gate", {"asr": outside}), 422, f"gate.asr {outside} is outside the bind roots")
+    expect(post(daemon, "/runs/strict/gate", {"verifier": outside}), 422,
+           f"gate.verifier {outside} is outside the bind roots")
+    expect(post(daemon, "/runs/strict/gate", {"verifier": gone}), 422, f"gate.verifier {gone} is not a directory")
     expect(post(daemon, "/runs/strict/gate", {"thresholds": str(short / "srv" / "asr")}), 422,
            "gate.thresholds", "is not a file")
     assert not daemon.run_dir("strict.gate").exists()  # nothing was launched
@@ -283,10 +289,12 @@ def test_cli_gate_and_verdict(daemon: DaemonProcess, paths: Path, short: Path) -
     missing = cli(daemon, "verdict", "cli-g")
     assert missing.returncode == 1 and "no gate verdict yet: POST /runs/cli-g/gate" in missing.stderr
     gate_fixture(run_dir, exit_code=6, passed=False)
-    started = cli(daemon, "gate", "cli-g", "--checkpoint", "7", "--asr", str(short / "srv" / "asr"), "--json")
+    started = cli(daemon, "gate", "cli-g", "--checkpoint", "7", "--asr", str(short / "srv" / "asr"),
+                  "--verifier", str(short / "srv" / "verifier"), "--json")
     assert started.returncode == 0, started.stderr
     assert msgspec.json.decode(started.stdout, type=RunView).name == "cli-g.gate"
     assert ended(daemon, "cli-g.gate").state == "completed"
+    assert call_of(run_dir)["argv"][-2:] == ["--verifier", str(short / "srv" / "verifier")]
     shown = cli(daemon, "verdict", "cli-g")
     assert shown.returncode == 0, shown.stderr
     assert "run cli-g: gate NOT PASSED (checkpoint step 7" in shown.stdout
@@ -302,22 +310,25 @@ def test_cli_gate_and_verdict(daemon: DaemonProcess, paths: Path, short: Path) -
 def test_the_daemons_gate_defaults_fill_a_request_that_names_no_paths(
     short: Path, paths: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """`serve --gate-asr/--gate-thresholds`: what the dashboard's "run gate" (which sends no paths) gets."""
-    asr, thresholds = short / "srv" / "asr", short / "srv" / "thresholds.json"
+    """`serve --gate-asr/--gate-verifier/--gate-thresholds`: what the dashboard's "run gate" (which sends no
+    paths) gets."""
+    asr, thresholds, verifier = short / "srv" / "asr", short / "srv" / "thresholds.json", short / "srv" / "verifier"
     proc = DaemonProcess(tmp_path_factory.mktemp("state2"), short / "d.sock", gate_wrapper(short),
                          "--sample-period", "0.2", "--stop-timeout", "5", "--journal-socket", "",
-                         "--gate-asr", str(asr), "--gate-thresholds", str(thresholds)).start()
+                         "--gate-asr", str(asr), "--gate-thresholds", str(thresholds),
+                         "--gate-verifier", str(verifier)).start()
     try:
         run_dir = Path(finished_run(proc, paths, "defaulted").run_dir)
         gate_fixture(run_dir, exit_code=6, passed=False)
         proc.client.gate("defaulted")
         ended(proc, "defaulted.gate")
-        assert call_of(run_dir)["argv"] == ["gate", str(run_dir), "--asr", str(asr), "--thresholds", str(thresholds)]
+        assert call_of(run_dir)["argv"] == ["gate", str(run_dir), "--asr", str(asr), "--verifier", str(verifier),
+                                            "--thresholds", str(thresholds)]
         other = paths / "asr-outside"
         proc.client.gate("defaulted", asr=str(other))  # a request's own path wins over the default
         ended(proc, "defaulted.gate")
-        assert call_of(run_dir)["argv"] == ["gate", str(run_dir), "--asr", str(other), "--thresholds",
-                                            str(thresholds)]
+        assert call_of(run_dir)["argv"] == ["gate", str(run_dir), "--asr", str(other), "--verifier", str(verifier),
+                                            "--thresholds", str(thresholds)]
     finally:
         proc.stop()
 

@@ -2,7 +2,7 @@
 
   qwen-daemon prepare SPEC_FILE [--surface S] [--runner process|docker]   (a preprocess job)
   qwen-daemon diagnose NAME [--step N]     (the job NAME.diagnose replays run NAME)
-  qwen-daemon gate NAME [--asr DIR] [--thresholds F] [--checkpoint N]   (the job NAME.gate judges run NAME)
+  qwen-daemon gate NAME [--asr DIR] [--verifier DIR] [--thresholds F] [--checkpoint N]   (job NAME.gate judges NAME)
   qwen-daemon history NAME [--json]        (losses and evals, as the dashboard gets them)
   qwen-daemon verdict NAME [--json]        (run NAME's gate verdict, criterion by criterion)
 
@@ -47,7 +47,7 @@ def _absolute(path: Path | None) -> str | None:
 
 def _gate(client: DaemonClient, args: argparse.Namespace) -> Any:
     return client.gate(args.name, asr=_absolute(args.asr), thresholds=_absolute(args.thresholds),
-                       checkpoint=args.checkpoint)
+                       checkpoint=args.checkpoint, verifier=_absolute(args.verifier))
 
 
 def _verdict(client: DaemonClient, args: argparse.Namespace) -> Any:
@@ -112,6 +112,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, wrap: Any) -> None:
                                    "must have ended; paths are on the daemon's host, under its bind roots.")
     p.add_argument("name", metavar="NAME", type=name_arg, help="run name")
     p.add_argument("--asr", type=Path, default=None, metavar="DIR", help="ASR model dir for intelligibility")
+    p.add_argument("--verifier", type=Path, default=None, metavar="DIR",
+                   help="speaker-verification model dir (default: the gate's own resemblyzer)")
     p.add_argument("--thresholds", type=Path, default=None, metavar="FILE", help="thresholds JSON file")
     p.add_argument("--checkpoint", type=int, default=None, metavar="STEP", help="checkpoint step to judge")
     p.set_defaults(func=wrap(_gate))

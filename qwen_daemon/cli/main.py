@@ -9,7 +9,7 @@
   qwen-daemon resume NAME        [--socket S] [--json]
   qwen-daemon prepare SPEC_FILE  [--surface S] [--runner R]   (a preprocess job)
   qwen-daemon diagnose NAME      [--step N]   (replay an ended run: job NAME.diagnose)
-  qwen-daemon gate NAME          [--asr DIR] [--thresholds F] [--checkpoint N]   (job NAME.gate)
+  qwen-daemon gate NAME          [--asr DIR] [--verifier DIR] [--thresholds F] [--checkpoint N]   (job NAME.gate)
   qwen-daemon verdict NAME       [--json]   (the gate's verdict, criterion by criterion)
   qwen-daemon history NAME       [--json]
   qwen-daemon host               [--socket S] [--json]
@@ -103,6 +103,9 @@ def _serve_parser(sub: Any) -> None:
                    help="host path mounted read-only at the same path (a development venv)")
     p.add_argument("--gate-asr", type=Path, default=None, metavar="DIR",
                    help="ASR model dir a promotion gate uses when its request names none (the dashboard's)")
+    p.add_argument("--gate-verifier", type=Path, default=None, metavar="DIR",
+                   help="speaker-verification model dir a gate uses when its request names none "
+                        "(default: the gate's own resemblyzer)")
     p.add_argument("--gate-thresholds", type=Path, default=None, metavar="FILE",
                    help="gate thresholds JSON used when a gate request names none")
     p.add_argument("--gpu-admission", default="refuse", choices=["refuse", "queue"],
@@ -185,6 +188,7 @@ def _serve(args: argparse.Namespace) -> int:
         journal_socket=args.journal_socket,
         bind_roots=args.bind_root,
         gate_asr=str(args.gate_asr.absolute()) if args.gate_asr else "",
+        gate_verifier=str(args.gate_verifier.absolute()) if args.gate_verifier else "",
         gate_thresholds=str(args.gate_thresholds.absolute()) if args.gate_thresholds else "",
         gpu_admission=args.gpu_admission,
         gpu_root=str(args.gpu_root.absolute()) if args.gpu_root else "",

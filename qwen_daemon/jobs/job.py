@@ -51,8 +51,9 @@ class DiagnoseTarget(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class GateTarget(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A gate job's spec: the run it judges and that run's dir, plus the gate's optional inputs.
 
-    `asr` (an ASR model dir) and `thresholds` (a JSON file) are host paths the
-    daemon checked; `checkpoint` None lets the gate take the run's newest one.
+    `asr` (an ASR model dir), `verifier` (a speaker-verification model dir) and
+    `thresholds` (a JSON file) are host paths the daemon checked; `checkpoint`
+    None lets the gate take the run's newest one.
     """
 
     run: str
@@ -60,6 +61,7 @@ class GateTarget(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     asr: str | None = None
     thresholds: str | None = None
     checkpoint: int | None = None
+    verifier: str | None = None
 
 
 JobSpec = RunSpec | PrepareSpec | DiagnoseTarget | GateTarget

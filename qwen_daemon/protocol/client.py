@@ -150,9 +150,10 @@ class DaemonClient:
         return self._request("POST", _run_path(name, "diagnose"), RunView, body)
 
     def gate(self, name: str, asr: str | None = None, thresholds: str | None = None,
-             checkpoint: int | None = None) -> RunView:
+             checkpoint: int | None = None, verifier: str | None = None) -> RunView:
         """Start the job `NAME.gate`: the promotion gate on ended training run NAME (paths on the daemon's host)."""
-        body = msgspec.json.encode(GateRequest(asr=asr, thresholds=thresholds, checkpoint=checkpoint))
+        body = msgspec.json.encode(GateRequest(asr=asr, thresholds=thresholds, checkpoint=checkpoint,
+                                               verifier=verifier))
         return self._request("POST", _run_path(name, "gate"), RunView, body)
 
     def verdict(self, name: str) -> GateVerdict:

@@ -41,12 +41,14 @@ class DiagnoseRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class GateRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Run the promotion gate on run `name`: `asr` an ASR model dir, `thresholds` a JSON file (both absolute
-    paths on the daemon's host), `checkpoint` the step to judge (default: the run's newest checkpoint)."""
+    """Run the promotion gate on run `name`: `asr` an ASR model dir, `verifier` a speaker-verification model
+    dir (default: the gate's own resemblyzer), `thresholds` a JSON file (all absolute paths on the daemon's
+    host), `checkpoint` the step to judge (default: the run's newest checkpoint)."""
 
     asr: str | None = None
     thresholds: str | None = None
     checkpoint: int | None = None
+    verifier: str | None = None
 
 
 class HealthView(msgspec.Struct, frozen=True):

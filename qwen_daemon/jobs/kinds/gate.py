@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from qwen_daemon.config import BindRoot
+from qwen_daemon.config import BindRoot, DaemonConfig
 from qwen_daemon.jobs import bindroots
 from qwen_daemon.jobs.job import LOG_FILE, GateTarget, Job, JobContext, Paths, RunnerRefusal, describe_exit
 from qwen_daemon.jobs.kinds.children import ChildKind, child_job, parent_paths, refuse_busy
@@ -57,11 +57,14 @@ def _input_path(value: str, field: str, want_dir: bool, roots: list[BindRoot]) -
             raise unprocessable(str(exc)) from None
 
 
-def with_defaults(request: GateRequest, asr: str, thresholds: str) -> GateRequest:
-    """The daemon's configured ASR model and thresholds fill what the request leaves out (empty: none)."""
-    return msgspec.structs.replace(request, asr=request.asr if request.asr is not None else asr or None,
-                                   thresholds=request.thresholds if request.thresholds is not None
-                                   else thresholds or None)
+def with_defaults(request: GateRequest, config: DaemonConfig) -> GateRequest:
+    """The daemon's configured ASR model, verifier and thresholds fill what the request leaves out (empty: none)."""
+    def pick(asked: str | None, configured: str) -> str | None:
+        return asked if asked is not None else configured or None
+
+    return msgspec.structs.replace(request, asr=pick(request.asr, config.gate_asr),
+                                   verifier=pick(request.verifier, config.gate_verifier),
+                                   thresholds=pick(request.thresholds, config.gate_thresholds))
 
 
 def check_gate_request(request: GateRequest, roots: list[BindRoot]) -> None:
@@ -70,13 +73,16 @@ def check_gate_request(request: GateRequest, roots: list[BindRoot]) -> None:
         raise bad_request(f"checkpoint {request.checkpoint} is no optimizer step: steps count from 1")
     if request.asr is not None:
         _input_path(request.asr, "gate.asr", True, roots)
+    if request.verifier is not None:
+        _input_path(request.verifier, "gate.verifier", True, roots)
     if request.thresholds is not None:
         _input_path(request.thresholds, "gate.thresholds", False, roots)
 
 
 def request_of(target: GateTarget) -> GateRequest:
     """The request a recorded gate job came from (a resume checks it again)."""
-    return GateRequest(asr=target.asr, thresholds=target.thresholds, checkpoint=target.checkpoint)
+    return GateRequest(asr=target.asr, thresholds=target.thresholds, checkpoint=target.checkpoint,
+                       verifier=target.verifier)
 
 
 def load_verdict(path: Path) -> GateVerdict:
@@ -149,7 +155,7 @@ class GateKind(ChildKind):
 
     def for_run(self, name: str, request: GateRequest, ctx: JobContext) -> Job:
         """The checked RUN.gate, after (re)writing the run's resource evidence for it to read."""
-        request = with_defaults(request, ctx.config.gate_asr, ctx.config.gate_thresholds)
+        request = with_defaults(request, ctx.config)
         check_gate_request(request, ctx.config.bind_roots)
         record = ctx.record(name)
         job = self._job(record, request, ctx.active_children(record.name))
@@ -166,13 +172,13 @@ class GateKind(ChildKind):
             raise conflict(f"refused by rule {RULE_ENDED}: run {record.name!r} is {record.state}; the gate judges "
                            f"a run only once it has ended: stop it first (`qwen-daemon stop {record.name} --wait`)")
         refuse_busy(record.name, children, "gate")
-        target = GateTarget(run=record.name, run_dir=record.run_dir, asr=request.asr,
+        target = GateTarget(run=record.name, run_dir=record.run_dir, asr=request.asr, verifier=request.verifier,
                             thresholds=request.thresholds, checkpoint=request.checkpoint)
         return child_job(self, gate_name(record.name), record, target)
 
     def paths(self, job: Job) -> Paths:
         target = _target(job)
-        inputs = (("gate.asr", target.asr), ("gate.thresholds", target.thresholds))
+        inputs = (("gate.asr", target.asr), ("gate.verifier", target.verifier), ("gate.thresholds", target.thresholds))
         return parent_paths(target, "the gate") + [(Path(path), True, field) for field, path in inputs
                                                    if path is not None]
 
@@ -180,6 +186,7 @@ class GateKind(ChildKind):
         target = _target(job)
         options = [] if target.checkpoint is None else ["--checkpoint", str(target.checkpoint)]
         options += [] if target.asr is None else ["--asr", target.asr]
+        options += [] if target.verifier is None else ["--verifier", target.verifier]
         options += [] if target.thresholds is None else ["--thresholds", target.thresholds]
         return [python, "-m", "qwen_train", self.subcommand, target.run_dir, *options]
 
