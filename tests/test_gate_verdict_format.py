@@ -58,6 +58,7 @@ def test_a_verdict_written_before_judges_still_reads_everywhere(tmp_path: Path) 
     assert verdict_line(verdict) == "gate did not pass: intelligibility failed (checkpoint step 4)"
     assert read_gate(str(verdict_path(run_dir))).passed is False
     assert "intelligibility" in verdict_text(verdict) and "greedy CTC" in verdict_text(verdict)
+    assert "judges: none recorded" in verdict_text(verdict) and "per held-out speaker" not in verdict_text(verdict)
     # the gate's own table and the dashboard say the judges were not recorded
     assert "judges: none recorded" in render(verdict) and "per held-out speaker" not in render(verdict)
     assert NOT_RECORDED in shown(judges_renderable(verdict))
@@ -72,6 +73,8 @@ def test_a_verdict_with_judges_and_speaker_rows_round_trips_to_every_reader(tmp_
     assert verdict == written and [j.role for j in verdict.judges] == ["asr", "speaker_verifier", "speaker_encoder"]
     assert verdict_line(verdict) == "gate passed: all 6 criteria (checkpoint step 40)"
     table = render(verdict)
+    for line in table.splitlines()[-6:]:  # `qwen-daemon verdict` says the judges and speakers as the gate's log does
+        assert line in verdict_text(verdict)
     assert "asr               whisper      /srv/models/kb-whisper-large" in table
     weak = next(line for line in table.splitlines() if "fleurs:1002" in line)
     assert weak.split() == ["fleurs:1002", "2", "1", "0.41", "0.91", "0.04", "0.1"]

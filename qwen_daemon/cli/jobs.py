@@ -24,6 +24,7 @@ from qwen_daemon.cli.render import table
 from qwen_daemon.protocol import GateVerdict, RunHistory
 from qwen_daemon.protocol.client import DaemonClient
 from qwen_daemon.protocol.display import PLAIN
+from qwen_train.gate.report import judges_lines, speaker_lines
 from qwen_train.prepare.spec import load_prepare_spec
 
 SHOWN_LOSSES = 20
@@ -55,7 +56,8 @@ def _verdict(client: DaemonClient, args: argparse.Namespace) -> Any:
 
 
 def verdict_text(verdict: GateVerdict) -> str:
-    """The overall verdict, then one row per criterion: what was measured against which threshold, and why."""
+    """The overall verdict, one row per criterion (what was measured against which threshold, and why), the
+    judges that measured, and one row per held-out speaker."""
     overall = "PASSED" if verdict.passed else "NOT PASSED"
     lines = [f"run {verdict.run}: gate {overall} (checkpoint step {verdict.checkpoint_step}, "
              f"decided {PLAIN.timestamp(verdict.decided_at)}, code {verdict.code_revision})",
@@ -64,6 +66,7 @@ def verdict_text(verdict: GateVerdict) -> str:
     rows += [[c.name, "pass" if c.passed else "FAIL", PLAIN.decimal(c.measured), PLAIN.decimal(c.threshold),
               c.detail] for c in verdict.criteria]
     lines.append(table(rows))
+    lines += [*judges_lines(verdict), *speaker_lines(verdict)]  # as the gate's own log says them
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ def _criteria(verdict: GateVerdict) -> list[str]:
     return lines
 
 
-def _judges(verdict: GateVerdict) -> list[str]:
+def judges_lines(verdict: GateVerdict) -> list[str]:
     if not verdict.judges:
         return ["judges: none recorded"]
     return ["judges:", *(f"  {j.role:<17} {j.kind:<12} {j.model}" + (f"  ({j.detail})" if j.detail else "")
@@ -38,7 +38,7 @@ def speaker_cells(row: SpeakerRow) -> tuple[str, ...]:
             cell(row.cer), cell(row.wer))
 
 
-def _speakers(verdict: GateVerdict) -> list[str]:
+def speaker_lines(verdict: GateVerdict) -> list[str]:
     if not verdict.speakers:
         return []
     rows = [SPEAKER_COLUMNS, *(speaker_cells(r) for r in verdict.speakers)]
@@ -56,5 +56,5 @@ def render(verdict: GateVerdict) -> str:
     """The whole verdict as text, criteria first."""
     head = "PASSED" if verdict.passed else "FAILED"
     lines = [f"gate {head}: run {verdict.run}, checkpoint step {verdict.checkpoint_step}, model {verdict.model}",
-             *_criteria(verdict), *_judges(verdict), *_speakers(verdict)]
+             *_criteria(verdict), *judges_lines(verdict), *speaker_lines(verdict)]
     return "\n".join(lines)
