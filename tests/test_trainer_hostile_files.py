@@ -304,3 +304,13 @@ def test_verify_refuses_a_bundle_holding_anything_but_regular_files(bundle: Path
     expected = {"fifo": "a FIFO", "symlink": "a symlink", "device": "a symlink"}[kind]
     with pytest.raises(BundleError, match=f"{victim} is {expected}: a bundle holds regular files only"):
         verify_bundle(bundle)
+
+
+def test_the_gate_reads_a_clone_reference_by_the_bundle_rule(bundle: Path, tmp_path: Path) -> None:
+    """A reference that leads out of the bundle makes that clone a recorded failure naming why, not a read."""
+    from qwen_train.gate.clones import _one
+
+    row = next(r for r in read_manifest(bundle) if r.ref_audio)
+    make_hostile(bundle / row.ref_audio, "symlink", tmp_path / "elsewhere.wav", 0)
+    clone = _one(object(), bundle, row, "swedish", 0, 8)
+    assert not clone.usable and clone.error is not None and "BundleError" in clone.error

@@ -31,6 +31,7 @@ import torch
 
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.bundle.manifest import Row, read_manifest
+from qwen_train.bundle.rowfiles import read_wave
 from qwen_train.gate.thresholds import Thresholds
 
 MIN_SAMPLES = 2400  # 0.1 s at 24 kHz: shorter output is no speech to score
@@ -93,7 +94,8 @@ def clone_language(wrapper: Any, wanted: str | None) -> str:
 def _one(wrapper: Any, bundle: Path, row: Row, language: str, seed: int, max_new_tokens: int) -> Clone:
     reference = bundle / row.ref_audio
     try:
-        audio, rate = sf.read(str(reference), dtype="float32", always_2d=True)
+        # The bundle's own rule for its files: inside its root after symlinks, a bounded regular file.
+        audio, rate = read_wave(bundle, row.ref_audio, "reference audio")
         torch.manual_seed(seed)
         wavs, out_rate = wrapper.generate_voice_clone(
             text=row.text, language=language, ref_audio=(audio.mean(axis=1), rate), x_vector_only_mode=True,
