@@ -23,6 +23,12 @@ Precision = Literal["auto", "fp32", "bf16"]
 # 16 bytes a trainable parameter), "lean" (bf16 with stochastically rounded bf16 moments, 8 bytes), "auto" (lean
 # on a GPU under 40 GiB, fp32 master otherwise and on CPU).
 Recipe = Literal["auto", "fp32-master", "lean"]
+# What a run trains: every weight but the speaker encoder ("full"), or LoRA adapters through peft ("lora",
+# `train.adapter` set); qwen_train/train/adapter.py says how.
+TrainMode = Literal["full", "lora"]
+# The talker decoder layer's attention and MLP projections, as qwen-tts names them: the adapter's default targets.
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Matched with fullmatch: `$` in re.match also matches before a trailing newline, which let "nl\n" through.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -40,6 +46,24 @@ class Posture(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     checkpoint_every: int = 500
     eval_every: int = 100
     keep_last: int = 3
+
+
+class Adapter(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """LoRA adapters (peft) instead of a full fine-tune: only the adapters (and a new language tag's row) train.
+
+    `target_modules` are projection names inside each talker decoder layer (all seven by default: the
+    attention's q/k/v/o and the SwiGLU's gate/up/down); `code_predictor` adapts the same projections of the
+    code predictor's layers too. `alpha / rank` scales the adapter's update, as in peft. Dropout is off by
+    default (peft's default too): on the adapted inputs it keeps a copy of each one per projection for the
+    backward, which on the talker costs more activation memory than the adapters themselves save elsewhere.
+    An adapter usually wants a learning rate around ten times a full fine-tune's (1e-4 to 2e-4: set train.lr).
+    """
+
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = PROJECTIONS
+    code_predictor: bool = False
 
 
 class TrainConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -67,6 +91,12 @@ class TrainConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Processes training together, one per GPU (CPU processes over gloo with device "cpu"); >1 starts
     # the run under qwen_train.train.ranks, which keeps the trainer's exit codes. batch_size is per process.
     processes: int = 1
+    # LoRA adapters instead of the full fine-tune; None (the default): every weight but the speaker encoder trains.
+    adapter: Adapter | None = None
+
+    @property
+    def mode(self) -> TrainMode:
+        return "full" if self.adapter is None else "lora"
 
 
 class GuardConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -137,11 +167,39 @@ def validate_spec(spec: RunSpec) -> RunSpec:
     if spec.train.recipe == "lean" and spec.train.precision == "fp32":
         raise SpecError("train.recipe 'lean' computes under bf16 autocast, which train.precision 'fp32' forbids: "
                         "set precision to 'auto' or 'bf16', or the recipe to 'fp32-master'")
+    if spec.train.adapter is not None:
+        validate_adapter(spec.train.adapter)
     if spec.guard.max_retries < 0:
         raise SpecError(f"guard.max_retries must be 0 or more, got {spec.guard.max_retries}")
     if not 0 < spec.guard.lr_factor <= 1:
         raise SpecError(f"guard.lr_factor must be in (0, 1], got {spec.guard.lr_factor}")
     return spec
+
+
+def validate_adapter(adapter: Adapter) -> None:
+    """The adapter's numbers and names, checked before any model is loaded."""
+    _positive(adapter.rank, "train.adapter.rank")
+    if not adapter.alpha > 0:
+        raise SpecError(f"train.adapter.alpha must be positive, got {adapter.alpha}")
+    if not 0 <= adapter.dropout < 1:
+        raise SpecError(f"train.adapter.dropout must be in [0, 1), got {adapter.dropout}")
+    if not adapter.target_modules:
+        raise SpecError(f"train.adapter.target_modules is empty: name projections among {', '.join(PROJECTIONS)}")
+    for name in adapter.target_modules:
+        if not _MODULE_RE.fullmatch(name):
+            raise SpecError(f"train.adapter.target_modules: {name!r} is not a module name (e.g. 'q_proj'); "
+                            f"the decoder layer's projections are {', '.join(PROJECTIONS)}")
+
+
+def mode_description(train: TrainConfig) -> str:
+    """What a run trains, in a few words, for status, `qwen-daemon show` and the dashboard."""
+    adapter = train.adapter
+    if adapter is None:
+        frozen = ", text embedding frozen" if train.freeze_text_embedding else ""
+        return f"full fine-tune{frozen}"
+    where = "talker + code predictor" if adapter.code_predictor else "talker"
+    targets = "attention + MLP" if set(adapter.target_modules) == set(PROJECTIONS) else "/".join(adapter.target_modules)
+    return f"LoRA rank {adapter.rank}, alpha {adapter.alpha}, dropout {adapter.dropout:g} on {where} {targets}"
 
 
 def decode_spec(data: bytes | str, source: str = "spec") -> RunSpec:

@@ -52,4 +52,5 @@ def plan_for_spec(spec: RunSpec, gpu_bytes: int | None = None, headroom: float =
     return plan_memory(read_config(Path(spec.model)), recipe or resolve_recipe(spec, gpu_bytes),
                        frames or micro_batch_frames(spec),
                        freeze_text_embedding=spec.train.freeze_text_embedding,
-                       gpu_bytes=gpu_bytes, headroom=headroom, grad_accum=spec.train.grad_accum)
+                       gpu_bytes=gpu_bytes, headroom=headroom, grad_accum=spec.train.grad_accum,
+                       adapter=spec.train.adapter, language_row=spec.language is not None)

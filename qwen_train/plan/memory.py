@@ -19,6 +19,15 @@ the next one's activations are, and the two add. Under fp32 master with bf16
 autocast, autocast keeps a bf16 copy of every weight it casts for the step
 (2 bytes a parameter), counted with the weights.
 
+An adapter run (train.adapter) keeps the whole base frozen (4 bytes a parameter
+under fp32 master, where autocast caches no bf16 copy of a weight that takes no
+gradient, 2 under lean) and trains only the adapter, fp32 under either recipe
+(weights with autocast's copy, gradients, AdamW moments: 18 bytes a parameter).
+Its activations are the full fine-tune's (a frozen layer still passes gradients
+through, so it keeps what its backward needs) plus each adapted projection's
+rank-wide intermediate and, with dropout, its own dropped copy of the input and
+the mask.
+
 Activations per frame are counted from the architecture: what autograd keeps
 per position in each talker layer (the residual stream, the normed inputs,
 q/k/v, the attention output, the SwiGLU's gate, up and product), the code
@@ -40,8 +49,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from qwen_train.plan.params import ParamCounts, count_params
+from qwen_train.plan.params import ParamCounts, adapted_layers, adapter_params, count_params, projections
 from qwen_train.safe_read import decode_json, read_regular
+from qwen_train.spec import Adapter
 
 Recipe = Literal["fp32-master", "lean", "upstream"]
 GIB = 2**30
@@ -72,6 +82,11 @@ RECIPES: dict[str, RecipeBytes] = {
     "upstream": RecipeBytes(2, 2, 4, 2, "the upstream recipe: a bf16 model under plain AdamW"),
 }
 
+ADAPTER_FROZEN_BYTES = {"fp32-master": 4, "lean": 2}  # an adapter run's frozen base, a parameter
+ADAPTER_TRAINED = RecipeBytes(4 + 2, 4, 8, 2, "fp32 LoRA adapters, gradients and AdamW moments")
+ADAPTER_NOTES = {"fp32-master": "fp32 frozen base, fp32 LoRA adapters, gradients and AdamW moments",
+                 "lean": "bf16 frozen base, fp32 LoRA adapters, gradients and AdamW moments"}
+
 
 class MemoryPlan(msgspec.Struct, frozen=True):
     """Bytes by part at `frames` codec frames per micro-batch; `max_frames`: the most that fit `gpu_bytes`.
@@ -93,6 +108,7 @@ class MemoryPlan(msgspec.Struct, frozen=True):
     headroom: float = DEFAULT_HEADROOM
     max_frames: int | None = None
     fits: bool | None = None
+    mode: str = "full"  # "lora": an adapter run (train.adapter), whose trainable_params are the adapter's
 
 
 def _decoder_saved(c: Mapping[str, Any]) -> int:
@@ -116,6 +132,32 @@ def activation_bytes_per_frame(config: Mapping[str, Any], element_bytes: int) ->
     return int(ACTIVATION_FACTOR * (talker_saved + predictor_saved + logits))
 
 
+def adapter_activation_bytes_per_frame(config: Mapping[str, Any], adapter: Adapter, element_bytes: int) -> int:
+    """What an adapter adds to a codec frame's activations: each adapted projection's rank-wide intermediate,
+    and with dropout its dropped input (and the one-byte mask) per position."""
+    talker = config["talker_config"]
+    positions = {id(talker): 1.0 + TEXT_TOKENS_PER_FRAME,
+                 id(talker["code_predictor_config"]): int(talker["code_predictor_config"]["num_code_groups"]) + 1.0}
+    total = 0.0
+    for layer in adapted_layers(config, adapter.code_predictor):
+        shapes = projections(layer)
+        per_position = 0
+        for name in adapter.target_modules:
+            if name in shapes:
+                per_position += adapter.rank * element_bytes
+                per_position += shapes[name][0] * (element_bytes + 1) if adapter.dropout > 0 else 0
+        total += positions[id(layer)] * per_position
+    return int(ACTIVATION_FACTOR * total)
+
+
+def _state_parts(params: ParamCounts, trained: int, recipe: str, adapter: bool) -> dict[str, int]:
+    """Weights, gradients and optimizer state on the GPU, `trained` of the parameters training."""
+    per = ADAPTER_TRAINED if adapter else RECIPES[recipe]
+    weights = params.total * ADAPTER_FROZEN_BYTES[recipe] + trained * per.weights if adapter else \
+        params.total * per.weights
+    return {"weights": weights, "gradients": trained * per.gradients, "optimizer": trained * per.optimizer}
+
+
 def read_config(model_dir: Path) -> dict[str, Any]:
     """The model dir's config.json; ValueError naming the file when it is missing or not JSON."""
     path = Path(model_dir) / "config.json"
@@ -131,21 +173,27 @@ def read_config(model_dir: Path) -> dict[str, Any]:
 
 
 def plan_memory(config: Mapping[str, Any], recipe: str, frames: int, *, freeze_text_embedding: bool = False,
-                gpu_bytes: int | None = None, headroom: float = DEFAULT_HEADROOM, grad_accum: int = 1) -> MemoryPlan:
-    """The plan for `frames` codec frames per micro-batch; with `gpu_bytes`, the largest budget that fits."""
-    if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}: one of {sorted(RECIPES)}")
+                gpu_bytes: int | None = None, headroom: float = DEFAULT_HEADROOM, grad_accum: int = 1,
+                adapter: Adapter | None = None, language_row: bool = False) -> MemoryPlan:
+    """The plan for `frames` codec frames per micro-batch; with `gpu_bytes`, the largest budget that fits.
+
+    `adapter`: an adapter run's (with `language_row` when it trains a language tag's row)."""
+    if recipe not in RECIPES or (adapter is not None and recipe not in ADAPTER_FROZEN_BYTES):
+        raise ValueError(f"unknown recipe {recipe!r}{' for an adapter run' if adapter else ''}: one of "
+                         f"{sorted(ADAPTER_FROZEN_BYTES if adapter else RECIPES)}")
     if frames < 1:
         raise ValueError(f"frames per micro-batch must be at least 1, got {frames}")
     per = RECIPES[recipe]
     params = count_params(config)
-    frozen = params.speaker_encoder + (params.text_embedding if freeze_text_embedding else 0)
-    trainable = params.total - frozen
     per_frame = activation_bytes_per_frame(config, per.activation_bytes)
+    if adapter is None:
+        trainable = params.total - params.speaker_encoder - (params.text_embedding if freeze_text_embedding else 0)
+    else:
+        trainable = adapter_params(config, adapter.rank, adapter.target_modules, adapter.code_predictor,
+                                   language_row)
+        per_frame += adapter_activation_bytes_per_frame(config, adapter, per.activation_bytes)
     parts = {
-        "weights": params.total * per.weights,
-        "gradients": trainable * per.gradients,
-        "optimizer": trainable * per.optimizer,
+        **_state_parts(params, trainable, recipe, adapter is not None),
         "activations": per_frame * frames,
         "workspace": WORKSPACE_BYTES,
         "context": CONTEXT_BYTES,
@@ -163,7 +211,7 @@ def plan_memory(config: Mapping[str, Any], recipe: str, frames: int, *, freeze_t
     return MemoryPlan(recipe=recipe, frames=frames, parts=parts, peak_bytes=peak,
                       allocated_bytes=peak - CONTEXT_BYTES, per_frame_bytes=per_frame, fixed_bytes=fixed,
                       params=params, trainable_params=trainable, gpu_bytes=gpu_bytes, headroom=headroom,
-                      max_frames=max_frames, fits=fits)
+                      max_frames=max_frames, fits=fits, mode="full" if adapter is None else "lora")
 
 
 def parse_size(text: str) -> int:

@@ -99,3 +99,34 @@ def count_params(config: Config) -> ParamCounts:
         code_predictor=code_predictor(talker["code_predictor_config"], hidden),
         speaker_encoder=speaker_encoder(config.get("speaker_encoder_config", {})) if base else 0,
     )
+
+
+def projections(c: Config) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each projection in one decoder layer, by the name qwen-tts gives it."""
+    hidden, heads, kv = int(c["hidden_size"]), int(c["num_attention_heads"]), int(c["num_key_value_heads"])
+    head_dim = int(c.get("head_dim") or hidden // heads)
+    inter = int(c["intermediate_size"])
+    return {"q_proj": (hidden, heads * head_dim), "k_proj": (hidden, kv * head_dim),
+            "v_proj": (hidden, kv * head_dim), "o_proj": (heads * head_dim, hidden),
+            "gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)}
+
+
+def adapted_layers(config: Config, code_predictor: bool) -> list[Config]:
+    """The decoder-layer configs an adapter reaches, one entry per layer: the talker's, and the code predictor's."""
+    talker = config["talker_config"]
+    layers = [talker] * int(talker["num_hidden_layers"])
+    if code_predictor:
+        predictor = talker["code_predictor_config"]
+        layers += [predictor] * int(predictor["num_hidden_layers"])
+    return layers
+
+
+def adapter_params(config: Config, rank: int, targets: tuple[str, ...], code_predictor: bool,
+                   language_row: bool) -> int:
+    """Parameters of a LoRA adapter (A: rank x in, B: out x rank per adapted projection), and of the language
+    row an adapter run trains with a language tag (one talker-wide row)."""
+    total = 0
+    for layer in adapted_layers(config, code_predictor):
+        shapes = projections(layer)
+        total += sum(rank * (shapes[name][0] + shapes[name][1]) for name in targets if name in shapes)
+    return total + (int(config["talker_config"]["hidden_size"]) if language_row else 0)

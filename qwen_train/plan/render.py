@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qwen_train.plan.memory import GIB, RECIPES, MemoryPlan
+from qwen_train.plan.memory import ADAPTER_NOTES, GIB, RECIPES, MemoryPlan
 
 
 def _gib(value: float) -> str:
@@ -10,8 +10,11 @@ def _gib(value: float) -> str:
 
 
 def plan_text(plan: MemoryPlan) -> str:
-    lines = [f"recipe {plan.recipe}: {RECIPES[plan.recipe].note}",
-             f"parameters {plan.params.total / 1e9:.3f} B ({plan.trainable_params / 1e9:.3f} B trained)",
+    note = ADAPTER_NOTES[plan.recipe] if plan.mode == "lora" else RECIPES[plan.recipe].note
+    trained = (f"a LoRA adapter of {plan.trainable_params / 1e6:.2f} M trained" if plan.mode == "lora"
+               else f"{plan.trainable_params / 1e9:.3f} B trained")
+    lines = [f"recipe {plan.recipe}: {note}",
+             f"parameters {plan.params.total / 1e9:.3f} B ({trained})",
              f"micro-batch {plan.frames} codec frames ({plan.per_frame_bytes / 2**20:.2f} MiB of activations each)",
              ""]
     lines += [f"  {name:<12} {_gib(value)}" for name, value in plan.parts.items()]
