@@ -80,6 +80,9 @@ class CheckpointMeta(msgspec.Struct, frozen=True):
     # the code the trainer ran (git commit, else package version; qwen_train.revision.code_revision);
     # "" in a checkpoint written before revisions were recorded
     code_revision: str = ""
+    # an adapter run's checkpoint holds no base weights: the digest of the base model's files it applies to
+    # (qwen_train.train.adapter.base_digest); "" for a full fine-tune
+    base_model_digest: str = ""
 
 
 def checkpoint_name(step: int) -> str:

@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path)
     export.add_argument("--checkpoint", type=int, help="step to export (default: the newest durable checkpoint)")
     export.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/export/step-N)")
+    export.add_argument("--adapter", action="store_true",
+                        help="an adapter run's LoRA adapter alone, in peft's format, instead of the merged model "
+                             "(default dir RUN_DIR/export/step-N-adapter)")
 
     gate = sub.add_parser("gate", help="judge a run's checkpoint against the promotion gate; writes RUN_DIR/gate/")
     gate.add_argument("run_dir", type=Path)
@@ -241,7 +244,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "export":
         from qwen_train.export import export_run
 
-        print(f"exported to {export_run(args.run_dir, args.checkpoint, args.out)}")
+        print(f"exported to {export_run(args.run_dir, args.checkpoint, args.out, adapter_only=args.adapter)}")
         return 0
     if args.command == "gate":
         from qwen_train.gate.run import gate_main

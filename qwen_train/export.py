@@ -6,6 +6,13 @@ when the run used it, and records its provenance (run, step, spec, bundle
 fingerprint, the code revision the checkpoint was trained with, and the
 exporter's own) in `export.json`. Written to a temp dir and
 renamed, so a failed export never leaves a half-written model behind.
+
+An adapter run (train.adapter) exports the same kind of model dir, its LoRA
+adapter and language row merged into the base weights, so the gate and the
+sidecar take it like any other; `adapter_only` writes the adapter alone
+instead, as peft saves one (adapter_config.json, adapter_model.safetensors)
+plus the language row and export.json: small, and applied to the base it was
+trained on (qwen_train.train.adapter.load_adapter_dir).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -36,6 +44,9 @@ class ExportProvenance(msgspec.Struct, frozen=True):
     # the code that made this export; None in an export.json written before the two were told apart,
     # whose `code_revision` is then the exporter's, not the training code's
     export_code_revision: str | None = None
+    # what the dir holds: "full" (a full fine-tune's weights), "lora-merged" (base + adapter, merged),
+    # "lora-adapter" (the adapter alone: apply it to `base_model`)
+    contents: str = "full"
 
 
 def _pick(run_dir: Path, step: int | None) -> Path:
@@ -50,10 +61,39 @@ def _pick(run_dir: Path, step: int | None) -> Path:
         raise ExportError(str(exc)) from None
 
 
-def export_run(run_dir: Path, step: int | None = None, out: Path | None = None) -> Path:
-    from qwen_train.modeldir import load_base_model, save_model_dir
+def _trained_model(spec: Any, ckpt: Path, meta: Any, adapter_only: bool) -> tuple[Any, Any, str]:
+    """The base model with the checkpoint's weights in (an adapter merged, unless `adapter_only`), its processor,
+    and what the export holds; ExportError when the checkpoint cannot be applied."""
+    from qwen_train.modeldir import load_base_model
+    from qwen_train.train.adapter import AdapterError, adapt_for_spec, base_mismatch, load_model_state, merge_adapter
+    from qwen_train.train.checkpoint import load_state
+
+    if spec.train.adapter is None:
+        if adapter_only:
+            raise ExportError(f"{ckpt}: a full fine-tune has no adapter to write alone; export it without --adapter")
+        model, processor = load_base_model(spec.model, spec.language)
+        model.load_state_dict(load_state(ckpt)["model"])
+        return model, processor, "full"
+    mismatch = base_mismatch(str(ckpt), meta.base_model_digest, Path(spec.model))
+    if mismatch is not None:
+        raise ExportError(mismatch)
+    model, processor = load_base_model(spec.model, spec.language)
+    try:
+        tuner = adapt_for_spec(model, spec)
+        load_model_state(model, load_state(ckpt)["model"], spec)
+    except AdapterError as exc:
+        raise ExportError(f"{ckpt}: {exc}") from None
+    if adapter_only:
+        return model, tuner, "lora-adapter"
+    return merge_adapter(model, tuner), processor, "lora-merged"
+
+
+def export_run(run_dir: Path, step: int | None = None, out: Path | None = None, adapter_only: bool = False) -> Path:
+    """Export a checkpoint (the newest, or `step`'s) to `out`; `adapter_only` for an adapter run's adapter alone."""
+    from qwen_train.modeldir import save_model_dir
     from qwen_train.spec import decode_spec
-    from qwen_train.train.checkpoint import CheckpointError, load_state, verify_checkpoint
+    from qwen_train.train.adapter import save_adapter_dir
+    from qwen_train.train.checkpoint import CheckpointError, verify_checkpoint
 
     ckpt = _pick(run_dir, step)
     try:
@@ -61,22 +101,24 @@ def export_run(run_dir: Path, step: int | None = None, out: Path | None = None) 
     except CheckpointError as exc:
         raise ExportError(str(exc)) from None
     spec = decode_spec(meta.spec, source=f"{ckpt}/meta.json")
-    out = out or run_dir / "export" / ckpt.name
+    out = out or run_dir / "export" / (f"{ckpt.name}-adapter" if adapter_only else ckpt.name)
     if out.exists():
         raise ExportError(f"{out} already exists; choose another --out or remove it")
-    model, processor = load_base_model(spec.model, spec.language)
-    model.load_state_dict(load_state(ckpt)["model"])
+    model, extra, contents = _trained_model(spec, ckpt, meta, adapter_only)
     tmp = out.with_name(f".{out.name}.exporting")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_model_dir(model, tmp)
-    processor.save_pretrained(tmp)
     base = Path(spec.model)
-    shutil.copyfile(base / "generation_config.json", tmp / "generation_config.json")
-    shutil.copytree(base / "speech_tokenizer", tmp / "speech_tokenizer")
+    if adapter_only:
+        save_adapter_dir(model, extra, tmp, base)
+    else:
+        save_model_dir(model, tmp)
+        extra.save_pretrained(tmp)  # the processor
+        shutil.copyfile(base / "generation_config.json", tmp / "generation_config.json")
+        shutil.copytree(base / "speech_tokenizer", tmp / "speech_tokenizer")
     provenance = ExportProvenance(
         run_dir=str(run_dir.resolve()), step=meta.step, checkpoint=ckpt.name, spec=meta.spec,
         bundle_fingerprint=meta.bundle_fingerprint, base_model=str(base), code_revision=meta.code_revision,
-        exported_at=time.time(), export_code_revision=code_revision(),
+        exported_at=time.time(), export_code_revision=code_revision(), contents=contents,
     )
     atomic_write_bytes(tmp / "export.json", msgspec.json.format(msgspec.json.encode(provenance), indent=2))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from accelerate.utils import gather_object
 from qwen_train.modeldir import load_base_model
 from qwen_train.spec import Posture, RunSpec, encode_spec
 from qwen_train.status import CheckpointRef
+from qwen_train.train.adapter import AdapterError, adapter_mismatch, base_mismatch, load_model_state, model_state
 from qwen_train.train.checkpoint import (
     CheckpointError,
     CheckpointMeta,
@@ -81,6 +82,7 @@ class Origin:
     # The code this run trains with, read once (a git call per checkpoint would be waste): the
     # provenance an export and the gate carry forward. "" on ranks that never write.
     code_revision: str
+    base_digest: str = ""  # an adapter run's base weights (adapter.base_digest), which its checkpoints omit
 
 
 class Checkpointer:
@@ -97,6 +99,9 @@ class Checkpointer:
         self.resumed_from: Path | None = None  # kept by retention while it is the newest
         self._spec_json = encode_spec(origin.spec).decode()
         self._initial_schedule = live.scheduler.state_dict()  # for a rollback to the base weights
+        # An adapter run's rollback to the base restores its freshly initialised adapter (small: adapters only).
+        self._initial_adapter = None if origin.spec.train.adapter is None else {
+            k: v.clone() for k, v in model_state(live.model, origin.spec).items()}
 
     @property
     def is_main(self) -> bool:
@@ -142,7 +147,8 @@ class Checkpointer:
         """Once the optimizer state exists, pin the background writer's buffers (in the background)."""
         if self.writer is None or self.writer.reserved or not self.is_main:
             return
-        self.writer.reserve({"model": self.live.model.state_dict(), "optimizer": self.live.optimizer.state_dict()})
+        self.writer.reserve({"model": model_state(self.live.model, self.origin.spec),
+                             "optimizer": self.live.optimizer.state_dict()})
 
     def write(self, background: bool = False) -> Path | None:
         """One checkpoint of the state now: every rank contributes its RNG state, the main process writes.
@@ -155,7 +161,8 @@ class Checkpointer:
         if self.is_main:
             progress = self.live.progress
             meta = {"cursor": progress.cursor, "spec": self._spec_json, "bundle_fingerprint": self.origin.fingerprint,
-                    "micro_steps": progress.micro_steps, "code_revision": self.origin.code_revision}
+                    "micro_steps": progress.micro_steps, "code_revision": self.origin.code_revision,
+                    "base_model_digest": self.origin.base_digest}
             if background and self.writer is not None:
                 self.writer.submit(self.run_dir, progress.step, state, meta)
             else:
@@ -164,11 +171,12 @@ class Checkpointer:
         return path
 
     def state(self) -> dict[str, Any]:
-        """Model (speaker encoder included), optimizer, scheduler, scaler, every rank's RNG, the position."""
+        """Model (speaker encoder included; an adapter run's adapter only), optimizer, scheduler, scaler, every
+        rank's RNG, the position."""
         live = self.live
         scaler = live.accelerator.scaler
         return {
-            "model": live.model.state_dict(),
+            "model": model_state(live.model, self.origin.spec),
             "optimizer": live.optimizer.state_dict(),
             "scheduler": live.scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
@@ -206,7 +214,10 @@ class Checkpointer:
         """Load a verified checkpoint into the live objects (resume, rollback and the replay share this)."""
         live = self.live
         state = load_state(ckpt)
-        live.model.load_state_dict(state["model"])
+        try:
+            load_model_state(live.model, state["model"], self.origin.spec)
+        except AdapterError as exc:
+            raise CheckpointError(f"{ckpt.name}: {exc}") from None
         self._weights_changed()
         live.optimizer.load_state_dict(state["optimizer"])
         live.scheduler.load_state_dict(state["scheduler"])
@@ -265,6 +276,9 @@ class Checkpointer:
         meta = verify_checkpoint(ckpt)
         origin = self.origin
         mismatch = recipe_mismatch(ckpt.name, meta.spec, origin.spec)
+        mismatch = mismatch or adapter_mismatch(ckpt.name, meta.spec, origin.spec)
+        if mismatch is None and origin.spec.train.adapter is not None:
+            mismatch = base_mismatch(ckpt.name, meta.base_model_digest, Path(origin.spec.model))
         if mismatch is not None:  # even with --reset-cursor: the weights themselves are in the other dtypes
             raise CheckpointError(mismatch)
         if reset_cursor:
@@ -280,8 +294,11 @@ class Checkpointer:
     def _reset_to_base(self) -> None:
         """Step 0 again: base weights, empty optimizer state, the initial schedule, seeded RNG."""
         live, spec = self.live, self.origin.spec
-        base, _processor = load_base_model(spec.model, spec.language)
-        live.model.load_state_dict(base.state_dict())
+        if self._initial_adapter is not None:  # the frozen base never moved: only the adapter goes back
+            load_model_state(live.model, self._initial_adapter, spec)
+        else:
+            base, _processor = load_base_model(spec.model, spec.language)
+            live.model.load_state_dict(base.state_dict())
         self._weights_changed()
         inner = getattr(live.optimizer, "optimizer", live.optimizer)  # accelerate's wrapper, or the bare one
         inner.state.clear()

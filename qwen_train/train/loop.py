@@ -24,9 +24,10 @@ import torch
 from qwen_train import exitcodes
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.bundle.manifest import BundleError
-from qwen_train.spec import RunSpec
+from qwen_train.spec import RunSpec, mode_description
 from qwen_train.status import Losses, Throughput
 from qwen_train.train import ranks
+from qwen_train.train.adapter import AdapterError
 from qwen_train.train.budget import BudgetError
 from qwen_train.train.checkpoint import CheckpointError, list_checkpoints
 from qwen_train.train.cursor import CursorRejected
@@ -146,7 +147,10 @@ def loop(s: Session, stop: StopFlag, writer: SummaryWriter) -> int:
 
 def announce_recipe(s: Session) -> None:
     """The recipe the run trains with, and why, in status.json, the events and the log."""
-    text = s.recipe.describe(str(s.accelerator.mixed_precision), s.spec.train.freeze_text_embedding)
+    train = s.spec.train
+    text = s.recipe.describe(str(s.accelerator.mixed_precision), train.freeze_text_embedding, train.adapter is not None)
+    if train.adapter is not None:
+        text += f"; trains {mode_description(train)}"
     s.heartbeat.update(recipe=text)
     s.heartbeat.event("recipe", text)
     print(f"qwen-train: {text}", file=sys.stderr, flush=True)
@@ -204,7 +208,7 @@ def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: 
         announce_eval(session)
     except (CheckpointError, CursorRejected) as exc:
         return _reject(heartbeat, exc)
-    except (BudgetError, BundleError) as exc:  # the spec's budget or bundle is the operator's to fix: no traceback
+    except (BudgetError, BundleError, AdapterError) as exc:  # the operator's to fix: no traceback
         heartbeat.state("failed", f"setup failed: {exc}")
         print(f"qwen-train: {exc}", file=sys.stderr)
         return exitcodes.USAGE

@@ -23,6 +23,10 @@ memory counted is the device's total times any per-process cap set on it
 the full model's parameters) under either recipe: no gradient and no
 optimizer state for it. The text projection after it still trains.
 
+An adapter run (`train.adapter`, adapter.py) keeps its LoRA adapters and their
+AdamW moments fp32 under either recipe; the recipe then sets the frozen base's
+dtype only (fp32, or bf16 under lean).
+
 The resolved recipe is pinned into the spec the session (and so every
 checkpoint) records, so a diagnose replay rebuilds the same recipe, and a
 resume that would resolve to another one is refused before anything is
@@ -41,7 +45,7 @@ import msgspec
 import torch
 
 from qwen_train.plan.for_spec import LEAN_BELOW_BYTES  # one threshold for the trainer and the plan
-from qwen_train.plan.memory import GIB
+from qwen_train.plan.memory import ADAPTER_NOTES, GIB  # an adapter run's adapters stay fp32 (adapter.py)
 from qwen_train.spec import RunSpec, TrainConfig
 
 Resolved = Literal["fp32-master", "lean"]
@@ -53,6 +57,7 @@ NOTES: dict[str, str] = {
 }
 
 
+
 @dataclass(frozen=True)
 class Recipe:
     """The recipe a run trains with, and why it is that one (for status, events and the log)."""
@@ -60,10 +65,11 @@ class Recipe:
     name: Resolved
     why: str
 
-    def describe(self, mixed_precision: str, freeze_text_embedding: bool) -> str:
+    def describe(self, mixed_precision: str, freeze_text_embedding: bool, adapter: bool = False) -> str:
         compute = "bf16 autocast" if mixed_precision == "bf16" else "fp32 compute"
-        frozen = "; text embedding frozen" if freeze_text_embedding else ""
-        return f"recipe {self.name}: {NOTES[self.name]}, {compute}{frozen} ({self.why})"
+        frozen = "; text embedding frozen" if freeze_text_embedding and not adapter else ""
+        note = ADAPTER_NOTES[self.name] if adapter else NOTES[self.name]
+        return f"recipe {self.name}: {note}, {compute}{frozen} ({self.why})"
 
 
 def device_memory(device: torch.device) -> int | None:
@@ -105,13 +111,15 @@ def pin_recipe(spec: RunSpec, recipe: Recipe) -> RunSpec:
     return msgspec.structs.replace(spec, train=msgspec.structs.replace(spec.train, recipe=recipe.name))
 
 
-def apply_recipe(model: torch.nn.Module, recipe: Recipe, freeze_text_embedding: bool) -> None:
-    """Freeze the text embedding if asked; under lean, make every parameter bf16 (buffers stay as they are)."""
+def apply_recipe(model: torch.nn.Module, recipe: Recipe, freeze_text_embedding: bool, adapter: bool = False) -> None:
+    """Freeze the text embedding if asked; under lean, make every parameter bf16 (buffers stay as they are),
+    but for an adapter run only the frozen ones: its adapters stay fp32."""
     if freeze_text_embedding:
         model.get_submodule(TEXT_EMBEDDING).requires_grad_(False)
     if recipe.name == "lean":
         for param in model.parameters():
-            param.data = param.data.to(torch.bfloat16)
+            if not (adapter and param.requires_grad):
+                param.data = param.data.to(torch.bfloat16)
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from qwen_train.bundle.fingerprint import verify_bundle
 from qwen_train.modeldir import load_base_model
 from qwen_train.revision import code_revision
 from qwen_train.spec import RunSpec, TrainConfig
+from qwen_train.train.adapter import adapt_for_spec, base_digest
 from qwen_train.train.checkpointer import Checkpointer, Live, Origin
 from qwen_train.train.ckpt_async import BackgroundCheckpointer
 from qwen_train.train.cursor import Cursor, Lengths, start_cursor
@@ -137,11 +138,14 @@ def make_accelerator(spec: RunSpec) -> Accelerator:
 
 def make_optimization(model: torch.nn.Module, train: TrainConfig,
                       runtime: Runtime) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over the trainable parameters, and its warmup-then-cosine schedule over `max_steps`."""
+    """AdamW over the trainable parameters, and its warmup-then-cosine schedule over `max_steps`.
+
+    An adapter run's parameters are fp32 under either recipe (adapter.py), so it takes plain AdamW.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     device = runtime.accelerator.device
     optimizer: torch.optim.Optimizer
-    if runtime.recipe.name == "lean":
+    if runtime.recipe.name == "lean" and train.adapter is None:
         optimizer = LeanAdamW(params, train.lr, train.weight_decay, train.seed, device,
                               fused=runtime.perf.compile_layers and device.type == "cuda")
     else:
@@ -190,8 +194,9 @@ def assemble_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, runtime
     encoder.requires_grad_(False)
     lengths = Lengths(list(data.train.lengths()))
     cursor = first_cursor(spec.train, accelerator.num_processes, data, lengths, perf)
+    adapt_for_spec(model, spec)
     model.to(accelerator.device)
-    apply_recipe(model, runtime.recipe, spec.train.freeze_text_embedding)
+    apply_recipe(model, runtime.recipe, spec.train.freeze_text_embedding, adapter=spec.train.adapter is not None)
     speed_up_model(model, perf)
     data.train.pad_multiple = data.eval.pad_multiple = perf.pad_multiple
     optimizer, scheduler = make_optimization(model, spec.train, runtime)
@@ -207,7 +212,8 @@ def assemble_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, runtime
         prefetcher = Prefetcher(data.train, perf.prefetch, perf.workers, cuda, accelerator.process_index, lengths)
     main = bool(accelerator.is_main_process)
     writer = BackgroundCheckpointer(pin=cuda) if perf.async_checkpoint and main else None
-    origin = Origin(spec, data.bundle, data.fingerprint, code_revision() if main else "")  # only main writes
+    origin = Origin(spec, data.bundle, data.fingerprint, code_revision() if main else "",  # only main writes
+                    base_digest(Path(spec.model)) if spec.train.adapter is not None else "")
     ckpt = Checkpointer(run_dir, spec.posture, Live(accelerator, objective, optimizer, scheduler, progress), origin,
                         heartbeat, writer)
     return Session(spec, run_dir, heartbeat, accelerator, perf, objective, optimizer, scheduler, data, lengths,
