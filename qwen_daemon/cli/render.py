@@ -29,9 +29,10 @@ def _note(view: RunView) -> str:
 def runs_table(runs: Sequence[RunView]) -> str:
     if not runs:
         return "no runs yet: launch one with `qwen-daemon launch SPEC_FILE`"
-    header = ("NAME", "KIND", "STATE", "HEALTH", "STEP", "LOSS", "EVAL", "LANE", "SURFACE", "NOTE")
+    header = ("NAME", "KIND", "MODE", "STATE", "HEALTH", "STEP", "LOSS", "EVAL", "LANE", "SURFACE", "NOTE")
     rows = [
-        (v.name, v.kind, v.state, v.health, PLAIN.step(v.step, v.max_steps), PLAIN.decimal(v.loss),
+        (v.name, v.kind, v.mode if v.mode_detail else "", v.state, v.health, PLAIN.step(v.step, v.max_steps),
+         PLAIN.decimal(v.loss),
          PLAIN.decimal(v.eval_loss), v.lane, v.surface, _note(v))
         for v in runs
     ]
@@ -61,7 +62,8 @@ def detail_text(detail: RunDetail) -> str:
         ("run", view.name), ("kind", view.kind),
         (kind_info(view.kind).parent_role or "parent", view.parent or ""), ("state", view.state),
         ("health", view.health),
-        ("stale because", view.stale_reason or ""), ("lane", view.lane), ("surface", view.surface),
+        ("stale because", view.stale_reason or ""), ("lane", view.lane), ("mode", view.mode_detail or ""),
+        ("surface", view.surface),
         ("runner", view.runner), ("pid", _DASH if view.pid is None else str(view.pid)),
         ("nonce", view.nonce or _DASH), ("run dir", view.run_dir), ("created", PLAIN.timestamp(view.created_at)),
         ("ended", PLAIN.timestamp(view.ended_at)),

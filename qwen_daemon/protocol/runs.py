@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 from qwen_daemon.protocol.resources import ResourceSummary
+from qwen_train.spec import TrainMode
 from qwen_train.status import Event, Status
 
 RunState = Literal[
@@ -82,6 +83,10 @@ class RunView(msgspec.Struct, frozen=True):
     kind: str = "train"
     parent: str | None = None  # a diagnose or gate job's run
     warning: str | None = None  # something the operator should know while it runs (low GPU headroom)
+    # What a training run trains, from its spec: "full" (also every run from before adapters), or "lora" for
+    # an adapter run (train.adapter); `mode_detail` in words (qwen_train.spec.mode_description), None for jobs.
+    mode: TrainMode = "full"
+    mode_detail: str | None = None
 
 
 class CheckpointView(msgspec.Struct, frozen=True):

@@ -20,6 +20,7 @@ import msgspec
 from qwen_daemon.protocol import Health, ResourceSummary, RunDetail, RunView, kind_info
 from qwen_daemon.runs.registry import Registry, RunRecord
 from qwen_daemon.runs.trust import Trust, check_final, check_live
+from qwen_train.spec import SpecError, TrainMode, decode_spec, mode_description
 from qwen_train.status import Event, Status
 
 
@@ -97,9 +98,23 @@ def run_view(
         kind=record.kind,
         parent=record.parent,
     )
+    mode, detail = train_mode(record)
+    view = msgspec.structs.replace(view, mode=mode, mode_detail=detail)
     if status is None:
         return view, None
     return _with_numbers(view, status), status
+
+
+def train_mode(record: RunRecord) -> tuple[TrainMode, str | None]:
+    """A training run's mode and its words, from the spec it was launched with; no words for a job, or for a
+    record whose spec no longer decodes (the view still shows the run)."""
+    if kind_info(record.kind).child:
+        return "full", None
+    try:
+        train = decode_spec(record.spec_json, source=f"run {record.name}").train
+    except SpecError:
+        return "full", None
+    return train.mode, mode_description(train)
 
 
 def _with_numbers(view: RunView, status: Status) -> RunView:

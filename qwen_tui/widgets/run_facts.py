@@ -4,7 +4,8 @@ These are the daemon's own records: where the run lives, which launch is the
 active one (nonce, pid), how it ended (exit code, message). A stale run keeps
 its identity here but its figures are blanked, as in the runs table. The
 surface's class and, for a job that is not training, its kind (a diagnose job
-names the run it replays) are part of the run's identity too.
+names the run it replays) are part of the run's identity too; for a training
+run, its mode (a full fine-tune or a LoRA adapter, and how).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def run_facts(view: RunView, now: float | None = None) -> RenderableType:
     grid.add_row("lane / surface", surface)
     if not kind_info(view.kind).trains:
         grid.add_row("kind", kind_text(view))
+    if view.mode_detail:  # what a training run trains: the full model, or a LoRA adapter
+        grid.add_row("mode", Text(view.mode_detail, style="bold magenta" if view.mode == "lora" else ""))
     grid.add_row("runner", view.runner)
     state = state_text(view.state)
     if view.exit_code is not None:
