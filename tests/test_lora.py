@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -228,3 +230,27 @@ def test_an_adapter_alone_is_refused_for_a_full_run(reference: Path, tmp_path: P
     (ckpt / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ExportError, match="a full fine-tune has no adapter to write alone"):
         export_run(run_dir, out=tmp_path / "x", adapter_only=True)
+
+
+def test_the_gate_judges_a_lora_run_like_any_run(reference: Path, tmp_path: Path) -> None:
+    """The gate exports the newest checkpoint (merged) and measures every criterion on it."""
+    from qwen_train.gate.verdict import CRITERIA, read_verdict, verdict_path
+    from tests.conftest import python_env
+    from tests.gate_asr import build_tiny_asr
+    from tests.gate_fixtures import LOOSE, resource_summary, write_json
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir, ignore=shutil.ignore_patterns("run.lock", "export"))
+    write_json(run_dir / "resources.json", resource_summary())
+    asr = build_tiny_asr(tmp_path / "asr")
+    cmd = [sys.executable, "-m", "qwen_train", "gate", str(run_dir), "--asr", str(asr),
+           "--thresholds", str(write_json(tmp_path / "loose.json", LOOSE)), "--max-rows", "2"]
+    proc = subprocess.run(cmd, env=python_env(), capture_output=True, text=True, timeout=600)
+    verdict = read_verdict(verdict_path(run_dir))
+    assert tuple(c.name for c in verdict.criteria) == CRITERIA
+    assert verdict.passed and proc.returncode == 0, proc.stdout + proc.stderr
+    beats = next(c for c in verdict.criteria if c.name == "eval_beats_base")
+    assert beats.measured is not None and beats.threshold is not None and beats.measured < beats.threshold
+    export = run_dir / "export" / f"step-{STEPS:08d}"
+    assert verdict.model == str(export) and json.loads((export / "export.json").read_text())["contents"] == \
+        "lora-merged"
