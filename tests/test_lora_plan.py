@@ -97,7 +97,10 @@ def test_admission_starts_a_lora_run_where_the_full_one_is_refused(tmp_path: Pat
     card = [GpuSample(index=0, name="R9700", busy_percent=1.0, vram_used_bytes=used, vram_total_bytes=32 * GIB)]
     assert why_not(lora, card, None, []) is None
     refused = why_not(full, card, None, [])
-    assert refused is not None and refused[0] == RULE_ROOM
+    assert refused is not None and refused[0] == RULE_ROOM and "peak as a full fine-tune" in refused[1]
+    tighter = [msgspec.structs.replace(card[0], vram_used_bytes=32 * GIB - need_lora // 2)]
+    refused = why_not(lora, tighter, None, [])
+    assert refused is not None and f"plans a {need_lora / GIB:.1f} GiB peak as a LoRA adapter run" in refused[1]
 
 
 def test_the_spec_names_a_bad_adapter_field() -> None:

@@ -29,6 +29,7 @@ GIB = 2**30
 # A training run warns once the card's free memory falls below this share while it trains:
 # another tenant is growing, and the next allocation spike may fail.
 HEADROOM_WARNING = 0.05
+MODE_WORDS = {"full": "full fine-tune", "lora": "LoRA adapter run"}  # the plan is the mode's (train.adapter)
 
 
 def gpu_spec(job: Job) -> RunSpec | None:
@@ -86,7 +87,8 @@ def why_not(spec: RunSpec, gpus: Sequence[GpuSample], reservation: GpuReservatio
             held = "; held by " + ", ".join(on_it) if on_it else ""
             return RULE_ROOM, (f"GPU {gpu.index} ({gpu.name}) has {free / GIB:.1f} GiB free of "
                                f"{gpu.vram_total_bytes / GIB:.1f} GiB and run {spec.name} plans a "
-                               f"{need / GIB:.1f} GiB peak (`qwen-train plan` shows its parts){held}")
+                               f"{need / GIB:.1f} GiB peak as a {MODE_WORDS[spec.train.mode]} (`qwen-train plan` "
+                               f"shows its parts){held}")
     return None
 
 
