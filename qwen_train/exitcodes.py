@@ -11,6 +11,7 @@ STOPPED = 5
 GATE_FAILED = 6  # `qwen-train gate`: the gate ran and at least one criterion failed
 RUN_LOCKED = 7  # another process holds the run dir (qwen_train.run_lock): this one touched nothing
 FAILED_OOM = 8  # the GPU ran out of memory in a step: not applied, nothing written after it (train/oom.py)
+FAILED_DISK_FULL = 9  # the run dir's disk could not take a write (or the next checkpoint): train/diskspace.py
 
 STATE_BY_CODE: dict[int, str] = {
     COMPLETED: "completed",
@@ -24,6 +25,7 @@ STATE_BY_CODE: dict[int, str] = {
     # Refused before touching anything; the holder's own launch is the run's real state.
     RUN_LOCKED: "failed",
     FAILED_OOM: "failed_oom",
+    FAILED_DISK_FULL: "failed_disk_full",
 }
 
 

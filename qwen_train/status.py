@@ -31,10 +31,11 @@ TrainerState = Literal[
     "cursor_rejected",
     "failed_non_finite",
     "failed_oom",
+    "failed_disk_full",
 ]
 
 TERMINAL_STATES: frozenset[str] = frozenset(
-    {"stopped", "completed", "failed", "cursor_rejected", "failed_non_finite", "failed_oom"}
+    {"stopped", "completed", "failed", "cursor_rejected", "failed_non_finite", "failed_oom", "failed_disk_full"}
 )
 
 

@@ -33,6 +33,7 @@ STATE_STYLE: dict[str, str] = {
     "cursor_rejected": "bold red",
     "failed_non_finite": "bold red",
     "failed_oom": "bold red",
+    "failed_disk_full": "bold red",
     "interrupted": "bold magenta",
 }
 

@@ -25,6 +25,7 @@ RunState = Literal[
     "cursor_rejected",
     "failed_non_finite",
     "failed_oom",  # the GPU ran out of memory in a step; nothing lost, resume with a smaller batch or budget
+    "failed_disk_full",  # the run dir's disk could not take a write; nothing durable lost, resume once there is room
     "interrupted",
 ]
 

@@ -99,8 +99,9 @@ def status_renderable(status: Status | None, view: RunView | None, now: float | 
         grid.add_row("last eval", Text("none yet", style="dim"))
     grid.add_row("cursor check", cursor_verdict_text(status.cursor_check))
     if status.message:
-        # An out-of-memory end says what to change: as loud as the state it explains.
-        grid.add_row("message", Text(status.message, style="bold red" if status.state == "failed_oom" else "yellow"))
+        # An out-of-memory or full-disk end says what to change: as loud as the state it explains.
+        loud = status.state in ("failed_oom", "failed_disk_full")
+        grid.add_row("message", Text(status.message, style="bold red" if loud else "yellow"))
     parts: list[RenderableType] = [grid]
     if result is not None:
         parts.extend(eval_renderables(result))
