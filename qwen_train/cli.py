@@ -107,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                       "batch_size rows of the bundle's longest)")
     plan.add_argument("--recipe", help="plan another recipe than the spec's (fp32-master, lean, upstream)")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON (what the daemon reads)")
+    plan.add_argument("--run-dir", type=Path, help="the run dir whose disk must hold the run's checkpoints and export "
+                      "(default: runs/NAME): the disk plan is checked against its file system's free space")
 
     doctor = sub.add_parser("doctor", help="check the training stack's versions, the GPU (backend, arch, bf16, "
                             "free memory) and whether torch.compile works on it")
@@ -119,18 +121,25 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     import msgspec
 
     from qwen_train.plan import parse_size, plan_for_spec
+    from qwen_train.plan.disk import disk_text, plan_disk
     from qwen_train.plan.render import plan_text
 
     try:
         gpu = parse_size(args.gpu_memory) if args.gpu_memory else None
         if not 0.0 <= args.headroom < 1.0:
             raise ValueError(f"--headroom {args.headroom}: a share from 0 to below 1")
-        plan = plan_for_spec(load_spec(args.spec), gpu, args.headroom, args.frames, args.recipe)
-    except ValueError as exc:
+        spec = load_spec(args.spec)
+        plan = plan_for_spec(spec, gpu, args.headroom, args.frames, args.recipe)
+        disk = plan_disk(spec, args.run_dir or Path("runs") / spec.name, gpu, args.recipe)
+    except (ValueError, OSError) as exc:
         print(f"qwen-train plan: {exc}", file=sys.stderr)
         return exitcodes.USAGE
-    print(msgspec.json.format(msgspec.json.encode(plan)).decode() if args.json else plan_text(plan))
-    return 0 if plan.fits is not False else exitcodes.FAILED
+    if args.json:  # the memory plan's fields as before, the disk plan beside them
+        both = {**msgspec.to_builtins(plan), "disk": msgspec.to_builtins(disk)}
+        print(msgspec.json.format(msgspec.json.encode(both)).decode())
+    else:
+        print(f"{plan_text(plan)}\n\n{disk_text(disk)}")
+    return 0 if plan.fits is not False and disk.fits is not False else exitcodes.FAILED
 
 
 def _holding(run_dir: Path, nonce: str | None, command: str, body: Callable[[], int]) -> int:
