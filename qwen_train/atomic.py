@@ -7,6 +7,7 @@ never a torn write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -49,17 +50,47 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
-def append_durable(path: Path, line: bytes) -> None:
-    """Append one record to an append-only log and fsync it: an audited change is never made without its record.
+def append_whole(path: Path, data: bytes, *, durable: bool = False, mode: int = 0o640) -> int:
+    """Append `data` whole or not at all; return the file's size before it (`undo_append` goes back there).
 
-    One write(2) of a line under O_APPEND lands whole at the end, so concurrent appenders never interleave.
+    A full disk can take part of a write: that part would stay as a torn record that every later read
+    refuses. So a short or failed write (or fsync) cuts the file back to where it was (a truncate needs no
+    space) and raises OSError. One write(2) under O_APPEND lands whole at the end, so concurrent
+    appenders never interleave; the cut back assumes one writer per file (each caller holds its lock).
     """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
     try:
-        os.write(fd, line if line.endswith(b"\n") else line + b"\n")
+        start = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes written", str(path))
+            if durable:
+                os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
+    return start
+
+
+def undo_append(path: Path, start: int) -> None:
+    """Cut an append-only file back to `start` bytes: the append whose companion write failed never happened."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.ftruncate(fd, start)
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def append_durable(path: Path, line: bytes) -> int:
+    """Append one record to an append-only log and fsync it: an audited change is never made without its record.
+
+    Whole or not at all (`append_whole`); returns the log's size before it, for `undo_append`.
+    """
+    return append_whole(path, line if line.endswith(b"\n") else line + b"\n", durable=True)
 
 
 MAX_LOG_BYTES = 64 << 20

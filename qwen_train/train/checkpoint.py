@@ -8,7 +8,8 @@ hash is taken while the bytes are written (one pass, no re-read). Retention
 deletes old checkpoints only after a newer one is durable. `save_checkpoint`
 is also what the background writer (ckpt_async.py) runs, on a snapshot.
 A listed file is a plain name inside the checkpoint and a regular file there
-(lstat: not a symlink, FIFO or device) before it is hashed or loaded.
+(lstat: not a symlink, FIFO or device) before it is hashed or loaded. A write
+that meets a full disk removes its temp dir and raises DiskFull.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from qwen_train.checkpoint_files import (  # the torch-free contract; re-exporte
     read_meta,
 )
 from qwen_train.digest import file_sha256
+from qwen_train.disk import disk_writes
 from qwen_train.train.faults import pause
 
 
@@ -70,13 +72,27 @@ def _save_hashed(state: dict[str, Any], path: Path) -> FileEntry:
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], meta_fields: dict[str, Any]) -> Path:
-    """Write one durable checkpoint and return its directory."""
+    """Write one durable checkpoint and return its directory.
+
+    A write that fails (a full disk: DiskFull naming the checkpoint) takes its temp dir with it, so what
+    it had half written never holds the space it ran out of; the kept checkpoints are untouched.
+    """
     root = run_dir / CKPT_DIR
+    tmp = root / f".tmp-{checkpoint_name(step)}"
+    with disk_writes(f"checkpoint {checkpoint_name(step)}", root):
+        try:
+            return _write_checkpoint(root, tmp, step, state, meta_fields)
+        except Exception:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _write_checkpoint(root: Path, tmp: Path, step: int, state: dict[str, Any], meta_fields: dict[str, Any]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = root / f".tmp-{checkpoint_name(step)}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    pause("checkpoint-before-write", step)
     files = {STATE_FILE: _save_hashed(state, tmp / STATE_FILE)}
     meta = CheckpointMeta(step=step, created_at=time.time(), files=files, **meta_fields)
     atomic_write_bytes(tmp / META_FILE, msgspec.json.encode(meta))

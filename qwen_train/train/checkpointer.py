@@ -9,7 +9,8 @@ every rank's RNG, the training position), writing it in the background when
 there is a writer (ckpt_async.py: training stops only for a copy into host
 memory) or synchronously (checkpoint.py: temp dir, fsync, hash, rename),
 retention (the newest `posture.keep_last`, deleted only once a newer one is
-durable), and the status that names the newest durable one. `save(step,
+durable), and the status that names the newest durable one. A checkpoint the
+disk has no room for is not started (diskspace.ensure_room raises DiskFull). `save(step,
 final=True)` ends a run (completed or stopped): synchronous, after any write
 in flight, and only if that step has no checkpoint yet. The retry policy goes
 back through `rollback`, the diagnose replay through `apply`.
@@ -48,6 +49,7 @@ from qwen_train.train.checkpoint import (
 )
 from qwen_train.train.ckpt_async import BackgroundCheckpointer
 from qwen_train.train.cursor import reset_epoch, validate_cursor
+from qwen_train.train.diskspace import ensure_room
 from qwen_train.train.faults import pause
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.losslog import truncate_losses
@@ -150,13 +152,13 @@ class Checkpointer:
         self.writer.reserve({"model": model_state(self.live.model, self.origin.spec),
                              "optimizer": self.live.optimizer.state_dict()})
 
-    def write(self, background: bool = False) -> Path | None:
+    def write(self, background: bool = False, state: dict[str, Any] | None = None) -> Path | None:
         """One checkpoint of the state now: every rank contributes its RNG state, the main process writes.
 
         Returns the durable path on main, or None when the write went to the background (collected by
         `save`/`wait` once durable) or on other ranks. No retention or status here: `save` does those.
         """
-        state = self.state()
+        state = self.state() if state is None else state
         path = None
         if self.is_main:
             progress = self.live.progress
@@ -185,8 +187,11 @@ class Checkpointer:
         }
 
     def _checkpoint(self, background: bool) -> None:
+        state = self.state()
+        if self.is_main:  # one the disk cannot take is not started: the run ends failed_disk_full (diskspace.py)
+            ensure_room(self.run_dir, self.live.progress.step, state, self.live.model)
         self.heartbeat.state("checkpointing")
-        path = self.write(background=background)
+        path = self.write(background=background, state=state)
         if path is not None:
             self._durable(path)
         self.heartbeat.state("training")

@@ -8,7 +8,8 @@ Here the step only copies every tensor of the state into host buffers
 and a thread runs the ordinary `save_checkpoint` on that snapshot: temp
 directory, fsync, hash, rename, directory fsync. A kill at any moment of the
 write leaves the previous checkpoint as it was and at most a `.tmp-*`
-directory, which the next start removes. The Checkpointer (checkpointer.py)
+directory, which the next start removes; a write that meets a full disk removes
+its own and is re-raised as the DiskFull it is. The Checkpointer (checkpointer.py)
 learns of completion by polling between steps and does the bookkeeping
 (retention, status) itself, on the main thread. Only one write is in flight:
 the next snapshot waits for the previous write, since it reuses its buffers.
@@ -28,6 +29,7 @@ from typing import Any
 
 import torch
 
+from qwen_train.disk import DiskFull
 from qwen_train.train.checkpoint import CheckpointError, save_checkpoint
 
 _BufferKey = tuple[Any, ...]
@@ -150,6 +152,8 @@ class BackgroundCheckpointer:
         step, self.pending_step = self.pending_step, None
         error, self._error = self._error, None
         result, self._result = self._result, None
+        if isinstance(error, DiskFull):  # its temp dir is gone already; the run ends failed_disk_full
+            raise error
         if error is not None:
             raise CheckpointError(f"background checkpoint of step {step} failed: {error}") from error
         return result

@@ -5,7 +5,9 @@ step finishes, a durable checkpoint is written, and the process exits with
 `exitcodes.STOPPED` so the daemon records `stopped`, not `failed`. A bundle
 without eval rows trains all the same, with eval reported as not available
 (an event, report.json's `eval` and the final message), never a crash at the
-first eval with nothing saved.
+first eval with nothing saved. A disk that fills under any of the run's
+writes ends it `failed_disk_full` (train/diskspace.py), never a traceback; the
+run starts only when its next checkpoint fits, and says how many more do.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import msgspec
 import torch
@@ -24,13 +25,16 @@ import torch
 from qwen_train import exitcodes
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.bundle.manifest import BundleError
+from qwen_train.disk import DiskFull, disk_errno, disk_writes
 from qwen_train.spec import RunSpec, mode_description
 from qwen_train.status import Losses, Throughput
 from qwen_train.train import ranks
 from qwen_train.train.adapter import AdapterError
+from qwen_train.train.board import BOARD_DIR, Board
 from qwen_train.train.budget import BudgetError
 from qwen_train.train.checkpoint import CheckpointError, list_checkpoints
 from qwen_train.train.cursor import CursorRejected
+from qwen_train.train.diskspace import Reserve, announce_disk, end_disk_full, ensure_room, next_checkpoint
 from qwen_train.train.evaluate import evaluate, unavailable_reason
 from qwen_train.train.fallback import announce_compilation, eval_or_eager, step_or_eager
 from qwen_train.train.heartbeat import Heartbeat
@@ -38,9 +42,6 @@ from qwen_train.train.losslog import append_losses
 from qwen_train.train.oom import end_out_of_memory
 from qwen_train.train.retry import handle_non_finite
 from qwen_train.train.session import Session, build_session
-
-if TYPE_CHECKING:
-    from torch.utils.tensorboard import SummaryWriter
 
 REPORT_FILE = "report.json"
 
@@ -73,11 +74,12 @@ def announce_eval(s: Session) -> None:
         return
     s.heartbeat.event("eval", why)
     if s.is_main:
-        atomic_write_bytes(s.run_dir / REPORT_FILE, msgspec.json.encode({"evals": s.progress.evals, "eval": why}))
+        with disk_writes(REPORT_FILE, s.run_dir):
+            atomic_write_bytes(s.run_dir / REPORT_FILE, msgspec.json.encode({"evals": s.progress.evals, "eval": why}))
     print(f"qwen-train: {why}", file=sys.stderr, flush=True)
 
 
-def run_eval(s: Session, writer: SummaryWriter) -> None:
+def run_eval(s: Session, writer: Board) -> None:
     p = s.progress
     if eval_unavailable(s) is not None:
         return
@@ -86,7 +88,8 @@ def run_eval(s: Session, writer: SummaryWriter) -> None:
                                                s.spec.train.eval_max_rows, s.device))
     p.evals.append(result)
     if s.is_main:
-        atomic_write_bytes(s.run_dir / REPORT_FILE, msgspec.json.encode({"evals": p.evals}))
+        with disk_writes(REPORT_FILE, s.run_dir):
+            atomic_write_bytes(s.run_dir / REPORT_FILE, msgspec.json.encode({"evals": p.evals}))
         writer.add_scalar("eval/total", result.losses.total, p.step)
         writer.add_scalar("eval/talker", result.losses.talker, p.step)
         writer.add_scalar("eval/code_predictor", result.losses.code_predictor, p.step)
@@ -95,7 +98,7 @@ def run_eval(s: Session, writer: SummaryWriter) -> None:
     s.heartbeat.update(state="training", last_eval=result)
 
 
-def log_step(s: Session, losses: Losses, writer: SummaryWriter) -> None:
+def log_step(s: Session, losses: Losses, writer: Board) -> None:
     if not s.is_main:
         return
     step = s.progress.step
@@ -105,7 +108,7 @@ def log_step(s: Session, losses: Losses, writer: SummaryWriter) -> None:
     writer.add_scalar("train/code_predictor", losses.code_predictor, step)
 
 
-def loop(s: Session, stop: StopFlag, writer: SummaryWriter) -> int:
+def loop(s: Session, stop: StopFlag, writer: Board) -> int:
     """Steps until `max_steps`, a stop or a failure; the checkpointer decides which steps it writes."""
     p = s.progress
     t0, step0, frames_total = time.perf_counter(), p.step, 0
@@ -183,17 +186,40 @@ def launch_ranks(spec: RunSpec, run_dir: Path, run_id: str, nonce: str) -> int:
     return ranks.supervise(spec.train.processes, run_dir)
 
 
+def check_disk(s: Session, reserve: Reserve) -> None:
+    """Before the first step: the next checkpoint must fit (else DiskFull), the log says how many more do, and
+    the reserve for the last words of a disk that fills later is taken."""
+    state = s.ckpt.state()  # every rank: it gathers their RNG states
+    if s.is_main:
+        step = next_checkpoint(s.progress.step, s.spec.posture, s.spec.train.max_steps)
+        need = ensure_room(s.run_dir, step, state, s.model)
+        reserve.hold()
+        announce_disk(s.heartbeat, s.run_dir, s.spec.posture, s.progress.step, need)
+
+
 def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: bool,
                  reset_cursor: bool = False, bundle_root: Path | None = None) -> int:
-    from torch.utils.tensorboard import SummaryWriter
-
+    """Train (or supervise the ranks that do); a full disk met anywhere ends the run failed_disk_full."""
     if spec.train.processes > 1 and not ranks.in_rank():
         return launch_ranks(spec, run_dir, run_id, nonce)
     ranks.die_with_supervisor()
+    heartbeat = Heartbeat(run_dir, run_id, nonce, spec.train.max_steps)
+    reserve = Reserve(run_dir)
+    try:
+        return _train(spec, run_dir, heartbeat, reserve, resume, reset_cursor, bundle_root)
+    except Exception as exc:
+        if disk_errno(exc) is None:
+            raise
+        return end_disk_full(heartbeat, run_dir, spec.posture, exc, reserve)
+    finally:
+        reserve.release()
+
+
+def _train(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, reserve: Reserve, resume: bool, reset_cursor: bool,
+           bundle_root: Path | None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     stop = StopFlag()
     stop.install()
-    heartbeat = Heartbeat(run_dir, run_id, nonce, spec.train.max_steps)
     heartbeat.state("starting", "loading model and bundle")
     try:
         if not (resume or reset_cursor) and list_checkpoints(run_dir):
@@ -206,22 +232,27 @@ def run_training(spec: RunSpec, run_dir: Path, run_id: str, nonce: str, resume: 
         announce_recipe(session)
         session.ckpt.load(resume=resume, reset_cursor=reset_cursor)
         announce_eval(session)
+        check_disk(session, reserve)
     except (CheckpointError, CursorRejected) as exc:
         return _reject(heartbeat, exc)
     except (BudgetError, BundleError, AdapterError) as exc:  # the operator's to fix: no traceback
         heartbeat.state("failed", f"setup failed: {exc}")
         print(f"qwen-train: {exc}", file=sys.stderr)
         return exitcodes.USAGE
+    except DiskFull:
+        raise
     except Exception as exc:
         heartbeat.state("failed", f"setup failed: {type(exc).__name__}: {exc}")
         raise
-    with SummaryWriter(log_dir=str(run_dir / "tensorboard")) as writer:
+    with Board(run_dir / BOARD_DIR) as writer:
         try:
             return loop(session, stop, writer)
         except BundleError as exc:  # a row's file refused mid-run (gone, a FIFO, out of the bundle): say which
             heartbeat.state("failed", f"training failed at step {session.progress.step}: {exc}")
             print(f"qwen-train: {exc}", file=sys.stderr)
             return exitcodes.FAILED
+        except DiskFull:
+            raise
         except Exception as exc:
             heartbeat.state("failed", f"training failed at step {session.progress.step}: {type(exc).__name__}: {exc}")
             raise

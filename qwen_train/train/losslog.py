@@ -5,7 +5,9 @@ a rollback the steps past the checkpoint are about to be trained again, so
 their lines go first (a line cut short by a kill is dropped, never fatal).
 The log is read back through `safe_read` (a run dir is writable from inside the
 trainer's container): a FIFO, a symlink or an oversized log refuses the resume
-by name instead of blocking it or rewriting a file elsewhere.
+by name instead of blocking it or rewriting a file elsewhere. On a full disk a line is
+appended whole or not at all, and the cut back replaces the log atomically: a
+reader never meets a torn line or half a log (DiskFull names the log).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from pathlib import Path
 
 import msgspec
 
-from qwen_train.atomic import atomic_write_bytes
+from qwen_train.atomic import append_whole, atomic_write_bytes
 from qwen_train.checkpoint_files import CheckpointError
+from qwen_train.disk import disk_writes
 from qwen_train.safe_read import MiB, UnsafeFile, read_regular
 from qwen_train.status import Losses
 
@@ -24,10 +27,11 @@ LOSSES_LIMIT = 1024 * MiB  # ~90 bytes a step: ten million steps
 
 
 def append_losses(run_dir: Path, step: int, losses: Losses) -> None:
+    """One line, whole or not at all: on a full disk the log is cut back to its last whole line (DiskFull)."""
     line = msgspec.json.encode({"step": step, "total": losses.total, "talker": losses.talker,
                                 "code_predictor": losses.code_predictor})
-    with (run_dir / LOSSES_FILE).open("ab") as handle:
-        handle.write(line + b"\n")
+    with disk_writes(LOSSES_FILE, run_dir):
+        append_whole(run_dir / LOSSES_FILE, line + b"\n", mode=0o644)
 
 
 def truncate_losses(run_dir: Path, step: int) -> None:
@@ -44,7 +48,8 @@ def truncate_losses(run_dir: Path, step: int) -> None:
         line_step = _step_of(line)
         if line_step is not None and line_step <= step:
             keep.append(line)
-    atomic_write_bytes(path, b"".join(line + b"\n" for line in keep))
+    with disk_writes(LOSSES_FILE, run_dir):
+        atomic_write_bytes(path, b"".join(line + b"\n" for line in keep))
 
 
 def _step_of(line: bytes) -> int | None:
