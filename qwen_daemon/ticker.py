@@ -1,7 +1,8 @@
 """A daemon thread that calls `tick(now)` every period: the monitor's and the GPU queue's heartbeat.
 
 A tick that raises is logged and the next one tries again: one bad record
-must never stop the reaping of all the others, nor the queue.
+must never stop the reaping of all the others, nor the queue. A state write
+the disk refused was reported already (state_writes.py): not again each tick.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+
+from qwen_daemon.state_writes import StateWriteError
 
 log = logging.getLogger(__name__)
 
@@ -38,5 +41,7 @@ class Ticker:
         while not self._halt.wait(self.period_s):
             try:
                 self._tick(time.time())
+            except StateWriteError as exc:
+                log.debug("%s tick could not write its state (%s); the next tick retries", self.name, exc)
             except Exception:
                 log.exception("%s tick failed; the next tick retries", self.name)

@@ -23,7 +23,8 @@ from pathlib import Path
 import msgspec
 
 from qwen_daemon.protocol import DEFAULT_SURFACE, NEVER_LAUNCHED, AuditEntry, Surface, SurfaceClass
-from qwen_train.atomic import append_durable, atomic_write_bytes, read_appended
+from qwen_daemon.state_writes import StateWriteError, StateWrites
+from qwen_train.atomic import append_durable, atomic_write_bytes, read_appended, undo_append
 from qwen_train.bundle.manifest import SPLITS, BundleError, Splits, read_bundle_info, read_manifest
 from qwen_train.safe_read import MiB, UnsafeFile, decode_json, read_regular
 from qwen_train.spec import RunSpec, SpecError, check_name
@@ -101,9 +102,10 @@ def check_lane(spec: RunSpec) -> None:
 class Governance:
     """The surfaces registry file and its audit log. Thread-safe; the daemon is the one writer."""
 
-    def __init__(self, registry_path: Path, audit_path: Path) -> None:
+    def __init__(self, registry_path: Path, audit_path: Path, writes: StateWrites | None = None) -> None:
         self.path = registry_path
         self.audit_path = audit_path
+        self.writes = writes or StateWrites()
         self._lock = threading.Lock()
         if not registry_path.exists():
             seed = Surface(DEFAULT_SURFACE, "mechanism", "ad hoc runs and demos (created by the daemon)")
@@ -177,13 +179,19 @@ class Governance:
                           gate if klass == "recovery" else None)
             others = [s for s in registry.surfaces if s.name != name]
             entry = AuditEntry(time.time(), name, old.klass if old else None, klass, reason, actor, gate)
-            self._append_audit(entry)
-            self._write(SurfaceRegistry(surfaces=sorted([*others, new], key=lambda s: s.name)))
+            with self.writes.guard("surfaces audit log", self.audit_path):
+                start = self._append_audit(entry)
+            try:
+                with self.writes.guard("surfaces registry", self.path):
+                    self._write(SurfaceRegistry(surfaces=sorted([*others, new], key=lambda s: s.name)))
+            except StateWriteError:
+                undo_append(self.audit_path, start)  # no record of a change that was not made
+                raise
         return new
 
-    def _append_audit(self, entry: AuditEntry) -> None:
-        """Append and fsync before the registry changes: no change without its record."""
-        append_durable(self.audit_path, msgspec.json.encode(entry))
+    def _append_audit(self, entry: AuditEntry) -> int:
+        """Append and fsync before the registry changes: no change without its record. Returns where it starts."""
+        return append_durable(self.audit_path, msgspec.json.encode(entry))
 
     def audit(self) -> list[AuditEntry]:
         return read_appended(self.audit_path, AuditEntry)

@@ -11,11 +11,13 @@ are its recent gaps (including the daemon's own downtime), so a dead sampler
 shows up as gaps and as not alive, never as quiet zeros. Every sample also
 goes to journald as structured fields, one entry per active run
 (QWEN_RUN_ID) or one host entry when nothing runs, with the GPU reader in
-QWEN_GPU_BACKEND.
+QWEN_GPU_BACKEND. A sample the registry cannot store (a full state dir,
+reported by state_writes.py) is still shown live; the stored series has a gap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -32,6 +34,7 @@ from qwen_daemon.resources.gpu.choose import choose_backend
 from qwen_daemon.resources.gpu.nvml import NO_NVML_NOTE, NvmlBackend
 from qwen_daemon.resources.process_usage import UsageMeter
 from qwen_daemon.resources.summary import GAP_PERIODS
+from qwen_daemon.state_writes import StateWriteError
 from qwen_daemon.systemd.journal import JournalWriter
 
 log = logging.getLogger(__name__)
@@ -172,7 +175,8 @@ class Sampler:
         runs = self._active_runs()
         pids = {run: self._run_pids(run) for run in runs} if self._run_pids is not None else None
         sample = take_sample(self._probe, now, pids, self._meter)
-        self._sink.add_sample(sample, runs)
+        with contextlib.suppress(StateWriteError):  # reported by StateWrites: shown live, a gap in the stored series
+            self._sink.add_sample(sample, runs)
         with self._lock:
             self._latest = sample
             if self._last_time is not None and now - self._last_time > GAP_PERIODS * self.period_s:
@@ -181,7 +185,8 @@ class Sampler:
         self._to_journal(sample, runs)
         if now - self._last_prune > _PRUNE_EVERY_S:
             self._last_prune = now
-            self._sink.prune_host_samples(now - HOST_SAMPLE_RETENTION_S)
+            with contextlib.suppress(StateWriteError):
+                self._sink.prune_host_samples(now - HOST_SAMPLE_RETENTION_S)
         return sample
 
     def _to_journal(self, sample: ResourceSample, runs: list[str]) -> None:

@@ -26,6 +26,7 @@ import msgspec
 
 from qwen_daemon.jobs.job import Job
 from qwen_daemon.protocol import ACTIVE_STATES, ResourceSample, RunState
+from qwen_daemon.state_writes import StateWrites
 from qwen_train.spec import check_name
 from qwen_train.status import Event
 
@@ -131,9 +132,10 @@ class Launch(msgspec.Struct, frozen=True):
 
 
 class Registry:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, writes: StateWrites | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.writes = writes or StateWrites()  # a full disk: StateWriteError (507), reported, rolled back
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -165,18 +167,21 @@ class Registry:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """Serialise threads and make the block one transaction (or none, on error)."""
+        """Serialise threads and make the block one transaction (or none, on error: SQLite may have rolled a
+        full disk's back itself, and a COMMIT that fails is one too)."""
         with self._lock:
             if self._conn.in_transaction:
                 yield self._conn
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+            with self.writes.guard("run registry", self.path):
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
 
     def close(self) -> None:
         with self._lock:

@@ -4,7 +4,8 @@ While the speech sidecar (or llama.cpp) needs the card, no GPU run may start:
 `qwen-daemon gpu reserve --reason WHY` writes the reservation to the state dir
 (atomically) after appending it to an audit log (fsynced), and every GPU
 launch and queued start reads it again. Runs already training keep going; the
-reservation is about what starts.
+reservation is about what starts. On a full state dir a reservation is refused
+whole (its audit record cut back), a release still happens once audited.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import msgspec
 
 from qwen_daemon.protocol.gpu import GpuAuditEntry, GpuReservation
-from qwen_train.atomic import append_durable, atomic_write_bytes, read_appended
+from qwen_daemon.state_writes import StateWriteError, StateWrites
+from qwen_train.atomic import append_durable, atomic_write_bytes, read_appended, undo_append
 from qwen_train.safe_read import decode_json, read_regular
 
 RESERVATION_FILE = "gpu-reservation.json"
@@ -30,9 +32,10 @@ class ReservationError(ValueError):
 
 
 class Reservations:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, writes: StateWrites | None = None) -> None:
         self.path = state_dir / RESERVATION_FILE
         self.audit_path = state_dir / AUDIT_FILE
+        self.writes = writes or StateWrites()
         self._lock = threading.Lock()
 
     def current(self) -> GpuReservation | None:
@@ -58,9 +61,14 @@ class Reservations:
                                        f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(held.since))}: "
                                        f"{held.reason}; release it first")
             now = time.time()
-            append_durable(self.audit_path, msgspec.json.encode(GpuAuditEntry(now, "reserve", actor, reason)))
+            start = self._audit(GpuAuditEntry(now, "reserve", actor, reason))
             reservation = GpuReservation(reason=reason, actor=actor, since=now)
-            atomic_write_bytes(self.path, msgspec.json.encode(reservation) + b"\n")
+            try:
+                with self.writes.guard("GPU reservation", self.path):
+                    atomic_write_bytes(self.path, msgspec.json.encode(reservation) + b"\n")
+            except StateWriteError:
+                undo_append(self.audit_path, start)  # not reserved, so no record of a reservation
+                raise
             return reservation
 
     def release(self, actor: str, reason: str = "") -> GpuReservation | None:
@@ -69,9 +77,13 @@ class Reservations:
             held = self.current()
             if held is None and not os.path.lexists(self.path):  # a dangling link reads as reserved: clear it
                 return None
-            append_durable(self.audit_path, msgspec.json.encode(GpuAuditEntry(time.time(), "release", actor, reason)))
-            self.path.unlink(missing_ok=True)
+            self._audit(GpuAuditEntry(time.time(), "release", actor, reason))
+            self.path.unlink(missing_ok=True)  # an unlink needs no space: once audited, the release happens
             return held
+
+    def _audit(self, entry: GpuAuditEntry) -> int:
+        with self.writes.guard("GPU audit log", self.audit_path):
+            return append_durable(self.audit_path, msgspec.json.encode(entry))
 
     def audit(self) -> list[GpuAuditEntry]:
         return read_appended(self.audit_path, GpuAuditEntry)
