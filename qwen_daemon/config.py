@@ -91,6 +91,8 @@ class DaemonConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     gate_thresholds: str = ""
     # A GPU run that does not fit the card's free memory (or meets a reservation): refused, or queued until it fits.
     gpu_admission: GpuAdmission = "refuse"
+    # A training run whose disk plan does not fit its run dir's free space: refused, or queued until it fits.
+    disk_admission: GpuAdmission = "refuse"
     # Where the sampler reads sysfs, /proc and /dev ("" is the host's "/"); a recorded tree in tests.
     gpu_root: str = ""
 

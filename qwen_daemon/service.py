@@ -59,8 +59,10 @@ from qwen_daemon.protocol import (
     SurfaceList,
 )
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
+from qwen_daemon.protocol.disk import DiskView
 from qwen_daemon.protocol.errors import RequestError, bad_request, conflict, unprocessable
 from qwen_daemon.protocol.gpu import GpuStatus, ReserveRequest
+from qwen_daemon.resources.disk_space import disk_view
 from qwen_daemon.resources.evidence import Evidence
 from qwen_daemon.resources.gpu.choose import choose_backend
 from qwen_daemon.resources.sampler import Sampler
@@ -69,8 +71,10 @@ from qwen_daemon.runs.monitor import Monitor
 from qwen_daemon.runs.registry import Registry, RunRecord
 from qwen_daemon.runs.run_dir import RunFiles
 from qwen_daemon.runs.run_view import run_detail, run_view
+from qwen_daemon.sharing.disk_admission import DiskAdmission
 from qwen_daemon.sharing.gpu_sharing import GpuSharing
 from qwen_daemon.sharing.reservations import ReservationError, Reservations
+from qwen_daemon.state_writes import StateWrites
 from qwen_daemon.systemd.journal import JournalWriter
 from qwen_daemon.systemd.notify import Watchdog, notify, watchdog_interval
 from qwen_train.spec import SpecError
@@ -92,8 +96,11 @@ def lock_state_dir(state_dir: Path) -> int:
         raise ConfigError(
             f"another daemon (pid {holder}) is using state dir {state_dir}: stop it or pass another --state-dir"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:  # the pid is for the operator's eyes: a full state dir must not keep the daemon from starting
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:
+        log.warning("could not write the pid into %s: %s", state_dir / LOCK_FILE, exc.strerror)
     return fd
 
 
@@ -102,27 +109,34 @@ class Daemon:
         self.config = validate_config(config)
         self.config.runs_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_state_dir(Path(config.state_dir))
-        self.registry = Registry(config.db_path)
-        self.governance = Governance(config.surfaces_file, config.audit_log)
+        self.journal = JournalWriter(config.journal_socket) if config.journal_socket else None
+        self.state_writes = StateWrites(self.journal)  # a full state dir: 507s, reported once, retried
+        self.registry = Registry(config.db_path, self.state_writes)
+        self.governance = Governance(config.surfaces_file, config.audit_log, self.state_writes)
         self.docker = DockerRunner(config)
         self.runners: dict[str, Runner] = {"process": ProcessRunner(config), "docker": self.docker}
         self.summaries = SummaryCache(self.registry, config.sample_period_s)
         self.evidence = Evidence(self.summaries)
         self.monitor = Monitor(config, self.registry, self.runners, on_end=self.evidence.launch_ended)
-        self.journal = JournalWriter(config.journal_socket) if config.journal_socket else None
         probe = choose_backend(Path(config.gpu_root), try_nvml=False) if config.gpu_root else None
         self.sampler = Sampler(
             config.sample_period_s, self.registry, self._active_names, probe=probe, run_pids=self._run_pids,
             journal=self.journal, last_before_start=self.registry.last_sample_time(),
         )
-        self.gpu = GpuSharing(self.registry, Reservations(Path(config.state_dir)), config.gpu_admission,
-                              lambda: self.sampler.backend, self._run_pids)
-        self.launcher = Launcher(self.config, self.registry, self.governance, self.runners, self.gpu, self.evidence)
+        self.gpu = GpuSharing(self.registry, Reservations(Path(config.state_dir), self.state_writes),
+                              config.gpu_admission, lambda: self.sampler.backend, self._run_pids)
+        self.launcher = Launcher(self.config, self.registry, self.governance, self.runners, self.gpu, self.evidence,
+                                 DiskAdmission(self._gpu_bytes), self.monitor.later)
         self.files = RunFiles(self._record)
         self._watchdog: Watchdog | None = None
         self._server: ApiServer | None = None
         self._control = self.launcher.control  # launch and stop of any name never interleave
         self._serving: threading.Thread | None = None
+
+    def _gpu_bytes(self) -> int | None:
+        """The first card's memory as the sampler reads it (None: no GPU): what "auto" recipes resolve against."""
+        gpus = sorted(self.sampler.backend.read()[0], key=lambda g: g.index)
+        return gpus[0].vram_total_bytes if gpus else None
 
     def _active_names(self) -> list[str]:
         return [record.name for record in self.registry.active()]
@@ -148,7 +162,12 @@ class Daemon:
     # Backend
 
     def health(self) -> HealthView:
-        return HealthView(ok=self.monitor.alive, version=__version__, pid=os.getpid())
+        """`ok` while the daemon serves and monitors; state writes a full disk refuses are listed, not a failure."""
+        failing = [f"{p.what} {p.path}: {p.error}" for p in self.state_writes.problems()]
+        return HealthView(ok=self.monitor.alive, version=__version__, pid=os.getpid(), state_writes=failing)
+
+    def disk(self) -> DiskView:
+        return disk_view(self.config, self.state_writes)
 
     def host(self) -> HostView:
         return HostView(sampler=self.sampler.health(time.time()), sample=self.sampler.latest)

@@ -4,7 +4,7 @@ The client is blocking, so `fetch_snapshot` runs in a worker thread and hands
 the UI a complete, immutable `Snapshot`. What is fetched besides the run list
 and the host follows what the screen on top `Wants`: a run's detail (with its
 history and diagnosis), its resource series, a run's gate verdict, the
-surfaces board, the bind roots. The resource series is paced (`paced`): it
+surfaces board, the bind roots, the disks. The resource series is paced (`paced`): it
 changes at the sampler's pace and costs the daemon more than a detail, so it
 is asked for every RESOURCES_EVERY_S, not on every poll; a snapshot without
 one leaves the last one on screen. Failures are split
@@ -37,6 +37,7 @@ from qwen_daemon.protocol import (
     kind_info,
 )
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
+from qwen_daemon.protocol.disk import DiskView
 from qwen_daemon.protocol.gpu import GpuStatus
 from qwen_train.status import Diagnosis
 
@@ -53,6 +54,7 @@ class Wants:
     surfaces: bool = False
     bind_roots: bool = False
     gpu: bool = False  # the shared GPU's holders, reservation and queue
+    disk: bool = False  # free space of the runs dir, the state dir and the bind roots; failing state writes
     gate: str | None = None  # a run whose gate verdict is shown
     resources: str | None = None  # a run whose resource series is shown
     resource_points: int | None = None  # at most this many points (None: the daemon's default)
@@ -80,6 +82,8 @@ class Snapshot:
     bind_roots_error: str | None = None
     gpu: GpuStatus | None = None
     gpu_error: str | None = None
+    disk: DiskView | None = None
+    disk_error: str | None = None
     gate_name: str | None = None
     verdict: GateVerdict | None = None
     verdict_missing: str | None = None  # the daemon's 404: no verdict yet, and how to get one
@@ -191,6 +195,9 @@ def fetch_snapshot(client: DaemonClient, wants: Wants | None = None) -> Snapshot
     if wants.gpu:
         gpu, gpu_error = _part(client.gpu_status)
         snapshot = replace(snapshot, gpu=gpu, gpu_error=gpu_error)
+    if wants.disk:
+        disk, disk_error = _part(client.disk)
+        snapshot = replace(snapshot, disk=disk, disk_error=disk_error)
     if wants.gate is not None:
         verdict, missing, error = _verdict(client, wants.gate)
         snapshot = replace(snapshot, gate_name=wants.gate, verdict=verdict, verdict_missing=missing,

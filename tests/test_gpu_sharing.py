@@ -33,12 +33,14 @@ from qwen_train.spec import RunSpec, TrainConfig
 from qwen_tui.widgets.gpu_view import gpu_renderable
 from tests.conftest import python_env
 from tests.gpu_trees import GIB, card, counters, fdinfo_text, open_fd
+from tests.small_fs import small_fs
 from tests.test_daemon_harness import DaemonProcess, short_tmp_dir, trainer_wrapper, wait_until
 
 REFERENCE = Path(__file__).resolve().parents[1] / "bench" / "train_model_config.json"
 SLOT, RENDER = "0000:03:00.0", "/dev/dri/renderD128"
 BUDGET = 1200  # padded talker positions a micro-batch
 TALKER_LAYERS = 12
+ROOMY_MIB = 1 << 20  # a 1 TiB tmpfs for run dirs: takes only what the fake trainer writes
 
 
 def gpu_spec(root: Path, name: str, device: str = "auto") -> RunSpec:
@@ -116,7 +118,14 @@ def test_admission_refuses_naming_the_holder_or_queues_and_starts_when_room_appe
     crowding, modest = tenant_sizes(gpu_spec(root, "sizes"))
     device = tree_with_tenant(tree, used=crowding)
     trainer = trainer_wrapper(root)
-    common = ("--gpu-root", str(tree), "--sample-period", "0.5")
+    with small_fs(ROOMY_MIB) as runs:  # the disk plan of these 1.1 B-parameter specs fits, whatever /tmp holds
+        common = ("--gpu-root", str(tree), "--sample-period", "0.5", "--runs-dir", str(runs))
+        admission_refuses_or_queues(root, device, trainer, common, (crowding, modest))
+
+
+def admission_refuses_or_queues(root: Path, device: Path, trainer: Path, common: tuple[str, ...],
+                                sizes: tuple[int, int]) -> None:
+    crowding, modest = sizes
     daemon = DaemonProcess(root / "state", root / "d.sock", trainer, *common).start()
     try:
         with pytest.raises(DaemonError) as refused:

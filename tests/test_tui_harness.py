@@ -42,6 +42,7 @@ from qwen_daemon.protocol import (
     SurfaceList,
 )
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
+from qwen_daemon.protocol.disk import DiskView
 from qwen_daemon.protocol.gpu import GpuStatus
 from qwen_train.spec import RunSpec
 from qwen_train.status import Diagnosis, Status
@@ -89,6 +90,7 @@ class ScriptedDaemon(DaemonClient):
         self.audit_entries: list[AuditEntry] = []
         self.roots = BindRootsView([BindRootStatus("/srv/scratch", "", True)])
         self.gpu = GpuStatus()
+        self.disk_view = DiskView()
         self.probe_view = ProbeView([ProbeResult("/srv/scratch", True, "a container wrote through /srv/scratch")])
         self.fail: dict[str, DaemonError] = {}
         self.up = True
@@ -159,6 +161,10 @@ class ScriptedDaemon(DaemonClient):
     def gpu_status(self) -> GpuStatus:
         self._route("gpu")
         return self.gpu
+
+    def disk(self) -> DiskView:
+        self._route("disk")
+        return self.disk_view
 
     # -- actions ---------------------------------------------------------------
 

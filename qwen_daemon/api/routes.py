@@ -40,6 +40,7 @@ from qwen_daemon.protocol import (
     Surface,
     SurfaceList,
 )
+from qwen_daemon.protocol.disk import DiskView
 from qwen_daemon.protocol.errors import bad_request
 from qwen_daemon.protocol.gpu import GpuStatus, ReserveRequest
 from qwen_train.safe_read import check_json_depth
@@ -73,6 +74,7 @@ class Backend(Protocol):
     def gpu_status(self) -> GpuStatus: ...
     def gpu_reserve(self, request: ReserveRequest, actor: str) -> GpuStatus: ...
     def gpu_release(self, actor: str) -> GpuStatus: ...
+    def disk(self) -> DiskView: ...
 
 
 class Request(Protocol):
@@ -220,6 +222,10 @@ def _bind_roots(h: Request, _: list[str]) -> tuple[int, Any]:
     return 200, h.backend.bind_roots()
 
 
+def _disk(h: Request, _: list[str]) -> tuple[int, Any]:
+    return 200, h.backend.disk()
+
+
 def _gpu(h: Request, _: list[str]) -> tuple[int, Any]:
     return 200, h.backend.gpu_status()
 
@@ -241,6 +247,7 @@ _FIXED: dict[tuple[str, ...], dict[str, Action]] = {
     ("surfaces", "audit"): {"GET": _audit},
     ("bind-roots",): {"GET": _bind_roots},
     ("bind-roots", "probe"): {"POST": _probe},
+    ("disk",): {"GET": _disk},
     ("gpu",): {"GET": _gpu},
     ("gpu", "reserve"): {"POST": _gpu_reserve},
     ("gpu", "release"): {"POST": _gpu_release},

@@ -13,6 +13,7 @@
   qwen-daemon verdict NAME       [--json]   (the gate's verdict, criterion by criterion)
   qwen-daemon history NAME       [--json]
   qwen-daemon host               [--socket S] [--json]
+  qwen-daemon disk               [--socket S] [--json]
   qwen-daemon surfaces list|audit|set-class SURFACE CLASS --reason WHY [--gate VERDICT]
   qwen-daemon bind-roots status|probe
   qwen-daemon classify TEXT...   (no daemon needed)
@@ -41,9 +42,11 @@ from qwen_daemon.cli import jobs as cli_jobs
 from qwen_daemon.cli import ops as cli_ops
 from qwen_daemon.cli import render
 from qwen_daemon.cli.args import name_arg
+from qwen_daemon.cli.disk import disk_text
 from qwen_daemon.config import DEFAULT_JOURNAL_SOCKET, BindRoot, ConfigError, DaemonConfig, DockerSettings
 from qwen_daemon.protocol import GateVerdict, HostView, RunDetail, RunHistory, RunList, RunView
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
+from qwen_daemon.protocol.disk import DiskView
 from qwen_daemon.protocol.socket import SOCKET_ENV, default_socket, default_state_dir
 from qwen_daemon.runs.registry import RegistryError
 from qwen_daemon.systemd import run_unit
@@ -111,6 +114,10 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--gpu-admission", default="refuse", choices=["refuse", "queue"],
                    help="a GPU run that does not fit the card's free memory, or meets a reservation: refuse it, "
                         "or queue it until it fits (default: %(default)s)")
+    p.add_argument("--disk-admission", default="refuse", choices=["refuse", "queue"],
+                   help="a training run whose disk plan (kept checkpoints, the one being written, an export) does "
+                        "not fit its run dir's free space: refuse it, or queue it until it fits "
+                        "(default: %(default)s)")
     p.add_argument("--gpu-root", type=Path, default=None, metavar="DIR",
                    help="read sysfs, /proc and /dev under DIR instead of / (a recorded tree; implies no NVML)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -137,6 +144,8 @@ def _client_parsers(sub: Any) -> None:
         ("resume", "launch an ended run again (from its newest durable checkpoint, or journal)", "NAME",
          lambda c, a: c.resume(a.name)),
         ("host", "host resources and sampler liveness", None, lambda c, a: c.host()),
+        ("disk", "free space of the runs dir, the state dir and the bind roots; failing state writes", None,
+         lambda c, a: c.disk()),
     ]
     for name, text, arg, call in commands:
         p = sub.add_parser(name, parents=[common], help=text, description=text[0].upper() + text[1:] + ".")
@@ -191,6 +200,7 @@ def _serve(args: argparse.Namespace) -> int:
         gate_verifier=str(args.gate_verifier.absolute()) if args.gate_verifier else "",
         gate_thresholds=str(args.gate_thresholds.absolute()) if args.gate_thresholds else "",
         gpu_admission=args.gpu_admission,
+        disk_admission=args.disk_admission,
         gpu_root=str(args.gpu_root.absolute()) if args.gpu_root else "",
         docker=DockerSettings(
             host=args.docker_host, image=args.docker_image, gpus=args.docker_gpus, user=args.docker_user,
@@ -242,6 +252,8 @@ def _text(answer: Any) -> str:
         return render.runs_table([answer])
     if isinstance(answer, HostView):
         return render.host_view(answer)
+    if isinstance(answer, DiskView):
+        return disk_text(answer)
     if isinstance(answer, RunHistory):
         return cli_jobs.history_text(answer)
     if isinstance(answer, GateVerdict):

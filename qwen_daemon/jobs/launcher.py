@@ -3,9 +3,11 @@
 Every start goes through `spawn`: the job's governance (its kind says which
 rules), its run dir free of any other process (the dir's lock), GPU admission
 (room for its memory plan, no reservation; refused, or queued when the
-operator chose so), the runner's own checks, then the name is reserved with a
-fresh nonce, the process started and its pid recorded. The GPU queue starts
-its runs through the same path. `control` serialises launch and stop of any
+operator chose so), disk admission (room on the run dir's disk for its disk
+plan; refused or queued likewise), the runner's own checks, then the name is
+reserved with a fresh nonce, the process started and its pid recorded. The
+GPU queue starts its runs through the same path. A start the registry cannot
+record (a full state dir) is handed to the monitor to record later. `control` serialises launch and stop of any
 name: a stop between reserve and spawn would find no process to signal.
 """
 
@@ -16,19 +18,22 @@ import secrets
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from qwen_daemon import faults
 from qwen_daemon.config import DaemonConfig
 from qwen_daemon.governance.surfaces import Governance, GovernanceRefusal
-from qwen_daemon.jobs.job import Job, Runner, RunnerRefusal
+from qwen_daemon.jobs.job import Job, Launched, Runner, RunnerRefusal
 from qwen_daemon.jobs.kinds import decode_job
-from qwen_daemon.protocol import kind_info
+from qwen_daemon.protocol import RunState, kind_info
 from qwen_daemon.protocol.errors import RequestError, conflict, not_found, unprocessable
 from qwen_daemon.resources.evidence import Evidence
 from qwen_daemon.runs.checkpoints import CheckpointsUnreadable, list_kept
 from qwen_daemon.runs.registry import Registry, RunConflict, RunRecord
+from qwen_daemon.sharing.disk_admission import RULE_DISK, DiskAdmission
 from qwen_daemon.sharing.gpu_sharing import GpuSharing, Refused
+from qwen_daemon.state_writes import StateWriteError
 from qwen_train.run_lock import RunLocked, held_by
 from qwen_train.safe_read import UnsafeFile
 from qwen_train.spec import SpecError
@@ -36,6 +41,8 @@ from qwen_train.spec import SpecError
 log = logging.getLogger(__name__)
 
 RULE_ONE_PROCESS = "one-process-per-run-dir"
+# The monitor's `later`: a launch's start (or end) the registry could not record, for a later tick.
+Later = Callable[..., None]
 
 
 def refuse_held(run_dir: Path) -> None:
@@ -49,13 +56,16 @@ class Launcher:
     """Starts jobs for the daemon; also the JobContext the kinds build their child jobs with."""
 
     def __init__(self, config: DaemonConfig, registry: Registry, governance: Governance,
-                 runners: dict[str, Runner], gpu: GpuSharing, evidence: Evidence) -> None:
+                 runners: dict[str, Runner], gpu: GpuSharing, evidence: Evidence,
+                 disk: DiskAdmission | None = None, later: Later | None = None) -> None:
         self.config = config
         self.registry = registry
         self.governance = governance
         self.runners = runners
         self.gpu = gpu
         self.evidence = evidence
+        self.disk = disk
+        self.later = later
         self.control = threading.Lock()
 
     # the JobContext kinds build their jobs with
@@ -95,18 +105,21 @@ class Launcher:
         refuse_held(job.type.works_in(job, run_dir))
         try:
             self.gpu.admit(job)
+            if self.disk is not None:
+                self.disk.admit(job, run_dir)
         except Refused as exc:
             if from_queue:
                 raise  # still no room: the queue tries again at its next tick
             if not exc.queueable:
                 raise unprocessable(str(exc)) from None
-            if self.config.gpu_admission != "queue":
+            mode = self.config.disk_admission if exc.rule == RULE_DISK else self.config.gpu_admission
+            if mode != "queue":
                 raise conflict(str(exc)) from None
             try:
                 self.registry.enqueue(job, run_dir, time.time(), exc.reason)
             except RunConflict as conflicting:
                 raise conflict(str(conflicting)) from None
-            log.info("%s job %s queued for the GPU (%s): %s", job.kind, job.name, actor, exc.reason)
+            log.info("%s job %s queued (%s): %s", job.kind, job.name, actor, exc.reason)
             return
         try:
             runner.check(job, run_dir)
@@ -121,15 +134,28 @@ class Launcher:
             started = runner.launch(job, run_dir, nonce, resume)
         except (OSError, subprocess.SubprocessError, RunnerRefusal, UnsafeFile) as exc:  # UnsafeFile: a planted log
             message = f"could not start the {job.kind} job ({runner.name} runner): {exc}"
-            self.registry.finish(job.name, nonce, "failed", None, message, time.time())
+            self._record(job.name, nonce, end=("failed", None, message))
             raise RequestError(500, message, "check the daemon's runner settings and the run dir") from None
         faults.pause("pause-after-spawn")
-        self.registry.set_running(job.name, nonce, started.pid, started.container)
+        self._record(job.name, nonce, started=started)
         if resume:
             since = kind_info(job.kind).resumes or "again"
             self.registry.add_event(job.name, "resume", f"resumed by {actor} {since}", time.time())
         log.info("%s %s job %s for %s (pid %d, container %s, nonce %s) in %s", "resumed" if resume else "launched",
                  job.kind, job.name, actor, started.pid, started.container, nonce, run_dir)
+
+    def _record(self, name: str, nonce: str, started: Launched | None = None,
+                end: tuple[RunState, int | None, str] | None = None) -> None:
+        """The launch's start or failed end in the registry; on a full state dir, by the monitor once it can."""
+        try:
+            if started is not None:
+                self.registry.set_running(name, nonce, started.pid, started.container)
+            if end is not None:
+                self.registry.finish(name, nonce, *end, time.time())
+        except StateWriteError:
+            if self.later is None:
+                raise
+            self.later(nonce, name, started=started, end=end)
 
     def launch_queued(self, record: RunRecord) -> None:
         """The GPU queue's start of `record`; Refused while it still does not fit, a failed start ends it."""
@@ -139,6 +165,8 @@ class Launcher:
                                  record.spec_json, record.parent)
                 resume = _has_checkpoints(Path(record.run_dir))  # a queued resume continues its checkpoints
                 self.spawn(job, resume=resume, actor="the GPU queue", from_queue=True)
+            except StateWriteError:
+                raise  # the state dir is full: the queue tries again at its next tick
             except (SpecError, RequestError) as exc:
                 why = exc.error if isinstance(exc, RequestError) else str(exc)
                 self.registry.dequeue(record.name, f"could not start from the GPU queue: {why}", time.time(),

@@ -35,6 +35,7 @@ from qwen_daemon.protocol import (
     Surface,
     SurfaceList,
 )
+from qwen_daemon.protocol.disk import DiskView
 from qwen_daemon.protocol.gpu import GpuStatus, ReserveRequest
 from qwen_train.prepare.spec import PrepareSpec
 from qwen_train.spec import Runner, RunSpec
@@ -174,6 +175,10 @@ class DaemonClient:
 
     def probe(self) -> ProbeView:
         return self._request("POST", "/bind-roots/probe", ProbeView, b"{}")
+
+    def disk(self) -> DiskView:
+        """Free space of the runs dir, the state dir and each bind root; the state writes a full disk refuses."""
+        return self._request("GET", "/disk", DiskView)
 
     def gpu_status(self) -> GpuStatus:
         return self._request("GET", "/gpu", GpuStatus)

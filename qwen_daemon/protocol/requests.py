@@ -52,9 +52,12 @@ class GateRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class HealthView(msgspec.Struct, frozen=True):
+    """`ok`: the daemon serves and monitors. `state_writes`: its own state writes a full disk refuses now."""
+
     ok: bool
     version: str
     pid: int
+    state_writes: list[str] = []
 
 
 class ClassChange(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -16,6 +16,13 @@ diagnose job ends in its diagnosis's words, a gate job in its verdict's.
 
 Whoever owns the monitor may ask to hear of every launch that ended
 (`on_end`): the daemon writes a training run's resource evidence then.
+
+On a full state dir the registry may refuse to record an end (or a launch's
+start): the monitor keeps what it learned (`later`) and records it at a later
+tick, once the disk has room, so an exit code is never lost to a full disk.
+A trainer that ended `failed_disk_full` is reported from its exit code, its
+own words (status.json, else its log) and the daemon's reading of the free
+space (runs/disk_end.py).
 """
 
 from __future__ import annotations
@@ -28,13 +35,15 @@ from pathlib import Path
 from typing import cast
 
 from qwen_daemon.config import DaemonConfig
-from qwen_daemon.jobs.job import LOG_FILE, Exit, Runner, describe_exit
+from qwen_daemon.jobs.job import LOG_FILE, Exit, Launched, Runner, describe_exit
 from qwen_daemon.jobs.kinds import KIND_TYPES
 from qwen_daemon.protocol import RunState
+from qwen_daemon.runs.disk_end import disk_full_outcome
 from qwen_daemon.runs.registry import Registry, RunRecord
 from qwen_daemon.runs.trust import check_final
+from qwen_daemon.state_writes import StateWriteError
 from qwen_daemon.ticker import Ticker
-from qwen_train.exitcodes import COMPLETED, FAILED_OOM, STOPPED, state_for_exit
+from qwen_train.exitcodes import COMPLETED, FAILED_DISK_FULL, FAILED_OOM, STOPPED, state_for_exit
 from qwen_train.status import TERMINAL_STATES, Status
 
 log = logging.getLogger(__name__)
@@ -55,6 +64,8 @@ class Monitor:
         self._lock = threading.Lock()
         self._stop_asked: dict[str, float] = {}
         self._killed: dict[str, float] = {}
+        self._ends: dict[str, tuple[RunState, int | None, str]] = {}  # by nonce: ends the registry refused
+        self._starts: dict[str, tuple[str, Launched]] = {}  # by nonce: (name, started) the registry refused
         self._ticker = Ticker("monitor", TICK_S, self.tick)
 
     @property
@@ -103,10 +114,14 @@ class Monitor:
         """SIGTERM the launch and start the escalation clock; False if it was not running."""
         assert record.nonce is not None
         message = f"stop requested: SIGTERM sent, SIGKILL after {self.config.stop_timeout_s:g} s"
-        if not self.registry.mark_stopping(record.name, record.nonce, now, message):
+        try:
+            marked = self.registry.mark_stopping(record.name, record.nonce, now, message)
+        except StateWriteError:  # a full state dir: the stop is made all the same; its end is recorded later
+            marked = record.state in ("launching", "running")
+        if not marked:
             return False
         with self._lock:
-            self._stop_asked[record.nonce] = now
+            self._stop_asked.setdefault(record.nonce, now)  # asked again unrecorded: the clock runs from the first
         self.runner(record).terminate(record.nonce)
         return True
 
@@ -128,9 +143,40 @@ class Monitor:
 
     # reaping
 
+    def later(self, nonce: str, name: str, started: Launched | None = None,
+              end: tuple[RunState, int | None, str] | None = None) -> None:
+        """A launch's start or end the registry could not record (a full state dir): the next ticks retry it."""
+        with self._lock:
+            if started is not None:
+                self._starts[nonce] = (name, started)
+            if end is not None:
+                self._ends[nonce] = end
+
+    def _recorded_start(self, record: RunRecord) -> bool:
+        """True once a launch whose start was refused is recorded as running (or had nothing to record)."""
+        assert record.nonce is not None
+        with self._lock:
+            pending = self._starts.get(record.nonce)
+        if pending is None:
+            return record.state != "launching"
+        try:
+            self.registry.set_running(record.name, record.nonce, pending[1].pid, pending[1].container)
+        except StateWriteError:
+            return False
+        with self._lock:
+            self._starts.pop(record.nonce, None)
+        return True
+
     def tick(self, now: float) -> None:
         for record in self.registry.active():
-            if record.nonce is None or record.state == "launching":
+            if record.nonce is None:
+                continue
+            with self._lock:
+                end = self._ends.pop(record.nonce, None)
+            if end is not None:
+                self._end(record, *end, now)
+                continue
+            if not self._recorded_start(record):
                 continue
             ended = self.runner(record).poll(record.nonce)
             if ended is None:
@@ -145,7 +191,7 @@ class Monitor:
             killed = self._killed.pop(record.nonce, None) is not None
         final = check_final(Path(record.run_dir), record.name, record.nonce).status
         state, message = outcome(record, ended, final, stopped, killed, self.config.stop_timeout_s)
-        if final is not None and final.message:
+        if final is not None and final.message and final.message not in message:
             message += f"; trainer said: {final.message}"
         kind = KIND_TYPES.get(record.kind)
         if kind is not None:
@@ -155,7 +201,13 @@ class Monitor:
     def _end(self, record: RunRecord, state: RunState, code: int | None, message: str, now: float) -> None:
         if record.nonce is None:  # reserve() always sets one; nothing to end without it
             log.warning("run %s is active without a launch nonce; left as is", record.name)
-        elif self.registry.finish(record.name, record.nonce, state, code, message, now):
+            return
+        try:
+            finished = self.registry.finish(record.name, record.nonce, state, code, message, now)
+        except StateWriteError:
+            self.later(record.nonce, record.name, end=(state, code, message))
+            return
+        if finished:
             log.info("run %s ended: %s (%s)", record.name, state, message)
             self._ended(record)
 
@@ -190,6 +242,8 @@ def outcome(
             f"{describe_exit(code)}, which the daemon did not send (killed from outside); "
             f"resume from the last durable checkpoint with `qwen-daemon resume {record.name}`"
         )
+    if code == FAILED_DISK_FULL:  # its words name the path, the bytes and the fix; the daemon adds what is free now
+        return "failed_disk_full", disk_full_outcome(record, final)
     if code == FAILED_OOM:  # the trainer's own words name the micro-batch and the fix; keep them in front
         said = final.message if final is not None and final.state == "failed_oom" and final.message else (
             "the GPU ran out of memory in a step; no step was lost")

@@ -1,6 +1,6 @@
-"""The host screen (key `h`): sampler liveness, live resources, per-run usage, the shared GPU, bind roots.
+"""The host screen (key `h`): sampler liveness, live resources, per-run usage, the shared GPU, disk space, bind roots.
 
-The poll brings /host every time and /bind-roots while this screen is on top;
+The poll brings /host every time and /bind-roots, /gpu and /disk while this screen is on top;
 the sparklines are drawn from the app's HostHistory. `p` asks the app to probe
 the bind roots (after confirming: it starts containers); the outcome arrives
 among the app's `outcomes` and stays shown here with its time.
@@ -22,6 +22,7 @@ from qwen_tui.messages import ActionRequested
 from qwen_tui.poller import Snapshot, Wants
 from qwen_tui.screens.base import DashboardScreen
 from qwen_tui.widgets.banner import ConnectionBanner
+from qwen_tui.widgets.disk_view import disk_renderable
 from qwen_tui.widgets.gpu_view import gpu_renderable
 from qwen_tui.widgets.host_view import (
     HostMetrics,
@@ -47,7 +48,7 @@ class HostScreen(DashboardScreen):
         self._probe: Outcome | None = None
 
     def wants(self) -> Wants:
-        return Wants(bind_roots=True, gpu=True)
+        return Wants(bind_roots=True, gpu=True, disk=True)
 
     def compose(self) -> ComposeResult:
         loading = Text("loading…", style="dim")
@@ -59,6 +60,7 @@ class HostScreen(DashboardScreen):
             yield HostMetrics(id="metrics")
             yield Static(loading, id="usage")
             yield Static(loading, id="gpu")
+            yield Static(loading, id="disk")
             yield Static(loading, id="roots")
             yield Static(probe_renderable(None, None), id="probe")
         yield Footer()
@@ -66,7 +68,7 @@ class HostScreen(DashboardScreen):
     def on_mount(self) -> None:
         self.sub_title = "host"
         titles = {"#sampler": "sampler", "#metrics": "now", "#usage": "runs on this host", "#gpu": "shared GPU",
-                  "#roots": "bind roots", "#probe": "bind-root probe"}  # fmt: skip
+                  "#disk": "disk space", "#roots": "bind roots", "#probe": "bind-root probe"}  # fmt: skip
         for selector, title in titles.items():
             self.query_one(selector).border_title = title
         self.query_one("#host-error").display = False
@@ -83,6 +85,8 @@ class HostScreen(DashboardScreen):
             problems.append(f"/bind-roots: {snapshot.bind_roots_error}")
         if snapshot.gpu_error:
             problems.append(f"/gpu: {snapshot.gpu_error}")
+        if snapshot.disk_error:
+            problems.append(f"/disk: {snapshot.disk_error}")
         error.display = bool(problems)
         error.update(Text("the daemon could not answer " + "; ".join(problems), style="bold red"))
         host = snapshot.host
@@ -94,6 +98,8 @@ class HostScreen(DashboardScreen):
             self.query_one("#roots", Static).update(bind_roots_renderable(snapshot.bind_roots))
         if snapshot.gpu is not None:
             self.query_one("#gpu", Static).update(gpu_renderable(snapshot.gpu))
+        if snapshot.disk is not None:
+            self.query_one("#disk", Static).update(disk_renderable(snapshot.disk))
         self._render_probe()  # its age moves on
 
     def _show_probe(self, outcomes: Mapping[VerbName, Outcome]) -> None:
