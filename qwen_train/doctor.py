@@ -27,16 +27,15 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-from qwen_train import exitcodes
+from qwen_train import exitcodes, torch_stack
 
 if TYPE_CHECKING:
     import torch
 
-# The stack the trainer is tested with (DESIGN §7). On a ROCm (HIP) build torch and torchaudio are the ROCm
-# stack's: 2.10.0, the build Hemma runs under ROCm 7.1 and the image installs from the ROCm wheel index.
-STACK = {"torch": "2.11.0", "torchaudio": "2.11.0", "qwen-tts": "0.1.1", "transformers": "4.57.3",
-         "accelerate": "1.12.0"}
-ROCM_TORCH = "2.10.0"
+# The stack the trainer is tested with (DESIGN §7), beside torch and torchaudio: those may be any pair of the
+# supported range that is one build (qwen_train/torch_stack.py), so Hemma's ROCm 2.10.0+rocm7.1, PyPI's CUDA
+# 2.11.0 and Colab's own torch all pass without a reinstall.
+STACK = {"qwen-tts": "0.1.1", "transformers": "4.57.3", "accelerate": "1.12.0"}
 GIB = float(1 << 30)
 
 
@@ -57,20 +56,26 @@ def _installed(name: str) -> str:
 
 
 def version_checks(installed: Callable[[str], str] = _installed) -> list[Check]:
-    """The pinned versions; a ROCm torch wants the ROCm stack's torch, with a torchaudio of the same build."""
-    torch_have = installed("torch")
-    rocm = "+rocm" in torch_have
-    checks = []
+    """torch in the supported range with a torchaudio of its build, then the pinned rest of the stack."""
+    checks = torch_checks(installed)
     for name, want in STACK.items():
-        if rocm and name in ("torch", "torchaudio"):
-            want = ROCM_TORCH
         have = installed(name)
         ok = have.split("+")[0] == want
         hint = "" if ok else f"  (pip install {'--no-deps ' if name == 'qwen-tts' else ''}{name}=={want})"
-        if ok and rocm and name == "torchaudio" and have.partition("+")[2] != torch_have.partition("+")[2]:
-            ok, hint = False, f"  (torch is {torch_have}: install torchaudio from the same ROCm index)"
         checks.append(Check("ok " if ok else "BAD", f"{name} {have} (want {want}){hint}"))
     return checks
+
+
+def torch_checks(installed: Callable[[str], str] = _installed) -> list[Check]:
+    """One line each for torch and torchaudio; the one at fault carries the verdict, in the trainer's words."""
+    verdict = torch_stack.judge(installed("torch"), installed("torchaudio"))
+    if verdict.culprit == "torch":
+        return [Check("BAD", verdict.text()),
+                Check("-- ", f"torchaudio {verdict.torchaudio} (matched against torch once torch is in range)")]
+    torch_line = Check("ok ", f"torch {verdict.torch} (supported: {torch_stack.RANGE_TEXT})")
+    if verdict.culprit == "torchaudio":
+        return [torch_line, Check("BAD", verdict.text())]
+    return [torch_line, Check("ok ", f"torchaudio {verdict.torchaudio} (the same release and build as torch)")]
 
 
 def device_checks() -> list[Check]:

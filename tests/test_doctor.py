@@ -1,5 +1,5 @@
-"""`qwen-train doctor`: the versions it wants (the ROCm stack on a HIP build), what it says of a GPU, and its
-compile probe, which must tell a failing compiler from a working one.
+"""`qwen-train doctor`: the versions it wants (torch in the supported range, torchaudio of its build, the rest
+pinned), what it says of a GPU, and its compile probe, which must tell a failing compiler from a working one.
 
 The AMD card here is a stand-in (torch.cuda's answers replaced by an R9700's, as ROCm's torch gives them):
 no AMD GPU is reachable from these machines. The compile probe runs for real on this CPU (inductor), and
@@ -30,16 +30,42 @@ def marks(installed: dict[str, str]) -> dict[str, str]:
     return {c.text.split()[0]: c.mark for c in doctor.version_checks(lambda name: installed.get(name, "missing"))}
 
 
-def test_versions_want_the_rocm_stack_on_a_rocm_build() -> None:
-    assert set(marks(CUDA_STACK).values()) == {"ok "}
-    assert set(marks(ROCM_STACK).values()) == {"ok "}  # 2.10.0 is right on ROCm, where 2.11.0 is on CUDA
-    assert marks({**CUDA_STACK, "torch": "2.10.0+cu128"})["torch"] == "BAD"
-    assert marks({**ROCM_STACK, "torch": "2.11.0+rocm7.1"})["torch"] == "BAD"
-    # PyPI's torchaudio beside a ROCm torch: the right number, the wrong build.
-    mixed = doctor.version_checks(lambda name: {**ROCM_STACK, "torchaudio": "2.10.0"}[name])
-    audio = next(c for c in mixed if c.text.startswith("torchaudio"))
-    assert audio.mark == "BAD" and "same ROCm index" in audio.text
+def lines(installed: dict[str, str]) -> list[str]:
+    return [c.line() for c in doctor.version_checks(lambda name: installed.get(name, "missing"))]
+
+
+def test_any_in_range_pair_of_one_build_is_ok() -> None:
+    """PyPI's CUDA 2.11.0, Hemma's ROCm 2.10.0, PyPI's 2.10.0: no reinstall asked of any."""
+    for stack in (CUDA_STACK, ROCM_STACK, {**CUDA_STACK, "torch": "2.10.0", "torchaudio": "2.10.0"}):
+        assert set(marks(stack).values()) == {"ok "}, lines(stack)
+    assert lines(ROCM_STACK)[:2] == ["ok  torch 2.10.0+rocm7.1 (supported: 2.10 to 2.11)",
+                                     "ok  torchaudio 2.10.0+rocm7.1 (the same release and build as torch)"]
     assert marks({k: v for k, v in CUDA_STACK.items() if k != "qwen-tts"})["qwen-tts"] == "BAD"
+
+
+def test_an_out_of_range_torch_is_bad_and_says_what_to_install() -> None:
+    old = {**CUDA_STACK, "torch": "2.9.1+cu126", "torchaudio": "2.9.1+cu126"}
+    assert lines(old)[:2] == [
+        "BAD torch is 2.9.1+cu126, outside the supported range 2.10 to 2.11 (torch>=2.10,<2.12); install a 2.10 "
+        "to 2.11 release of the same build: pip install 'torch>=2.10,<2.12' 'torchaudio>=2.10,<2.12' "
+        "--index-url https://download.pytorch.org/whl/cu126",
+        "--  torchaudio 2.9.1+cu126 (matched against torch once torch is in range)"]
+    newer = lines({**CUDA_STACK, "torch": "2.12.0", "torchaudio": "2.12.0"})[0]
+    assert newer.startswith("BAD torch is 2.12.0, outside") and "pip install torch==2.11.0 torchaudio==2.11.0" in newer
+    assert lines({k: v for k, v in CUDA_STACK.items() if k != "torch"})[0].startswith("BAD torch is not installed")
+
+
+def test_a_mismatched_torchaudio_is_bad_and_names_the_build_to_take() -> None:
+    # PyPI's torchaudio beside a ROCm torch: the right number, the wrong build.
+    assert lines({**ROCM_STACK, "torchaudio": "2.10.0"})[:2] == [
+        "ok  torch 2.10.0+rocm7.1 (supported: 2.10 to 2.11)",
+        "BAD torchaudio is 2.10.0, which does not match torch 2.10.0+rocm7.1 (the two must be one release of one "
+        "build: import qwen_tts loads torchaudio's compiled kaldi ops); install torchaudio 2.10.0+rocm7.1 beside "
+        "it: pip install --no-deps torchaudio==2.10.0+rocm7.1 --index-url https://download.pytorch.org/whl/rocm7.1"]
+    other_release = lines({**CUDA_STACK, "torch": "2.11.0", "torchaudio": "2.10.0"})[1]
+    assert other_release.startswith("BAD torchaudio is 2.10.0, which does not match torch 2.11.0 (")
+    assert other_release.endswith("pip install --no-deps torchaudio==2.11.0")
+    assert marks({k: v for k, v in ROCM_STACK.items() if k != "torchaudio"})["torchaudio"] == "BAD"
 
 
 def r9700(monkeypatch: pytest.MonkeyPatch, arch_list: list[str]) -> None:
