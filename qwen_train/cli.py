@@ -168,7 +168,20 @@ def _holds_lock() -> bool:
     return SUPERVISOR_ENV not in os.environ and os.environ.get(RANK_ENV, "0") == "0"
 
 
+def _torch_refusal() -> str | None:
+    """Why this torch cannot train (torch_stack's verdict, the doctor's words), or None: checked before any work,
+    so a run under an untested torch or a torchaudio of another build leaves its run dir as it was."""
+    from qwen_train.torch_stack import installed_verdict
+
+    verdict = installed_verdict()
+    return None if verdict.ok else verdict.text()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    refusal = _torch_refusal()
+    if refusal is not None:
+        print(f"qwen-train run: refused: {refusal}", file=sys.stderr)
+        return exitcodes.TORCH_UNSUPPORTED
     from qwen_train.train.loop import run_training
 
     spec = load_spec(args.spec)

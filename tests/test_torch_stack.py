@@ -1,5 +1,5 @@
 """The supported torch range: which (torch, torchaudio) pairs pass, what the verdict tells the operator to do,
-and what a fresh install takes.
+what a fresh install takes, and that the trainer refuses to start outside the range, touching nothing.
 
 Versions are given as importlib.metadata reports them: PyPI's CUDA build is plain "2.11.0", an index build
 carries its tag ("2.10.0+rocm7.1"). Runs in both CI venvs (the pin's and the floor's, scripts/test_torch_floor.sh).
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 
-from qwen_train import torch_stack
+from qwen_train import cli, exitcodes, torch_stack
 from qwen_train.torch_stack import FLOOR_PIN, PIN, REQUIREMENT, install_args, judge
 from tests.conftest import REPO
 
@@ -116,6 +117,33 @@ def test_this_venvs_pair_is_in_range() -> None:
     """Whichever end this venv is (the pin's whole suite, or the floor's exactness tests)."""
     verdict = torch_stack.installed_verdict()
     assert verdict.ok, verdict.text()
+
+
+@pytest.mark.parametrize("extra", [[], ["--resume"]])
+def test_the_trainer_refuses_outside_the_range_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str],
+                                                               extra: list[str]) -> None:
+    """Exit TORCH_UNSUPPORTED with the doctor's words; the spec is not even read and no run dir appears."""
+    from qwen_train import doctor
+
+    stack = {"torch": "2.9.1+cu126", "torchaudio": "2.9.1+cu126"}
+    monkeypatch.setattr(torch_stack, "_installed", lambda name: stack.get(name, "missing"))
+    run_dir = tmp_path / "run"
+    code = cli.main(["run", str(tmp_path / "no-such-spec.json"), "--run-dir", str(run_dir), *extra])
+    assert code == exitcodes.TORCH_UNSUPPORTED and exitcodes.state_for_exit(code) == "failed"
+    assert not run_dir.exists()
+    err = capsys.readouterr().err
+    (bad,) = [c for c in doctor.torch_checks(lambda name: stack.get(name, "missing")) if c.mark == "BAD"]
+    assert err == f"qwen-train run: refused: {bad.text}\n"
+
+
+def test_a_mismatched_pair_is_refused_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    stack = {"torch": "2.10.0+rocm7.1", "torchaudio": "2.10.0"}
+    monkeypatch.setattr(torch_stack, "_installed", lambda name: stack[name])
+    assert cli.main(["run", str(tmp_path / "spec.json"), "--run-dir", str(tmp_path / "r")]) == \
+        exitcodes.TORCH_UNSUPPORTED
+    assert "torchaudio is 2.10.0, which does not match torch 2.10.0+rocm7.1" in capsys.readouterr().err
 
 
 def test_the_module_command_says_what_it_found() -> None:
