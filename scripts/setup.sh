@@ -20,15 +20,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+# The venv and its torch: a torch/torchaudio pair of the supported range that is one build stays (Hemma's ROCm
+# torch, the image's); otherwise PyPI's pin (its CUDA build runs on CPU too). scripts/torch_setup.sh says how.
+bash scripts/torch_setup.sh .venv
 pip() { .venv/bin/python -m pip "$@"; }
-
-# torch and torchaudio must match each other and the GPU machine (PyPI's CUDA build runs on CPU too).
-if ! .venv/bin/python -c "import torch, torchaudio; assert torch.__version__.startswith('2.11.0') and torchaudio.__version__.startswith('2.11.0')" 2>/dev/null; then
-  echo "setup: installing torch 2.11.0 + torchaudio 2.11.0 (a few minutes)"
-  pip install -q torch==2.11.0 torchaudio==2.11.0
-fi
 # qwen-tts declares gradio for its demo UI only, and resemblyzer (the gate's speaker verifier,
 # its encoder inside the wheel) an sdist webrtcvad that needs a compiler: install both without
 # dependencies; their real runtime needs (webrtcvad-wheels, prebuilt) come with the [train] extra.
