@@ -48,9 +48,10 @@ SEED = 1234
 LORA_LR = 2e-4  # an adapter's usual learning rate; the full fine-tune's default is 2e-5
 
 
-def make_spec(budget: int, recipe: str, adapter: Adapter | None) -> RunSpec:
+def make_spec(budget: int, recipe: str, adapter: Adapter | None, accum: int = 1) -> RunSpec:
     train = TrainConfig(frame_budget=budget, lr=2e-5 if adapter is None else LORA_LR, weight_decay=0.01,
-                        max_steps=100_000, seed=SEED, recipe=recipe, adapter=adapter)  # type: ignore[arg-type]
+                        max_steps=100_000, seed=SEED, recipe=recipe, adapter=adapter,  # type: ignore[arg-type]
+                        grad_accum=accum)
     return RunSpec(name="lora-vs-full", lane="benchmark", model="random-weights", bundle="synthetic", train=train)
 
 
@@ -98,9 +99,10 @@ def measure(cfg: dict[str, Any], rows: list[Any], spec: RunSpec, device: torch.d
             return {"mode": mode, "recipe": recipe, "oom": str(exc).splitlines()[0]} | peak_gib(device)
         shape = shape_of(rows, drawn, s.perf.pad_multiple)
         frames = max(1, int(int(shape["max_positions"]) / (1 + TEXT_TOKENS_PER_FRAME)))
-        plan = plan_memory(cfg, recipe, frames, adapter=spec.train.adapter)
+        plan = plan_memory(cfg, recipe, frames, adapter=spec.train.adapter, grad_accum=spec.train.grad_accum)
         trainable = sum(p.numel() for p in s.model.parameters() if p.requires_grad)
         out = {"mode": mode, "recipe": recipe, "budget": spec.train.frame_budget, "steps": steps,
+               "grad_accum": spec.train.grad_accum,
                "trainable_params": trainable, "plan_trainable_params": plan.trainable_params,
                "checkpoint_state_bytes": state_bytes(s), "widest_positions": shape["max_positions"],
                "padding_share": shape["padding_share"], "seconds_per_step": elapsed / steps,
@@ -114,8 +116,10 @@ def measure(cfg: dict[str, Any], rows: list[Any], spec: RunSpec, device: torch.d
 
 
 def compare(full: dict[str, Any], lora: dict[str, Any]) -> dict[str, Any]:
-    """LoRA over full, for each figure both measured."""
-    ratios = {}
+    """LoRA over full, for each figure both measured (none when either ran out of memory)."""
+    ratios: dict[str, Any] = {}
+    if "oom" in full or "oom" in lora:
+        return ratios
     for key in ("peak_allocated_gib", "peak_reserved_gib", "frames_per_s", "seconds_per_step",
                 "checkpoint_state_bytes"):
         if key in full and key in lora and full[key]:
@@ -124,8 +128,9 @@ def compare(full: dict[str, Any], lora: dict[str, Any]) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = ["", f"## LoRA vs full fine-tune ({results['scale']}, budget {results['budget']}, cap "
-             f"{results['cap_gib']} GiB, rank {results['rank']}, {results['device']})", "",
+    lines = ["", f"## LoRA vs full fine-tune ({results['scale']}, budget {results['budget']} x "
+             f"{results['accum']} micro-batches, cap {results['cap_gib']} GiB, rank {results['rank']}, "
+             f"{results['device']})", "",
              "| recipe | mode | trainable params | peak allocated GiB | peak reserved GiB | planned GiB | "
              "codec frames/s | s/step | checkpoint state MiB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -152,6 +157,7 @@ def main() -> None:
     parser.add_argument("--cap-gib", type=float, default=32.0, help="per-process cap (0: none)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--accum", type=int, default=1, help="micro-batches an optimizer step (grad_accum)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--markdown", type=Path, help="also append the table to this file (e.g. bench/RESULTS.md)")
     args = parser.parse_args()
@@ -159,13 +165,15 @@ def main() -> None:
     cap(device, args.cap_gib)
     cfg = model_config(args.scale)
     rows = make_rows(400, cfg, SEED, 32)
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
     results: dict[str, Any] = {"scale": args.scale, "budget": args.budget, "cap_gib": args.cap_gib,
-                               "rank": args.rank, "device": torch.cuda.get_device_name(0) if device.type == "cuda"
-                               else "cpu", "torch": torch.__version__, "runs": [], "ratios": {}}
+                               "rank": args.rank, "accum": args.accum, "device": name, "torch": torch.__version__,
+                               "runs": [], "ratios": {}}
     for recipe in (r for r in args.recipes.split(",") if r):
         pair = []
         for adapter in (None, Adapter(rank=args.rank, alpha=2 * args.rank)):
-            pair.append(measure(cfg, rows, make_spec(args.budget, recipe, adapter), device, args.warmup, args.steps))
+            spec = make_spec(args.budget, recipe, adapter, args.accum)
+            pair.append(measure(cfg, rows, spec, device, args.warmup, args.steps))
             print(json.dumps(pair[-1]), flush=True)
         results["runs"] += pair
         results["ratios"][recipe] = compare(*pair)
