@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 # The stack the trainer is tested with (DESIGN §7), beside torch and torchaudio: those may be any pair of the
 # supported range that is one build (qwen_train/torch_stack.py), so Hemma's ROCm 2.10.0+rocm7.1, PyPI's CUDA
 # 2.11.0 and Colab's own torch all pass without a reinstall.
-STACK = {"qwen-tts": "0.1.1", "transformers": "4.57.3", "accelerate": "1.12.0"}
+STACK = {"qwen-tts": "0.1.1", "transformers": "4.57.3", "accelerate": "1.12.0", "peft": "0.21.2",
+         "resemblyzer": "0.1.4"}
+NO_DEPS = ("qwen-tts", "resemblyzer")  # installed without their declared dependencies (see pyproject's train extra)
 GIB = float(1 << 30)
 
 
@@ -61,7 +63,7 @@ def version_checks(installed: Callable[[str], str] = _installed) -> list[Check]:
     for name, want in STACK.items():
         have = installed(name)
         ok = have.split("+")[0] == want
-        hint = "" if ok else f"  (pip install {'--no-deps ' if name == 'qwen-tts' else ''}{name}=={want})"
+        hint = "" if ok else f"  (pip install {'--no-deps ' if name in NO_DEPS else ''}{name}=={want})"
         checks.append(Check("ok " if ok else "BAD", f"{name} {have} (want {want}){hint}"))
     return checks
 

@@ -22,7 +22,7 @@ from tests.conftest import REPO, python_env
 
 GIB = 1 << 30
 CUDA_STACK = {"torch": "2.11.0+cu130", "torchaudio": "2.11.0+cu130", "qwen-tts": "0.1.1", "transformers": "4.57.3",
-              "accelerate": "1.12.0"}
+              "accelerate": "1.12.0", "peft": "0.21.2", "resemblyzer": "0.1.4"}
 ROCM_STACK = {**CUDA_STACK, "torch": "2.10.0+rocm7.1", "torchaudio": "2.10.0+rocm7.1"}
 
 
@@ -41,6 +41,9 @@ def test_any_in_range_pair_of_one_build_is_ok() -> None:
     assert lines(ROCM_STACK)[:2] == ["ok  torch 2.10.0+rocm7.1 (supported: 2.10 to 2.11)",
                                      "ok  torchaudio 2.10.0+rocm7.1 (the same release and build as torch)"]
     assert marks({k: v for k, v in CUDA_STACK.items() if k != "qwen-tts"})["qwen-tts"] == "BAD"
+    assert marks({**CUDA_STACK, "peft": "0.18.0"})["peft"] == "BAD"  # the adapter mode's pin
+    assert "pip install --no-deps resemblyzer==0.1.4" in "\n".join(
+        lines({k: v for k, v in CUDA_STACK.items() if k != "resemblyzer"}))
 
 
 def test_an_out_of_range_torch_is_bad_and_says_what_to_install() -> None:
