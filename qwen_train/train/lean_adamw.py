@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from qwen_train.train.compiling import compile_failure
-from qwen_train.train.sround import round_into_, stochastic_bits_bf16
+from qwen_train.train.sround import round_into_, rounding_noise, stochastic_bits_bf16
 
 CHUNK = 1 << 22  # elements per update chunk: fp32 temporaries of 16 MiB each
 ROUNDING_KEY = "stochastic_rounding"
@@ -121,7 +121,7 @@ class LeanAdamW(torch.optim.Optimizer):
 
     def _fused_update(self, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
                       weight: torch.Tensor, values: torch.Tensor, scalars: tuple[float, ...]) -> None:
-        noise = [_noise(grad, self.generator) for _ in range(3)]  # m, v, w: the eager form's order
+        noise = [rounding_noise(grad, self.generator) for _ in range(3)]  # m, v, w: the eager form's order
         try:
             _fused_chunk()(grad, exp_avg, exp_avg_sq, weight, *noise, values)
         except Exception as exc:
@@ -154,10 +154,6 @@ class LeanAdamW(torch.optim.Optimizer):
             # bit-exact anyway (other kernels), so continue on a stream seeded from the seed and the step.
             steps = max((int(s.get("step", 0)) for s in self.state.values()), default=0)
             self.generator.manual_seed(self.seed * 1_000_003 + steps)
-
-
-def _noise(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return torch.randint(0, 1 << 16, like.shape, dtype=torch.int32, device=like.device, generator=generator)
 
 
 def _chunk_math(grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, weight: torch.Tensor,

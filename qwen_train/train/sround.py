@@ -34,8 +34,12 @@ def stochastic_bf16(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     if x.dtype != torch.float32:
         raise TypeError(f"stochastic rounding takes an fp32 tensor, got {x.dtype}")
     x = x.contiguous()
-    noise = torch.randint(0, _LOW_BITS, x.shape, dtype=torch.int32, device=x.device, generator=generator)
-    return stochastic_bits_bf16(x, noise)
+    return stochastic_bits_bf16(x, rounding_noise(x, generator))
+
+
+def rounding_noise(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """16 random bits per element of `like` (int32), from `generator` only: what one rounding of it draws."""
+    return torch.randint(0, _LOW_BITS, like.shape, dtype=torch.int32, device=like.device, generator=generator)
 
 
 def stochastic_bits_bf16(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
