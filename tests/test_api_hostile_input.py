@@ -9,14 +9,18 @@ the stdlib could not parse was answered as HTTP/0.9: a bare JSON body without a 
 from __future__ import annotations
 
 import socket
-import subprocess
 from collections.abc import Iterator
 
 import msgspec
 import pytest
 
 from qwen_train.safe_read import MAX_JSON_DEPTH
-from tests.test_daemon_harness import DaemonProcess, make_spec, raw_request, short_tmp_dir, trainer_wrapper
+from tests.test_daemon_harness import (
+    DaemonProcess,
+    make_spec,
+    plain_daemon,
+    raw_request,
+)
 
 POST_ROUTES = {
     "/runs": "invalid launch request",
@@ -34,13 +38,7 @@ DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels"
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[DaemonProcess]:
-    root = short_tmp_dir()
-    proc = DaemonProcess(root / "state", root / "d.sock", trainer_wrapper(root), "--journal-socket", "").start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+    yield from plain_daemon()
 
 
 def _arrays(depth: int) -> bytes:

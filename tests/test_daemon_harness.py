@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -147,3 +147,15 @@ def pid_alive(pid: int) -> bool:
             return handle.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def plain_daemon() -> Iterator[DaemonProcess]:
+    """A daemon on a short temp dir with the fake trainer and no journal, stopped and removed afterwards:
+    the body of a module fixture for tests that only talk to its socket."""
+    root = short_tmp_dir()
+    proc = DaemonProcess(root / "state", root / "d.sock", trainer_wrapper(root), "--journal-socket", "").start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        remove_tree(root)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,13 @@ from qwen_daemon.jobs.kinds.children import parent_spec
 from qwen_daemon.protocol import RunView
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_train.spec import SpecError
-from tests.test_daemon_harness import DaemonProcess, make_spec, raw_request, short_tmp_dir, trainer_wrapper, wait_until
+from tests.test_daemon_harness import (
+    DaemonProcess,
+    make_spec,
+    plain_daemon,
+    raw_request,
+    wait_until,
+)
 
 CLIENTS = 12
 POLL_S = 3.0
@@ -37,13 +42,7 @@ SPARSE = 100 * 1000 * 1000  # a 100 MB status.json (sparse: the size is what the
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[DaemonProcess]:
-    root = short_tmp_dir()
-    proc = DaemonProcess(root / "state", root / "d.sock", trainer_wrapper(root), "--journal-socket", "").start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+    yield from plain_daemon()
 
 
 def _release(path: Path) -> None:
