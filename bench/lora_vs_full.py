@@ -11,8 +11,9 @@ so the two draw the same micro-batches. Under a per-process cap emulating
 Hemma's 32 GB card (0: the whole card). After `--warmup` steps (compilation)
 it times `--steps` optimizer steps and reports per mode: the peak allocated
 and reserved, the memory plan's prediction for the widest micro-batch drawn
-(qwen_train.plan, the figure the daemon admits by), codec frames/s, seconds a
-step, trainable parameters and the checkpoint state's bytes (adapter only for
+(qwen_train.plan, the figure the daemon admits by), codec frames/s and seconds
+at the median step (a graph recompiled inside the window costs one step tens of
+seconds; the window's own rate is kept beside it), trainable parameters and the checkpoint state's bytes (adapter only for
 LoRA), and the ratios LoRA / full. A mode that runs out of memory says so.
 
 Writes OUT/lora-vs-full.json, prints one JSON line per measurement and a
@@ -72,20 +73,35 @@ def state_bytes(s: Session) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def timed(s: Session, device: torch.device, warmup: int, steps: int) -> tuple[list[list[int]], float, list[float]]:
-    """Warm up (compilation), reset the peak, then time `steps` optimizer steps; the batches drawn, the seconds,
-    and every step's loss."""
+Steps = list[list[list[int]]]  # each timed step's micro-batches, each a list of row indices
+
+
+def timed(s: Session, device: torch.device, warmup: int, steps: int) -> tuple[Steps, list[float], list[float]]:
+    """Warm up (compilation), reset the peak, then time `steps` optimizer steps, each to its end on the device; the
+    batches drawn each step, each step's seconds, and every step's loss."""
     losses = [float(train_step(s).losses.total) for _ in range(warmup)]
     sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    drawn: list[list[int]] = []
-    start = time.perf_counter()
+    drawn: Steps = []
+    seconds: list[float] = []
     for _ in range(steps):
-        losses.append(float(train_step(s).losses.total))
-        drawn += s.progress.drawn
-    sync(device)
-    return drawn, time.perf_counter() - start, losses
+        start = time.perf_counter()
+        losses.append(float(train_step(s).losses.total))  # the float() waits for the step's loss
+        sync(device)
+        seconds.append(time.perf_counter() - start)
+        drawn.append([list(batch) for batch in s.progress.drawn])
+    return drawn, seconds, losses
+
+
+def rates(rows: list[Any], drawn: Steps, seconds: list[float]) -> dict[str, Any]:
+    """Codec frames/s over the whole window and at the median step: a graph recompiled for a new shape inside the
+    window costs one step tens of seconds, which the window's figure carries and the median's does not."""
+    frames = [sum(rows[i].frames for batch in step for i in batch) for step in drawn]
+    order = sorted(range(len(seconds)), key=seconds.__getitem__)
+    middle = order[len(order) // 2]
+    return {"frames_per_s": frames[middle] / seconds[middle], "window_frames_per_s": sum(frames) / sum(seconds),
+            "seconds_per_step": seconds[middle], "slowest_step_s": max(seconds), "step_seconds": seconds}
 
 
 def measure(cfg: dict[str, Any], rows: list[Any], spec: RunSpec, device: torch.device, warmup: int,
@@ -94,10 +110,10 @@ def measure(cfg: dict[str, Any], rows: list[Any], spec: RunSpec, device: torch.d
     with tempfile.TemporaryDirectory() as tmp:
         try:
             s = session(cfg, rows, spec, device, Path(tmp))
-            drawn, elapsed, losses = timed(s, device, warmup, steps)
+            drawn, seconds, losses = timed(s, device, warmup, steps)
         except torch.OutOfMemoryError as exc:
             return {"mode": mode, "recipe": recipe, "oom": str(exc).splitlines()[0]} | peak_gib(device)
-        shape = shape_of(rows, drawn, s.perf.pad_multiple)
+        shape = shape_of(rows, [batch for step in drawn for batch in step], s.perf.pad_multiple)
         frames = max(1, int(int(shape["max_positions"]) / (1 + TEXT_TOKENS_PER_FRAME)))
         plan = plan_memory(cfg, recipe, frames, adapter=spec.train.adapter, grad_accum=spec.train.grad_accum)
         trainable = sum(p.numel() for p in s.model.parameters() if p.requires_grad)
@@ -105,8 +121,7 @@ def measure(cfg: dict[str, Any], rows: list[Any], spec: RunSpec, device: torch.d
                "grad_accum": spec.train.grad_accum,
                "trainable_params": trainable, "plan_trainable_params": plan.trainable_params,
                "checkpoint_state_bytes": state_bytes(s), "widest_positions": shape["max_positions"],
-               "padding_share": shape["padding_share"], "seconds_per_step": elapsed / steps,
-               "frames_per_s": sum(rows[i].frames for batch in drawn for i in batch) / elapsed,
+               "padding_share": shape["padding_share"], **rates(rows, drawn, seconds),
                "predicted_gib": plan.allocated_bytes / 2**30, "first_loss": losses[0], "last_loss": losses[-1],
                "compiled": s.perf.compile_layers} | peak_gib(device)
         if "peak_allocated_gib" in out:
@@ -132,15 +147,16 @@ def markdown(results: dict[str, Any]) -> str:
              f"{results['accum']} micro-batches, cap {results['cap_gib']} GiB, rank {results['rank']}, "
              f"{results['device']})", "",
              "| recipe | mode | trainable params | peak allocated GiB | peak reserved GiB | planned GiB | "
-             "codec frames/s | s/step | checkpoint state MiB |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "codec frames/s, median step | over the window | median s/step | slowest step s | checkpoint state MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results["runs"]:
         if "oom" in r:
-            lines.append(f"| {r['recipe']} | {r['mode']} | | out of memory | | | | | |")
+            lines.append(f"| {r['recipe']} | {r['mode']} | | out of memory | | | | | | | |")
             continue
         lines.append(f"| {r['recipe']} | {r['mode']} | {r['trainable_params'] / 1e6:.1f} M | "
                      f"{r.get('peak_allocated_gib', float('nan')):.2f} | {r.get('peak_reserved_gib', float('nan')):.2f}"
-                     f" | {r['predicted_gib']:.2f} | {r['frames_per_s']:.0f} | {r['seconds_per_step']:.3f} | "
+                     f" | {r['predicted_gib']:.2f} | {r['frames_per_s']:.0f} | {r['window_frames_per_s']:.0f} | "
+                     f"{r['seconds_per_step']:.3f} | {r['slowest_step_s']:.2f} | "
                      f"{r['checkpoint_state_bytes'] / 2**20:.1f} |")
     for recipe, ratios in results["ratios"].items():
         said = ", ".join(f"{k.removeprefix('lora_over_full_')} {v:.3g}x" for k, v in ratios.items())
