@@ -152,6 +152,34 @@ def test_checkpoint_state_must_be_a_regular_file_before_it_is_hashed_or_loaded(t
             reader(ckpt)
 
 
+class _RunsCode:
+    """Unpickles into a call: what a state.pt from an untrusted run dir could carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_a_checkpoint_state_that_would_run_code_is_refused_and_runs_nothing(tmp_path: Path) -> None:
+    ckpt = _checkpoint(tmp_path / "run")
+    marker = tmp_path / "ran"
+    torch.save({"model": {"w": torch.ones(2)}, "payload": _RunsCode(marker)}, ckpt / STATE_FILE)
+    with pytest.raises(CheckpointError, match="holds more than tensors and plain values.*move step-00000003 out of checkpoints/"):
+        load_state(ckpt)
+    assert not marker.exists()
+
+
+def test_a_checkpoint_with_numpys_older_rng_state_still_loads(tmp_path: Path) -> None:
+    """Checkpoints written before the RNG state became a tensor hold NumPy's own ndarray: allowed, nothing more."""
+    ckpt = _checkpoint(tmp_path / "run")
+    state = np.random.get_state()
+    torch.save({"model": {"w": torch.ones(2)}, "rng": [{"numpy": state}]}, ckpt / STATE_FILE)
+    loaded = load_state(ckpt)["rng"][0]["numpy"]
+    assert loaded[0] == state[0] and np.array_equal(loaded[1], state[1]) and loaded[2:] == state[2:]
+
+
 def test_checkpoint_names_and_dirs_that_lead_out_are_refused(tmp_path: Path) -> None:
     ckpt = _checkpoint(tmp_path / "run")
     meta = read_meta(ckpt)

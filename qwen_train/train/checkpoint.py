@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import shutil
 import stat
 import time
@@ -141,9 +142,29 @@ def verify_checkpoint(ckpt: Path) -> CheckpointMeta:
     return meta
 
 
+def _numpy_rng_globals() -> list[Any]:
+    """What NumPy's legacy RNG state needs to unpickle: the checkpoints written before rng.py kept it as a tensor."""
+    import numpy as np
+    from numpy._core.multiarray import _reconstruct
+
+    return [_reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType]
+
+
 def load_state(ckpt: Path) -> dict[str, Any]:
+    """The checkpoint's state, unpickled with torch's weights-only loader: tensors, containers and plain values.
+
+    A run dir can come from anywhere (copied from another host, restored from a backup), so loading one never runs
+    code it holds; a state.pt that needs more than that is refused by name rather than trusted.
+    """
     regular_size(ckpt, STATE_FILE)
-    state: dict[str, Any] = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
+    try:
+        with torch.serialization.safe_globals(_numpy_rng_globals()):
+            state: dict[str, Any] = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {ckpt}: {STATE_FILE} holds more than tensors and plain values "
+                              f"({detail}): refused, loading it could run code it carries; move {ckpt.name} out of "
+                              f"{CKPT_DIR}/ to resume from the one before it") from None
     return state
 
 

@@ -3,6 +3,10 @@
 Exact resume needs all of them (Python, NumPy, torch on the CPU and on every
 CUDA device) to continue where they were; a rollback to the base weights
 needs them seeded again as at step 0.
+
+NumPy's state is kept as plain values and a tensor, not the ndarray NumPy
+hands out, so a checkpoint holds nothing that `torch.load(weights_only=True)`
+would have to trust (checkpoint.py).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state(),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -33,9 +37,15 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
+def _numpy_state() -> tuple[str, torch.Tensor, int, int, float]:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return str(name), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)
+
+
 def restore_rng(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]  # keys: a tensor, or an ndarray in older checkpoints
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
