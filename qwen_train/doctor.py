@@ -21,6 +21,7 @@ working compiler toolchain is not shipped.
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 # 2.11.0 and Colab's own torch all pass without a reinstall.
 STACK = {"qwen-tts": "0.1.1", "transformers": "4.57.3", "accelerate": "1.12.0", "peft": "0.21.2",
          "resemblyzer": "0.1.4"}
+FLOORS = {"jiwer": "4.0"}  # the gate's CER and WER: any release from this one (pyproject's train extra)
 NO_DEPS = ("qwen-tts", "resemblyzer")  # installed without their declared dependencies (see pyproject's train extra)
 GIB = float(1 << 30)
 
@@ -57,6 +59,11 @@ def _installed(name: str) -> str:
         return "missing"
 
 
+def _release(text: str) -> tuple[int, ...]:
+    """'4.0.0', '4.1rc1', '5.0+local' -> the leading numbers, comparable."""
+    return tuple(int(part) for part in re.findall(r"\d+", text.split("+")[0].split("rc")[0])[:3])
+
+
 def version_checks(installed: Callable[[str], str] = _installed) -> list[Check]:
     """torch in the supported range with a torchaudio of its build, then the pinned rest of the stack."""
     checks = torch_checks(installed)
@@ -65,6 +72,11 @@ def version_checks(installed: Callable[[str], str] = _installed) -> list[Check]:
         ok = have.split("+")[0] == want
         hint = "" if ok else f"  (pip install {'--no-deps ' if name in NO_DEPS else ''}{name}=={want})"
         checks.append(Check("ok " if ok else "BAD", f"{name} {have} (want {want}){hint}"))
+    for name, floor in FLOORS.items():
+        have = installed(name)
+        ok = have != "missing" and _release(have) >= _release(floor)
+        hint = "" if ok else f"  (pip install '{name}>={floor}')"
+        checks.append(Check("ok " if ok else "BAD", f"{name} {have} (want >={floor}){hint}"))
     return checks
 
 

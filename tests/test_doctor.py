@@ -22,7 +22,7 @@ from tests.conftest import REPO, python_env
 
 GIB = 1 << 30
 CUDA_STACK = {"torch": "2.11.0+cu130", "torchaudio": "2.11.0+cu130", "qwen-tts": "0.1.1", "transformers": "4.57.3",
-              "accelerate": "1.12.0", "peft": "0.21.2", "resemblyzer": "0.1.4"}
+              "accelerate": "1.12.0", "peft": "0.21.2", "resemblyzer": "0.1.4", "jiwer": "4.0.0"}
 ROCM_STACK = {**CUDA_STACK, "torch": "2.10.0+rocm7.1", "torchaudio": "2.10.0+rocm7.1"}
 
 
@@ -44,6 +44,9 @@ def test_any_in_range_pair_of_one_build_is_ok() -> None:
     assert marks({**CUDA_STACK, "peft": "0.18.0"})["peft"] == "BAD"  # the adapter mode's pin
     assert "pip install --no-deps resemblyzer==0.1.4" in "\n".join(
         lines({k: v for k, v in CUDA_STACK.items() if k != "resemblyzer"}))
+    assert marks({**CUDA_STACK, "jiwer": "4.1.2"})["jiwer"] == "ok "  # the gate's CER and WER: a floor, not a pin
+    assert marks({**CUDA_STACK, "jiwer": "3.1.0"})["jiwer"] == "BAD"
+    assert "pip install 'jiwer>=4.0'" in "\n".join(lines({k: v for k, v in CUDA_STACK.items() if k != "jiwer"}))
 
 
 def test_an_out_of_range_torch_is_bad_and_says_what_to_install() -> None:
