@@ -5,7 +5,8 @@ still clones any voice from reference audio), carries the Swedish language tag
 when the run used it, and records its provenance (run, step, spec, bundle
 fingerprint, the code revision the checkpoint was trained with, and the
 exporter's own) in `export.json`. Written to a temp dir and
-renamed, so a failed export never leaves a half-written model behind.
+renamed, so a failed export never leaves a half-written model behind, nor
+the space one held when the disk filled.
 
 An adapter run (train.adapter) exports the same kind of model dir, its LoRA
 adapter and language row merged into the base weights, so the gate and the
@@ -25,11 +26,16 @@ from typing import Any
 import msgspec
 
 from qwen_train.atomic import atomic_write_bytes
+from qwen_train.disk import DiskFull, disk_writes
 from qwen_train.revision import code_revision
 
 
 class ExportError(RuntimeError):
     """An export that cannot be made; the message names the run or checkpoint."""
+
+
+class ExportDiskFull(ExportError):
+    """The export's disk could not take it; its half-written temp dir is already gone (exit FAILED_DISK_FULL)."""
 
 
 class ExportProvenance(msgspec.Struct, frozen=True):
@@ -90,9 +96,7 @@ def _trained_model(spec: Any, ckpt: Path, meta: Any, adapter_only: bool) -> tupl
 
 def export_run(run_dir: Path, step: int | None = None, out: Path | None = None, adapter_only: bool = False) -> Path:
     """Export a checkpoint (the newest, or `step`'s) to `out`; `adapter_only` for an adapter run's adapter alone."""
-    from qwen_train.modeldir import save_model_dir
     from qwen_train.spec import decode_spec
-    from qwen_train.train.adapter import save_adapter_dir
     from qwen_train.train.checkpoint import CheckpointError, verify_checkpoint
 
     ckpt = _pick(run_dir, step)
@@ -104,10 +108,38 @@ def export_run(run_dir: Path, step: int | None = None, out: Path | None = None, 
     out = out or run_dir / "export" / (f"{ckpt.name}-adapter" if adapter_only else ckpt.name)
     if out.exists():
         raise ExportError(f"{out} already exists; choose another --out or remove it")
-    model, extra, contents = _trained_model(spec, ckpt, meta, adapter_only)
+    try:
+        model, extra, contents = _trained_model(spec, ckpt, meta, adapter_only)
+    except CheckpointError as exc:
+        raise ExportError(str(exc)) from None
+    provenance = ExportProvenance(
+        run_dir=str(run_dir.resolve()), step=meta.step, checkpoint=ckpt.name, spec=meta.spec,
+        bundle_fingerprint=meta.bundle_fingerprint, base_model=str(Path(spec.model)), code_revision=meta.code_revision,
+        exported_at=time.time(), export_code_revision=code_revision(), contents=contents,
+    )
     tmp = out.with_name(f".{out.name}.exporting")
+    try:
+        with disk_writes(f"export {out.name}", out.parent):
+            _write_dir(tmp, model, extra, Path(spec.model), adapter_only, provenance)
+            tmp.rename(out)
+    except DiskFull as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportDiskFull(f"{exc}; the half-written export was removed: free some space there (or pick --out "
+                             "on another disk) and export again") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_dir(tmp: Path, model: Any, extra: Any, base: Path, adapter_only: bool,
+               provenance: ExportProvenance) -> None:
+    """The export's files, into `tmp`, which the caller renames into place."""
+    from qwen_train.modeldir import save_model_dir
+    from qwen_train.train.adapter import save_adapter_dir
+
     shutil.rmtree(tmp, ignore_errors=True)
-    base = Path(spec.model)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     if adapter_only:
         save_adapter_dir(model, extra, tmp, base)
     else:
@@ -115,12 +147,4 @@ def export_run(run_dir: Path, step: int | None = None, out: Path | None = None, 
         extra.save_pretrained(tmp)  # the processor
         shutil.copyfile(base / "generation_config.json", tmp / "generation_config.json")
         shutil.copytree(base / "speech_tokenizer", tmp / "speech_tokenizer")
-    provenance = ExportProvenance(
-        run_dir=str(run_dir.resolve()), step=meta.step, checkpoint=ckpt.name, spec=meta.spec,
-        bundle_fingerprint=meta.bundle_fingerprint, base_model=str(base), code_revision=meta.code_revision,
-        exported_at=time.time(), export_code_revision=code_revision(), contents=contents,
-    )
     atomic_write_bytes(tmp / "export.json", msgspec.json.format(msgspec.json.encode(provenance), indent=2))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(out)
-    return out

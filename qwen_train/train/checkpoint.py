@@ -142,12 +142,15 @@ def verify_checkpoint(ckpt: Path) -> CheckpointMeta:
     return meta
 
 
-def _numpy_rng_globals() -> list[Any]:
-    """What NumPy's legacy RNG state needs to unpickle: the checkpoints written before rng.py kept it as a tensor."""
+def _older_globals() -> list[Any]:
+    """What checkpoints written before the state held only plain values need: NumPy's RNG state as an ndarray, and
+    the eval history as the status records (plain constructors of plain fields, nothing that runs code)."""
     import numpy as np
     from numpy._core.multiarray import _reconstruct
 
-    return [_reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType]
+    from qwen_train.status import EvalResult, Losses
+
+    return [_reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType, EvalResult, Losses]
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:
@@ -158,7 +161,7 @@ def load_state(ckpt: Path) -> dict[str, Any]:
     """
     regular_size(ckpt, STATE_FILE)
     try:
-        with torch.serialization.safe_globals(_numpy_rng_globals()):
+        with torch.serialization.safe_globals(_older_globals()):
             state: dict[str, Any] = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from qwen_train.status import EvalResult
 from qwen_train.train.cursor import Cursor
 
@@ -39,7 +41,7 @@ class Progress:
         return {
             "step": self.step,
             "micro_steps": self.micro_steps,
-            "evals": list(self.evals),
+            "evals": msgspec.to_builtins(self.evals),  # plain values: the weights-only loader takes them
             "guard": {"skip": sorted(self.skip), "lr_scale": self.lr_scale, "lr_scale_until": self.lr_scale_until,
                       "retries": self.retries},
         }
@@ -48,7 +50,7 @@ class Progress:
         """Back to a checkpoint's position; `cursor` is its meta's (the state file does not repeat it)."""
         self.step = int(state["step"])
         self.micro_steps = int(state["micro_steps"])
-        self.evals = list(state["evals"])
+        self.evals = [e if isinstance(e, EvalResult) else msgspec.convert(e, EvalResult) for e in state["evals"]]
         self.cursor = cursor
         guard = state.get("guard", {})
         self.skip = {(int(e), int(p)) for e, p in guard.get("skip", [])}
