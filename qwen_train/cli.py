@@ -17,7 +17,7 @@ from typing import get_args
 
 from qwen_train import exitcodes
 from qwen_train.closed_pipe import quiet_on_closed_pipe
-from qwen_train.export import ExportError
+from qwen_train.export import ExportDiskFull, ExportError
 from qwen_train.run_lock import RunLocked, acquire
 from qwen_train.spec import Lane, SpecError, check_name, load_spec
 from qwen_train.status import NONCE_ENV
@@ -301,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return dispatch(args)
+    except ExportDiskFull as exc:
+        print(f"qwen-train: {exc}", file=sys.stderr)
+        return exitcodes.FAILED_DISK_FULL
     except (SpecError, BundleError, CorpusError, FileExistsError, ExportError, UnsafeFile, PathEscape) as exc:
         print(f"qwen-train: {exc}", file=sys.stderr)
         return exitcodes.USAGE

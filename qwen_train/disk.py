@@ -11,7 +11,9 @@ is full), EDQUOT (the writer's quota is), EIO (the device failed the write; on
 some file systems a delayed write to a full disk surfaces here too). torch
 and other libraries wrap the OSError in their own exceptions (torch.save
 raises a RuntimeError whose context is the ENOSPC), so `disk_errno` looks
-through the whole chain. `DiskFull` is the trainer's own exception for it:
+through the whole chain; Rust-backed writers (safetensors) raise an error
+whose only trace of the errno is Rust's "(os error 28)" in its text, which
+counts too. `DiskFull` is the trainer's own exception for it:
 what was being written, where, and the numbers the message needs.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +29,7 @@ from pathlib import Path
 import msgspec
 
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+_RUST_IO = re.compile(r"\(os error (\d+)\)")  # how Rust's std::io::Error prints an errno
 _WORDS = {errno.ENOSPC: "no space left on the device (ENOSPC)", errno.EDQUOT: "disk quota exceeded (EDQUOT)",
           errno.EIO: "input/output error (EIO): the device failed the write"}
 
@@ -60,6 +64,9 @@ def disk_errno(exc: BaseException | None) -> int | None:
             return exc.errno
         if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
             return exc.errno
+        rust = _RUST_IO.search(str(exc))  # safetensors and other Rust writers: no OSError, only its text
+        if rust is not None and int(rust.group(1)) in DISK_ERRNOS:
+            return int(rust.group(1))
         exc = exc.__cause__ or exc.__context__
     return None
 

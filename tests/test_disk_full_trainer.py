@@ -30,11 +30,16 @@ FS_MIB = 110
 
 
 @pytest.fixture(scope="module")
-def reference(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, float, float, float]]:
+def reference_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     where = tmp_path_factory.mktemp("diskref")
     code, out = run(write_spec(demo_root, where, "ref", STEPS, POSTURE), where / "run")
     assert code == exitcodes.COMPLETED, out[-2000:]
-    return losses(where / "run")
+    return where / "run"
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run: Path) -> list[tuple[int, float, float, float]]:
+    return losses(reference_run)
 
 
 def names(run_dir: Path) -> list[str]:
@@ -138,3 +143,26 @@ def test_enospc_mid_status_ends_plainly_after_the_durable_checkpoint(demo_root: 
         assert status.last_checkpoint is not None and status.last_checkpoint.step == 4
         assert "Traceback" not in out
         assert_logs_whole(run_dir)
+
+
+def export(run_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "qwen_train", "export", str(run_dir), "--out", str(out)],
+                          capture_output=True, text=True, check=False, env=python_env())
+
+
+def test_an_export_that_meets_a_full_disk_removes_its_half_written_dir_and_succeeds_once_there_is_room(
+        reference_run: Path) -> None:
+    with small_fs(64) as disk:
+        fill(disk, leave=4 * MiB)  # the tiny model's export is some 20 MiB: it fails mid-write
+        before = sorted(p.name for p in disk.iterdir())
+        done = export(reference_run, disk / "exp")
+        assert done.returncode == exitcodes.FAILED_DISK_FULL, done.stdout + done.stderr
+        for word in ("writing export exp in", str(disk), "ENOSPC", "the half-written export was removed",
+                     "export again"):
+            assert word in done.stderr, (word, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert sorted(p.name for p in disk.iterdir()) == before  # no .exp.exporting holding the space
+        (disk / "filler").unlink()
+        done = export(reference_run, disk / "exp")
+        assert done.returncode == exitcodes.COMPLETED, done.stdout + done.stderr
+        assert (disk / "exp" / "export.json").is_file() and (disk / "exp" / "speech_tokenizer").is_dir()

@@ -124,3 +124,17 @@ def test_the_disk_plan_of_the_full_model_and_against_a_small_run_dir(tmp_path: P
         assert "does NOT fit" in text and str(disk) in text and "posture.keep_last, now 3" in text
     decoded = msgspec.json.decode(msgspec.json.encode(plan), type=type(plan))
     assert decoded == plan
+
+
+def test_a_rust_writer_that_hits_a_full_disk_is_a_full_disk() -> None:
+    """safetensors raises its own error whose only trace of ENOSPC is Rust's "(os error 28)"."""
+    import torch
+    from safetensors.torch import save_file
+
+    with small_fs(1) as disk:
+        fill(disk)
+        with pytest.raises(Exception) as raised:
+            save_file({"w": torch.zeros(256 * 1024)}, str(disk / "w.safetensors"))
+        assert not isinstance(raised.value, OSError)  # what the text rule is for
+        assert disk_errno(raised.value) == errno.ENOSPC
+    assert disk_errno(RuntimeError("I/O error: Permission denied (os error 13)")) is None

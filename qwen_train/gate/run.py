@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from qwen_train import exitcodes
-from qwen_train.export import ExportError, export_run
+from qwen_train.export import ExportDiskFull, ExportError, export_run
 from qwen_train.gate.asr import load_asr
 from qwen_train.gate.clones import Clone, clone_language, clone_rows, generate_clones
 from qwen_train.gate.criteria import ended_cleanly, not_measured, provenance, read_provenance, resource_evidence
@@ -208,7 +208,7 @@ def gate_main(opts: GateOptions) -> int:
             export_run(target.run_dir, target.step, target.export)
     except (GateUsageError, ExportError) as exc:
         print(f"qwen-train gate: {exc}", file=sys.stderr)
-        return exitcodes.USAGE
+        return exitcodes.FAILED_DISK_FULL if isinstance(exc, ExportDiskFull) else exitcodes.USAGE
     verdict, clones = judge(target)
     path = publish(target.run_dir, verdict, clones)
     print(render(verdict))
