@@ -13,8 +13,8 @@ it times `--steps` optimizer steps and reports per mode: the peak allocated
 and reserved, the memory plan's prediction for the widest micro-batch drawn
 (qwen_train.plan, the figure the daemon admits by), codec frames/s and seconds
 at the median step (a graph recompiled inside the window costs one step tens of
-seconds; the window's own rate is kept beside it), trainable parameters and the checkpoint state's bytes (adapter only for
-LoRA), and the ratios LoRA / full. A mode that runs out of memory says so.
+seconds; the window's own rate is kept beside it), trainable parameters and the
+checkpoint state's bytes (adapter only for LoRA), and the ratios LoRA / full. A mode that runs out of memory says so.
 
 Writes OUT/lora-vs-full.json, prints one JSON line per measurement and a
 markdown table at the end (for bench/RESULTS.md; `--markdown` appends it).
