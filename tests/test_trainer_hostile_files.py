@@ -41,7 +41,7 @@ from qwen_train.prepare.spec import PrepareSpec, SourceSpec, encode_prepare_spec
 from qwen_train.prepare.window import count_rows, run_window
 from qwen_train.safe_read import UnsafeFile
 from qwen_train.spec import RunSpec, TrainConfig, encode_spec
-from qwen_train.status import read_status
+from qwen_train.status import EvalResult, Losses, read_status
 from qwen_train.train.checkpoint import load_state, read_meta, save_checkpoint, verify_checkpoint
 from qwen_train.train.losslog import LOSSES_FILE, truncate_losses
 from tests.conftest import REPO, python_env
@@ -172,13 +172,17 @@ def test_a_checkpoint_state_that_would_run_code_is_refused_and_runs_nothing(tmp_
     assert not marker.exists()
 
 
-def test_a_checkpoint_with_numpys_older_rng_state_still_loads(tmp_path: Path) -> None:
-    """Checkpoints written before the RNG state became a tensor hold NumPy's own ndarray: allowed, nothing more."""
+def test_an_older_checkpoints_numpy_rng_state_and_eval_records_still_load(tmp_path: Path) -> None:
+    """Checkpoints written before the state held only plain values: NumPy's own ndarray and the status records,
+    allowed by name, nothing more."""
     ckpt = _checkpoint(tmp_path / "run")
     state = np.random.get_state()
-    torch.save({"model": {"w": torch.ones(2)}, "rng": [{"numpy": state}]}, ckpt / STATE_FILE)
-    loaded = load_state(ckpt)["rng"][0]["numpy"]
-    assert loaded[0] == state[0] and np.array_equal(loaded[1], state[1]) and loaded[2:] == state[2:]
+    evals = [EvalResult(step=2, losses=Losses(1.0, 0.5, 0.5), rows=4, per_speaker={"a": Losses(1.0, 0.5, 0.5)})]
+    torch.save({"model": {"w": torch.ones(2)}, "rng": [{"numpy": state}], "evals": evals}, ckpt / STATE_FILE)
+    loaded = load_state(ckpt)
+    numpy_state = loaded["rng"][0]["numpy"]
+    assert numpy_state[0] == state[0] and np.array_equal(numpy_state[1], state[1]) and numpy_state[2:] == state[2:]
+    assert loaded["evals"] == evals
 
 
 def test_checkpoint_names_and_dirs_that_lead_out_are_refused(tmp_path: Path) -> None:
