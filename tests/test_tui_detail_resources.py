@@ -7,6 +7,7 @@ sampler fills the series of a live run.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -140,10 +141,11 @@ async def test_checkpoints_table_marks_the_resume_target_and_broken_ones() -> No
         assert "3 kept, 4.5 GiB on disk" in text
         lines = text.splitlines()
         resume = next(line for line in lines if "▶ resume" in line)
-        assert " 300 " in resume and "1.5 GiB" in resume and "50/125" in resume and "1m05s ago" in resume
+        assert " 300 " in resume and "1.5 GiB" in resume and "50/125" in resume
+        assert re.search(r"1m(0[5-9]|1\d)s ago", resume), resume  # 65 s old, plus however long the app took to draw
         assert sum("▶ resume" in line for line in lines) == 1
         older = next(line for line in lines if " 200 " in line)
-        assert "75/125" in older and "30m00s ago" in older and older.rstrip().endswith("ok")
+        assert "75/125" in older and re.search(r"30m[01]\ds ago", older) and older.rstrip().endswith("ok")
         broken = CheckpointView("step-00000400", 400, None, 10, resume=True,
                                 error="malformed meta.json: Input data was truncated")
         daemon.checkpoints["a"] = [msgspec.structs.replace(c, resume=False) for c in kept] + [broken]
