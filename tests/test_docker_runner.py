@@ -21,13 +21,15 @@ from pathlib import Path
 import docker
 import pytest
 
-from qwen_daemon.jobs.docker_runner import LABEL_NONCE, LABEL_RUN, gpu_options
+from qwen_daemon.config import DaemonConfig, DockerSettings
+from qwen_daemon.jobs.docker_runner import LABEL_NONCE, LABEL_RUN, DockerRunner, gpu_options
 from qwen_daemon.jobs.job import RunnerRefusal
 from qwen_daemon.protocol import RunDetail
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_train.spec import Posture, RunSpec, TrainConfig
 from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
 from tests.dockerd import IMAGE, USER, Engine, start_engine
+from tests.small_fs import fill, small_fs
 from tests.test_daemon_harness import DaemonProcess, wait_until
 
 
@@ -175,3 +177,29 @@ def test_gpu_options_for_nvidia_and_rocm(tmp_path: Path) -> None:
     rocm = gpu_options("rocm", dev=str(tmp_path))
     assert rocm["devices"] == [f"{tmp_path}/kfd:/dev/kfd:rwm", f"{tmp_path}/dri:/dev/dri:rwm"]
     assert gpu_options("none") == {}
+
+
+def test_an_ended_containers_log_that_its_disk_cannot_take_keeps_the_container_and_tears_nothing(
+        engine: Engine, short_tmp: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The container's own log is the only copy of the run's output until it is appended to trainer.log."""
+    with small_fs(1) as disk:
+        run_dir = disk / "run"
+        run_dir.mkdir()
+        (run_dir / "trainer.log").write_bytes(b"before\n")
+        box = engine.client.containers.run(
+            IMAGE, ["/usr/bin/seq", "1", "400000"], detach=True, user=USER, working_dir=str(run_dir),
+            labels={LABEL_NONCE: "n-disk-full", LABEL_RUN: "full"},
+            mounts=[docker.types.Mount("/usr", "/usr", type="bind", read_only=True)])
+        try:
+            assert box.wait(timeout=60)["StatusCode"] == 0
+            fill(disk)
+            runner = DockerRunner(DaemonConfig(state_dir=str(short_tmp), docker=DockerSettings(
+                host=engine.url, image=IMAGE, user=USER)))
+            assert runner.adopt("n-disk-full", None, None) is not None
+            ended = runner.poll("n-disk-full")
+            assert ended is not None and ended.code == 0
+            assert (run_dir / "trainer.log").read_bytes() == b"before\n"  # not half of seq's 2.7 MB
+            assert [c.id for c in containers(engine, "full")] == [box.id]  # kept: its log is the only copy
+            assert f"docker logs {box.name}" in caplog.text and "No space left" in caplog.text
+        finally:
+            box.remove(force=True)

@@ -17,7 +17,9 @@ for the trainer to echo.
 Stop is SIGTERM to the container's init (docker-init forwards it to the
 trainer, which checkpoints and exits); the monitor escalates to SIGKILL.
 When a container ends, its log is appended to run_dir/trainer.log and the
-container is removed: the run dir, not Docker, keeps a run's history.
+container is removed: the run dir, not Docker, keeps a run's history. When
+the run dir's disk cannot take the log, the container stays (its log is then
+the only copy) and the daemon's journal says how to read it.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from qwen_daemon.jobs.job import (
     RunnerRefusal,
     job_argv,
 )
-from qwen_daemon.runs.safe_files import chmod_regular, open_append
+from qwen_daemon.runs.safe_files import append_whole_regular, chmod_regular, open_append
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.safe_read import UnsafeFile
 from qwen_train.status import NONCE_ENV
@@ -276,25 +278,32 @@ class DockerRunner:
         if state.get("Running") or state.get("Status") in ("created", "restarting", "paused"):
             return None
         ended = exit_from_state(state)
-        self._keep_log(box, watched)
-        try:
-            box.remove(force=True)
-        except docker.errors.DockerException as exc:
-            log.warning("could not remove ended container %s: %s", watched.name, exc)
+        if self._keep_log(box, watched):
+            try:
+                box.remove(force=True)
+            except docker.errors.DockerException as exc:
+                log.warning("could not remove ended container %s: %s", watched.name, exc)
         with self._lock:
             self._watched.pop(nonce, None)
         return ended
 
-    def _keep_log(self, box: Any, watched: _Watched) -> None:
+    def _keep_log(self, box: Any, watched: _Watched) -> bool:
+        """Append the ended container's output to the run's log; False when it could not be kept there.
+
+        The container's own log is then the only copy, so the caller leaves the container in place."""
         if not watched.run_dir:
-            return
+            return True
+        path = Path(watched.run_dir) / LOG_FILE
         try:
             data = box.logs(stdout=True, stderr=True)
-            with open_append(Path(watched.run_dir) / LOG_FILE, "log") as handle:
-                handle.write(data)
-                handle.write(f"=== container {watched.name} ended: {box.attrs['State'].get('Status')}\n".encode())
+            trailer = f"=== container {watched.name} ended: {box.attrs['State'].get('Status')}\n".encode()
+            append_whole_regular(path, data + trailer, "log")
+            return True
         except (OSError, UnsafeFile, docker.errors.DockerException) as exc:
-            log.warning("could not keep the log of container %s: %s", watched.name, exc)
+            log.warning("could not keep the log of container %s in %s (%s): the container is left in place so "
+                        "its output survives; `docker logs %s` shows it, `docker rm %s` once it is saved",
+                        watched.name, path, exc, watched.name, watched.name)
+            return False
 
     def _signal(self, nonce: str, sig: signal.Signals) -> bool:
         with self._lock:

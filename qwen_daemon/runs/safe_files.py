@@ -52,6 +52,26 @@ def open_append(path: Path, what: str) -> BinaryIO:
     return os.fdopen(fd, "ab")
 
 
+def append_whole_regular(path: Path, data: bytes, what: str) -> None:
+    """Append `data` to a regular file whole or not at all: a full disk mid-way cuts it back to where it was.
+
+    A log that ends in half a container's output reads as if the trainer had stopped mid-line; one that
+    lacks the output altogether says nothing false, and the caller keeps the source (open_append's
+    refusals apply)."""
+    fd = open_regular(path, what, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        start = os.fstat(fd).st_size
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
+
+
 def read_tail(path: Path, count: int, what: str) -> bytes:
     """The last `count` bytes (or fewer) of a regular file, however large it is."""
     fd = open_regular(path, what)
