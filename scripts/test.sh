@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check qwen_train qwen_daemon qwen_tui tests bench
 .venv/bin/mypy qwen_train qwen_daemon qwen_tui
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Two workers, each taking whole test files (module fixtures build once); QH_TEST_WORKERS=0 runs in this process.
+.venv/bin/python -m pytest -q -p no:cacheprovider -n "${QH_TEST_WORKERS:-2}" --dist loadfile "$@"
