@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,10 +24,13 @@ import torch
 from qwen_train import exitcodes
 from qwen_train.bundle.manifest import read_manifest
 from qwen_train.export import ExportError, export_run
-from qwen_train.spec import Posture
+from qwen_train.spec import Adapter, Posture, RunSpec, TrainConfig
 from qwen_train.status import read_status
 from qwen_train.train.adapter import base_digest, load_adapter_dir
 from qwen_train.train.checkpoint import list_checkpoints, load_state, verify_checkpoint
+from qwen_train.train.heartbeat import Heartbeat
+from qwen_train.train.loop import announce_recipe
+from qwen_train.train.recipe import Recipe
 from tests.trainer_harness import finish, kill, losses, run, start, step_of, wait_until, write_spec
 
 STEPS = 10
@@ -68,6 +72,22 @@ def test_a_lora_run_trains_and_says_so(reference: Path) -> None:
     status = read_status(reference / "status.json")
     assert status.recipe is not None and "fp32 LoRA adapters" in status.recipe
     assert "LoRA rank 4, alpha 8, dropout 0 on talker attention + MLP" in status.recipe
+    assert not [e for e in status.events if e.kind == "hint"]  # lr 5e-3: nothing to say
+
+
+@pytest.mark.parametrize(("lr", "hinted"), [(2e-5, True), (2e-4, False)])
+def test_an_adapter_run_at_a_full_runs_learning_rate_is_told_so(tmp_path: Path, lr: float, hinted: bool,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    spec = RunSpec(name="r", lane="benchmark", model="m", bundle="b", train=TrainConfig(lr=lr, adapter=Adapter()))
+    session = SimpleNamespace(spec=spec, recipe=Recipe("lean", "asked in the spec"),
+                              accelerator=SimpleNamespace(mixed_precision="bf16"),
+                              heartbeat=Heartbeat(tmp_path, "r", "n", 10))
+    announce_recipe(session)  # type: ignore[arg-type]
+    hints = [e.message for e in read_status(tmp_path / "status.json").events if e.kind == "hint"]
+    assert bool(hints) == hinted
+    if hinted:
+        assert "train.lr 2e-05 is a full fine-tune's learning rate" in hints[0] and "1e-4 to 2e-4" in hints[0]
+        assert hints[0] in capsys.readouterr().err
 
 
 def test_checkpoints_hold_the_adapter_and_its_optimizer_state_only(demo_root: Path, reference: Path) -> None:

@@ -26,7 +26,7 @@ from qwen_train import exitcodes
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.bundle.manifest import BundleError
 from qwen_train.disk import DiskFull, disk_errno, disk_writes
-from qwen_train.spec import RunSpec, mode_description
+from qwen_train.spec import RunSpec, TrainConfig, mode_description
 from qwen_train.status import Losses, Throughput
 from qwen_train.train import ranks
 from qwen_train.train.adapter import AdapterError
@@ -148,6 +148,9 @@ def loop(s: Session, stop: StopFlag, writer: Board) -> int:
     return exitcodes.COMPLETED
 
 
+FULL_RUN_LR = TrainConfig().lr  # the spec's default, chosen for a full fine-tune
+
+
 def announce_recipe(s: Session) -> None:
     """The recipe the run trains with, and why, in status.json, the events and the log."""
     train = s.spec.train
@@ -157,6 +160,11 @@ def announce_recipe(s: Session) -> None:
     s.heartbeat.update(recipe=text)
     s.heartbeat.event("recipe", text)
     print(f"qwen-train: {text}", file=sys.stderr, flush=True)
+    if train.adapter is not None and train.lr <= FULL_RUN_LR:
+        hint = (f"train.lr {train.lr:g} is a full fine-tune's learning rate; a LoRA adapter usually wants about ten "
+                "times that (1e-4 to 2e-4): set train.lr in the spec if this run learns too slowly")
+        s.heartbeat.event("hint", hint)
+        print(f"qwen-train: {hint}", file=sys.stderr, flush=True)
 
 
 def _stop(s: Session, stop: StopFlag) -> int:
