@@ -53,6 +53,24 @@ def test_auto_is_fp32_master_on_cpu_and_lean_only_on_a_small_bf16_gpu(monkeypatc
     assert big.name == "fp32-master" and "139.8 GiB" in big.why
 
 
+def test_auto_gives_an_adapter_run_lean_on_any_bf16_gpu_and_the_plan_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An adapter's own weights are fp32 either way: fp32-master would only add an fp32 copy of the frozen base."""
+    from qwen_train.plan.for_spec import resolve_recipe as plan_recipe
+    from qwen_train.spec import Adapter
+
+    monkeypatch.setattr(recipe_module, "device_memory", lambda device: int(139.8 * GIB))
+    adapter = _train(adapter=Adapter())
+    big = resolve_recipe(adapter, CUDA, "bf16")
+    assert big.name == "lean" and "adapter run" in big.why
+    assert resolve_recipe(adapter, CUDA, "no").name == "fp32-master"  # no bf16 autocast: still fp32 master
+    assert resolve_recipe(adapter, torch.device("cpu"), "no").name == "fp32-master"
+    spec = _spec(adapter=Adapter())
+    assert plan_recipe(spec, int(139.8 * GIB)) == "lean" and plan_recipe(spec, None) == "fp32-master"
+    assert plan_recipe(_spec(adapter=Adapter(), precision="fp32"), int(139.8 * GIB)) == "fp32-master"
+    assert plan_recipe(_spec(), int(139.8 * GIB)) == "fp32-master"  # a full run on a big card keeps fp32 master
+    assert plan_recipe(_spec(), 32 * GIB) == "lean"
+
+
 def test_explicit_recipes_are_kept_and_lean_computes_in_bf16_even_on_cpu() -> None:
     assert resolve_recipe(_train(recipe="fp32-master"), CUDA, "bf16") == Recipe("fp32-master", "asked in the spec")
     lean = _spec(recipe="lean", device="cpu")

@@ -16,6 +16,10 @@ from qwen_train.plan.memory import DEFAULT_HEADROOM, GIB, TEXT_TOKENS_PER_FRAME,
 from qwen_train.spec import RunSpec
 
 LEAN_BELOW_BYTES = 40 * GIB  # cards under ~40 GiB train the lean recipe by default (DESIGN §3)
+# An adapter run takes lean on any bf16 GPU: its adapters and their moments are fp32 under either recipe, so
+# fp32-master only adds an fp32 copy of the frozen base and autocast's bf16 copies of it (6.7 GiB at full size,
+# the same frames/s: bench/RESULTS.md, "LoRA against the full fine-tune").
+ADAPTER_AUTO_WHY = "auto: an adapter run, whose fp32 adapters gain nothing from an fp32 frozen base"
 
 
 def resolve_recipe(spec: RunSpec, gpu_bytes: int | None) -> str:
@@ -23,7 +27,11 @@ def resolve_recipe(spec: RunSpec, gpu_bytes: int | None) -> str:
     chosen = spec.train.recipe
     if chosen != "auto":
         return chosen
-    return "lean" if gpu_bytes is not None and gpu_bytes < LEAN_BELOW_BYTES else "fp32-master"
+    if gpu_bytes is None or spec.train.precision == "fp32":  # no bf16 autocast, so no lean
+        return "fp32-master"
+    if spec.train.adapter is not None:
+        return "lean"
+    return "lean" if gpu_bytes < LEAN_BELOW_BYTES else "fp32-master"
 
 
 def longest_frames(bundle: Path) -> int:

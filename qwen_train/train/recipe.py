@@ -13,7 +13,8 @@ Two recipes, chosen by `train.recipe` in the spec:
 
 `auto` (the default) is `lean` on a GPU with less than `LEAN_BELOW_BYTES` of
 memory (a 32 GB card, where fp32 master does not fit without recomputing
-activations) and `fp32-master` otherwise and on a CPU; an explicit
+activations) and for an adapter run on any bf16 GPU (plan/for_spec.py says
+why), and `fp32-master` otherwise and on a CPU; an explicit
 `precision: "fp32"` keeps fp32 master, since lean computes in bf16. The
 memory counted is the device's total times any per-process cap set on it
 (`torch.cuda.set_per_process_memory_fraction`, as the benchmarks emulate a
@@ -44,7 +45,7 @@ from typing import Literal
 import msgspec
 import torch
 
-from qwen_train.plan.for_spec import LEAN_BELOW_BYTES  # one threshold for the trainer and the plan
+from qwen_train.plan.for_spec import ADAPTER_AUTO_WHY, LEAN_BELOW_BYTES  # one rule for the trainer and the plan
 from qwen_train.plan.memory import ADAPTER_NOTES, GIB  # an adapter run's adapters stay fp32 (adapter.py)
 from qwen_train.spec import RunSpec, TrainConfig
 
@@ -99,6 +100,8 @@ def resolve_recipe(train: TrainConfig, device: torch.device, mixed_precision: st
         return Recipe("fp32-master", f"auto: fp32 master on {device.type}")
     if mixed_precision != "bf16":
         return Recipe("fp32-master", "auto: no bf16 autocast here (train.precision or the GPU), so fp32 master")
+    if train.adapter is not None:
+        return Recipe("lean", ADAPTER_AUTO_WHY)
     memory = device_memory(device)
     assert memory is not None
     if memory < LEAN_BELOW_BYTES:
