@@ -18,18 +18,12 @@ import pytest
 
 from qwen_train.closed_pipe import EXIT_CLOSED_PIPE
 from tests.conftest import REPO, python_env
-from tests.test_daemon_harness import DaemonProcess, make_spec, short_tmp_dir, trainer_wrapper, wait_until
+from tests.test_daemon_harness import DaemonProcess, make_spec, plain_daemon, wait_until
 
 
 @pytest.fixture
 def daemon() -> Iterator[DaemonProcess]:
-    root = short_tmp_dir()
-    proc = DaemonProcess(root / "state", root / "d.sock", trainer_wrapper(root), "--journal-socket", "").start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+    yield from plain_daemon()
 
 
 def _into_closed_pipe(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:

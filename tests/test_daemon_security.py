@@ -15,18 +15,17 @@ import pytest
 from qwen_daemon.protocol import ClassChange
 from qwen_daemon.protocol.client import DaemonError
 from tests.conftest import REPO, python_env
-from tests.test_daemon_harness import DaemonProcess, make_spec, raw_request, short_tmp_dir, trainer_wrapper
+from tests.test_daemon_harness import (
+    DaemonProcess,
+    make_spec,
+    plain_daemon,
+    raw_request,
+)
 
 
 @pytest.fixture
 def daemon() -> Iterator[DaemonProcess]:
-    root = short_tmp_dir()
-    proc = DaemonProcess(root / "state", root / "d.sock", trainer_wrapper(root), "--journal-socket", "").start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+    yield from plain_daemon()
 
 
 def _connect(path: Path) -> socket.socket:

@@ -20,7 +20,12 @@ import pytest
 from qwen_train import exitcodes
 from qwen_train.spec import SpecError, check_name
 from tests.conftest import REPO, python_env
-from tests.test_daemon_harness import DaemonProcess, make_spec, raw_request, short_tmp_dir, trainer_wrapper
+from tests.test_daemon_harness import (
+    DaemonProcess,
+    make_spec,
+    plain_daemon,
+    raw_request,
+)
 
 CONTROL = ["\n", "\r", "\t", "\x00", "\x1b", "\x7f"]
 BAD_NAMES = [f"nl{c}" for c in CONTROL] + [f"{c}lead" for c in CONTROL] + ["mid\ndle", "a\r\nb"]
@@ -47,13 +52,7 @@ def test_check_name_keeps_its_other_refusals() -> None:
 
 @pytest.fixture
 def daemon() -> Iterator[DaemonProcess]:
-    root = short_tmp_dir()
-    proc = DaemonProcess(root / "state", root / "d.sock", trainer_wrapper(root), "--journal-socket", "").start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+    yield from plain_daemon()
 
 
 def _spec_body(daemon: DaemonProcess, name: str) -> bytes:
