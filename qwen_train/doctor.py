@@ -21,7 +21,6 @@ working compiler toolchain is not shipped.
 from __future__ import annotations
 
 import copy
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,11 +58,6 @@ def _installed(name: str) -> str:
         return "missing"
 
 
-def _release(text: str) -> tuple[int, ...]:
-    """'4.0.0', '4.1rc1', '5.0+local' -> the leading numbers, comparable."""
-    return tuple(int(part) for part in re.findall(r"\d+", text.split("+")[0].split("rc")[0])[:3])
-
-
 def version_checks(installed: Callable[[str], str] = _installed) -> list[Check]:
     """torch in the supported range with a torchaudio of its build, then the pinned rest of the stack."""
     checks = torch_checks(installed)
@@ -74,7 +68,8 @@ def version_checks(installed: Callable[[str], str] = _installed) -> list[Check]:
         checks.append(Check("ok " if ok else "BAD", f"{name} {have} (want {want}){hint}"))
     for name, floor in FLOORS.items():
         have = installed(name)
-        ok = have != "missing" and _release(have) >= _release(floor)
+        build, least = torch_stack.parse(have), torch_stack.parse(floor)
+        ok = build is not None and least is not None and build.release >= least.release
         hint = "" if ok else f"  (pip install '{name}>={floor}')"
         checks.append(Check("ok " if ok else "BAD", f"{name} {have} (want >={floor}){hint}"))
     return checks
