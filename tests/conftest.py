@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+MakeDir = Callable[[str], Path]
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +23,26 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     build_demo(root, seed=0)
     return root
+
+
+@pytest.fixture(scope="module")
+def module_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeDir]:
+    """mktemp for a module's shared fixtures, its dirs removed once that module has passed.
+
+    A trainer fixture's run holds ~100 MB of checkpoints; kept to the session's end, as tmp_path_factory keeps
+    them, the suite's dirs grew past 4 GB and filled a CI machine's disk. A failing module keeps its dirs to look at.
+    """
+    made: list[Path] = []
+    failed_before = request.session.testsfailed
+
+    def make(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield make
+    if request.session.testsfailed == failed_before:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ on the host). Boot takes about two seconds.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import signal
 import subprocess
@@ -21,13 +22,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+def machine_name(units: Path) -> str:
+    """A hostname-valid name per test dir: mkdtemp's names hold `_`, and one mapped to a trailing `-` was refused."""
+    return "qh-" + hashlib.sha256(str(units).encode()).hexdigest()[:12]
+
+
 class Machine:
     def __init__(self, units: Path, binds: list[tuple[Path, str]], log: Path) -> None:
         self.units = units
         self.log_path = log
         args = [
             "systemd-nspawn", "--directory=/", "--volatile=yes", "--boot", "--register=no", "--keep-unit",
-            f"--machine=qh-{units.parent.name[-8:].replace('_', '-')}", f"--bind-ro={units}:/etc/systemd/system",
+            f"--machine={machine_name(units)}", f"--bind-ro={units}:/etc/systemd/system",
             f"--bind-ro={REPO / 'systemd' / 'qwen-hemma.sysusers.conf'}:/etc/sysusers.d/qwen-hemma.conf",
         ]
         for host, inside in binds:

@@ -18,6 +18,7 @@ from qwen_train.spec import Posture
 from qwen_train.train.checkpoint import list_checkpoints, load_state, verify_checkpoint
 from qwen_train.train.ckpt_async import BackgroundCheckpointer
 from qwen_train.train.cursor import Cursor
+from tests.conftest import MakeDir
 from tests.trainer_harness import finish, kill, losses, run, start, step_of, wait_until, write_spec
 
 STEPS = 10
@@ -27,9 +28,9 @@ META = {"cursor": Cursor(0, 0, 1, 2, 1, 10), "spec": "{}", "bundle_fingerprint":
 
 
 @pytest.fixture(scope="module")
-def reference(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, float, float, float]]:
+def reference(demo_root: Path, module_dir: MakeDir) -> list[tuple[int, float, float, float]]:
     """The same run with synchronous checkpoints."""
-    where = tmp_path_factory.mktemp("ref")
+    where = module_dir("ref")
     spec = write_spec(demo_root, where, "ref", STEPS, POSTURE)
     code, out = run(spec, where / "run")
     assert code == exitcodes.COMPLETED, out[-2000:]

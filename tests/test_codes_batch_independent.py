@@ -24,14 +24,15 @@ from qwen_train.bundle.manifest import BUNDLE_JSON, BundleError, read_bundle_inf
 from qwen_train.corpus.espeak import VOICES, synthesize
 from qwen_train.corpus.sentences import SENTENCES
 from qwen_train.prepare.codes import EXTRACTION_VERSION, CodeCache, extract_codes, tokenizer_key
+from tests.conftest import MakeDir
 
 HOP = 1920
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def clips(module_dir: MakeDir) -> dict[str, Path]:
     """name -> 24 kHz wav: five spoken sentences, plus one cut to 20 hops and one cut under a hop."""
-    root = tmp_path_factory.mktemp("clips")
+    root = module_dir("clips")
     out: dict[str, Path] = {}
     for k in range(5):
         out[f"s{k}"] = root / f"s{k}.wav"

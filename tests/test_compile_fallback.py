@@ -33,7 +33,7 @@ from qwen_train.train.fallback import announce_compilation, eval_or_eager
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.perf import Perf
 from qwen_train.train.session import Session
-from tests.conftest import python_env
+from tests.conftest import MakeDir, python_env
 from tests.trainer_harness import finish, losses, start, write_spec
 
 POSTURE = Posture(checkpoint_every=2, eval_every=2, keep_last=2)
@@ -46,8 +46,8 @@ def _spec(demo_root: Path, where: Path, name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def eager_losses(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, float, float, float]]:
-    where = tmp_path_factory.mktemp("eager")
+def eager_losses(demo_root: Path, module_dir: MakeDir) -> list[tuple[int, float, float, float]]:
+    where = module_dir("eager")
     env = {"QWEN_TRAIN_PERF": "", COMPILE_FAULT_ENV: ""}  # the CPU defaults: nothing compiled
     code, out = finish(start(_spec(demo_root, where, "eager"), where / "run", env=env))
     assert code == 0, out[-3000:]

@@ -21,6 +21,7 @@ from qwen_daemon.protocol import HealthView, HostView, LaunchRequest, RunDetail,
 from qwen_daemon.protocol.client import DaemonError
 from qwen_daemon.resources.sampler import NO_NVML_NOTE
 from qwen_train.spec import encode_spec
+from tests.conftest import MakeDir
 from tests.test_daemon_harness import (
     DaemonProcess,
     make_spec,
@@ -34,9 +35,9 @@ from tests.test_daemon_sampler import _nvml_present
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+def daemon(module_dir: MakeDir) -> Iterator[DaemonProcess]:
     short = short_tmp_dir()
-    state = tmp_path_factory.mktemp("state")
+    state = module_dir("state")
     proc = DaemonProcess(state, short / "d.sock", trainer_wrapper(short), "--sample-period", "0.2").start()
     yield proc
     proc.stop()
@@ -44,8 +45,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
 
 
 @pytest.fixture(scope="module")
-def paths(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("inputs")
+def paths(module_dir: MakeDir) -> Path:
+    return module_dir("inputs")
 
 
 def post(daemon: DaemonProcess, path: str, body: Any) -> tuple[int, Any]:

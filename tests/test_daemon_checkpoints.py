@@ -24,7 +24,7 @@ from qwen_train.checkpoint_files import CKPT_DIR, META_FILE, PREFIX
 from qwen_train.spec import encode_spec
 from qwen_train.train import checkpoint as trainer_ckpt
 from qwen_train.train.cursor import Cursor
-from tests.conftest import python_env
+from tests.conftest import MakeDir, python_env
 from tests.test_daemon_harness import DaemonProcess, make_spec, remove_tree, short_tmp_dir, trainer_wrapper, wait_until
 from tests.test_daemon_lifecycle import launch
 
@@ -32,9 +32,9 @@ RUN = "ck"
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+def daemon(module_dir: MakeDir) -> Iterator[DaemonProcess]:
     short = short_tmp_dir()
-    root = tmp_path_factory.mktemp("ck")
+    root = module_dir("ck")
     proc = DaemonProcess(root / "state", short / "d.sock", trainer_wrapper(short), "--sample-period", "0.5").start()
     try:
         launch(proc, root, RUN)

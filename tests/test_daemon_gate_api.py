@@ -27,7 +27,7 @@ from qwen_daemon.protocol import GateVerdict, ResourceSummary, RunView
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.gate.verdict import verdict_path
 from qwen_train.prepare.spec import PrepareSpec, SourceSpec
-from tests.conftest import python_env
+from tests.conftest import MakeDir, python_env
 from tests.gate_fake import CALL_FILE, FIXTURE_FILE, RELEASE_FILE, gate_wrapper, make_verdict
 from tests.test_daemon_harness import DaemonProcess, make_spec, raw_request, remove_tree, short_tmp_dir, wait_until
 
@@ -45,8 +45,8 @@ def short() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def daemon(short: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    proc = DaemonProcess(tmp_path_factory.mktemp("state"), short / "g.sock", gate_wrapper(short),
+def daemon(short: Path, module_dir: MakeDir) -> Iterator[DaemonProcess]:
+    proc = DaemonProcess(module_dir("state"), short / "g.sock", gate_wrapper(short),
                          "--sample-period", "0.2", "--stop-timeout", "5", "--journal-socket", "",
                          "--bind-root", str(short / "srv")).start()
     yield proc
@@ -58,8 +58,8 @@ def daemon(short: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
 
 
 @pytest.fixture(scope="module")
-def paths(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("inputs")
+def paths(module_dir: MakeDir) -> Path:
+    root = module_dir("inputs")
     (root / "asr-outside").mkdir()
     (root / "model").mkdir()
     (root / "corpus.jsonl").write_text("")
@@ -308,12 +308,12 @@ def test_cli_gate_and_verdict(daemon: DaemonProcess, paths: Path, short: Path) -
 
 
 def test_the_daemons_gate_defaults_fill_a_request_that_names_no_paths(
-    short: Path, paths: Path, tmp_path_factory: pytest.TempPathFactory
+    short: Path, paths: Path, module_dir: MakeDir
 ) -> None:
     """`serve --gate-asr/--gate-verifier/--gate-thresholds`: what the dashboard's "run gate" (which sends no
     paths) gets."""
     asr, thresholds, verifier = short / "srv" / "asr", short / "srv" / "thresholds.json", short / "srv" / "verifier"
-    proc = DaemonProcess(tmp_path_factory.mktemp("state2"), short / "d.sock", gate_wrapper(short),
+    proc = DaemonProcess(module_dir("state2"), short / "d.sock", gate_wrapper(short),
                          "--sample-period", "0.2", "--stop-timeout", "5", "--journal-socket", "",
                          "--gate-asr", str(asr), "--gate-thresholds", str(thresholds),
                          "--gate-verifier", str(verifier)).start()

@@ -25,7 +25,7 @@ from qwen_train.bundle.build import corpus_spec
 from qwen_train.bundle.fingerprint import verify_bundle
 from qwen_train.spec import GuardConfig, Posture, RunSpec, TrainConfig
 from qwen_train.status import Diagnosis
-from tests.conftest import REPO
+from tests.conftest import REPO, MakeDir
 from tests.test_daemon_harness import DaemonProcess, remove_tree, short_tmp_dir, wait_until
 
 MLP = "talker.model.layers.1.mlp"
@@ -33,10 +33,10 @@ FAULT = {"module": MLP, "step": 5, "kind": "nan", "times": 0}
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+def daemon(module_dir: MakeDir) -> Iterator[DaemonProcess]:
     short = short_tmp_dir()
     env = {"QWEN_TEST_FAULT": json.dumps(FAULT), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    proc = DaemonProcess(tmp_path_factory.mktemp("state"), short / "d.sock", Path(sys.executable),
+    proc = DaemonProcess(module_dir("state"), short / "d.sock", Path(sys.executable),
                          "--sample-period", "0.3", "--journal-socket", "", env=env).start()
     try:
         yield proc

@@ -23,7 +23,7 @@ import pytest
 
 from qwen_daemon.protocol import RunHistory, RunView
 from qwen_train.prepare.spec import PrepareSpec, SourceSpec, encode_prepare_spec
-from tests.conftest import python_env
+from tests.conftest import MakeDir, python_env
 from tests.test_daemon_harness import (
     DaemonProcess,
     make_spec,
@@ -49,8 +49,8 @@ def start(short: Path, state: Path, sock: str = "d.sock") -> DaemonProcess:
 
 
 @pytest.fixture(scope="module")
-def daemon(short: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    proc = start(short, tmp_path_factory.mktemp("state"))
+def daemon(short: Path, module_dir: MakeDir) -> Iterator[DaemonProcess]:
+    proc = start(short, module_dir("state"))
     yield proc
     for view in proc.client.runs().runs:
         if view.state in ("launching", "running"):
@@ -61,8 +61,8 @@ def daemon(short: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
 
 
 @pytest.fixture(scope="module")
-def paths(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("inputs")
+def paths(module_dir: MakeDir) -> Path:
+    root = module_dir("inputs")
     (root / "model").mkdir()
     (root / "corpus.jsonl").write_text("")
     return root
@@ -188,8 +188,8 @@ def test_history_and_diagnosis_read_the_run_dir_safely(daemon: DaemonProcess, pa
 
 
 def test_preprocess_and_diagnose_jobs_survive_a_daemon_kill(short: Path, paths: Path,
-                                                            tmp_path_factory: pytest.TempPathFactory) -> None:
-    state = tmp_path_factory.mktemp("restart")
+                                                            module_dir: MakeDir) -> None:
+    state = module_dir("restart")
     first = start(short, state, "r.sock")
     try:
         done = first.client.launch(spec=make_spec(paths, "base"))

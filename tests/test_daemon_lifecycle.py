@@ -15,6 +15,7 @@ import pytest
 
 from qwen_daemon.protocol import RunDetail, RunView
 from qwen_train.status import STATUS_FILE, Losses, Status, write_status
+from tests.conftest import MakeDir
 from tests.test_daemon_harness import (
     DaemonProcess,
     make_spec,
@@ -37,9 +38,9 @@ def short() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def daemon(short: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+def daemon(short: Path, module_dir: MakeDir) -> Iterator[DaemonProcess]:
     proc = DaemonProcess(
-        tmp_path_factory.mktemp("state"), short / "d.sock", trainer_wrapper(short),
+        module_dir("state"), short / "d.sock", trainer_wrapper(short),
         "--sample-period", "0.2", "--stop-timeout", STOP_TIMEOUT, "--stale-after", STALE_AFTER,
     ).start()
     yield proc

@@ -22,6 +22,7 @@ from qwen_daemon.protocol import DEFAULT_POINTS, MAX_POINTS, ResourceSample, Run
 from qwen_daemon.protocol.client import DaemonError
 from qwen_daemon.resources.summary import GAP_PERIODS, metric_values
 from qwen_daemon.runs.registry import Registry
+from tests.conftest import MakeDir
 from tests.test_daemon_api import assert_error
 from tests.test_daemon_harness import (
     DaemonProcess,
@@ -50,9 +51,9 @@ def _samples(daemon: DaemonProcess) -> int:
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+def scenario(module_dir: MakeDir) -> Iterator[Scenario]:
     short = short_tmp_dir()
-    root = tmp_path_factory.mktemp("res")
+    root = module_dir("res")
     args = ("--sample-period", str(PERIOD), "--stop-timeout", "5")
     first = DaemonProcess(root / "state", short / "d.sock", trainer_wrapper(short), *args).start()
     second: DaemonProcess | None = None

@@ -20,7 +20,7 @@ from qwen_train import exitcodes
 from qwen_train.spec import Posture
 from qwen_train.status import read_status
 from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
-from tests.conftest import python_env
+from tests.conftest import MakeDir, python_env
 from tests.small_fs import MiB, fill, grow, leftovers, small_fs
 from tests.trainer_harness import finish, losses, run, start, write_spec
 
@@ -30,8 +30,8 @@ FS_MIB = 110
 
 
 @pytest.fixture(scope="module")
-def reference_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("diskref")
+def reference_run(demo_root: Path, module_dir: MakeDir) -> Path:
+    where = module_dir("diskref")
     code, out = run(write_spec(demo_root, where, "ref", STEPS, POSTURE), where / "run")
     assert code == exitcodes.COMPLETED, out[-2000:]
     return where / "run"

@@ -24,16 +24,16 @@ from qwen_train.spec import Posture, RunSpec, SpecError, TrainConfig, encode_spe
 from qwen_train.status import read_status
 from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
 from qwen_train.train.evaluate import NoEvalRows, evaluate, unavailable_reason
-from tests.conftest import REPO, python_env
+from tests.conftest import REPO, MakeDir, python_env
 
 SPEAKERS = ("astrid", "bengt")
 PER_SPEAKER = 4
 
 
 @pytest.fixture(scope="module")
-def corpus(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def corpus(demo_root: Path, module_dir: MakeDir) -> Path:
     """Two demo speakers, four clips each, copied with the corpus's own relative layout."""
-    root = tmp_path_factory.mktemp("small") / "corpus"
+    root = module_dir("small") / "corpus"
     lines: list[str] = []
     taken: Counter[str] = Counter()
     for line in (demo_root / "corpus" / "corpus.jsonl").read_bytes().splitlines():

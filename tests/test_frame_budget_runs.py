@@ -23,7 +23,7 @@ from qwen_train import exitcodes
 from qwen_train.spec import Posture
 from qwen_train.status import read_status
 from qwen_train.train.checkpoint import list_checkpoints, load_state, read_meta
-from tests.conftest import python_env
+from tests.conftest import MakeDir, python_env
 from tests.trainer_harness import kill, losses, run, start, step_of, tree_digest, wait_until, write_spec
 
 STEPS = 10
@@ -33,8 +33,8 @@ BUDGET = 200
 
 
 @pytest.fixture(scope="module")
-def reference(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("budget-ref")
+def reference(demo_root: Path, module_dir: MakeDir) -> Path:
+    where = module_dir("budget-ref")
     spec = write_spec(demo_root, where, "ref", STEPS, POSTURE, frame_budget=BUDGET)
     code, out = run(spec, where / "run")
     assert code == exitcodes.COMPLETED, out[-2000:]

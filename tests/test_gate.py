@@ -35,16 +35,16 @@ from qwen_train.gate.tiny_whisper import build_tiny_whisper
 from qwen_train.gate.verdict import CRITERIA, Criterion, GateVerdict, read_verdict, verdict_path
 from qwen_train.spec import Posture, load_spec
 from qwen_train.status import Event
-from tests.conftest import python_env
+from tests.conftest import MakeDir, python_env
 from tests.gate_asr import build_tiny_asr
 from tests.gate_fixtures import LOOSE, SHORT, resource_summary, variant_run, write_json
 from tests.trainer_harness import run, write_spec
 
 
 @pytest.fixture(scope="module")
-def gate_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def gate_run(demo_root: Path, module_dir: MakeDir) -> tuple[Path, Path]:
     """(run dir, spec file): a 4-step Swedish-tagged run with checkpoints at 2 and 4 and a resource summary."""
-    where = tmp_path_factory.mktemp("gate")
+    where = module_dir("gate")
     spec = write_spec(demo_root, where, "gate", 4, Posture(checkpoint_every=2, eval_every=100, keep_last=3))
     spec.write_bytes(spec.read_bytes().replace(b'"language": null', b'"language": "swedish"'))
     code, out = run(spec, where / "run")
@@ -54,23 +54,23 @@ def gate_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 
 @pytest.fixture(scope="module")
-def asr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_asr(tmp_path_factory.mktemp("asr") / "tiny-sv-ctc")
+def asr_dir(module_dir: MakeDir) -> Path:
+    return build_tiny_asr(module_dir("asr") / "tiny-sv-ctc")
 
 
 @pytest.fixture(scope="module")
-def whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_whisper(tmp_path_factory.mktemp("asr") / "tiny-sv-whisper")
+def whisper_dir(module_dir: MakeDir) -> Path:
+    return build_tiny_whisper(module_dir("asr") / "tiny-sv-whisper")
 
 
 @pytest.fixture(scope="module")
-def exported(gate_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_run(gate_run[0], step=4, out=tmp_path_factory.mktemp("exp") / "step-4")
+def exported(gate_run: tuple[Path, Path], module_dir: MakeDir) -> Path:
+    return export_run(gate_run[0], step=4, out=module_dir("exp") / "step-4")
 
 
 @pytest.fixture(scope="module")
-def thresholds_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    where = tmp_path_factory.mktemp("thresholds")
+def thresholds_files(module_dir: MakeDir) -> dict[str, Path]:
+    where = module_dir("thresholds")
     return {"loose": write_json(where / "loose.json", LOOSE), "short": write_json(where / "short.json", SHORT)}
 
 

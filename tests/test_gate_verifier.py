@@ -31,6 +31,7 @@ from qwen_train.gate.speaker import score_verified, similarity_criterion
 from qwen_train.gate.thresholds import Thresholds
 from qwen_train.gate.verdict import Judge
 from qwen_train.gate.verifier import ResemblyzerVerifier, XVectorVerifier, load_verifier
+from tests.conftest import MakeDir
 
 CPU = torch.device("cpu")
 TAKES = 3
@@ -38,9 +39,9 @@ OTHER_SEX_MARGIN = 0.10  # measured minimum 0.196 (bengt against ebba's 0.650 vs
 
 
 @pytest.fixture(scope="module")
-def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+def voices(module_dir: MakeDir) -> dict[str, list[Path]]:
     """Each espeak-ng voice reading TAKES sentences that no other take of it reads."""
-    where = tmp_path_factory.mktemp("voices")
+    where = module_dir("voices")
     out: dict[str, list[Path]] = {}
     for voice in VOICES:
         out[voice.speaker] = []

@@ -30,14 +30,15 @@ from qwen_train.gate.clones import Clone
 from qwen_train.gate.intelligibility import intelligibility_criterion, transcribe_clones
 from qwen_train.gate.target import asr_family
 from qwen_train.gate.tiny_whisper import build_tiny_whisper
+from tests.conftest import MakeDir
 from tests.gate_asr import build_tiny_asr
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_whisper(tmp_path_factory.mktemp("asr") / "tiny-sv-whisper")
+def whisper_dir(module_dir: MakeDir) -> Path:
+    return build_tiny_whisper(module_dir("asr") / "tiny-sv-whisper")
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +49,9 @@ def whisper(whisper_dir: Path) -> WhisperAsr:
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str]]:
+def clips(module_dir: MakeDir) -> list[tuple[Path, str]]:
     """Five real Swedish clips, 24 kHz, of different lengths: (wav, its text)."""
-    where = tmp_path_factory.mktemp("speech")
+    where = module_dir("speech")
     out = []
     for i, voice in enumerate(VOICES):
         path = where / f"{voice.speaker}.wav"

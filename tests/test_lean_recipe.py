@@ -16,6 +16,7 @@ from qwen_train.spec import Posture
 from qwen_train.status import read_status
 from qwen_train.train.checkpoint import list_checkpoints, load_state
 from qwen_train.train.lean_adamw import ROUNDING_KEY
+from tests.conftest import MakeDir
 from tests.trainer_harness import finish, kill, losses, run, start, step_of, wait_until, write_spec
 
 STEPS = 10
@@ -25,8 +26,8 @@ LEAN = {"recipe": "lean", "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
-def reference(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("leanref")
+def reference(demo_root: Path, module_dir: MakeDir) -> Path:
+    where = module_dir("leanref")
     spec = write_spec(demo_root, where, "leanref", STEPS, POSTURE, **LEAN)
     code, out = run(spec, where / "run")
     assert code == exitcodes.COMPLETED, out[-2000:]

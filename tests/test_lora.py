@@ -31,6 +31,7 @@ from qwen_train.train.checkpoint import list_checkpoints, load_state, verify_che
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.loop import announce_recipe
 from qwen_train.train.recipe import Recipe
+from tests.conftest import MakeDir, python_env
 from tests.trainer_harness import finish, kill, losses, run, start, step_of, wait_until, write_spec
 
 STEPS = 10
@@ -57,13 +58,13 @@ def _reference(demo_root: Path, where: Path, **train: object) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _reference(demo_root, tmp_path_factory.mktemp("loraref"))
+def reference(demo_root: Path, module_dir: MakeDir) -> Path:
+    return _reference(demo_root, module_dir("loraref"))
 
 
 @pytest.fixture(scope="module")
-def lean_reference(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _reference(demo_root, tmp_path_factory.mktemp("loralean"), recipe="lean")
+def lean_reference(demo_root: Path, module_dir: MakeDir) -> Path:
+    return _reference(demo_root, module_dir("loralean"), recipe="lean")
 
 
 def test_a_lora_run_trains_and_says_so(reference: Path) -> None:
@@ -173,8 +174,8 @@ def test_the_guard_diagnoses_rolls_back_to_the_fresh_adapter_and_retries(demo_ro
 
 
 @pytest.fixture(scope="module")
-def exports(reference: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    where = tmp_path_factory.mktemp("loraexport")
+def exports(reference: Path, module_dir: MakeDir) -> tuple[Path, Path]:
+    where = module_dir("loraexport")
     return export_run(reference, out=where / "merged"), export_run(reference, out=where / "adapter", adapter_only=True)
 
 
@@ -255,7 +256,6 @@ def test_an_adapter_alone_is_refused_for_a_full_run(reference: Path, tmp_path: P
 def test_the_gate_judges_a_lora_run_like_any_run(reference: Path, tmp_path: Path) -> None:
     """The gate exports the newest checkpoint (merged) and measures every criterion on it."""
     from qwen_train.gate.verdict import CRITERIA, read_verdict, verdict_path
-    from tests.conftest import python_env
     from tests.gate_asr import build_tiny_asr
     from tests.gate_fixtures import LOOSE, resource_summary, write_json
 

@@ -24,14 +24,14 @@ from qwen_train.prepare.spec import (
     load_prepare_spec,
 )
 from qwen_train.spec import SpecError
-from tests.conftest import REPO, python_env
+from tests.conftest import REPO, MakeDir, python_env
 from tests.prepare_layouts import make_fleurs, make_rixvox, make_waxholm, speak_clips
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> Path:
+def built(module_dir: MakeDir, demo_root: Path) -> Path:
     """rixvox (train) + fleurs (eval) + waxholm (benchmark) -> one bundle, via a spec file."""
-    root = tmp_path_factory.mktemp("multi")
+    root = module_dir("multi")
     clips = speak_clips(root / "clips", per_speaker=2)
     make_rixvox(root / "rix", clips)
     make_fleurs(root / "fleurs", clips)

@@ -15,12 +15,13 @@ from qwen_train.prepare.records import Processed
 from qwen_train.prepare.spec import PrepareSpec, SourceSpec, validate_prepare_spec
 from qwen_train.prepare.waxholm import mix_text, read_smp
 from qwen_train.prepare.window import audio_root, count_rows, run_window
+from tests.conftest import MakeDir
 from tests.prepare_layouts import Clip, make_fleurs, make_rixvox, make_upstream, make_waxholm, smp_bytes, speak_clips
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
-    return speak_clips(tmp_path_factory.mktemp("clips"), per_speaker=2)
+def clips(module_dir: MakeDir) -> list[Clip]:
+    return speak_clips(module_dir("clips"), per_speaker=2)
 
 
 def _window(tmp: Path, source: SourceSpec) -> tuple[dict[str, Processed], PrepareSpec]:

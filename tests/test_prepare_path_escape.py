@@ -20,12 +20,13 @@ from qwen_train.prepare.journal import Journal
 from qwen_train.prepare.records import Processed
 from qwen_train.prepare.spec import PrepareSpec, SourceSpec, validate_prepare_spec
 from qwen_train.prepare.window import audio_root, count_rows, run_window
+from tests.conftest import MakeDir
 from tests.prepare_layouts import Clip, iso646, smp_bytes, speak_clips, wav_bytes
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
-    return speak_clips(tmp_path_factory.mktemp("clips"), per_speaker=1)
+def clips(module_dir: MakeDir) -> list[Clip]:
+    return speak_clips(module_dir("clips"), per_speaker=1)
 
 
 def _window(tmp: Path, source: SourceSpec) -> tuple[dict[str, Processed], PrepareSpec]:

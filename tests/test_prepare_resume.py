@@ -19,7 +19,7 @@ from qwen_train.prepare.journal import JOURNAL, read_journal
 from qwen_train.prepare.run import prepare
 from qwen_train.prepare.spec import PrepareSpec, SourceSpec, encode_prepare_spec, load_prepare_spec
 from qwen_train.status import read_status
-from tests.conftest import REPO, python_env
+from tests.conftest import REPO, MakeDir, python_env
 from tests.prepare_layouts import make_upstream, speak_clips
 
 REPEAT = 12  # 12 x 12 clips + 3 corrupt lines = 147 rows: long enough to kill mid-window
@@ -52,8 +52,8 @@ def _journal_lines(work: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("resume")
+def corpus(module_dir: MakeDir) -> Path:
+    root = module_dir("resume")
     clips = speak_clips(root / "clips", per_speaker=2)
     make_upstream(root / "corpus", clips, repeat=REPEAT)
     return root

@@ -24,7 +24,7 @@ from qwen_train import exitcodes
 from qwen_train.spec import Posture
 from qwen_train.status import read_status
 from qwen_train.train.checkpoint import list_checkpoints, load_state, read_meta
-from tests.conftest import python_env
+from tests.conftest import MakeDir, python_env
 from tests.trainer_harness import losses, step_of, wait_until, write_spec
 
 POSTURE = Posture(checkpoint_every=4, eval_every=100, keep_last=3)
@@ -33,8 +33,8 @@ CPU = {"CUDA_VISIBLE_DEVICES": ""}
 
 
 @pytest.fixture(scope="module")
-def spec(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_spec(demo_root, tmp_path_factory.mktemp("specs"), "ranks", STEPS, POSTURE, processes=2, device="cpu")
+def spec(demo_root: Path, module_dir: MakeDir) -> Path:
+    return write_spec(demo_root, module_dir("specs"), "ranks", STEPS, POSTURE, processes=2, device="cpu")
 
 
 def start(spec: Path, run_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -63,9 +63,9 @@ def rank_pid(supervisor: int, rank: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def reference(spec: Path, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, float, float, float]]:
+def reference(spec: Path, module_dir: MakeDir) -> list[tuple[int, float, float, float]]:
     """The same spec under `accelerate launch` (the trainer then sees a rank environment and trains as a rank)."""
-    run_dir = tmp_path_factory.mktemp("accelerate") / "run"
+    run_dir = module_dir("accelerate") / "run"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
            "-m", "qwen_train", "run", str(spec), "--run-dir", str(run_dir), "--nonce", "ref"]

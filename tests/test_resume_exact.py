@@ -9,6 +9,7 @@ import pytest
 from qwen_train import exitcodes
 from qwen_train.spec import Posture
 from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
+from tests.conftest import MakeDir
 from tests.trainer_harness import kill, losses, run, start, step_of, wait_until, write_spec
 
 STEPS = 14
@@ -16,8 +17,8 @@ POSTURE = Posture(checkpoint_every=4, eval_every=5, keep_last=3)
 
 
 @pytest.fixture(scope="module")
-def reference(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, float, float, float]]:
-    where = tmp_path_factory.mktemp("ref")
+def reference(demo_root: Path, module_dir: MakeDir) -> list[tuple[int, float, float, float]]:
+    where = module_dir("ref")
     spec = write_spec(demo_root, where, "ref", STEPS, POSTURE)
     code, out = run(spec, where / "run")
     assert code == exitcodes.COMPLETED, out[-2000:]

@@ -13,15 +13,16 @@ from qwen_train.bundle.build import build_bundle
 from qwen_train.spec import Posture
 from qwen_train.status import read_status
 from qwen_train.train.checkpoint import META_FILE, STATE_FILE, CheckpointMeta, list_checkpoints
+from tests.conftest import MakeDir
 from tests.trainer_harness import losses, run, tree_digest, write_spec
 
 POSTURE = Posture(checkpoint_every=4, eval_every=100, keep_last=3)
 
 
 @pytest.fixture(scope="module")
-def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(demo_root: Path, module_dir: MakeDir) -> Path:
     """A run dir with one durable checkpoint at step 4 (of 8)."""
-    where = tmp_path_factory.mktemp("trained")
+    where = module_dir("trained")
     spec = write_spec(demo_root, where, "base", 4, POSTURE)
     code, out = run(spec, where / "run")
     assert code == exitcodes.COMPLETED, out[-2000:]
@@ -36,9 +37,9 @@ def run_copy(trained: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def other_bundle(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def other_bundle(demo_root: Path, module_dir: MakeDir) -> Path:
     """Same corpus, another split seed: same kind of data, different content."""
-    out = tmp_path_factory.mktemp("other") / "bundle"
+    out = module_dir("other") / "bundle"
     return build_bundle(demo_root / "corpus" / "corpus.jsonl", demo_root / "model", out, seed=7)
 
 

@@ -14,6 +14,7 @@ from qwen_train.bundle.manifest import read_manifest
 from qwen_train.export import ExportError, export_run
 from qwen_train.spec import Posture
 from qwen_train.train.checkpoint import list_checkpoints
+from tests.conftest import MakeDir
 from tests.trainer_harness import kill, run, start, wait_until, write_spec
 
 
@@ -40,8 +41,8 @@ def test_kill_between_durable_and_prune_loses_nothing(demo_root: Path, tmp_path:
 
 
 @pytest.fixture(scope="module")
-def swedish_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("sv")
+def swedish_run(demo_root: Path, module_dir: MakeDir) -> Path:
+    where = module_dir("sv")
     spec = write_spec(demo_root, where, "sv", 4, Posture(checkpoint_every=2, eval_every=100, keep_last=3))
     spec.write_bytes(spec.read_bytes().replace(b'"language": null', b'"language": "swedish"'))
     code, out = run(spec, where / "run")

@@ -15,6 +15,7 @@ from qwen_train import exitcodes
 from qwen_train.spec import Posture
 from qwen_train.status import read_status
 from qwen_train.train.checkpoint import list_checkpoints
+from tests.conftest import MakeDir
 from tests.trainer_harness import finish, losses, run, start, write_spec
 
 POSTURE = Posture(checkpoint_every=2, eval_every=100, keep_last=3)
@@ -23,8 +24,8 @@ MLP = "talker.model.layers.1.mlp"
 
 
 @pytest.fixture(scope="module")
-def reference(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, float, float, float]]:
-    where = tmp_path_factory.mktemp("oomref")
+def reference(demo_root: Path, module_dir: MakeDir) -> list[tuple[int, float, float, float]]:
+    where = module_dir("oomref")
     spec = write_spec(demo_root, where, "ref", STEPS, POSTURE, grad_accum=2)
     code, out = run(spec, where / "run")
     assert code == exitcodes.COMPLETED, out[-2000:]

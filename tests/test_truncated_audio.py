@@ -21,6 +21,7 @@ from qwen_train.prepare.records import Processed
 from qwen_train.prepare.spec import PrepareSpec, SourceSpec, validate_prepare_spec
 from qwen_train.prepare.waxholm import read_smp
 from qwen_train.prepare.window import count_rows, run_window
+from tests.conftest import MakeDir
 from tests.prepare_layouts import iso646, smp_bytes
 
 TEXT = "Hej, det här är ett test av svenskt tal i dag."
@@ -28,9 +29,9 @@ HEADER = 44  # espeak-ng and sox write the canonical 44-byte PCM header
 
 
 @pytest.fixture(scope="module")
-def espeak_wav(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+def espeak_wav(module_dir: MakeDir) -> bytes:
     """espeak-ng's own 22.05 kHz 16-bit mono WAV (written to a file, so its sizes are real)."""
-    path = tmp_path_factory.mktemp("espeak") / "a.wav"
+    path = module_dir("espeak") / "a.wav"
     subprocess.run(["espeak-ng", "-v", "sv+f2", "-w", str(path), TEXT], check=True, capture_output=True)
     return path.read_bytes()
 
