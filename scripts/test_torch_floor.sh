@@ -29,7 +29,7 @@ if [ "${1:-}" = --setup-only ]; then exit 0; fi
 
 # A kill mid-write and retention under a kill are the checkpointer's file handling, not torch's numbers: the
 # whole suite covers them.
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_resume_exact.py tests/test_train_prefix.py \
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "${QH_TEST_WORKERS:-2}" --dist loadfile tests/test_resume_exact.py tests/test_train_prefix.py \
   tests/test_train_alignment.py tests/test_retention_export.py tests/test_torch_stack.py \
   --deselect tests/test_resume_exact.py::test_kill_during_checkpoint_write_keeps_the_previous_one \
   --deselect tests/test_retention_export.py::test_kill_between_durable_and_prune_loses_nothing "$@"
