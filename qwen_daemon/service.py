@@ -322,7 +322,8 @@ class Daemon:
     def close(self) -> None:
         """Stop serving (waiting for requests in flight), sampling and monitoring. Runs go on."""
         if self._server is not None:
-            self._server.shutdown()
+            if self._serving is not None:  # shutdown() waits for serve_forever, which a failed start never ran
+                self._server.shutdown()
             self._server.server_close()
             self._server = None
         self.monitor.stop()

@@ -8,7 +8,9 @@ protocol journald speaks (systemd/journal.py), as `--journal-socket`.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import sys
 import threading
@@ -35,7 +37,7 @@ from qwen_train.train.checkpoint import list_checkpoints
 from qwen_tui.widgets.disk_view import disk_renderable
 from tests.conftest import python_env
 from tests.small_fs import MiB, fill, free, grow, small_fs
-from tests.test_daemon_harness import DaemonProcess, make_spec, short_tmp_dir, trainer_wrapper, wait_until
+from tests.test_daemon_harness import DaemonProcess, make_spec, pid_alive, short_tmp_dir, trainer_wrapper, wait_until
 
 REFERENCE = Path(__file__).resolve().parents[1] / "bench" / "train_model_config.json"  # the real 1.7 B config
 GIB = 2**30
@@ -263,3 +265,51 @@ def test_an_end_the_trainer_could_not_write_is_read_from_its_log_and_the_exit_co
     state, message = outcome(record, Exit(code=exitcodes.FAILED_DISK_FULL), final, False, False, 30.0)
     assert state == "failed_disk_full" and "could write neither its final status nor its log" in message
     assert "keeps its last good content (training at step 40)" in message and "qwen-daemon resume r" in message
+
+
+def test_a_daemon_restarted_on_a_full_state_dir_serves_reattaches_and_records_ends_once_space_returns(
+        root: Path) -> None:
+    """Killed with two runs going, one of whose trainers then dies too, and restarted (as systemd restarts it) after
+    another tenant filled the state dir: it must come up, reattach to the live run, keep the dead one's end until
+    the registry can take it, and record both once there is room; a crash here would loop under systemd."""
+    journal = Journal(root / "j.sock")
+    with small_fs(8) as state:
+        def daemon(log: str) -> DaemonProcess:
+            proc = DaemonProcess(state, root / "d.sock", trainer_wrapper(root), "--runs-dir", str(root / "runs"),
+                                 "--journal-socket", str(journal.path), "--sample-period", "0.5")
+            proc.log_path = root / log  # not on the disk that fills
+            return proc.start()
+
+        first = daemon("first.log")
+        for name in ("alive", "dies"):
+            first.client.launch(spec=make_spec(root, name))
+            wait_until(lambda n=name: first.client.run(n).status is not None, 20, f"{name}'s first status")
+        pids = {name: first.client.run(name).run.pid for name in ("alive", "dies")}
+        first.stop(signal.SIGKILL)
+        os.kill(pids["dies"], signal.SIGKILL)
+        wait_until(lambda: not pid_alive(pids["dies"]), 20, "the dying trainer to go")
+        filler = fill(state)
+
+        second = daemon("second.log")
+        try:
+            client = second.client
+            assert client.health().ok
+            wait_until(lambda: any("run registry" in p for p in client.health().state_writes), 20,
+                       "the registry's failing write to be reported")
+            assert {r.name: r.state for r in client.runs().runs} == {"alive": "running", "dies": "running"}
+            assert client.run("alive").status is not None and pid_alive(pids["alive"])
+
+            filler.unlink()
+            wait_until(lambda: client.run("dies").run.state == "interrupted", 20, "the dead run's end to be recorded")
+            assert "the daemon lost the trainer" in (client.run("dies").run.message or "")
+            alive = client.run("alive")
+            assert alive.run.state == "running" and alive.run.pid == pids["alive"]
+            wait_until(lambda: any(e.kind == "reattach" for e in client.run("alive").events), 20,
+                       "the reattachment to be recorded")
+            assert client.disk().state_writes == []
+            client.stop("alive")
+            wait_until(lambda: ended(client, "alive"), 20, "alive to stop")
+            assert client.run("alive").run.state == "stopped"
+        finally:
+            second.stop()
+            journal.close()

@@ -17,9 +17,11 @@ diagnose job ends in its diagnosis's words, a gate job in its verdict's.
 Whoever owns the monitor may ask to hear of every launch that ended
 (`on_end`): the daemon writes a training run's resource evidence then.
 
-On a full state dir the registry may refuse to record an end (or a launch's
-start): the monitor keeps what it learned (`later`) and records it at a later
-tick, once the disk has room, so an exit code is never lost to a full disk.
+On a full state dir the registry may refuse to record an end, a launch's
+start or an event (a restart's reattachment among them): the monitor keeps
+what it learned (`later`, `_note`) and records it at a later tick, once the
+disk has room, so an exit code is never lost to a full disk and a daemon
+restarted on one comes up.
 A trainer that ended `failed_disk_full` is reported from its exit code, its
 own words (status.json, else its log) and the daemon's reading of the free
 space (runs/disk_end.py).
@@ -27,6 +29,7 @@ space (runs/disk_end.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -66,6 +69,7 @@ class Monitor:
         self._killed: dict[str, float] = {}
         self._ends: dict[str, tuple[RunState, int | None, str]] = {}  # by nonce: ends the registry refused
         self._starts: dict[str, tuple[str, Launched]] = {}  # by nonce: (name, started) the registry refused
+        self._notes: list[tuple[str, str, str, float]] = []  # events (name, kind, message, time) it refused
         self._ticker = Ticker("monitor", TICK_S, self.tick)
 
     @property
@@ -98,15 +102,49 @@ class Monitor:
                 lost = f"container {record.container} vanished while the daemon was down" if record.container else None
                 self._reap(record, Exit(code=None, detail=lost), now)
             else:
-                if record.state == "launching":
-                    self.registry.set_running(record.name, record.nonce, found.pid, found.container)
-                elif found.pid != record.pid:
-                    self.registry.set_pid(record.name, record.nonce, found.pid, found.container)
-                where = f"container {found.container}" if found.container else f"pid {found.pid}"
-                self.registry.add_event(record.name, "reattach", f"reattached to {where} after a daemon restart", now)
-                if record.state == "stopping":
-                    with self._lock:
-                        self._stop_asked[record.nonce] = now
+                self._reattach(record, found, now)
+
+    def _reattach(self, record: RunRecord, found: Launched, now: float) -> None:
+        """Take a surviving launch back; on a full state dir (a restart is when the disk is likeliest to be
+        full) what the registry refuses is recorded at a later tick, and the daemon comes up all the same."""
+        assert record.nonce is not None
+        if record.state == "launching" or found.pid != record.pid:
+            try:
+                self._record_start(record, found)
+            except StateWriteError:
+                self.later(record.nonce, record.name, started=found)
+        where = f"container {found.container}" if found.container else f"pid {found.pid}"
+        self._note(record.name, "reattach", f"reattached to {where} after a daemon restart", now)
+        if record.state == "stopping":
+            with self._lock:
+                self._stop_asked[record.nonce] = now
+
+    def _record_start(self, record: RunRecord, found: Launched) -> None:
+        assert record.nonce is not None
+        if record.state == "launching":
+            self.registry.set_running(record.name, record.nonce, found.pid, found.container)
+        else:  # a reattached container's init may have a new host pid
+            self.registry.set_pid(record.name, record.nonce, found.pid, found.container)
+
+    def _note(self, name: str, kind: str, message: str, now: float) -> None:
+        """An event for the run's history; one a full state dir refuses waits for a later tick."""
+        try:
+            self._flush_notes()
+            self.registry.add_event(name, kind, message, now)
+        except StateWriteError:
+            with self._lock:
+                self._notes.append((name, kind, message, now))
+
+    def _flush_notes(self) -> None:
+        """The events a full state dir refused, oldest first; StateWriteError while it still does."""
+        while True:
+            with self._lock:
+                if not self._notes:
+                    return
+                note = self._notes[0]
+            self.registry.add_event(*note)
+            with self._lock:
+                self._notes.pop(0)
 
     # stop
 
@@ -160,7 +198,7 @@ class Monitor:
         if pending is None:
             return record.state != "launching"
         try:
-            self.registry.set_running(record.name, record.nonce, pending[1].pid, pending[1].container)
+            self._record_start(record, pending[1])
         except StateWriteError:
             return False
         with self._lock:
@@ -168,6 +206,8 @@ class Monitor:
         return True
 
     def tick(self, now: float) -> None:
+        with contextlib.suppress(StateWriteError):  # reported already; the next tick tries again
+            self._flush_notes()
         for record in self.registry.active():
             if record.nonce is None:
                 continue
