@@ -16,6 +16,7 @@ refused. A diagnose job records the run it replays as its `parent`.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -26,9 +27,11 @@ import msgspec
 
 from qwen_daemon.jobs.job import Job
 from qwen_daemon.protocol import ACTIVE_STATES, ResourceSample, RunState
-from qwen_daemon.state_writes import StateWrites
+from qwen_daemon.state_writes import StateWrites, disk_words
 from qwen_train.spec import check_name
 from qwen_train.status import Event
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 _ACTIVE = tuple(sorted(ACTIVE_STATES))
@@ -137,11 +140,34 @@ class Registry:
         self.path = path
         self.writes = writes or StateWrites()  # a full disk: StateWriteError (507), reported, rolled back
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn = self._connect()
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        """WAL, with its shared-memory index in the heap when the state dir is too full to hold the -shm file.
+
+        A daemon that closed cleanly removed its -wal and -shm; restarted on a full disk (another tenant filled
+        it meanwhile) it cannot make the -shm again and would fail to start. In exclusive locking mode SQLite
+        keeps that index in its own memory, so the registry reads at once and writes once there is room; no
+        other process opens it meanwhile, which the state dir's daemon lock already guarantees for writers.
+        """
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            words = disk_words(exc)
+            if words is None:
+                raise
+        log.warning("run registry %s: %s at start; its WAL index is kept in memory (exclusive locking) until "
+                    "the daemon restarts", self.path, words)
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
 
     def _migrate(self) -> None:
         """Create the schema in a new file, upgrade an older one in one transaction; refuse any other version."""
