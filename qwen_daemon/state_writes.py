@@ -94,7 +94,7 @@ class StateWrites:
             self._failing[what] = StateWriteProblem(what, str(path), words, known.since if known else time.time(),
                                                     count)
         if known is None:
-            message = f"cannot write the {what} {path}: {words}; {_free(path)}; reads go on, writes retry"
+            message = f"cannot write the {what} {path}: {words}; {free_words(path)}; reads go on, writes retry"
             log.error("%s", message)
             self._tell(message, what, path, "failed", 3)
 
@@ -122,7 +122,7 @@ def _has_room(path: Path) -> bool:
         return True  # nothing to say it is still full: the write went through
 
 
-def _free(path: Path) -> str:
+def free_words(path: Path) -> str:
     try:
         space = free_space(path.parent)
     except OSError:

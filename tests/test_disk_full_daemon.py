@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -316,3 +317,26 @@ def test_a_daemon_restarted_on_a_full_state_dir_serves_reattaches_and_records_en
         finally:
             second.stop()
             journal.close()
+
+
+def test_a_first_start_on_a_full_state_dir_exits_plainly_and_the_next_one_serves(root: Path) -> None:
+    """No registry yet and no room to make one: a one-line reason and exit 1 (systemd's Restart=on-failure tries
+    again), not a traceback; once there is room the same command serves."""
+    with small_fs(4) as disk:
+        filler = fill(disk)
+        command = [sys.executable, "-m", "qwen_daemon", "serve", "--state-dir", str(disk / "state"),
+                   "--socket", str(root / "d.sock"), "--journal-socket", ""]
+        refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1, refused.stderr
+        said = refused.stderr.strip().splitlines()[-1]
+        assert "Traceback" not in refused.stderr, refused.stderr
+        assert said.startswith("qwen-daemon: error: cannot open the run registry "), said
+        assert "database or disk is full" in said and "0 B free of 4 MiB" in said and "start the daemon again" in said
+        filler.unlink()
+        daemon = DaemonProcess(disk / "state", root / "d.sock", trainer_wrapper(root), "--journal-socket", "")
+        daemon.log_path = root / "daemon.log"
+        daemon.start()
+        try:
+            assert daemon.client.health().ok and daemon.client.runs().runs == []
+        finally:
+            daemon.stop()

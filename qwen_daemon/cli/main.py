@@ -48,7 +48,7 @@ from qwen_daemon.protocol import GateVerdict, HostView, RunDetail, RunHistory, R
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_daemon.protocol.disk import DiskView
 from qwen_daemon.protocol.socket import SOCKET_ENV, default_socket, default_state_dir
-from qwen_daemon.runs.registry import RegistryError
+from qwen_daemon.runs.registry import RegistryError, RegistryFull
 from qwen_daemon.systemd import run_unit
 from qwen_train.closed_pipe import quiet_on_closed_pipe
 from qwen_train.spec import SpecError, load_spec
@@ -210,6 +210,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         daemon = Daemon(config)
         daemon.run_until_signalled(lambda: print(f"qwen-daemon serving on {config.socket}", flush=True))
+    except RegistryFull as exc:  # the disk's state, not the operator's arguments: systemd retries on failure
+        return _fail(EXIT_DAEMON, str(exc))
     except (ConfigError, RegistryError) as exc:
         return _fail(EXIT_USAGE, str(exc))
     except OSError as exc:

@@ -27,7 +27,7 @@ import msgspec
 
 from qwen_daemon.jobs.job import Job
 from qwen_daemon.protocol import ACTIVE_STATES, ResourceSample, RunState
-from qwen_daemon.state_writes import StateWrites, disk_words
+from qwen_daemon.state_writes import StateWrites, disk_words, free_words
 from qwen_train.spec import check_name
 from qwen_train.status import Event
 
@@ -96,6 +96,10 @@ class RegistryError(RuntimeError):
     """The registry file cannot be used (wrong schema, unreadable)."""
 
 
+class RegistryFull(RegistryError):
+    """A state dir too full to open the registry in at all: a new one cannot be made, an old one not migrated."""
+
+
 class RunConflict(RuntimeError):
     """A launch under a name whose run is still active."""
 
@@ -140,10 +144,19 @@ class Registry:
         self.path = path
         self.writes = writes or StateWrites()  # a full disk: StateWriteError (507), reported, rolled back
         self._lock = threading.RLock()
-        self._conn = self._connect()
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self._migrate()
+        try:
+            self._conn = self._connect()
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except sqlite3.Error as exc:
+            words = disk_words(exc)
+            if words is None:
+                raise
+            raise RegistryFull(
+                f"cannot open the run registry {path}: {words}; {free_words(path)}. Free space on the state dir "
+                "and start the daemon again (under systemd it restarts on its own); nothing in the registry was "
+                "changed") from exc
 
     def _connect(self) -> sqlite3.Connection:
         """WAL, with its shared-memory index in the heap when the state dir is too full to hold the -shm file.
@@ -162,11 +175,11 @@ class Registry:
             words = disk_words(exc)
             if words is None:
                 raise
-        log.warning("run registry %s: %s at start; its WAL index is kept in memory (exclusive locking) until "
-                    "the daemon restarts", self.path, words)
         conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA locking_mode=EXCLUSIVE")
         conn.execute("PRAGMA journal_mode=WAL")
+        log.warning("run registry %s: %s at start; its WAL index is kept in memory (exclusive locking) until "
+                    "the daemon restarts", self.path, words)
         return conn
 
     def _migrate(self) -> None:
