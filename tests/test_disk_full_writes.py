@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import msgspec
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from qwen_train import exitcodes
 from qwen_train.atomic import append_durable, append_whole, undo_append
 from qwen_train.disk import DiskFull, disk_errno, free_space
 from qwen_train.plan.disk import disk_text, plan_disk
 from qwen_train.spec import Posture, RunSpec, TrainConfig
 from qwen_train.status import Losses, read_status
 from qwen_train.train.board import Board
+from qwen_train.train.diskspace import end_disk_full
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.losslog import LOSSES_FILE, append_losses
 from tests.small_fs import MiB, fill, leftovers, small_fs
@@ -138,3 +141,23 @@ def test_a_rust_writer_that_hits_a_full_disk_is_a_full_disk() -> None:
         assert not isinstance(raised.value, OSError)  # what the text rule is for
         assert disk_errno(raised.value) == errno.ENOSPC
     assert disk_errno(RuntimeError("I/O error: Permission denied (os error 13)")) is None
+
+
+def test_a_full_quota_is_told_apart_from_a_full_disk(tmp_path: Path) -> None:
+    """EDQUOT with the file system's space still free: the advice is the quota's, naming the writer, since the
+    free space printed beside it is space this user may not use. (A real quota cannot be made here: this kernel
+    has neither CONFIG_QUOTA nor tmpfs quotas, so the write's errno is given, as the checkpoint writer raises it.)"""
+    beat = Heartbeat(tmp_path, "r", "n", 10)
+    beat.update(step=3)
+    quota = DiskFull("checkpoint step-00000004", tmp_path / "checkpoints", errno=errno.EDQUOT)
+    assert end_disk_full(beat, tmp_path, Posture(), quota) == exitcodes.FAILED_DISK_FULL
+    said = read_status(tmp_path / "status.json")
+    assert said.state == "failed_disk_full" and said.message is not None
+    assert "disk quota exceeded (EDQUOT)" in said.message and "A quota is full, not the disk" in said.message
+    assert f"(uid {os.geteuid()})" in said.message and "setquota" in said.message
+    assert "To go on: free space" not in said.message
+
+    full = DiskFull("checkpoint step-00000004", tmp_path / "checkpoints", errno=errno.ENOSPC)
+    end_disk_full(Heartbeat(tmp_path, "r", "n", 10), tmp_path, Posture(), full)
+    message = read_status(tmp_path / "status.json").message or ""
+    assert "To go on: free space" in message and "A quota is full" not in message and "setquota" not in message

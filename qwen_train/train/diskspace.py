@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
+import pwd
 import sys
 from pathlib import Path
 from typing import Any
@@ -125,9 +127,22 @@ def _advice(exc: DiskFull, posture: Posture, size: int | None, space: FreeSpace 
                 "free space before resuming.")
     peak = f": at its peak the run holds {posture.keep_last + 1} checkpoints of {size_text(size)}" if size else ""
     where = f" on {space.checked}'s file system" if space is not None else ""
+    if exc.errno == errno.EDQUOT:  # the free space printed is the file system's, which this writer may not use
+        return (f"A quota is full, not the disk: {_writer()} may use no more{where}, whatever it has free "
+                f"(`quota -v` shows the limits). To go on: free that user's files there or have its quota raised "
+                f"(setquota), keep fewer checkpoints (posture.keep_last is {posture.keep_last}{peak}), or move the "
+                "run dir to another disk (--run-dir; under the daemon, its --runs-dir).")
     return (f"To go on: free space{where}, keep fewer checkpoints (posture.keep_last is {posture.keep_last}{peak}), "
             "or move the run dir to another disk (--run-dir; under the daemon, its --runs-dir); "
             "`qwen-train plan SPEC` prints what the run needs on disk.")
+
+
+def _writer() -> str:
+    uid = os.geteuid()
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:  # a container's --user UID:GID names no user
+        return f"uid {uid}"
 
 
 def _what_happened(exc: DiskFull, space: FreeSpace | None) -> str:
