@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import select
 import shutil
 import signal
 import socket
@@ -27,6 +28,7 @@ from qwen_train.spec import RunSpec, TrainConfig
 
 FAKE_TRAINER = Path(__file__).with_name("test_daemon_fake_trainer.py")
 T = TypeVar("T")
+START_TIMEOUT_S = 60.0  # a cold start under a loaded 2-core CI takes a few seconds
 
 
 def wait_until(check: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
@@ -87,6 +89,11 @@ class DaemonProcess:
         with open(self.log_path, "a") as log:
             self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT_S)
+        if not ready:  # a daemon stuck before serving: say so now rather than at pytest's timeout
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"the daemon did not serve within {START_TIMEOUT_S:g} s:\n{self.log()}")
         line = self.proc.stdout.readline()
         assert line.strip() == f"qwen-daemon serving on {self.socket}", (line, self.log())
         assert self.socket.exists()
