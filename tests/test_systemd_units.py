@@ -22,6 +22,7 @@ import pytest
 
 from qwen_daemon.protocol.client import DaemonClient
 from tests.nspawn import Machine, install_units
+from tests.small_fs import fill, small_fs
 from tests.test_daemon_harness import make_spec, trainer_wrapper, wait_until
 
 INSIDE = "/srv/qh"  # the test dir inside the machine (the daemon's PrivateTmp hides /tmp)
@@ -118,3 +119,25 @@ def test_units_are_accepted_by_systemd_analyze(tmp_path: Path) -> None:
     problems = [line for line in (out.stdout + out.stderr).splitlines()
                 if "Unknown" in line or "bad-setting" in line.lower() or "Invalid" in line]
     assert problems == [], problems
+
+
+def test_a_daemon_that_cannot_open_its_full_state_dir_is_restarted_until_it_can(short_tmp: Path) -> None:
+    """A first start on a full /var/lib/qwen-hemma exits 1 with one line in the unit's journal, and systemd's
+    Restart=on-failure keeps trying, within its start limit, until there is room: then it serves."""
+    install_units(short_tmp / "units", ["--sample-period", "0.5"])
+    with small_fs(4) as state:
+        filler = fill(state)
+        box = Machine(short_tmp / "units", [(state, "/var/lib/qwen-hemma")], short_tmp / "nspawn.log")
+        try:
+            assert box.run("systemctl", "start", "qwen-daemon.service", check=False).returncode != 0
+            wait_until(lambda: int(box.show("qwen-daemon.service", "NRestarts")["NRestarts"]) >= 3, 60,
+                       "systemd to restart the daemon three times")
+            said = box.run("journalctl", "-u", "qwen-daemon.service", "--no-pager", "-o", "cat").stdout
+            assert "cannot open the run registry /var/lib/qwen-hemma/registry.sqlite3" in said, said
+            assert "Traceback" not in said and "start request repeated too quickly" not in said, said
+            filler.unlink()
+            wait_until(lambda: box.show("qwen-daemon.service", "ActiveState")["ActiveState"] == "active", 60,
+                       "the daemon to come up once there is room")
+            assert _answers(DaemonClient(box.host_path("/run/qwen-hemma/daemon.sock")))
+        finally:
+            box.stop()
