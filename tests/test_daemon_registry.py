@@ -12,7 +12,8 @@ from qwen_daemon.jobs.job import Job
 from qwen_daemon.jobs.kinds import TRAIN
 from qwen_daemon.protocol import ResourceSample
 from qwen_daemon.resources.summary_cache import SummaryCache
-from qwen_daemon.runs.registry import Registry, RegistryError, RunConflict
+from qwen_daemon.runs.registry import Registry, RunConflict
+from qwen_daemon.runs.registry_file import RegistryError
 from qwen_train.spec import RunSpec, SpecError
 
 

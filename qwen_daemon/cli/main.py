@@ -48,7 +48,7 @@ from qwen_daemon.protocol import GateVerdict, HostView, RunDetail, RunHistory, R
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_daemon.protocol.disk import DiskView
 from qwen_daemon.protocol.socket import SOCKET_ENV, default_socket, default_state_dir
-from qwen_daemon.runs.registry import RegistryError, RegistryFull
+from qwen_daemon.runs.registry_file import RegistryError, RegistryFull
 from qwen_daemon.systemd import run_unit
 from qwen_train.closed_pipe import quiet_on_closed_pipe
 from qwen_train.spec import SpecError, load_spec

@@ -1,5 +1,7 @@
 """The run registry: what the daemon launched, in SQLite (WAL), keyed by run name.
 
+Its file (schema, versions, opening it on a full state dir) is registry_file.py.
+
 The registry is the daemon's memory across its own restarts, so every state
 change is a single transaction, and changes that belong to one launch are
 conditional on that launch's nonce: a late reap of an old launch can never
@@ -16,7 +18,6 @@ refused. A diagnose job records the run it replays as its `parent`.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -27,79 +28,18 @@ import msgspec
 
 from qwen_daemon.jobs.job import Job
 from qwen_daemon.protocol import ACTIVE_STATES, ResourceSample, RunState
-from qwen_daemon.state_writes import StateWrites, disk_words, free_words
+from qwen_daemon.runs.registry_file import open_file
+from qwen_daemon.state_writes import StateWrites
 from qwen_train.spec import check_name
 from qwen_train.status import Event
 
-log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 3
 _ACTIVE = tuple(sorted(ACTIVE_STATES))
 _ACTIVE_SQL = f"state IN ({', '.join('?' for _ in _ACTIVE)})"
-
-_SCHEMA = """
-CREATE TABLE runs (
-    name TEXT PRIMARY KEY,
-    lane TEXT NOT NULL,
-    surface TEXT NOT NULL,
-    runner TEXT NOT NULL,
-    state TEXT NOT NULL,
-    nonce TEXT,
-    pid INTEGER,
-    run_dir TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    launched_at REAL NOT NULL,
-    ended_at REAL,
-    exit_code INTEGER,
-    spec_json TEXT NOT NULL,
-    message TEXT,
-    container TEXT,
-    kind TEXT NOT NULL DEFAULT 'train',
-    parent TEXT
-);
-CREATE TABLE launches (
-    nonce TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    ended_at REAL
-);
-CREATE INDEX launches_by_name ON launches (name, started_at);
-CREATE TABLE events (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    time REAL NOT NULL,
-    kind TEXT NOT NULL,
-    message TEXT NOT NULL
-);
-CREATE INDEX events_by_name ON events (name, time);
-CREATE TABLE samples (
-    id INTEGER PRIMARY KEY,
-    run TEXT,
-    time REAL NOT NULL,
-    sample BLOB NOT NULL
-);
-CREATE INDEX samples_by_run ON samples (run, time);
-"""
 
 _RUN_COLUMNS = (
     "name, lane, surface, runner, state, nonce, pid, run_dir, created_at, launched_at, "
     "ended_at, exit_code, spec_json, message, container, kind, parent"
 )
-# Upgrades of older files, by the version they start from: each adds what later versions added.
-_UPGRADES: dict[int, str] = {
-    1: "ALTER TABLE runs ADD COLUMN container TEXT;",  # the walking skeleton's file
-    2: "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train'; ALTER TABLE runs ADD COLUMN parent TEXT;",
-}
-
-
-class RegistryError(RuntimeError):
-    """The registry file cannot be used (wrong schema, unreadable)."""
-
-
-class RegistryFull(RegistryError):
-    """A state dir too full to open the registry in at all: a new one cannot be made, an old one not migrated."""
-
-
 class RunConflict(RuntimeError):
     """A launch under a name whose run is still active."""
 
@@ -144,65 +84,7 @@ class Registry:
         self.path = path
         self.writes = writes or StateWrites()  # a full disk: StateWriteError (507), reported, rolled back
         self._lock = threading.RLock()
-        try:
-            self._conn = self._connect()
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA busy_timeout=5000")
-            self._migrate()
-        except sqlite3.Error as exc:
-            words = disk_words(exc)
-            if words is None:
-                raise
-            raise RegistryFull(
-                f"cannot open the run registry {path}: {words}; {free_words(path)}. Free space on the state dir "
-                "and start the daemon again (under systemd it restarts on its own); nothing in the registry was "
-                "changed") from exc
-
-    def _connect(self) -> sqlite3.Connection:
-        """WAL, with its shared-memory index in the heap when the state dir is too full to hold the -shm file.
-
-        A daemon that closed cleanly removed its -wal and -shm; restarted on a full disk (another tenant filled
-        it meanwhile) it cannot make the -shm again and would fail to start. In exclusive locking mode SQLite
-        keeps that index in its own memory, so the registry reads at once and writes once there is room; no
-        other process opens it meanwhile, which the state dir's daemon lock already guarantees for writers.
-        """
-        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return conn
-        except sqlite3.OperationalError as exc:
-            conn.close()
-            words = disk_words(exc)
-            if words is None:
-                raise
-        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-        conn.execute("PRAGMA journal_mode=WAL")
-        log.warning("run registry %s: %s at start; its WAL index is kept in memory (exclusive locking) until "
-                    "the daemon restarts", self.path, words)
-        return conn
-
-    def _migrate(self) -> None:
-        """Create the schema in a new file, upgrade an older one in one transaction; refuse any other version."""
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
-        if version in _UPGRADES:
-            steps = " ".join(_UPGRADES[v] for v in range(version, SCHEMA_VERSION))
-            with self._lock:
-                self._conn.executescript(
-                    f"BEGIN IMMEDIATE; {steps} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
-                )
-            return
-        if version != 0:
-            raise RegistryError(
-                f"registry {self.path} has schema version {version}; this daemon knows "
-                f"{SCHEMA_VERSION}: use a matching qwen-daemon or another --state-dir"
-            )
-        with self._lock:
-            self._conn.executescript(
-                "BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
-            )
+        self._conn = open_file(path)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
