@@ -127,13 +127,11 @@ class Monitor:
             self.registry.set_pid(record.name, record.nonce, found.pid, found.container)
 
     def _note(self, name: str, kind: str, message: str, now: float) -> None:
-        """An event for the run's history; one a full state dir refuses waits for a later tick."""
-        try:
+        """An event for the run's history, after any a full state dir refused; those wait for a later tick."""
+        with self._lock:
+            self._notes.append((name, kind, message, now))
+        with contextlib.suppress(StateWriteError):  # reported already
             self._flush_notes()
-            self.registry.add_event(name, kind, message, now)
-        except StateWriteError:
-            with self._lock:
-                self._notes.append((name, kind, message, now))
 
     def _flush_notes(self) -> None:
         """The events a full state dir refused, oldest first; StateWriteError while it still does."""

@@ -81,6 +81,7 @@ class RegistryFull(RegistryError):
 
 def open_file(path: Path) -> sqlite3.Connection:
     """The registry's connection, its schema current; RegistryFull when the disk leaves no room to open it."""
+    conn: sqlite3.Connection | None = None
     try:
         conn = _connect(path)
         conn.execute("PRAGMA synchronous=FULL")
@@ -88,6 +89,8 @@ def open_file(path: Path) -> sqlite3.Connection:
         _migrate(conn, path)
         return conn
     except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
         words = disk_words(exc)
         if words is None:
             raise
