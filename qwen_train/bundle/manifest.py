@@ -55,6 +55,7 @@ class Row(msgspec.Struct, frozen=True):
     split: Split
     eval_kind: EvalKind | None = None
     orig_id: str = ""
+    meta: dict[str, str | int | float | bool] = {}  # the publisher's row metadata (prepare/records.py Meta)
 
 
 class Splits(msgspec.Struct, frozen=True):

@@ -102,6 +102,7 @@ def assemble(
                 split="train" if s.split == "train" else "eval",
                 eval_kind=s.eval_kind,
                 orig_id=e.orig_id,
+                meta=e.meta,
             )
         )
     _write_records(spec, tmp, rows, selection, imported, anchors)

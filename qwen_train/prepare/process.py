@@ -119,6 +119,7 @@ def process_row(source: str, row: SourceRow, limits: Limits, audio_dir: Path) ->
         span_s=round(facts.span_s, 3),
         non_speech_ratio=round(facts.non_speech_ratio, 4),
         rate_in=rate,
+        meta=row.meta,
     )
 
 

@@ -31,9 +31,15 @@ RejectReason = Literal[
     "empty_text",
     "not_swedish",
     "duplicate_id",
+    "low_alignment",
+    "mostly_noise",
 ]
 
 AudioKind = Literal["file", "bytes", "smp"]
+
+# What a publisher says of a row beyond its text and speaker (RixVox's start, end, bleu_score; Waxholm's
+# noise-marker count): kept through the journal into the bundle's manifest, never used to decode audio.
+Meta = dict[str, str | int | float | bool]
 
 
 class AudioRef(msgspec.Struct, frozen=True):
@@ -53,7 +59,7 @@ class SourceRow(msgspec.Struct, frozen=True):
     text: str
     audio: AudioRef
     ref_audio: str | None = None
-    meta: dict[str, str] = {}
+    meta: Meta = {}
 
 
 class ImportReject(msgspec.Struct, frozen=True):
@@ -86,6 +92,7 @@ class Processed(msgspec.Struct, frozen=True, tag="row"):
     rate_in: int = 0
     reason: RejectReason | None = None
     detail: str = ""
+    meta: Meta = {}
 
 
 class SourceEnd(msgspec.Struct, frozen=True, tag="end"):

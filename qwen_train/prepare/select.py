@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from qwen_train.bundle.manifest import EvalKind
@@ -83,14 +83,29 @@ def select(spec: PrepareSpec, entries: list[Processed]) -> Selection:
             elif _unit(spec.seed, "share", src.label, e.orig_id) < src.share:
                 kept.append(e)
         unselected[src.label] = len(accepted) - len(outliers) - len(kept)
-        src_rows, src_held = split_source(spec, src, kept)
+        lost = Counter(r.reason for r in rejects if r.source == src.label)
+        src_rows, src_held = split_source(spec, src, kept, lost, unselected[src.label])
         rows.extend(src_rows)
         held.extend(src_held)
     rejects.sort(key=lambda r: ([s.label for s in spec.sources].index(r.source), r.n))
     return Selection(rows=rows, rejects=rejects, unselected=unselected, held_out_speakers=sorted(held))
 
 
-def split_source(spec: PrepareSpec, src: SourceSpec, kept: list[Processed]) -> tuple[list[Selected], list[str]]:
+def why_empty(label: str, kept: int, lost: Counter[str], unselected: int) -> str:
+    """What emptied a source, reasons by count, so the fix aimed at is the data's, not the split's."""
+    parts = [f"{label!r} kept {kept} row(s)"]
+    if lost:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in lost.most_common())
+        parts.append(f"rejected {sum(lost.values())}: {reasons} (each row's detail is in the bundle's "
+                     "rejects.jsonl, or the work dir's journal.jsonl)")
+    if unselected:
+        parts.append(f"{unselected} accepted row(s) left out by its share")
+    return "; ".join(parts)
+
+
+def split_source(
+    spec: PrepareSpec, src: SourceSpec, kept: list[Processed], lost: Counter[str] | None = None, unselected: int = 0
+) -> tuple[list[Selected], list[str]]:
     role = src.resolved_role
     if role != "train":
         return [Selected(e, role, "eval", "held_out_speaker") for e in kept], sorted(
@@ -103,9 +118,12 @@ def split_source(spec: PrepareSpec, src: SourceSpec, kept: list[Processed]) -> t
     rng = random.Random(f"{spec.seed}:{src.label}")
     want = max(spec.split.held_out_speakers, math.ceil(spec.split.held_out_speaker_fraction * len(speakers)))
     if want and len(speakers) <= want:
+        head = f"source {why_empty(src.label, len(kept), lost or Counter(), unselected)}. " if not speakers or lost else ""
         raise SpecError(
-            f"source {src.label!r} has {len(speakers)} speaker(s) after validation; holding out {want} would leave "
-            "none to train on. Lower split.held_out_speakers (0 for a single-speaker bundle) or add speakers."
+            f"{head}Source {src.label!r} has {len(speakers)} speaker(s) after validation; holding out {want} would "
+            "leave none to train on. "
+            + ("Fix what rejected its rows first. " if not speakers and lost else "")
+            + "Lower split.held_out_speakers (0 for a single-speaker bundle) or add speakers."
         )
     held = set(rng.sample(speakers, want)) if want else set()
     out: list[Selected] = []

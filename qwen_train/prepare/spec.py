@@ -28,13 +28,30 @@ DEFAULT_ROLE: dict[str, Role | None] = {
     "upstream_jsonl": "train",
 }
 
+# RixVox v1's `bleu_score` compares a wav2vec2 transcript of the clip with the written protocol aligned to
+# it. Protocols are edited (disfluencies, repetitions and false starts removed), so a good alignment scores
+# well under 1, while a row under 0.5 disagrees with its audio on most of its n-grams: a TTS model trained
+# on it learns to say words the audio does not. 0.5 keeps the bulk and drops the misaligned tail; the
+# rejects file counts what it dropped (`low_alignment`), and 0 keeps everything.
+DEFAULT_MIN_BLEU = 0.5
+# Waxholm: a label whose `X...X` noise markers (XsmackX, XutandX) are more than half its tokens is mostly
+# breath and lip noise, not speech to learn text from.
+DEFAULT_MAX_NOISE = 0.5
+
 
 class SourceSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """One corpus on disk, in its publisher's layout.
 
     `name` scopes speaker ids (`<name>:<speaker>`) and defaults to the kind.
     `share` keeps that fraction of the source's accepted rows (chosen by seed).
-    `splits` restricts a source with published splits (FLEURS: train/dev/test).
+    `splits` restricts a source with published splits to the files whose folder
+    or file name carries the split's word (prepare/splits.py): `train` selects
+    `data/train/`, `train-00000-of-00002.parquet` and `train_metadata.parquet`;
+    `dev` also selects FLEURS's `validation`.
+    `min_bleu_score` (rixvox) drops rows whose published alignment score is
+    under the floor (default DEFAULT_MIN_BLEU; 0 keeps all); `max_noise_ratio`
+    (waxholm) drops rows whose label is more than that fraction noise markers
+    (default DEFAULT_MAX_NOISE; 1 keeps all).
     """
 
     kind: SourceKind
@@ -43,6 +60,8 @@ class SourceSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: str | None = None
     share: float = 1.0
     splits: list[str] | None = None
+    min_bleu_score: float | None = None
+    max_noise_ratio: float | None = None
 
     @property
     def label(self) -> str:
@@ -54,6 +73,14 @@ class SourceSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         if role is None:
             raise SpecError(f"source {self.label!r} ({self.kind}): declare its role (train, eval or benchmark)")
         return role
+
+    @property
+    def bleu_floor(self) -> float:
+        return DEFAULT_MIN_BLEU if self.min_bleu_score is None else self.min_bleu_score
+
+    @property
+    def noise_ceiling(self) -> float:
+        return DEFAULT_MAX_NOISE if self.max_noise_ratio is None else self.max_noise_ratio
 
 
 class Limits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -125,6 +152,7 @@ def validate_prepare_spec(spec: PrepareSpec) -> PrepareSpec:
             raise SpecError(f"source {s.label!r}: share must be in (0, 1], got {s.share}")
         if ":" in s.label or "/" in s.label:
             raise SpecError(f"source name {s.label!r} may not contain ':' or '/'")
+        _check_kind_options(s)
     lim = spec.limits
     if not 0 < lim.min_duration_s < lim.max_duration_s:
         raise SpecError("limits: need 0 < min_duration_s < max_duration_s")
@@ -140,6 +168,18 @@ def validate_prepare_spec(spec: PrepareSpec) -> PrepareSpec:
     if sp.held_out_speakers < 0 or sp.held_out_utterances < 0 or not 0 <= sp.held_out_speaker_fraction < 1:
         raise SpecError("split: counts must be >= 0 and held_out_speaker_fraction in [0, 1)")
     return spec
+
+
+def _check_kind_options(s: SourceSpec) -> None:
+    """Options that only one corpus kind has are refused on the others, naming the kind they belong to."""
+    for field, kind, value in (("min_bleu_score", "rixvox", s.min_bleu_score),
+                               ("max_noise_ratio", "waxholm", s.max_noise_ratio)):
+        if value is None:
+            continue
+        if s.kind != kind:
+            raise SpecError(f"source {s.label!r}: {field} applies to {kind} sources only; remove it")
+        if not 0.0 <= value <= 1.0:
+            raise SpecError(f"source {s.label!r}: {field} must be in [0, 1], got {value}")
 
 
 def resolve_paths(spec: PrepareSpec, base: Path) -> PrepareSpec:
