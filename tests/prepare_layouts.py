@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import subprocess
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,4 +206,78 @@ def make_upstream(root: Path, clips: list[Clip], repeat: int = 1) -> dict[str, s
     expect[f"line{len(lines)}"] = "bad_metadata"
     root.mkdir(parents=True, exist_ok=True)
     (root / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return expect
+
+
+def _tar_gz(path: Path, members: list[tuple[str, bytes]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def rixvox_record(clip: Clip, obs: int, **over: object) -> dict[str, object]:
+    """One metadata row with KBLab/rixvox's columns, its duration the clip's own."""
+    duration = round(len(clip.samples()) / 16000, 3)
+    start = 10.0 * obs
+    rec: dict[str, object] = {
+        "dokid": "GR01KRU1", "anforande_nummer": 5, "observation_nr": obs, "speaker": f"{clip.speaker.title()} Ek",
+        "party": "S", "gender": "female", "debatedate": "2013-10-22", "electoral_district": "Uppsala län",
+        "birth_year": 1970, "intressent_id": f"0{zlib.crc32(clip.speaker.encode()):011d}", "speaker_from_id": True,
+        "speaker_audio_meta": f"{clip.speaker.title()} Ek (S)", "text": clip.text, "start": start,
+        "end": start + duration, "duration": duration, "bleu_score": 0.8,
+        "filename": f"GR01KRU1/24422102200286275{obs:02d}_anf5_{int(start)}_{int(start + duration)}.wav",
+        "speaker_total_hours": 12.5,
+    }
+    rec.update(over)
+    return rec
+
+
+def make_rixvox_published(root: Path, clips: list[Clip]) -> dict[str, str | None]:
+    """KBLab/rixvox as served: data/{split}_metadata.parquet + data/train/train_{n}.tar.gz (dev extracted in place).
+
+    Returns {orig_id: expected reason or None}; the speakers are clip speakers' person ids, except `bo`,
+    whose rows have no intressent_id (speaker_from_id False) and fall back to the name.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = root / "data"
+    expect: dict[str, str | None] = {}
+    train: list[dict[str, object]] = []
+    members: list[tuple[str, bytes]] = []
+    for obs, clip in enumerate(clips[:10]):
+        over: dict[str, object] = {"intressent_id": None, "speaker_from_id": False} if clip.speaker == "bo" else {}
+        rec = rixvox_record(clip, obs, **over)
+        train.append(rec)
+        members.append((str(rec["filename"]), clip.path.read_bytes()))
+        expect[str(rec["filename"]).removesuffix(".wav")] = None
+
+    def bad(obs: int, reason: str, member: bytes | None, **over: object) -> None:
+        rec = rixvox_record(clips[0], obs, **over)
+        train.append(rec)
+        if member is not None:
+            members.append((str(rec["filename"]), member))
+        expect[str(rec["filename"]).removesuffix(".wav")] = reason
+
+    bad(40, "missing_audio", None)
+    bad(41, "low_alignment", clips[1].path.read_bytes(), bleu_score=0.12)
+    bad(42, "decode_error", b"RIFF garbage" * 30)
+    bad(43, "empty_text", clips[2].path.read_bytes(), text=" ")
+    bad(44, "bad_metadata", clips[3].path.read_bytes(), intressent_id=None, speaker=None, speaker_from_id=False)
+    members.insert(3, ("GR01KRU1/not_in_metadata.wav", clips[4].path.read_bytes()))
+    data.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(train), data / "train_metadata.parquet")
+    half = len(members) // 2
+    _tar_gz(data / "train" / "train_0.tar.gz", members[:half])
+    _tar_gz(data / "train" / "train_1.tar.gz", members[half:])
+    dev = [rixvox_record(clip, 60 + k, dokid="GR01DEV") for k, clip in enumerate(clips[10:12])]
+    for rec, clip in zip(dev, clips[10:12], strict=True):
+        rec["filename"] = str(rec["filename"]).replace("GR01KRU1", "GR01DEV")
+        (data / "dev" / "GR01DEV").mkdir(parents=True, exist_ok=True)
+        (data / "dev" / str(rec["filename"])).write_bytes(clip.path.read_bytes())
+        expect[str(rec["filename"]).removesuffix(".wav")] = None
+    pq.write_table(pa.Table.from_pylist(dev), data / "dev_metadata.parquet")
     return expect

@@ -64,6 +64,7 @@ def assemble(
     imported: dict[str, int],
     cache: CodeCache,
     wav_path: Callable[[str], Path],
+    notes: dict[str, dict[str, int]] | None = None,
 ) -> tuple[Path, str]:
     out = Path(spec.out)
     if out.exists():
@@ -105,7 +106,7 @@ def assemble(
                 meta=e.meta,
             )
         )
-    _write_records(spec, tmp, rows, selection, imported, anchors)
+    _write_records(spec, tmp, rows, selection, imported, anchors, notes or {})
     fingerprint = _seal(spec, tmp, rows)
     tmp.rename(out)
     fsync_dir(out.parent)
@@ -119,6 +120,7 @@ def _write_records(
     selection: Selection,
     imported: dict[str, int],
     anchors: dict[str, Any],
+    notes: dict[str, dict[str, int]],
 ) -> None:
     from qwen_train.prepare.stats import bundle_stats
 
@@ -136,7 +138,8 @@ def _write_records(
     write_json(tmp / SPLITS, splits)
     anchor_dicts = {sid: msgspec.to_builtins(a) for sid, a in anchors.items()}
     write_json(tmp / ANCHORS, anchor_dicts)
-    write_json(tmp / STATS, bundle_stats(rows, selection.rejects, imported, selection.unselected, anchor_dicts))
+    write_json(tmp / STATS, bundle_stats(rows, selection.rejects, imported, selection.unselected, anchor_dicts,
+                                                  notes))
     atomic_write_bytes(tmp / REJECTS, b"".join(msgspec.json.encode(r) + b"\n" for r in selection.rejects))
 
 

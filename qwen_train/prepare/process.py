@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tempfile
 import wave
 from pathlib import Path
@@ -25,6 +26,8 @@ from qwen_train.prepare.resample import TARGET_RATE, to_24k, to_mono
 from qwen_train.prepare.spec import Limits
 from qwen_train.prepare.validate import check_audio, check_rate, check_text, normalize_text
 from qwen_train.prepare.waxholm import SmpError, read_smp
+
+_MEMORY_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-f]+>")
 
 
 class DecodeError(ValueError):
@@ -46,8 +49,13 @@ def decode(ref: AudioRef) -> tuple[np.ndarray, int]:
 
 
 def _named(exc: Exception, ref: AudioRef) -> str:
-    """The error with the file's name for its full path: the detail travels into the rejects file."""
-    return str(exc).replace(ref.path, Path(ref.path).name) if ref.path else str(exc)
+    """The error with the file's name for its full path: the detail travels into the rejects file.
+
+    libsndfile names an in-memory source by its repr, whose address differs between runs; the rejects file
+    is fingerprinted, so that becomes "the audio bytes".
+    """
+    text = _MEMORY_REPR.sub("the audio bytes", str(exc))
+    return text.replace(ref.path, Path(ref.path).name) if ref.path else text
 
 
 def wav_bytes(audio: np.ndarray) -> bytes:

@@ -1,21 +1,21 @@
-"""KBLab RixVox: Riksdag speech in parquet shards with per-row speaker metadata.
+"""KBLab RixVox in either of the layouts users have: KBLab's own, or parquet with the audio inside.
 
-Layout as the Hub serves it (`data/{split}/*.parquet`, or the parquet export
-`default/{split}/NNNN.parquet`): one row per observation (up to 30 s, 16 kHz
-mono), an `audio` struct column `{bytes, path}` (the Hugging Face Audio
-feature: encoded file bytes, or a path relative to the shard), `text`, and
-speaker metadata. RixVox v1 names the speaker by `intressent_id` (Riksdag
-person id) and `speaker`, and the observation by `dokid`, `anforande_nummer`,
-`observation_nr`; v2 uses `speaker_id`/`person_id`, `name` and `speech_id`.
-The speaker key is the first stable id present (person ids before names:
-names collide and change with titles).
+* KBLab/rixvox (v1, 5,500 h) as KBLab publishes it: `data/{split}_metadata.parquet`
+  and `data/{split}/{split}_{n}.tar.gz`. Read by rixvox_archives.py; this is the
+  layout a download of the dataset repo gives, and the one chosen whenever a
+  `*_metadata.parquet` is present.
+* KBLab/rixvox-v2 and re-pushed copies: parquet shards (`data/{split}/*.parquet`,
+  `data/{split}-00000-of-00002.parquet`, or the export's
+  `default/{split}/NNNN.parquet`) with an `audio` struct column `{bytes, path}`
+  (the Hugging Face Audio feature) beside the text and speaker metadata. Read
+  by parquet_shards.py. v1-style copies name the speaker by `intressent_id`
+  and the observation by `dokid`, `anforande_nummer`, `observation_nr`; v2 uses
+  `speaker_id`/`person_id`, `name` and `speech_id`. The speaker key is the
+  first stable id present (person ids before names: names collide and change
+  with titles).
 
-Shards are read in sorted order, one record batch at a time; a resumed window
-skips whole shards by their row count in the parquet footer, never reading
-the audio bytes it does not need. A shard that cannot be opened is one
-`bad_metadata` reject naming the file; one that is not a regular file (a FIFO
-would block the parquet reader) is never opened. A shard or an audio path
-that resolves outside the dataset root is `path_escape`.
+`splits` picks files by folder name or by the split word in the file name
+(splits.py), in both layouts.
 """
 
 from __future__ import annotations
@@ -24,15 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from qwen_train.bundle.paths import PathEscape, resolve_inside
-from qwen_train.prepare.records import AudioRef, ImportReject, Item, RejectReason, SourceRow
+from qwen_train.bundle.paths import PathEscape
+from qwen_train.prepare import parquet_shards, rixvox_archives
+from qwen_train.prepare.records import ImportReject, Item, SourceRow
 from qwen_train.prepare.spec import SourceSpec
+from qwen_train.prepare.splits import select
 
 SPEAKER_KEYS = ("intressent_id", "speaker_id", "person_id", "riksdagen_id", "speaker", "name")
-META_KEYS = ("speaker", "name", "party", "gender", "birth_year", "electoral_district", "district")
-BATCH_ROWS = 64
 
 
 def _shards(src: SourceSpec) -> list[Path]:
@@ -42,39 +40,33 @@ def _shards(src: SourceSpec) -> list[Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"rixvox: {root} does not exist; point the source at the dataset's data/ directory")
     shards = sorted(root.rglob("*.parquet"))
-    if src.splits:
-        shards = [p for p in shards if any(part in src.splits for part in p.relative_to(root).parts[:-1])]
-    return shards
-
-
-def _base(src: SourceSpec) -> Path:
-    """The dataset root every shard and audio path must stay inside (a single shard's directory)."""
-    root = Path(src.path)
-    return root if root.is_dir() else root.parent
-
-
-def shard_problem(base: Path, shard: Path) -> tuple[RejectReason, str] | None:
-    """Why a shard must not be opened (outside the root, or not a regular file), or None."""
-    try:
-        real = resolve_inside(base, shard)
-    except PathEscape as exc:
-        return "path_escape", f"{exc}: refused, a corpus stays inside its root"
-    if not real.is_file():  # the resolved target: a FIFO or a device here is never handed to the parquet reader
-        return "bad_metadata", f"{shard.name} is not a regular file: refused"
-    return None
-
-
-def _num_rows(base: Path, shard: Path) -> int | None:
-    if shard_problem(base, shard) is not None:
-        return None
-    try:
-        return int(pq.ParquetFile(shard).metadata.num_rows)
-    except Exception:  # noqa: BLE001 - any unreadable footer makes the shard one reject
-        return None
+    if not shards:
+        raise FileNotFoundError(f"rixvox: {root} holds no parquet file; point the source at the dataset's data/ "
+                                "directory (KBLab/rixvox: {split}_metadata.parquet and {split}/*.tar.gz)")
+    return select(root, shards, src.splits, f"rixvox {root}")
 
 
 def count(src: SourceSpec, work: Path) -> int:
-    return sum(_num_rows(_base(src), s) or 1 for s in _shards(src))
+    if rixvox_archives.is_published_layout(src):
+        return rixvox_archives.count(src, work)
+    return parquet_shards.count(parquet_shards.base_of(Path(src.path)), _shards(src))
+
+
+def rows(src: SourceSpec, work: Path, start: int = 0) -> Iterator[Item]:
+    if rixvox_archives.is_published_layout(src):
+        yield from rixvox_archives.rows(src, work, start)
+        return
+    root = Path(src.path)
+    base = parquet_shards.base_of(root)
+
+    def make(n: int, rec: dict[str, Any], shard: Path, index: int, rel: str) -> Item:
+        return _item(n, rec, shard, index, rel, base, src.bleu_floor)
+
+    yield from parquet_shards.walk(root, _shards(src), start, make)
+
+
+def notes(src: SourceSpec, work: Path) -> dict[str, int]:
+    return rixvox_archives.notes(src, work) if rixvox_archives.is_published_layout(src) else {}
 
 
 def _text(value: Any) -> str:
@@ -103,56 +95,23 @@ def speaker_of(rec: dict[str, Any]) -> str | None:
     return None
 
 
-def _audio_ref(base: Path, shard: Path, named: str) -> AudioRef:
-    """A file the record names (absolute, or relative to its shard), once it resolves inside the root."""
-    path = Path(named)
-    return AudioRef("file", str(resolve_inside(base, path if path.is_absolute() else shard.parent / path)))
-
-
-def _item(n: int, rec: dict[str, Any], shard: Path, index: int, rel: str, base: Path) -> Item:
+def _item(n: int, rec: dict[str, Any], shard: Path, index: int, rel: str, base: Path, bleu_floor: float) -> Item:
     orig_id = row_id(rec, f"{shard.stem}-{index}")
     speaker = speaker_of(rec)
     if speaker is None:
         detail = f"{rel} row {index}: no speaker field ({', '.join(SPEAKER_KEYS)})"
         return ImportReject(n, orig_id, "bad_metadata", detail)
-    audio = rec.get("audio")
-    ref: AudioRef | None = None
+    low = rixvox_archives.low_alignment(n, orig_id, rec, bleu_floor, f"{rel} row {index}")
+    if low is not None:
+        return low
     try:
-        if isinstance(audio, dict) and audio.get("bytes"):
-            ref = AudioRef("bytes", data=bytes(audio["bytes"]))
-        elif isinstance(audio, dict) and audio.get("path"):
-            ref = _audio_ref(base, shard, str(audio["path"]))
-        elif isinstance(rec.get("path"), str):
-            ref = _audio_ref(base, shard, rec["path"])
+        ref = parquet_shards.audio_ref(base, shard, rec)
     except PathEscape as exc:
         return ImportReject(n, orig_id, "path_escape", f"{rel} row {index}: {exc}: refused, a corpus stays inside "
                             "its root")
     if ref is None:
-        return ImportReject(n, orig_id, "missing_audio", f"{rel} row {index}: no audio bytes or path")
-    meta = {k: _text(rec.get(k)) for k in META_KEYS if rec.get(k) is not None}
-    return SourceRow(n=n, orig_id=orig_id, speaker=speaker, text=_text(rec.get("text")), audio=ref, meta=meta)
-
-
-def rows(src: SourceSpec, work: Path, start: int = 0) -> Iterator[Item]:
-    root, base = Path(src.path), _base(src)
-    n = 0
-    for shard in _shards(src):
-        rel = str(shard.relative_to(root)) if shard != root else shard.name
-        total = _num_rows(base, shard)
-        if total is None:
-            if n >= start:
-                reason, detail = shard_problem(base, shard) or ("bad_metadata", "not a readable parquet file; "
-                                                                "re-download it")
-                yield ImportReject(n, rel, reason, f"{rel}: {detail}")
-            n += 1
-            continue
-        if n + total <= start:
-            n += total
-            continue
-        index = 0
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=BATCH_ROWS):
-            for rec in batch.to_pylist():
-                if n >= start:
-                    yield _item(n, rec, shard, index, rel, base)
-                n += 1
-                index += 1
+        return ImportReject(n, orig_id, "missing_audio", f"{rel} row {index}: no audio bytes or path (the KBLab/"
+                            "rixvox layout has no audio column: point the source at the folder holding "
+                            "{split}_metadata.parquet and the {split}/ archives)")
+    return SourceRow(n=n, orig_id=orig_id, speaker=speaker, text=_text(rec.get("text")), audio=ref,
+                     meta=rixvox_archives.row_meta(rec))

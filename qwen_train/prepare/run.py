@@ -35,7 +35,7 @@ from qwen_train.prepare.process import stored_wav
 from qwen_train.prepare.records import Processed
 from qwen_train.prepare.select import check_eval_split, select
 from qwen_train.prepare.spec import PrepareSpec, encode_prepare_spec
-from qwen_train.prepare.window import audio_root, count_rows, run_window
+from qwen_train.prepare.window import audio_root, count_rows, run_window, source_notes
 from qwen_train.safe_read import MiB, read_regular
 from qwen_train.spec import Lane
 from qwen_train.status import Throughput
@@ -173,7 +173,7 @@ def prepare(
             return Outcome(exitcodes.STOPPED, "stopped",
                            "window ended during code extraction (cached codes are kept); run again to continue")
         imported = {s.label: journal.state.ended.get(s.label, 0) for s in spec.sources}
-        path, fingerprint = assemble(spec, selection, imported, cache, wav_path)
+        path, fingerprint = assemble(spec, selection, imported, cache, wav_path, source_notes(spec))
         rows = len(selection.rows)
         return Outcome(exitcodes.COMPLETED, "completed",
                        f"bundle {path}: {rows} rows, {len(selection.rejects)} rejected; fingerprint {fingerprint}"

@@ -118,7 +118,8 @@ def split_source(
     rng = random.Random(f"{spec.seed}:{src.label}")
     want = max(spec.split.held_out_speakers, math.ceil(spec.split.held_out_speaker_fraction * len(speakers)))
     if want and len(speakers) <= want:
-        head = f"source {why_empty(src.label, len(kept), lost or Counter(), unselected)}. " if not speakers or lost else ""
+        lost = lost or Counter()
+        head = f"source {why_empty(src.label, len(kept), lost, unselected)}. " if not speakers or lost else ""
         raise SpecError(
             f"{head}Source {src.label!r} has {len(speakers)} speaker(s) after validation; holding out {want} would "
             "leave none to train on. "

@@ -4,7 +4,9 @@ The maximum clip duration is a heuristic; these numbers let the operator
 check it: the duration distribution, and the code-frame counts (12.5 per
 second) that set the talker's sequence length and so its activation memory.
 Rejects are counted under their reason per source, and rows left out by a
-source's share are counted too: nothing leaves the bundle uncounted.
+source's share are counted too: nothing leaves the bundle uncounted. What a
+layout held that is no row (RixVox archive members no metadata row names) is
+the source's `layout` entry.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def bundle_stats(
     imported: dict[str, int],
     unselected: dict[str, int],
     anchors: dict[str, dict[str, Any]],
+    notes: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     by_source: dict[str, list[Row]] = defaultdict(list)
     by_role: dict[str, list[Row]] = defaultdict(list)
@@ -79,6 +82,7 @@ def bundle_stats(
             **_group(src_rows),
             "duration_s": distribution([r.duration_s for r in src_rows]),
             "frames": distribution([float(r.frames) for r in src_rows], 1),
+            **({"layout": (notes or {})[src]} if (notes or {}).get(src) else {}),
         }
     return {
         "rows": len(rows),

@@ -54,6 +54,18 @@ def count_rows(spec: PrepareSpec) -> int:
     return sum(IMPORTERS[s.kind].count(s, work) for s in spec.sources)
 
 
+def source_notes(spec: PrepareSpec) -> dict[str, dict[str, int]]:
+    """Per source, what its layout held beyond rows (RixVox's archive members that no metadata row names)."""
+    work = Path(spec.work_dir or "")
+    out: dict[str, dict[str, int]] = {}
+    for src in spec.sources:
+        notes = getattr(IMPORTERS[src.kind], "notes", None)
+        found = notes(src, work) if notes is not None else {}
+        if found:
+            out[src.label] = found
+    return out
+
+
 def _items(src: SourceSpec, work: Path, start: int) -> Iterator[Item]:
     module = IMPORTERS[src.kind]
     yield from module.rows(src, work, start)
