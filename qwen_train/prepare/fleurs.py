@@ -14,6 +14,13 @@ Archives are extracted once into the work dir (members checked to stay inside).
 A TSV names its wav by file name; one that resolves outside its audio
 directory, or an audio directory that is a symlink out of the corpus, is
 `path_escape`.
+
+The same corpus downloaded through a current `datasets` library comes as
+parquet shards instead (`sv_se/{train,validation,test}/NNNN.parquet` or
+`sv_se/fleurs-{split}-0000k-of-0000n.parquet`): fleurs_parquet.py reads those
+into the same items, so `count` and `rows` here pick the reader by what the
+source's directory holds. In both, `splits` may say `dev` or `validation`
+(one split), and a filter that selects no file is an error naming the files.
 """
 
 from __future__ import annotations
@@ -21,11 +28,14 @@ from __future__ import annotations
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from qwen_train.atomic import atomic_write_text
 from qwen_train.bundle.paths import PathEscape, resolve_inside
+from qwen_train.prepare import fleurs_parquet
 from qwen_train.prepare.records import AudioRef, ImportReject, Item, SourceRow
 from qwen_train.prepare.spec import SourceSpec
+from qwen_train.prepare.splits import names_of, select
 from qwen_train.safe_read import MiB, read_regular
 
 SPLITS = ("train", "dev", "test")
@@ -33,20 +43,46 @@ COLUMNS = 7
 TSV_LIMIT = 256 * MiB  # the largest FLEURS split's TSV is a few MB
 
 
-def lang_root(path: Path) -> Path:
-    """Accept the dataset root (holding data/sv_se) or the sv_se directory itself."""
+Layout = Literal["tsv", "parquet"]
+
+
+def layout(path: Path) -> tuple[Layout, Path]:
+    """Which download this is and its language dir: the dataset root (holding data/sv_se or sv_se) or sv_se itself.
+
+    TSVs win over shards in one dir: the published layout is what this reader
+    was first written for, and a TSV that is no regular file is refused by name.
+    """
     for cand in (path / "data" / "sv_se", path / "sv_se", path):
-        if any((cand / f"{s}.tsv").exists() for s in SPLITS):  # a TSV that is no regular file is refused by name
-            return cand
-    raise FileNotFoundError(f"fleurs: no {{train,dev,test}}.tsv under {path}; point the source at data/sv_se")
+        if any((cand / f"{s}.tsv").exists() for s in SPLITS):
+            return "tsv", cand
+        if fleurs_parquet.holds_shards(cand, SPLITS):
+            return "parquet", cand
+    raise FileNotFoundError(f"fleurs: no {{train,dev,test}}.tsv and no parquet shards under {path}; point the "
+                            "source at data/sv_se (or sv_se/ of the parquet export)")
+
+
+def wanted_splits(wanted: list[str] | None) -> list[str]:
+    """The asked splits as the TSVs spell them (`validation` is `dev`), in the order asked, each once.
+
+    The order asked is the order rows are numbered in, as it always was: a
+    journal written before keeps resuming at the same row.
+    """
+    if not wanted:
+        return list(SPLITS)
+    unknown = sorted(w for w in wanted if not any(names_of(s) & names_of(w) for s in SPLITS))
+    if unknown:
+        raise ValueError(f"fleurs: unknown splits {unknown}; FLEURS has {list(SPLITS)} (dev is also validation)")
+    return list(dict.fromkeys(s for w in wanted for s in SPLITS if names_of(s) & names_of(w)))
 
 
 def _splits(src: SourceSpec, root: Path) -> list[str]:
-    wanted = src.splits or list(SPLITS)
-    unknown = sorted(set(wanted) - set(SPLITS))
-    if unknown:
-        raise ValueError(f"fleurs: unknown splits {unknown}; FLEURS has {list(SPLITS)}")
-    return [s for s in wanted if (root / f"{s}.tsv").exists()]
+    order = wanted_splits(src.splits)
+    select(root, [root / f"{s}.tsv" for s in SPLITS if (root / f"{s}.tsv").exists()], src.splits, "fleurs")
+    return [s for s in order if (root / f"{s}.tsv").exists()]
+
+
+def _shards(src: SourceSpec, lang: Path) -> list[tuple[Path, str]]:
+    return fleurs_parquet.shard_splits(Path(src.path), lang, src.splits, wanted_splits(src.splits), SPLITS)
 
 
 def audio_dir(root: Path, split: str, work: Path, label: str) -> Path | None:
@@ -76,12 +112,17 @@ def _lines(root: Path, split: str) -> list[str]:
 
 
 def count(src: SourceSpec, work: Path) -> int:
-    root = lang_root(Path(src.path))
+    kind, root = layout(Path(src.path))
+    if kind == "parquet":
+        return fleurs_parquet.count(Path(src.path), _shards(src, root))
     return sum(len(_lines(root, s)) for s in _splits(src, root))
 
 
 def rows(src: SourceSpec, work: Path, start: int = 0) -> Iterator[Item]:
-    root = lang_root(Path(src.path))
+    kind, root = layout(Path(src.path))
+    if kind == "parquet":
+        yield from fleurs_parquet.rows(Path(src.path), _shards(src, root), start)
+        return
     n = -1
     for split in _splits(src, root):
         lines = _lines(root, split)
