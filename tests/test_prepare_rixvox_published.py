@@ -91,13 +91,17 @@ def test_bleu_floor_is_the_specs(tmp_path: Path, published: tuple[Path, dict[str
     assert reasons[low] is None
     with pytest.raises(SpecError, match="min_bleu_score applies to rixvox"):
         _spec(tmp_path, SourceSpec(kind="fleurs", path=str(root), min_bleu_score=0.3))
+    with pytest.raises(SpecError, match="waxholm has no published splits"):
+        _spec(tmp_path, SourceSpec(kind="waxholm", path=str(root), role="benchmark", splits=["train"]))
 
 
 def test_splits_match_file_names_and_an_empty_selection_names_the_files(
     tmp_path: Path, published: tuple[Path, dict[str, str | None]], clips: list[Clip]
 ) -> None:
     root, _ = published
+    repo_root = _spec(tmp_path / "r", SourceSpec(kind="rixvox", path=str(root), splits=["dev"]))  # the repo, not data/
     dev = _journal(_spec(tmp_path / "dev", SourceSpec(kind="rixvox", path=str(root / "data"), splits=["dev"])))
+    assert count_rows(repo_root) == len(dev) == 2
     assert sorted(e.orig_id.split("/")[0] for e in dev) == ["GR01DEV", "GR01DEV"]
     with pytest.raises(SplitSelectsNothing, match=r"train_metadata\.parquet.*dev_metadata\.parquet|dev_metadata"):
         count_rows(_spec(tmp_path / "x", SourceSpec(kind="rixvox", path=str(root / "data"), splits=["test"])))
@@ -145,3 +149,28 @@ def test_a_source_emptied_by_rejects_says_why_before_any_split_advice(tmp_path: 
     message = str(err.value)
     assert message.index("missing_audio 13") < message.index("Lower split.held_out_speakers")
     assert "rejected 15" in message and "bad_metadata 1" in message
+
+
+def test_a_cut_short_archive_a_fifo_and_a_corrupt_metadata_file_are_named_not_hung_on(
+    tmp_path: Path, clips: list[Clip]
+) -> None:
+    import os
+
+    root = tmp_path / "rix"
+    make_rixvox_published(root, clips)
+    data = root / "data"
+    whole = (data / "train" / "train_1.tar.gz").read_bytes()
+    (data / "train" / "train_1.tar.gz").write_bytes(whole[: len(whole) // 2])  # a download cut off halfway
+    os.mkfifo(data / "train" / "train_2.tar.gz")
+    (data / "test_metadata.parquet").write_bytes(b"PAR1 not parquet")
+    spec = _spec(tmp_path, SourceSpec(kind="rixvox", path=str(data)))
+    entries = _journal(spec)
+    assert len(entries) == count_rows(spec) == 18  # 15 train, 2 dev, 1 for the unreadable test metadata
+    by_reason = Counter(e.reason for e in entries)
+    assert by_reason[None] >= 8 and by_reason["bad_metadata"] == 2  # the unreadable file, and the speakerless row
+    missing = [e for e in entries if e.reason == "missing_audio"]
+    assert missing and all("train_1.tar.gz could not be read past" in e.detail for e in missing)
+    assert all("train_2.tar.gz" in e.detail and "not a regular file" in e.detail for e in missing)
+    assert next(e for e in entries if e.orig_id == "test_metadata.parquet").detail.startswith("test_metadata.parquet")
+    notes = rixvox_archives.notes(spec.sources[0], Path(spec.work_dir or ""))
+    assert notes["damaged_archives"] == 2 and notes["archives"] == 3

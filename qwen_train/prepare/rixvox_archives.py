@@ -41,7 +41,7 @@ from typing import IO, Any
 import pyarrow.parquet as pq
 
 from qwen_train.bundle.paths import PathEscape, resolve_inside
-from qwen_train.prepare import archive_index
+from qwen_train.prepare import archive_index, parquet_shards
 from qwen_train.prepare.audio import AUDIO_LIMIT
 from qwen_train.prepare.records import AudioRef, ImportReject, Item, Meta, SourceRow
 from qwen_train.prepare.spec import SourceSpec
@@ -59,20 +59,31 @@ SHOWN = 3
 def metadata_files(src: SourceSpec) -> list[Path]:
     """The `{split}_metadata.parquet` files of the source (a file, or a tree holding them), split-filtered."""
     root = Path(src.path)
+    return select(root, _found(root), src.splits, f"rixvox {root}")
+
+
+def _found(root: Path) -> list[Path]:
+    """Metadata files where KBLab puts them: in `data/`, the source's path being `data/` or the repo root.
+
+    Not a recursive search: a train split extracted in place is a million files to walk on every count.
+    """
     if root.is_file():
-        found = [root] if root.name.endswith(METADATA) else []
-    else:
-        found = sorted(root.rglob("*" + METADATA)) if root.is_dir() else []
-    return select(root, found, src.splits, f"rixvox {root}")
+        return [root] if root.name.endswith(METADATA) else []
+    return sorted([*root.glob("*" + METADATA), *root.glob("data/*" + METADATA)])
 
 
 def is_published_layout(src: SourceSpec) -> bool:
-    root = Path(src.path)
-    return root.name.endswith(METADATA) if root.is_file() else any(root.rglob("*" + METADATA))
+    return bool(_found(Path(src.path)))
 
 
 def _rows_in(path: Path) -> int | None:
-    """The metadata's row count from its footer, or None when it is unreadable or lacks the join columns."""
+    """The metadata's row count from its footer, or None when it is unreadable or lacks the join columns.
+
+    A FIFO or a symlink out of `data/` is never opened (shard_problem): the parquet reader would block or
+    read another tree.
+    """
+    if parquet_shards.shard_problem(path.parent, path) is not None:
+        return None
     try:
         schema = pq.read_schema(path)
         return int(pq.ParquetFile(path).metadata.num_rows) if all(c in schema.names for c in REQUIRED) else None
@@ -198,6 +209,8 @@ class SplitWalk:
         damaged: str | None = None
         try:
             real = resolve_inside(self.base, archive)
+            if not real.is_file():  # a FIFO would block the reader
+                raise tarfile.ReadError("not a regular file")
             with real.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
                 for member in tar:
                     if not member.isfile():
@@ -284,9 +297,10 @@ def rows(src: SourceSpec, work: Path, start: int = 0) -> Iterator[Item]:
         total = _rows_in(meta_path)
         if total is None:
             if n >= start:
-                yield ImportReject(n, meta_path.name, "bad_metadata",
-                                   f"{meta_path.name}: not a readable RixVox metadata parquet (needs columns "
-                                   f"{', '.join(REQUIRED)}); re-download it")
+                reason, detail = parquet_shards.shard_problem(meta_path.parent, meta_path) or (
+                    "bad_metadata", f"not a readable RixVox metadata parquet (needs columns {', '.join(REQUIRED)}); "
+                    "re-download it")
+                yield ImportReject(n, meta_path.name, reason, f"{meta_path.name}: {detail}")
             n += 1
             continue
         if n + total > start:

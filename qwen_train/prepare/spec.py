@@ -37,6 +37,7 @@ DEFAULT_MIN_BLEU = 0.5
 # Waxholm: a label whose `X...X` noise markers (XsmackX, XutandX) are more than half its tokens is mostly
 # breath and lip noise, not speech to learn text from.
 DEFAULT_MAX_NOISE = 0.5
+SPLIT_KINDS = ("rixvox", "fleurs")  # the corpora whose files carry a split in a folder or file name
 
 
 class SourceSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -171,7 +172,10 @@ def validate_prepare_spec(spec: PrepareSpec) -> PrepareSpec:
 
 
 def _check_kind_options(s: SourceSpec) -> None:
-    """Options that only one corpus kind has are refused on the others, naming the kind they belong to."""
+    """Options that only some corpus kinds have are refused on the others, naming the kinds they belong to."""
+    if s.splits is not None and s.kind not in SPLIT_KINDS:
+        raise SpecError(f"source {s.label!r}: {s.kind} has no published splits; remove `splits` (it applies to "
+                        f"{' and '.join(SPLIT_KINDS)})")
     for field, kind, value in (("min_bleu_score", "rixvox", s.min_bleu_score),
                                ("max_noise_ratio", "waxholm", s.max_noise_ratio)):
         if value is None:
