@@ -15,15 +15,15 @@ import pytest
 import soundfile as sf
 
 from qwen_train.prepare import fleurs
-from qwen_train.prepare.journal import Journal
 from qwen_train.prepare.process import stored_wav
 from qwen_train.prepare.records import Processed, SourceRow
-from qwen_train.prepare.spec import PrepareSpec, SourceSpec, validate_prepare_spec
+from qwen_train.prepare.spec import PrepareSpec, SourceSpec
 from qwen_train.prepare.splits import SplitSelectsNothing
-from qwen_train.prepare.window import WindowResult, audio_root, count_rows, run_window
+from qwen_train.prepare.window import audio_root, count_rows
 from tests.conftest import MakeDir
 from tests.layouts_fleurs import LAYOUTS, Layout, good_rows, shard_name, write_parquet, write_tsv
 from tests.prepare_layouts import Clip, make_fleurs, speak_clips
+from tests.prepare_window import run_once, window_spec
 
 Corpus = tuple[Path, dict[str, str | None]]
 
@@ -43,25 +43,13 @@ def corpora(module_dir: MakeDir, clips: list[Clip]) -> dict[Layout, Corpus]:
     return made
 
 
-def _spec(tmp: Path, source: SourceSpec, max_rows: int | None = None) -> PrepareSpec:
-    return validate_prepare_spec(PrepareSpec(name="t", out=str(tmp / "out"), model="unused", sources=[source],
-                                             work_dir=str(tmp / "work"), max_rows=max_rows))
-
-
-def _run(spec: PrepareSpec) -> tuple[WindowResult, list[Processed]]:
-    journal = Journal(Path(spec.work_dir or ""))
-    result = run_window(spec, journal, count_rows(spec))
-    journal.close()
-    return result, list(journal.state.entries)
-
-
 @pytest.fixture(scope="module")
 def full(module_dir: MakeDir, corpora: dict[Layout, Corpus]) -> dict[Layout, tuple[PrepareSpec, list[Processed]]]:
     """One uninterrupted window over each layout: the journal every other run must reproduce."""
     done: dict[Layout, tuple[PrepareSpec, list[Processed]]] = {}
     for layout, (root, _) in corpora.items():
-        spec = _spec(module_dir(f"work-{layout}"), SourceSpec(kind="fleurs", path=str(root)))
-        result, entries = _run(spec)
+        spec = window_spec(module_dir(f"work-{layout}"), SourceSpec(kind="fleurs", path=str(root)))
+        result, entries = run_once(spec)
         assert result.complete and result.journaled == count_rows(spec) == len(entries)
         done[layout] = (spec, entries)
     return done
@@ -155,10 +143,10 @@ def test_windows_resumed_mid_shard_journal_what_one_window_does(
         layout: Layout, corpora: dict[Layout, Corpus], full: dict[Layout, tuple[PrepareSpec, list[Processed]]],
         tmp_path: Path) -> None:
     root, _ = corpora[layout]
-    spec = _spec(tmp_path, SourceSpec(kind="fleurs", path=str(root)), max_rows=3)
+    spec = window_spec(tmp_path, SourceSpec(kind="fleurs", path=str(root)), max_rows=3)
     sizes: list[int] = []
     while True:
-        result, entries = _run(spec)
+        result, entries = run_once(spec)
         sizes.append(result.rows_this_window)
         if result.complete:
             break

@@ -9,32 +9,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from qwen_train.prepare.journal import Journal
 from qwen_train.prepare.process import stored_wav
 from qwen_train.prepare.records import Processed
-from qwen_train.prepare.spec import PrepareSpec, SourceSpec, validate_prepare_spec
+from qwen_train.prepare.spec import PrepareSpec, SourceSpec
 from qwen_train.prepare.waxholm import mix_text, read_smp
-from qwen_train.prepare.window import audio_root, count_rows, run_window
+from qwen_train.prepare.window import audio_root
 from tests.conftest import MakeDir
 from tests.prepare_layouts import Clip, make_fleurs, make_rixvox, make_upstream, make_waxholm, smp_bytes, speak_clips
+from tests.prepare_window import run_whole
 
 
 @pytest.fixture(scope="module")
 def clips(module_dir: MakeDir) -> list[Clip]:
     return speak_clips(module_dir("clips"), per_speaker=2)
-
-
-def _window(tmp: Path, source: SourceSpec) -> tuple[dict[str, Processed], PrepareSpec]:
-    spec = validate_prepare_spec(PrepareSpec(name="t", out=str(tmp / "out"), model="unused", sources=[source],
-                                             work_dir=str(tmp / "work")))
-    journal = Journal(tmp / "work")
-    result = run_window(spec, journal, count_rows(spec))
-    journal.close()
-    assert result.complete and result.journaled == count_rows(spec)
-    entries: dict[str, Processed] = {}
-    for e in journal.state.entries:
-        entries[e.orig_id + ("#dup" if e.orig_id in entries else "")] = e
-    return entries, spec
 
 
 def _check(entries: dict[str, Processed], expect: dict[str, str | None], spec: PrepareSpec) -> None:
@@ -52,7 +39,7 @@ def _check(entries: dict[str, Processed], expect: dict[str, str | None], spec: P
 
 def test_waxholm_smp_big_endian_and_mix_labels(tmp_path: Path, clips: list[Clip]) -> None:
     expect = make_waxholm(tmp_path / "wax", clips)
-    entries, spec = _window(tmp_path, SourceSpec(kind="waxholm", path=str(tmp_path / "wax"), role="benchmark"))
+    entries, spec = run_whole(tmp_path, SourceSpec(kind="waxholm", path=str(tmp_path / "wax"), role="benchmark"))
     _check(entries, expect, spec)
     good = entries["fp2001.1.00"]
     assert good.speaker == "fp2001" and good.text == clips[0].text and any(c in good.text for c in "åäö")
@@ -71,7 +58,7 @@ def test_smp_reader_decodes_big_endian_exactly(tmp_path: Path) -> None:
 
 def test_fleurs_tsv_with_tar_and_extracted_audio(tmp_path: Path, clips: list[Clip]) -> None:
     expect = make_fleurs(tmp_path / "fleurs", clips)
-    entries, spec = _window(tmp_path, SourceSpec(kind="fleurs", path=str(tmp_path / "fleurs")))
+    entries, spec = run_whole(tmp_path, SourceSpec(kind="fleurs", path=str(tmp_path / "fleurs")))
     _check(entries, expect, spec)
     assert spec.sources[0].resolved_role == "eval"
     assert entries["dev/1000dev"].text == clips[0].text  # raw transcription, cased and punctuated
@@ -79,7 +66,7 @@ def test_fleurs_tsv_with_tar_and_extracted_audio(tmp_path: Path, clips: list[Cli
 
 def test_rixvox_parquet_with_audio_struct_and_speaker_metadata(tmp_path: Path, clips: list[Clip]) -> None:
     expect = make_rixvox(tmp_path / "rix", clips)
-    entries, spec = _window(tmp_path, SourceSpec(kind="rixvox", path=str(tmp_path / "rix" / "data")))
+    entries, spec = run_whole(tmp_path, SourceSpec(kind="rixvox", path=str(tmp_path / "rix" / "data")))
     _check(entries, expect, spec)
     assert entries["H901-7-0"].speaker == "id-anna"  # the person id, not the display name
     assert spec.sources[0].resolved_role == "train"
@@ -90,6 +77,6 @@ def test_upstream_jsonl_nfc_and_missing_reference(tmp_path: Path, clips: list[Cl
     jsonl = tmp_path / "up" / "train.jsonl"
     decomposed = jsonl.read_text(encoding="utf-8").replace("å", "a\u030a")
     jsonl.write_text(decomposed, encoding="utf-8")
-    entries, spec = _window(tmp_path, SourceSpec(kind="upstream_jsonl", path=str(jsonl)))
+    entries, spec = run_whole(tmp_path, SourceSpec(kind="upstream_jsonl", path=str(jsonl)))
     _check(entries, expect, spec)
     assert "å" in "".join(e.text for e in entries.values())

@@ -16,27 +16,16 @@ from pathlib import Path
 import pytest
 
 from qwen_train.bundle.paths import PathEscape, resolve_inside
-from qwen_train.prepare.journal import Journal
-from qwen_train.prepare.records import Processed
-from qwen_train.prepare.spec import PrepareSpec, SourceSpec, validate_prepare_spec
-from qwen_train.prepare.window import audio_root, count_rows, run_window
+from qwen_train.prepare.spec import PrepareSpec, SourceSpec
+from qwen_train.prepare.window import audio_root
 from tests.conftest import MakeDir
 from tests.prepare_layouts import Clip, iso646, smp_bytes, speak_clips, wav_bytes
+from tests.prepare_window import run_whole
 
 
 @pytest.fixture(scope="module")
 def clips(module_dir: MakeDir) -> list[Clip]:
     return speak_clips(module_dir("clips"), per_speaker=1)
-
-
-def _window(tmp: Path, source: SourceSpec) -> tuple[dict[str, Processed], PrepareSpec]:
-    spec = validate_prepare_spec(PrepareSpec(name="t", out=str(tmp / "out"), model="unused", sources=[source],
-                                             work_dir=str(tmp / "work")))
-    journal = Journal(tmp / "work")
-    result = run_window(spec, journal, count_rows(spec))
-    journal.close()
-    assert result.complete
-    return {e.orig_id: e for e in journal.state.entries}, spec
 
 
 def _stored(spec: PrepareSpec) -> int:
@@ -74,7 +63,7 @@ def test_upstream_jsonl_rows_escaping_their_root_are_refused(tmp_path: Path, cli
         "link_inside": ("wavs/in.wav", "wavs/in.wav"),
         "dir_link_inside": ("wavs/indir/a.wav", None),
     }, clip.text)
-    entries, spec = _window(tmp_path, SourceSpec(kind="upstream_jsonl", path=str(jsonl)))
+    entries, spec = run_whole(tmp_path, SourceSpec(kind="upstream_jsonl", path=str(jsonl)))
     reasons = {k: e.reason for k, e in entries.items()}
     assert reasons == {"dotdot": "path_escape", "absolute": "path_escape", "linked_file": "path_escape",
                        "linked_dir": "path_escape", "ref_out": "path_escape", "plain": None,
@@ -107,11 +96,11 @@ def test_fleurs_names_and_a_symlinked_audio_dir_that_lead_out(tmp_path: Path, cl
 
     layout(tmp_path / "f1", ["../../../../../elsewhere/x.wav", str(outside / "y.wav"), "good.wav", "alias.wav"],
            audio_is_link=False)
-    entries, _ = _window(tmp_path / "w1", SourceSpec(kind="fleurs", path=str(tmp_path / "f1")))
+    entries, _ = run_whole(tmp_path / "w1", SourceSpec(kind="fleurs", path=str(tmp_path / "f1")))
     assert {k: e.reason for k, e in entries.items()} == {
         "test/x": "path_escape", "test/y": "path_escape", "test/good": None, "test/alias": None}
     layout(tmp_path / "f2", ["x.wav"], audio_is_link=True)
-    entries, _ = _window(tmp_path / "w2", SourceSpec(kind="fleurs", path=str(tmp_path / "f2")))
+    entries, _ = run_whole(tmp_path / "w2", SourceSpec(kind="fleurs", path=str(tmp_path / "f2")))
     assert entries["test/x"].reason == "path_escape" and "symlink" in entries["test/x"].detail
 
 
@@ -135,7 +124,7 @@ def test_rixvox_audio_paths_and_shards_that_lead_out(tmp_path: Path, clips: list
                    root / "train" / "0000.parquet")
     pq.write_table(pa.Table.from_pylist([rec(9, "a.flac")]), outside / "evil.parquet")
     (root / "train" / "0001.parquet").symlink_to(outside / "evil.parquet")
-    entries, _ = _window(tmp_path, SourceSpec(kind="rixvox", path=str(root)))
+    entries, _ = run_whole(tmp_path, SourceSpec(kind="rixvox", path=str(root)))
     assert {k: e.reason for k, e in entries.items()} == {
         "H1-1-0": None, "H1-1-1": "path_escape", "H1-1-2": "path_escape", "H1-1-3": None,
         "train/0001.parquet": "path_escape"}
@@ -159,7 +148,7 @@ def test_waxholm_files_and_labels_that_lead_out(tmp_path: Path, clips: list[Clip
     (spk / "fp2001.1.02.smp.mix").symlink_to(outside / "x.smp.mix")  # the label points out
     (spk / "fp2001.1.03.smp").symlink_to("fp2001.1.00.smp")  # stays inside
     (spk / "fp2001.1.03.smp.mix").symlink_to("fp2001.1.00.smp.mix")
-    entries, _ = _window(tmp_path, SourceSpec(kind="waxholm", path=str(root), role="benchmark"))
+    entries, _ = run_whole(tmp_path, SourceSpec(kind="waxholm", path=str(root), role="benchmark"))
     assert {k: e.reason for k, e in entries.items()} == {
         "fp2001.1.00": None, "fp2001.1.01": "path_escape", "fp2001.1.02": "path_escape", "fp2001.1.03": None}
 

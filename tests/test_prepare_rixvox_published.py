@@ -12,15 +12,14 @@ import msgspec
 import pytest
 
 from qwen_train.prepare import rixvox_archives
-from qwen_train.prepare.journal import Journal
-from qwen_train.prepare.records import Processed
 from qwen_train.prepare.select import select
-from qwen_train.prepare.spec import PrepareSpec, SourceSpec, SplitSpec, validate_prepare_spec
+from qwen_train.prepare.spec import SourceSpec, SplitSpec
 from qwen_train.prepare.splits import SplitSelectsNothing
-from qwen_train.prepare.window import count_rows, run_window
+from qwen_train.prepare.window import count_rows
 from qwen_train.spec import SpecError
 from tests.conftest import MakeDir
 from tests.prepare_layouts import Clip, make_rixvox, make_rixvox_published, speak_clips
+from tests.prepare_window import run_once, window_spec
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +33,6 @@ def published(module_dir: MakeDir, clips: list[Clip]) -> tuple[Path, dict[str, s
     return root, make_rixvox_published(root, clips)
 
 
-def _spec(tmp: Path, *sources: SourceSpec, **over: Any) -> PrepareSpec:
-    return validate_prepare_spec(PrepareSpec(name="t", out=str(tmp / "out"), model="unused", sources=list(sources),
-                                             work_dir=str(tmp / "work"), **over))
-
-
-def _journal(spec: PrepareSpec) -> list[Processed]:
-    journal = Journal(Path(spec.work_dir or ""))
-    result = run_window(spec, journal, count_rows(spec))
-    journal.close()
-    assert result.complete or spec.max_rows is not None, result
-    return journal.state.entries
-
-
 def _metadata(root: Path, split: str) -> dict[str, dict[str, Any]]:
     import pyarrow.parquet as pq
 
@@ -58,9 +44,9 @@ def test_every_row_joined_by_filename_with_the_publishers_speaker_text_and_durat
     tmp_path: Path, published: tuple[Path, dict[str, str | None]]
 ) -> None:
     root, expect = published
-    spec = _spec(tmp_path, SourceSpec(kind="rixvox", path=str(root / "data")))
+    spec = window_spec(tmp_path, SourceSpec(kind="rixvox", path=str(root / "data")))
     assert count_rows(spec) == len(expect)  # the metadata's rows: the member no row names is not one
-    entries = {e.orig_id: e for e in _journal(spec)}
+    entries = {e.orig_id: e for e in run_once(spec)[1]}
     assert {k: e.reason for k, e in entries.items()} == expect
     meta = {**_metadata(root, "train"), **_metadata(root, "dev")}
     for orig_id, e in entries.items():
@@ -85,31 +71,33 @@ def test_every_row_joined_by_filename_with_the_publishers_speaker_text_and_durat
 
 def test_bleu_floor_is_the_specs(tmp_path: Path, published: tuple[Path, dict[str, str | None]]) -> None:
     root, expect = published
-    spec = _spec(tmp_path, SourceSpec(kind="rixvox", path=str(root / "data"), min_bleu_score=0.0, splits=["train"]))
-    reasons = {e.orig_id: e.reason for e in _journal(spec)}
+    source = SourceSpec(kind="rixvox", path=str(root / "data"), min_bleu_score=0.0, splits=["train"])
+    spec = window_spec(tmp_path, source)
+    reasons = {e.orig_id: e.reason for e in run_once(spec)[1]}
     low = next(k for k, v in expect.items() if v == "low_alignment")
     assert reasons[low] is None
     with pytest.raises(SpecError, match="min_bleu_score applies to rixvox"):
-        _spec(tmp_path, SourceSpec(kind="fleurs", path=str(root), min_bleu_score=0.3))
+        window_spec(tmp_path, SourceSpec(kind="fleurs", path=str(root), min_bleu_score=0.3))
     with pytest.raises(SpecError, match="waxholm has no published splits"):
-        _spec(tmp_path, SourceSpec(kind="waxholm", path=str(root), role="benchmark", splits=["train"]))
+        window_spec(tmp_path, SourceSpec(kind="waxholm", path=str(root), role="benchmark", splits=["train"]))
 
 
 def test_splits_match_file_names_and_an_empty_selection_names_the_files(
     tmp_path: Path, published: tuple[Path, dict[str, str | None]], clips: list[Clip]
 ) -> None:
     root, _ = published
-    repo_root = _spec(tmp_path / "r", SourceSpec(kind="rixvox", path=str(root), splits=["dev"]))  # the repo, not data/
-    dev = _journal(_spec(tmp_path / "dev", SourceSpec(kind="rixvox", path=str(root / "data"), splits=["dev"])))
+    repo_root = window_spec(tmp_path / "r", SourceSpec(kind="rixvox", path=str(root), splits=["dev"]))  # not data/
+    dev = run_once(window_spec(tmp_path / "dev", SourceSpec(kind="rixvox", path=str(root / "data"), splits=["dev"])))[1]
     assert count_rows(repo_root) == len(dev) == 2
     assert sorted(e.orig_id.split("/")[0] for e in dev) == ["GR01DEV", "GR01DEV"]
     with pytest.raises(SplitSelectsNothing, match=r"train_metadata\.parquet.*dev_metadata\.parquet|dev_metadata"):
-        count_rows(_spec(tmp_path / "x", SourceSpec(kind="rixvox", path=str(root / "data"), splits=["test"])))
+        count_rows(window_spec(tmp_path / "x", SourceSpec(kind="rixvox", path=str(root / "data"), splits=["test"])))
     pushed = tmp_path / "pushed"
     make_rixvox(pushed, clips)  # data/train/0000.parquet -> data/train-00000-of-00001.parquet, as a Hub push names it
     (pushed / "data" / "train" / "0000.parquet").rename(pushed / "data" / "train-00000-of-00001.parquet")
     shutil.rmtree(pushed / "data" / "train")
-    rows = _journal(_spec(tmp_path / "p", SourceSpec(kind="rixvox", path=str(pushed / "data"), splits=["train"])))
+    source = SourceSpec(kind="rixvox", path=str(pushed / "data"), splits=["train"])
+    rows = run_once(window_spec(tmp_path / "p", source))[1]
     assert sum(e.reason is None for e in rows) == 12
 
 
@@ -118,7 +106,7 @@ def test_a_resumed_window_skips_taken_archives_unopened_and_continues_inside_the
 ) -> None:
     root, _ = published
     source = SourceSpec(kind="rixvox", path=str(root / "data"), splits=["train"])
-    whole = _journal(_spec(tmp_path / "whole", source))
+    whole = run_once(window_spec(tmp_path / "whole", source))[1]
     opened: list[str] = []
     real_open = tarfile.open
 
@@ -127,10 +115,10 @@ def test_a_resumed_window_skips_taken_archives_unopened_and_continues_inside_the
         return real_open(*args, **kwargs)
 
     monkeypatch.setattr(tarfile, "open", counting)
-    first = _journal(_spec(tmp_path / "parts", source, max_rows=9))  # train_0 holds 6 rows: stop inside train_1
+    first = run_once(window_spec(tmp_path / "parts", source, max_rows=9))[1]  # 6 rows in train_0: stop in train_1
     assert opened == ["train_0.tar.gz", "train_1.tar.gz"]
     opened.clear()
-    rest = _journal(_spec(tmp_path / "parts", source))
+    rest = run_once(window_spec(tmp_path / "parts", source))[1]
     assert opened == ["train_1.tar.gz"]  # train_0 counted from its listing, never decompressed again
     assert len(first) == 9 and [msgspec.to_builtins(e) for e in rest] == [msgspec.to_builtins(e) for e in whole]
 
@@ -140,9 +128,9 @@ def test_a_source_emptied_by_rejects_says_why_before_any_split_advice(tmp_path: 
     make_rixvox_published(root, clips)
     for archive in (root / "data" / "train").glob("*.tar.gz"):
         archive.unlink()  # metadata downloaded, archives not
-    spec = _spec(tmp_path, SourceSpec(kind="rixvox", path=str(root / "data"), splits=["train"]),
+    spec = window_spec(tmp_path, SourceSpec(kind="rixvox", path=str(root / "data"), splits=["train"]),
                  split=SplitSpec(held_out_speakers=1))
-    entries = _journal(spec)
+    entries = run_once(spec)[1]
     assert Counter(e.reason for e in entries) == {"missing_audio": 13, "bad_metadata": 1, "low_alignment": 1}
     with pytest.raises(SpecError) as err:
         select(spec, entries)
@@ -163,8 +151,8 @@ def test_a_cut_short_archive_a_fifo_and_a_corrupt_metadata_file_are_named_not_hu
     (data / "train" / "train_1.tar.gz").write_bytes(whole[: len(whole) // 2])  # a download cut off halfway
     os.mkfifo(data / "train" / "train_2.tar.gz")
     (data / "test_metadata.parquet").write_bytes(b"PAR1 not parquet")
-    spec = _spec(tmp_path, SourceSpec(kind="rixvox", path=str(data)))
-    entries = _journal(spec)
+    spec = window_spec(tmp_path, SourceSpec(kind="rixvox", path=str(data)))
+    entries = run_once(spec)[1]
     assert len(entries) == count_rows(spec) == 18  # 15 train, 2 dev, 1 for the unreadable test metadata
     by_reason = Counter(e.reason for e in entries)
     assert by_reason[None] >= 8 and by_reason["bad_metadata"] == 2  # the unreadable file, and the speakerless row

@@ -12,15 +12,14 @@ import pytest
 import soundfile as sf
 
 from qwen_train.prepare import waxholm
-from qwen_train.prepare.journal import Journal, read_journal
-from qwen_train.prepare.records import Processed
-from qwen_train.prepare.spec import PrepareSpec, SourceSpec, validate_prepare_spec
+from qwen_train.prepare.spec import SourceSpec
 from qwen_train.prepare.waxholm import parse_smp_header, read_smp
 from qwen_train.prepare.waxholm_labels import parse_mix, strip_markers
-from qwen_train.prepare.window import count_rows, run_window
+from qwen_train.prepare.window import count_rows
 from tests.conftest import MakeDir
 from tests.layouts_waxholm import make_staged, mix_label, snack_smp_bytes, spoken, stem_of, write_utterance
 from tests.prepare_layouts import Clip, iso646, speak_clips
+from tests.prepare_window import run_whole, window_spec
 
 
 @pytest.fixture(scope="module")
@@ -30,18 +29,6 @@ def clips(module_dir: MakeDir) -> list[Clip]:
 
 def _source(root: Path, max_noise_ratio: float | None = None) -> SourceSpec:
     return SourceSpec(kind="waxholm", path=str(root), role="benchmark", max_noise_ratio=max_noise_ratio)
-
-
-def _window(tmp: Path, source: SourceSpec) -> dict[str, Processed]:
-    """Run one whole window and return the journal as read back from its file, so meta is shown to travel."""
-    spec = validate_prepare_spec(PrepareSpec(name="t", out=str(tmp / "out"), model="unused", sources=[source],
-                                             work_dir=str(tmp / "work")))
-    journal = Journal(tmp / "work")
-    result = run_window(spec, journal, count_rows(spec))
-    journal.close()
-    assert result.complete and result.journaled == count_rows(spec)
-    state, _ = read_journal(tmp / "work")
-    return {e.orig_id: e for e in state.entries}
 
 
 def _duration(clip: Clip) -> float:
@@ -75,7 +62,7 @@ def test_marker_laden_labels_import_stripped_with_the_count_in_meta(tmp_path: Pa
     clip = clips[6]  # a word the marker rule must not take, through the whole window
     body, end = clip.text[:-1], clip.text[-1]
     write_utterance(tmp_path / "wax", "fp2001.3.00", clip.samples(), f"XsmackX {iso646(body)} Xerxes XXL {end}")
-    entries = _window(tmp_path, _source(tmp_path / "wax"))
+    entries = run_whole(tmp_path, _source(tmp_path / "wax"))[0]
     assert "XsmackX" in labels["fp2001.1.03"] and "XutandX" in labels["fp2001.1.03"]
     for i, clip in enumerate(clips[:6]):
         e = entries[stem_of(i)]
@@ -99,7 +86,7 @@ def test_a_mostly_noise_row_is_dropped_by_the_ceiling(tmp_path: Path, clips: lis
     write_utterance(root, "fp2001.1.01", even.samples(), spoken(even, before=len(even.text.split())))
     write_utterance(root, "fp2001.1.02", clean.samples(), spoken(clean))
     write_utterance(root, "fp2001.1.03", clean.samples(), "XsmackX XinandX .")  # breath and nothing said
-    got = _window(tmp_path / "default", _source(root))
+    got = run_whole(tmp_path / "default", _source(root))[0]
     assert {k: e.reason for k, e in got.items()} == {
         "fp2001.1.00": "mostly_noise", "fp2001.1.01": None, "fp2001.1.02": None, "fp2001.1.03": "mostly_noise"}
     detail = got["fp2001.1.00"].detail
@@ -107,13 +94,13 @@ def test_a_mostly_noise_row_is_dropped_by_the_ceiling(tmp_path: Path, clips: lis
     assert "max_noise_ratio 0.5" in detail
     assert got["fp2001.1.01"].meta["noise_ratio"] == 0.5 and got["fp2001.1.01"].text == even.text
 
-    kept = _window(tmp_path / "all", _source(root, max_noise_ratio=1.0))
+    kept = run_whole(tmp_path / "all", _source(root, max_noise_ratio=1.0))[0]
     assert kept["fp2001.1.00"].reason is None and kept["fp2001.1.00"].text == noisy.text
     assert kept["fp2001.1.00"].meta["noise_markers"] == words + 1
     assert float(kept["fp2001.1.00"].meta["noise_ratio"]) > 0.5
     assert kept["fp2001.1.03"].reason == "empty_text"  # past the importer, nothing is left to say
 
-    strict = _window(tmp_path / "none", _source(root, max_noise_ratio=0.0))
+    strict = run_whole(tmp_path / "none", _source(root, max_noise_ratio=0.0))[0]
     assert [strict[f"fp2001.1.0{i}"].reason for i in range(4)] == ["mostly_noise", "mostly_noise", None,
                                                                   "mostly_noise"]
     assert "max_noise_ratio 0" in strict["fp2001.1.01"].detail
@@ -131,8 +118,8 @@ def test_wav_staging_imports_as_the_smp_layout_of_the_same_clips(tmp_path: Path,
     write_utterance(wav, "fp2003.9.01", clips[7].samples(), None, "smp.wav")
     (wav / "fp2003" / "fp2003.9.01.smp.mix").write_text("CORRECTED: no text line\n", encoding="latin-1")
 
-    a = _window(tmp_path / "a", _source(smp))
-    b = _window(tmp_path / "b", _source(wav))
+    a = run_whole(tmp_path / "a", _source(smp))[0]
+    b = run_whole(tmp_path / "b", _source(wav))[0]
     assert b.pop("fp2003.9.00").reason == "missing_label"
     assert b.pop("fp2003.9.01").reason == "bad_metadata"
     assert list(a) == list(b) and len(a) == 7  # same rows, same order (the journal's row numbers)
@@ -161,7 +148,7 @@ def test_staged_wavs_keep_the_corpus_safety_rules(tmp_path: Path, clips: list[Cl
     whole = good.read_bytes()
     (d / "fp2001.1.04.wav").write_bytes(whole[: len(whole) // 2])
     (d / "fp2001.1.04.smp.mix").write_text(mix_label("fp2001.1.04", spoken(clips[0])), encoding="latin-1")
-    got = _window(tmp_path, _source(root))
+    got = run_whole(tmp_path, _source(root))[0]
     assert {k: e.reason for k, e in got.items()} == {
         "fp2001.1.00": None, "fp2001.1.01": "path_escape", "fp2001.1.02": "decode_error",
         "fp2001.1.03": "bad_metadata", "fp2001.1.04": "truncated"}
@@ -174,8 +161,7 @@ def test_a_root_with_neither_smp_nor_wav_files_is_an_error_naming_it(tmp_path: P
     (root / "fp2001").mkdir(parents=True)
     (root / "fp2001" / "fp2001.1.00.smp.mix").write_text("TEXT:\nhej\n", encoding="latin-1")
     (root / "README.txt").write_text("KTH Waxholm\n")
-    spec = validate_prepare_spec(PrepareSpec(name="t", out=str(tmp_path / "out"), model="unused",
-                                             sources=[_source(root)]))
+    spec = window_spec(tmp_path, _source(root))
     with pytest.raises(FileNotFoundError) as caught:
         count_rows(spec)
     message = str(caught.value)
@@ -208,7 +194,7 @@ def test_snack_and_commented_headers_import_alike(tmp_path: Path, clips: list[Cl
     root, clip = tmp_path / "wax", clips[11]
     write_utterance(root, "fp2001.1.00", clip.samples(), spoken(clip, before=1), "snack-smp")
     write_utterance(root, "fp2001.1.01", clip.samples(), spoken(clip, before=1), "smp")
-    got = _window(tmp_path, _source(root))
+    got = run_whole(tmp_path, _source(root))[0]
     crlf, lf = got["fp2001.1.00"], got["fp2001.1.01"]
     assert crlf.reason is None and lf.reason is None
     assert crlf.audio_sha == lf.audio_sha and abs(crlf.duration_s - _duration(clip)) < 0.01
