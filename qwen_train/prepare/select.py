@@ -23,8 +23,10 @@ import math
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from qwen_train.bundle.manifest import EvalKind
+from qwen_train.prepare.journal import JOURNAL
 from qwen_train.prepare.records import Processed, Reject
 from qwen_train.prepare.spec import PrepareSpec, Role, SourceSpec
 from qwen_train.prepare.validate import chars_per_second, rate_outliers
@@ -91,13 +93,12 @@ def select(spec: PrepareSpec, entries: list[Processed]) -> Selection:
     return Selection(rows=rows, rejects=rejects, unselected=unselected, held_out_speakers=sorted(held))
 
 
-def why_empty(label: str, kept: int, lost: Counter[str], unselected: int) -> str:
+def why_empty(label: str, kept: int, lost: Counter[str], unselected: int, journal: str) -> str:
     """What emptied a source, reasons by count, so the fix aimed at is the data's, not the split's."""
     parts = [f"{label!r} kept {kept} row(s)"]
     if lost:
         reasons = ", ".join(f"{reason} {n}" for reason, n in lost.most_common())
-        parts.append(f"rejected {sum(lost.values())}: {reasons} (each row's detail is in the bundle's "
-                     "rejects.jsonl, or the work dir's journal.jsonl)")
+        parts.append(f"rejected {sum(lost.values())}: {reasons} (each row's detail is in {journal})")
     if unselected:
         parts.append(f"{unselected} accepted row(s) left out by its share")
     return "; ".join(parts)
@@ -119,7 +120,8 @@ def split_source(
     want = max(spec.split.held_out_speakers, math.ceil(spec.split.held_out_speaker_fraction * len(speakers)))
     if want and len(speakers) <= want:
         lost = lost or Counter()
-        head = f"source {why_empty(src.label, len(kept), lost, unselected)}. " if not speakers or lost else ""
+        journal = str(Path(spec.work_dir or spec.out + ".work") / JOURNAL)
+        head = f"source {why_empty(src.label, len(kept), lost, unselected, journal)}. " if not speakers or lost else ""
         raise SpecError(
             f"{head}Source {src.label!r} has {len(speakers)} speaker(s) after validation; holding out {want} would "
             "leave none to train on. "
