@@ -2,7 +2,9 @@
 
 `QWEN_TEST_PAUSE=point[@step]:seconds[,...]` makes the trainer sleep at a
 named point (optionally only at one step) so a test can SIGKILL it there
-deterministically, e.g. in the middle of a checkpoint write.
+deterministically, e.g. in the middle of a checkpoint write. `step-end` holds
+it after a step's heartbeat until a stop request arrives (or the seconds pass),
+so a test can stop a run at a known step however fast the machine is.
 
 `QWEN_TEST_FAULT='{"module": "talker.model.layers.1.mlp", "step": 5, ...}'`
 injects a fault at one optimizer step: NaN/Inf into the named module's output
@@ -20,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -38,12 +41,17 @@ def _pauses() -> dict[str, float]:
     return out
 
 
-def pause(point: str, step: int) -> None:
+def pause(point: str, step: int, until: Callable[[], bool] | None = None) -> None:
+    """Sleep at `point` for the seconds the variable gives; `until` ends it early (a stop request), so a test
+    can hold the trainer at a known step until it has signalled it, whatever the machine's speed."""
     pauses = _pauses()
     seconds = pauses.get(f"{point}@{step}", pauses.get(point))
-    if seconds:
-        print(f"qwen-train: test pause at {point} for {seconds}s", file=sys.stderr, flush=True)
-        time.sleep(seconds)
+    if not seconds:
+        return
+    print(f"qwen-train: test pause at {point} for {seconds}s", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (until is not None and until()):
+        time.sleep(min(0.05, max(deadline - time.monotonic(), 0.0)))
 
 
 class FaultSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -37,6 +37,7 @@ from qwen_train.train.cursor import CursorRejected
 from qwen_train.train.diskspace import Reserve, announce_disk, end_disk_full, ensure_room, next_checkpoint
 from qwen_train.train.evaluate import evaluate, unavailable_reason
 from qwen_train.train.fallback import announce_compilation, eval_or_eager, step_or_eager
+from qwen_train.train.faults import pause
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.losslog import append_losses
 from qwen_train.train.oom import end_out_of_memory
@@ -137,6 +138,7 @@ def loop(s: Session, stop: StopFlag, writer: Board) -> int:
             throughput=Throughput(steps_per_s=(p.step - step0) / elapsed, frames_per_s=frames_total / elapsed),
         )
         log_step(s, losses, writer)
+        pause("step-end", p.step, until=lambda: stop.requested)
         if p.step % s.spec.posture.eval_every == 0:
             run_eval(s, writer)
         s.ckpt.save(p.step)
