@@ -68,7 +68,8 @@ from qwen_daemon.resources.gpu.choose import choose_backend
 from qwen_daemon.resources.sampler import Sampler
 from qwen_daemon.resources.summary_cache import SummaryCache
 from qwen_daemon.runs.monitor import Monitor
-from qwen_daemon.runs.registry import Registry, RunRecord
+from qwen_daemon.runs.record import RunRecord
+from qwen_daemon.runs.registry import Registry
 from qwen_daemon.runs.run_dir import RunFiles
 from qwen_daemon.runs.run_view import run_detail, run_view
 from qwen_daemon.sharing.disk_admission import DiskAdmission

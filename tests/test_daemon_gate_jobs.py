@@ -18,7 +18,7 @@ from qwen_daemon.jobs.job import GateTarget, Job, RunnerRefusal, job_argv
 from qwen_daemon.jobs.kinds import GATE, decode_job
 from qwen_daemon.jobs.kinds.gate import gate_outcome, verdict_line
 from qwen_daemon.protocol import gate_name
-from qwen_daemon.runs.registry import RunRecord
+from qwen_daemon.runs.record import RunRecord
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.exitcodes import GATE_FAILED
 from qwen_train.gate.verdict import verdict_path

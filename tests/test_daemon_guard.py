@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from qwen_daemon.runs.registry import RunRecord
+from qwen_daemon.runs.record import RunRecord
 from qwen_daemon.runs.run_view import run_view
 from qwen_daemon.runs.trust import check_final, check_live
 from qwen_train.status import STATUS_FILE, Losses, Status, write_status

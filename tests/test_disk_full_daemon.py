@@ -28,7 +28,7 @@ from qwen_daemon.protocol import ACTIVE_STATES, ClassChange
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_daemon.protocol.disk import DiskView, StateWriteProblem, TreeSpace
 from qwen_daemon.runs.monitor import outcome
-from qwen_daemon.runs.registry import RunRecord
+from qwen_daemon.runs.record import RunRecord
 from qwen_daemon.runs.trust import check_final
 from qwen_daemon.sharing.disk_admission import RULE_DISK
 from qwen_train import exitcodes

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from qwen_daemon.cli import render
 from qwen_daemon.protocol import ResourceSummary, RunDetail, RunView
-from qwen_daemon.runs.registry import RunRecord
+from qwen_daemon.runs.record import RunRecord
 from qwen_daemon.runs.run_view import run_view
 from qwen_train.spec import Adapter, RunSpec, TrainConfig, encode_spec
 from qwen_tui.widgets.run_facts import run_facts

@@ -11,7 +11,7 @@ from rich.console import Console, RenderableType
 from qwen_daemon.jobs.job import Exit
 from qwen_daemon.protocol import RunState, RunView
 from qwen_daemon.runs.monitor import outcome
-from qwen_daemon.runs.registry import RunRecord
+from qwen_daemon.runs.record import RunRecord
 from qwen_train import exitcodes
 from qwen_train.status import TERMINAL_STATES, Status, TrainerState
 from qwen_tui.format import STATE_STYLE, state_text

@@ -23,13 +23,13 @@ import msgspec
 
 from qwen_daemon.protocol import KindInfo, LaunchRequest, RunState
 from qwen_daemon.protocol.errors import bad_request
+from qwen_daemon.runs.record import RunRecord
 from qwen_train.prepare.spec import PrepareSpec
 from qwen_train.spec import RunSpec
 
 if TYPE_CHECKING:
     from qwen_daemon.config import DaemonConfig
     from qwen_daemon.governance.surfaces import Governance
-    from qwen_daemon.runs.registry import RunRecord
 
 SPEC_FILE = "spec.json"
 LOG_FILE = "trainer.log"

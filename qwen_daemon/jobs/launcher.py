@@ -30,7 +30,8 @@ from qwen_daemon.protocol import RunState, kind_info
 from qwen_daemon.protocol.errors import RequestError, conflict, not_found, unprocessable
 from qwen_daemon.resources.evidence import Evidence
 from qwen_daemon.runs.checkpoints import CheckpointsUnreadable, list_kept
-from qwen_daemon.runs.registry import Registry, RunConflict, RunRecord
+from qwen_daemon.runs.record import RunRecord
+from qwen_daemon.runs.registry import Registry, RunConflict
 from qwen_daemon.sharing.disk_admission import RULE_DISK, DiskAdmission
 from qwen_daemon.sharing.gpu_sharing import GpuSharing, Refused
 from qwen_daemon.state_writes import StateWriteError

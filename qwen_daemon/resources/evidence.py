@@ -16,7 +16,7 @@ import msgspec
 from qwen_daemon.protocol import ResourceSummary, kind_info
 from qwen_daemon.protocol.errors import RequestError
 from qwen_daemon.resources.summary_cache import SummaryCache
-from qwen_daemon.runs.registry import RunRecord
+from qwen_daemon.runs.record import RunRecord
 from qwen_daemon.runs.safe_files import chmod_regular
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.safe_read import UnsafeFile

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qwen_daemon.jobs.job import LOG_FILE, describe_exit
-from qwen_daemon.runs.registry import RunRecord
+from qwen_daemon.runs.record import RunRecord
 from qwen_daemon.runs.safe_files import read_tail
 from qwen_train.disk import free_space, size_text
 from qwen_train.exitcodes import FAILED_DISK_FULL

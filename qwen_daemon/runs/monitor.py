@@ -42,7 +42,8 @@ from qwen_daemon.jobs.job import LOG_FILE, Exit, Launched, Runner, describe_exit
 from qwen_daemon.jobs.kinds import KIND_TYPES
 from qwen_daemon.protocol import RunState
 from qwen_daemon.runs.disk_end import disk_full_outcome
-from qwen_daemon.runs.registry import Registry, RunRecord
+from qwen_daemon.runs.record import RunRecord
+from qwen_daemon.runs.registry import Registry
 from qwen_daemon.runs.trust import check_final
 from qwen_daemon.state_writes import StateWriteError
 from qwen_daemon.ticker import Ticker

@@ -28,6 +28,7 @@ import msgspec
 
 from qwen_daemon.jobs.job import Job
 from qwen_daemon.protocol import ACTIVE_STATES, ResourceSample, RunState
+from qwen_daemon.runs.record import RunRecord
 from qwen_daemon.runs.registry_file import open_file
 from qwen_daemon.state_writes import StateWrites
 from qwen_train.spec import check_name
@@ -42,32 +43,6 @@ _RUN_COLUMNS = (
 )
 class RunConflict(RuntimeError):
     """A launch under a name whose run is still active."""
-
-
-class RunRecord(msgspec.Struct, frozen=True):
-    """One row of `runs`: the daemon's facts about a run and its active launch."""
-
-    name: str
-    lane: str
-    surface: str
-    runner: str
-    state: RunState
-    nonce: str | None
-    pid: int | None
-    run_dir: str
-    created_at: float
-    launched_at: float
-    ended_at: float | None
-    exit_code: int | None
-    spec_json: str
-    message: str | None
-    container: str | None = None
-    kind: str = "train"
-    parent: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
 
 
 class Launch(msgspec.Struct, frozen=True):

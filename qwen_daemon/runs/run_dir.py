@@ -19,7 +19,7 @@ from qwen_daemon.protocol import CheckpointView, GateVerdict, RunHistory, kind_i
 from qwen_daemon.protocol.errors import RequestError, not_found, unprocessable
 from qwen_daemon.runs.checkpoints import CheckpointsUnreadable, list_kept
 from qwen_daemon.runs.readers import FileProblem, HistoryReader, read_diagnosis
-from qwen_daemon.runs.registry import RunRecord
+from qwen_daemon.runs.record import RunRecord
 from qwen_train.spec import SpecError
 from qwen_train.status import Diagnosis
 

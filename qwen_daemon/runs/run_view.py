@@ -18,7 +18,8 @@ from pathlib import Path
 import msgspec
 
 from qwen_daemon.protocol import Health, ResourceSummary, RunDetail, RunView, kind_info
-from qwen_daemon.runs.registry import Registry, RunRecord
+from qwen_daemon.runs.record import RunRecord
+from qwen_daemon.runs.registry import Registry
 from qwen_daemon.runs.trust import Trust, check_final, check_live
 from qwen_train.spec import SpecError, TrainMode, decode_spec, mode_description
 from qwen_train.status import Event, Status

@@ -17,7 +17,8 @@ from qwen_daemon.jobs.job import Job
 from qwen_daemon.protocol import GpuSample, kind_info
 from qwen_daemon.protocol.gpu import GpuHolder, GpuReservation, GpuStatus
 from qwen_daemon.resources.gpu.backend import GpuBackend
-from qwen_daemon.runs.registry import Registry, RunRecord
+from qwen_daemon.runs.record import RunRecord
+from qwen_daemon.runs.registry import Registry
 from qwen_daemon.sharing.admission import gpu_spec, headroom_warning, holders, why_not
 from qwen_daemon.sharing.reservations import Reservations
 from qwen_daemon.ticker import Ticker

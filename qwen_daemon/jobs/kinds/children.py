@@ -15,7 +15,7 @@ import msgspec
 from qwen_daemon.jobs.job import SPEC_FILE, DiagnoseTarget, GateTarget, Job, JobType, Paths, RunnerRefusal
 from qwen_daemon.protocol import kind_info
 from qwen_daemon.protocol.errors import conflict
-from qwen_daemon.runs.registry import RunRecord
+from qwen_daemon.runs.record import RunRecord
 from qwen_train.safe_read import UnsafeFile, read_regular
 from qwen_train.spec import MAX_SPEC_BYTES, RunSpec, SpecError, decode_spec
 

@@ -19,7 +19,7 @@ from qwen_daemon.jobs.kinds.children import ChildKind, child_job, parent_paths, 
 from qwen_daemon.protocol import KINDS, LaunchRequest, RunState, diagnose_name, kind_info
 from qwen_daemon.protocol.errors import bad_request, conflict, unprocessable
 from qwen_daemon.runs.readers import FileProblem, last_line, read_diagnosis
-from qwen_daemon.runs.registry import RunRecord
+from qwen_daemon.runs.record import RunRecord
 from qwen_train.status import Diagnosis
 
 

@@ -26,7 +26,7 @@ from qwen_daemon.jobs.kinds.children import ChildKind, child_job, parent_paths, 
 from qwen_daemon.protocol import KINDS, GateRequest, LaunchRequest, RunState, gate_name, kind_info
 from qwen_daemon.protocol.errors import RequestError, bad_request, conflict, unprocessable
 from qwen_daemon.runs.readers import last_line
-from qwen_daemon.runs.registry import RunRecord
+from qwen_daemon.runs.record import RunRecord
 from qwen_train.exitcodes import GATE_FAILED
 from qwen_train.gate.verdict import CRITERIA, GateVerdict, verdict_path
 from qwen_train.safe_read import MiB, decode_json, read_regular
