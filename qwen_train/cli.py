@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, required=True)
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--held-out-speakers", type=int, default=1)
+    build.add_argument("--root", type=Path, help="the directory the corpus's audio lies in (default: the JSONL's "
+                       "directory); absolute paths in the JSONL must lie inside it, relative ones stay relative "
+                       "to the JSONL")
     build.add_argument("--lane", choices=get_args(Lane), help="the request lane the bundle is for: "
                        "language-expansion refuses a split without held-out speakers")
     verify = bsub.add_parser("verify", help="check a bundle against its fingerprint")
@@ -205,7 +208,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     from qwen_train.bundle.build import build_bundle
 
     out = build_bundle(args.corpus, args.model, args.out, seed=args.seed, held_out_speakers=args.held_out_speakers,
-                       lane=args.lane)
+                       lane=args.lane, root=args.root)
     print(f"bundle written to {out}")
     return 0
 

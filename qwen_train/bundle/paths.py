@@ -18,27 +18,36 @@ class PathEscape(ValueError):
     """A named path whose real location is outside its root; the message says how it got out."""
 
 
-def resolve_inside(root: Path, named: str | Path) -> Path:
-    """The real path of `named` (relative to `root` unless absolute), or PathEscape when it leaves root."""
-    base = root.resolve()
+def resolve_inside(root: Path, named: str | Path, relative_to: Path | None = None) -> Path:
+    """The real path of `named`, or PathEscape when it leaves root.
+
+    A relative `named` is taken from `relative_to` (default: root itself): a corpus JSONL may declare a
+    root above its own directory (its absolute paths point there) while its relative paths stay relative
+    to the JSONL, as the file's author wrote them.
+    """
+    top = root.resolve()
+    start = (relative_to or root).resolve()
     given = Path(named)
-    real = (given if given.is_absolute() else base / given).resolve()
-    if real == base or base in real.parents:
+    real = (given if given.is_absolute() else start / given).resolve()
+    if _within(real, top):
         return real
-    raise PathEscape(_how(given, real, base))
+    raise PathEscape(_how(given, real, top, start))
 
 
-def _how(given: Path, real: Path, base: Path) -> str:
-    """Which of the three ways out it took, so the operator knows what to fix."""
+def _within(path: Path, top: Path) -> bool:
+    return path == top or top in path.parents
+
+
+def _how(given: Path, real: Path, top: Path, start: Path) -> str:
+    """Which way out it took, so the operator knows what to fix."""
     if given.is_absolute():
-        lexical = Path(os.path.normpath(given))
-        if lexical != base and base not in lexical.parents:
-            return f"{given} is an absolute path outside {base}"
-    elif ".." in given.parts:
-        lexical = Path(os.path.normpath(base / given))
-        if lexical != base and base not in lexical.parents:
-            return f"{given} climbs out of {base} with '..'"
-    return f"{given} resolves through a symlink to {real}, outside {base}"
+        if not _within(Path(os.path.normpath(given)), top):
+            return f"{given} is an absolute path outside {top}"
+    elif not _within(start, top):
+        return f"{given} is relative to {start}, which is outside {top}"
+    elif ".." in given.parts and not _within(Path(os.path.normpath(start / given)), top):
+        return f"{given} climbs out of {top} with '..'"
+    return f"{given} resolves through a symlink to {real}, outside {top}"
 
 
 def lexically_inside(named: str) -> bool:

@@ -53,6 +53,11 @@ class SourceSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     under the floor (default DEFAULT_MIN_BLEU; 0 keeps all); `max_noise_ratio`
     (waxholm) drops rows whose label is more than that fraction noise markers
     (default DEFAULT_MAX_NOISE; 1 keeps all).
+    `root` (upstream_jsonl) is the directory the corpus's audio lies in, default
+    the JSONL's own directory: JSONL written by upstream's or the community's
+    formatting scripts often names audio elsewhere by absolute path
+    (`/srv/storage/...`). A path outside the root is `path_escape`; relative
+    paths stay relative to the JSONL's directory.
     """
 
     kind: SourceKind
@@ -63,6 +68,7 @@ class SourceSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     splits: list[str] | None = None
     min_bleu_score: float | None = None
     max_noise_ratio: float | None = None
+    root: str | None = None
 
     @property
     def label(self) -> str:
@@ -176,6 +182,9 @@ def _check_kind_options(s: SourceSpec) -> None:
     if s.splits is not None and s.kind not in SPLIT_KINDS:
         raise SpecError(f"source {s.label!r}: {s.kind} has no published splits; remove `splits` (it applies to "
                         f"{' and '.join(SPLIT_KINDS)})")
+    if s.root is not None and s.kind != "upstream_jsonl":
+        raise SpecError(f"source {s.label!r}: root applies to upstream_jsonl sources only (a {s.kind} source's "
+                        "root is its `path`); remove it")
     for field, kind, value in (("min_bleu_score", "rixvox", s.min_bleu_score),
                                ("max_noise_ratio", "waxholm", s.max_noise_ratio)):
         if value is None:
@@ -193,7 +202,8 @@ def resolve_paths(spec: PrepareSpec, base: Path) -> PrepareSpec:
         path = Path(p).expanduser()
         return str(path if path.is_absolute() else (base / path).resolve())
 
-    sources = [msgspec.structs.replace(s, path=absolute(s.path)) for s in spec.sources]
+    sources = [msgspec.structs.replace(s, path=absolute(s.path), root=None if s.root is None else absolute(s.root))
+               for s in spec.sources]
     out = absolute(spec.out)
     work = absolute(spec.work_dir) if spec.work_dir else out.rstrip("/") + ".work"
     return msgspec.structs.replace(spec, sources=sources, out=out, model=absolute(spec.model), work_dir=work)

@@ -18,6 +18,7 @@ from qwen_daemon.protocol.errors import bad_request, unprocessable
 from qwen_train.bundle.manifest import BUNDLE_JSON
 from qwen_train.prepare.spec import (
     PrepareSpec,
+    SourceSpec,
     decode_prepare_spec,
     encode_prepare_spec,
     load_prepare_spec,
@@ -34,9 +35,18 @@ def _spec(job: Job) -> PrepareSpec:
     return job.spec
 
 
+def _jsonl_root(src: SourceSpec) -> Path | None:
+    """Where an upstream JSONL's audio lies (its `root`, else the JSONL's directory), which a container must
+    see as well as the JSONL file itself; None for the other kinds, whose path is their root."""
+    if src.kind != "upstream_jsonl":
+        return None
+    return Path(src.root) if src.root is not None else Path(src.path).parent
+
+
 def check_prepare_runnable(spec: PrepareSpec) -> PrepareSpec:
     """The model and every source must be here; `out` must be free or an already built bundle."""
     wanted = [("prepare.model", spec.model), *((f"source {s.label}", s.path) for s in spec.sources)]
+    wanted += [(f"source {s.label}'s root", s.root) for s in spec.sources if s.root is not None]
     for what, value in wanted:
         if not Path(value).exists():
             raise unprocessable(f"{what} {value} does not exist on the daemon's host: fix the path in the spec")
@@ -56,6 +66,7 @@ def _inline(spec: PrepareSpec) -> PrepareSpec:
         raise bad_request(f"invalid prepare spec: {exc}") from None
     paths = [("prepare.out", spec.out), ("prepare.model", spec.model)]
     paths += [(f"prepare.sources[{i}].path", s.path) for i, s in enumerate(spec.sources)]
+    paths += [(f"prepare.sources[{i}].root", s.root) for i, s in enumerate(spec.sources) if s.root is not None]
     if spec.work_dir is not None:
         paths.append(("prepare.work_dir", spec.work_dir))
     require_absolute(paths, "prepare spec")
@@ -83,6 +94,7 @@ class PreprocessKind(JobType):
         # The bundle is built in a hidden sibling of `out` and renamed into place: the parent is written.
         wanted = [(Path(spec.model), True, "prepare.model"), (out.parent, False, "the parent of prepare.out")]
         wanted += [(Path(s.path), True, f"source {s.label}") for s in spec.sources]
+        wanted += [(root, True, f"source {s.label}'s root") for s in spec.sources if (root := _jsonl_root(s))]
         work = Path(spec.work_dir or spec.out + ".work")
         if out.parent not in work.parents:
             wanted.append((work, False, "prepare.work_dir"))
