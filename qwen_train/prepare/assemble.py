@@ -38,6 +38,7 @@ from qwen_train.bundle.manifest import (
 )
 from qwen_train.prepare.anchors import safe_name, write_anchors
 from qwen_train.prepare.codes import EXTRACTION_VERSION, CodeCache
+from qwen_train.prepare.reject_summary import journal_path, no_rows_message
 from qwen_train.prepare.select import Selection
 from qwen_train.prepare.spec import PrepareSpec, encode_prepare_spec
 
@@ -70,7 +71,7 @@ def assemble(
     if out.exists():
         raise BundleError(f"{out} already exists; bundles are frozen, choose a new `out` or remove it")
     if not selection.rows:
-        raise BundleError("no rows survived validation; see the work dir's journal for the reasons")
+        raise BundleError(no_rows_message(selection.rejects, sum(selection.unselected.values()), journal_path(spec)))
     tmp = out.with_name(f".{out.name}.building")
     if tmp.exists():
         _make_writable(tmp)

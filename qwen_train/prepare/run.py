@@ -29,10 +29,11 @@ from tqdm import tqdm
 from qwen_train import exitcodes
 from qwen_train.atomic import atomic_write_bytes
 from qwen_train.bundle.fingerprint import verify_bundle
-from qwen_train.bundle.manifest import BUNDLE_JSON
+from qwen_train.bundle.manifest import BUNDLE_JSON, BundleError
 from qwen_train.prepare.journal import Journal
 from qwen_train.prepare.process import stored_wav
 from qwen_train.prepare.records import Processed
+from qwen_train.prepare.reject_summary import journal_path, no_rows_message
 from qwen_train.prepare.select import check_eval_split, select
 from qwen_train.prepare.spec import PrepareSpec, encode_prepare_spec
 from qwen_train.prepare.window import audio_root, count_rows, run_window, source_notes
@@ -160,6 +161,9 @@ def prepare(
                            f"{result.journaled}/{total} rows done; run the same command again to continue",
                            rows_done=result.journaled)
         selection = select(spec, journal.state.entries)
+        if not selection.rows:  # said before the model's tokenizer is hashed for a cache that would stay empty
+            raise BundleError(no_rows_message(selection.rejects, sum(selection.unselected.values()),
+                                              journal_path(spec)))
         note = check_eval_split(selection, lane)
         clips = {s.entry.audio_sha or "": s.entry.duration_s for s in selection.rows}
         cache = CodeCache(work, Path(spec.model))

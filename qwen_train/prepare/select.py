@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from qwen_train.bundle.manifest import EvalKind
-from qwen_train.prepare.journal import JOURNAL
 from qwen_train.prepare.records import Processed, Reject
+from qwen_train.prepare.reject_summary import journal_path, rejects_text
 from qwen_train.prepare.spec import PrepareSpec, Role, SourceSpec
 from qwen_train.prepare.validate import chars_per_second, rate_outliers
 from qwen_train.spec import Lane, SpecError
@@ -85,7 +85,7 @@ def select(spec: PrepareSpec, entries: list[Processed]) -> Selection:
             elif _unit(spec.seed, "share", src.label, e.orig_id) < src.share:
                 kept.append(e)
         unselected[src.label] = len(accepted) - len(outliers) - len(kept)
-        lost = Counter(r.reason for r in rejects if r.source == src.label)
+        lost = [r for r in rejects if r.source == src.label]
         src_rows, src_held = split_source(spec, src, kept, lost, unselected[src.label])
         rows.extend(src_rows)
         held.extend(src_held)
@@ -93,19 +93,24 @@ def select(spec: PrepareSpec, entries: list[Processed]) -> Selection:
     return Selection(rows=rows, rejects=rejects, unselected=unselected, held_out_speakers=sorted(held))
 
 
-def why_empty(label: str, kept: int, lost: Counter[str], unselected: int, journal: str) -> str:
-    """What emptied a source, reasons by count, so the fix aimed at is the data's, not the split's."""
-    parts = [f"{label!r} kept {kept} row(s)"]
-    if lost:
-        reasons = ", ".join(f"{reason} {n}" for reason, n in lost.most_common())
-        parts.append(f"rejected {sum(lost.values())}: {reasons} (each row's detail is in {journal})")
-    if unselected:
-        parts.append(f"{unselected} accepted row(s) left out by its share")
-    return "; ".join(parts)
+def no_speakers_message(
+    spec: PrepareSpec, src: SourceSpec, kept: int, speakers: int, want: int, lost: Sequence[Reject], unselected: int
+) -> str:
+    """What emptied the source (reasons, examples, the journal) before the split's advice, so the fix aimed at
+    is the data's, not the split's."""
+    head = f"source {src.label!r} has {speakers} speaker(s) after validation ({kept} row(s) kept)"
+    if not speakers or lost:
+        head += f"; {rejects_text(lost, journal_path(spec), unselected)}\n"
+    else:
+        head += ". "
+    return (f"{head}Holding out {want} speaker(s) would leave none to train on. "
+            + ("Fix what rejected its rows first. " if not speakers and lost else "")
+            + "Lower split.held_out_speakers (bundle build: --held-out-speakers; 0 for a single-speaker bundle) "
+              "or add speakers.")
 
 
 def split_source(
-    spec: PrepareSpec, src: SourceSpec, kept: list[Processed], lost: Counter[str] | None = None, unselected: int = 0
+    spec: PrepareSpec, src: SourceSpec, kept: list[Processed], lost: Sequence[Reject] = (), unselected: int = 0
 ) -> tuple[list[Selected], list[str]]:
     role = src.resolved_role
     if role != "train":
@@ -119,15 +124,7 @@ def split_source(
     rng = random.Random(f"{spec.seed}:{src.label}")
     want = max(spec.split.held_out_speakers, math.ceil(spec.split.held_out_speaker_fraction * len(speakers)))
     if want and len(speakers) <= want:
-        lost = lost or Counter()
-        journal = str(Path(spec.work_dir or spec.out + ".work") / JOURNAL)
-        head = f"source {why_empty(src.label, len(kept), lost, unselected, journal)}. " if not speakers or lost else ""
-        raise SpecError(
-            f"{head}Source {src.label!r} has {len(speakers)} speaker(s) after validation; holding out {want} would "
-            "leave none to train on. "
-            + ("Fix what rejected its rows first. " if not speakers and lost else "")
-            + "Lower split.held_out_speakers (0 for a single-speaker bundle) or add speakers."
-        )
+        raise SpecError(no_speakers_message(spec, src, len(kept), len(speakers), want, lost, unselected))
     held = set(rng.sample(speakers, want)) if want else set()
     out: list[Selected] = []
     for spk in speakers:
