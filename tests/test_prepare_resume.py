@@ -117,3 +117,32 @@ def test_resume_under_a_different_spec_is_refused(corpus: Path, demo_root: Path,
     assert second.returncode == exitcodes.FAILED
     assert "different spec" in err.decode()
     assert read_status(tmp_path / "run" / "status.json").state == "failed"
+
+
+def test_a_work_dir_started_before_a_field_was_added_resumes(corpus: Path, demo_root: Path, tmp_path: Path) -> None:
+    """The spec copy of an older version lacks the newer fields; read back with their defaults, it is the same spec."""
+    import json
+
+    from qwen_train.prepare.run import SPEC_COPY, identity
+
+    spec = load_prepare_spec(_spec(corpus, demo_root / "model", "old"))
+    work = Path(spec.work_dir or "")
+    work.mkdir(parents=True)
+    older = json.loads(identity(spec))
+    for source in older["sources"]:
+        for newer in ("root", "min_bleu_score", "max_noise_ratio"):
+            source.pop(newer, None)
+    (work / SPEC_COPY).write_text(json.dumps(older))
+    first = prepare(msgspec.structs.replace(spec, max_rows=3))
+    assert first.code == exitcodes.STOPPED, first.message
+    changed = msgspec.structs.replace(spec, seed=spec.seed + 1, max_rows=3)
+    refused = _prepare_refused(changed)
+    assert "different spec" in refused
+
+
+def _prepare_refused(spec: PrepareSpec) -> str:
+    from qwen_train.prepare.run import PrepareError
+
+    with pytest.raises(PrepareError) as err:
+        prepare(spec)
+    return str(err.value)

@@ -61,8 +61,20 @@ class Outcome(msgspec.Struct, frozen=True):
 
 def identity(spec: PrepareSpec) -> bytes:
     """The parts of a spec that decide the bundle's content (bounds, workers, device do not)."""
-    same = msgspec.structs.replace(spec, max_rows=None, max_seconds=None, workers=1, device="auto", name="x")
-    return encode_prepare_spec(same)
+    return encode_prepare_spec(_content(spec))
+
+
+def _content(spec: PrepareSpec) -> PrepareSpec:
+    return msgspec.structs.replace(spec, max_rows=None, max_seconds=None, workers=1, device="auto", name="x")
+
+
+def _same_content(stored: bytes, spec: PrepareSpec) -> bool:
+    """Compared as specs, not bytes: a copy written before a field was added reads back with its default,
+    so a work dir started by an older version resumes unless the spec really changed."""
+    try:
+        return msgspec.json.decode(stored, type=PrepareSpec) == _content(spec)
+    except msgspec.MsgspecError:
+        return False
 
 
 @contextmanager
@@ -78,7 +90,8 @@ def work_lock(work: Path) -> Iterator[None]:
 
 def _check_spec(spec: PrepareSpec, work: Path) -> None:
     copy = work / SPEC_COPY
-    if copy.exists() and read_regular(copy, SPEC_COPY_LIMIT, what="work dir spec", nofollow=True) != identity(spec):
+    if copy.exists() and not _same_content(read_regular(copy, SPEC_COPY_LIMIT, what="work dir spec", nofollow=True),
+                                           spec):
         raise PrepareError(
             f"{work} was started with a different spec (sources, limits, seed, shares, splits or batch size); "
             f"resume with the original spec, or choose a new work_dir/out to start over"
