@@ -78,8 +78,10 @@ def paired_all(probe: GpuProbe) -> list[dict[str, float]]:
         index, util, used, total = (float(x) for x in line.split(","))
         b = next((g for g in before if g.index == int(index)), None)
         a = next((g for g in after if g.index == int(index)), None)
-        if a is None or b is None:
-            continue
+        if a is None or b is None or a.unread or b.unread:
+            continue  # a reading the sampler could not take has nothing to be compared with
+        assert a.busy_percent is not None and b.busy_percent is not None and b.vram_total_bytes is not None
+        assert a.vram_used_bytes is not None and b.vram_used_bytes is not None
         pairs.append({"time": now, "gpu": int(index), "smi_busy": util, "smi_used_mib": used, "smi_total_mib": total,
                       "busy_before": b.busy_percent, "busy_after": a.busy_percent,
                       "used_mib_before": b.vram_used_bytes / 2**20, "used_mib_after": a.vram_used_bytes / 2**20,

@@ -135,8 +135,13 @@ class Daemon:
         self._serving: threading.Thread | None = None
 
     def _gpu_bytes(self) -> int | None:
-        """The first card's memory as the sampler reads it (None: no GPU): what "auto" recipes resolve against."""
-        gpus = sorted(self.sampler.backend.read()[0], key=lambda g: g.index)
+        """The first card's memory as the sampler reads it (None: no GPU): what "auto" recipes resolve against.
+        A card asleep since the daemon started has no reading yet: it is woken for one, as a run is about to
+        use it (a sleeping card's last reading does, and wakes nothing)."""
+        for wake in (False, True):
+            gpus = sorted(self.sampler.backend.read(wake=wake)[0], key=lambda g: g.index)
+            if not gpus or gpus[0].vram_total_bytes is not None:
+                break
         return gpus[0].vram_total_bytes if gpus else None
 
     def _active_names(self) -> list[str]:

@@ -16,11 +16,12 @@ import pytest
 
 from qwen_daemon.jobs import cgroups
 from qwen_daemon.protocol import GpuSample
+from qwen_daemon.protocol.resources import PRESENT_BUT_UNREAD
 from qwen_daemon.resources.gpu.backend import run_engine_percent
-from qwen_daemon.resources.gpu.cards import gfx_name
 from qwen_daemon.resources.gpu.choose import choose_backend
 from qwen_daemon.resources.gpu.engines import EngineTracker
 from qwen_daemon.resources.gpu.fdinfo import parse_fdinfo, scan_clients
+from qwen_daemon.resources.gpu.kfd import gfx_name
 from qwen_daemon.resources.gpu.sysfs import SysfsBackend
 from qwen_daemon.resources.sampler import Sampler, journal_fields
 from qwen_daemon.resources.summary import Window, summarize
@@ -179,9 +180,13 @@ def test_a_card_that_disappears_mid_run_is_a_note_and_the_other_card_goes_on(hos
         (first / name).unlink()  # the card fell off the bus between two ticks
     shutil.rmtree(host / f"proc/{sleeper}")  # and its process's DRM file went with it
     during = sampler.sample_once()
-    assert [g.index for g in during.gpus] == [1] and during.gpus[0].vram_used_bytes == 30 * GIB
-    assert during.gpu_note is not None and "GPU 0 (card1 (0000:03:00.0)) not read" in during.gpu_note
-    assert "gpu_busy_percent" in during.gpu_note and during.gpu_present is True
+    assert [g.index for g in during.gpus] == [0, 1] and during.gpus[1].vram_used_bytes == 30 * GIB
+    lost = during.gpus[0]  # kept, every reading unread with its reason: not dropped, and read again next tick
+    assert (lost.busy_percent, lost.vram_used_bytes, lost.vram_total_bytes) == (None, None, None)
+    assert lost.unread["busy_percent"] == "cannot read gpu_busy_percent: No such file or directory"
+    assert during.gpu_note is not None and during.gpu_note.startswith(
+        f"{PRESENT_BUT_UNREAD}: GPU 0 (card1 (0000:03:00.0)): busy: cannot read gpu_busy_percent")
+    assert during.gpu_present is True
     assert during.runs["run"].gpu_memory_bytes == 0  # read, and holding nothing now: not unknown
     counters(first, busy=5, used=GIB, total=R9700_VRAM)  # it came back after a reset
     after = sampler.sample_once()

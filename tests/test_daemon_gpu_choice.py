@@ -25,8 +25,10 @@ from qwen_daemon.resources.gpu.engines import EngineTracker
 from qwen_daemon.resources.gpu.nvml import NO_NVML_NOTE
 from qwen_daemon.resources.sampler import Sampler
 from qwen_daemon.resources.summary import Window, summarize
+from qwen_train.gate.criteria import resource_evidence
 from qwen_tui.widgets.host_bar import host_text
 from qwen_tui.widgets.host_view import run_usage_renderable, sampler_renderable
+from tests.gate_fixtures import write_json
 from tests.gpu_trees import GIB, R9700_VRAM, card, fdinfo_text, open_fd
 from tests.test_daemon_sampler import ListSink
 from tests.test_tui_format import plain
@@ -73,6 +75,11 @@ class FakeAmdSmi(types.ModuleType):
         self.refuse_processes = refuse_processes
         self.fail_init = fail_init
         self.activity: object = 61
+        self.target = "gfx1201"  # amdsmi's own arch string
+        self.used: object = 9 * GIB  # a value, or an exception amdsmi raises
+        self.total = R9700_VRAM
+        self.bdf: str | Exception = SLOT
+        self.asked: list[str] = []  # the metric calls made, each of which reads files that wake a sleeping GPU
 
     def amdsmi_init(self, flag: int) -> None:
         self.calls.append(f"init {flag}")
@@ -87,31 +94,39 @@ class FakeAmdSmi(types.ModuleType):
 
     def amdsmi_get_gpu_asic_info(self, handle: object) -> dict[str, object]:
         return {"market_name": "AMD Radeon AI PRO R9700", "vendor_id": "0x1002", "device_id": "0x7551",
-                "target_graphics_version": "gfx1201", "num_compute_units": 64}
+                "target_graphics_version": self.target, "num_compute_units": 64}
 
     def amdsmi_get_gpu_device_bdf(self, handle: object) -> str:
-        return SLOT
+        if isinstance(self.bdf, Exception):
+            raise self.bdf
+        return self.bdf
 
     def amdsmi_get_gpu_activity(self, handle: object) -> dict[str, object]:
+        self.asked.append("activity")
         return {"gfx_activity": self.activity, "umc_activity": 12, "mm_activity": "N/A"}
 
-    def amdsmi_get_gpu_memory_usage(self, handle: object, kind: int) -> int:
+    def amdsmi_get_gpu_memory_usage(self, handle: object, kind: int) -> object:
         assert kind == self.AmdSmiMemoryType.VRAM
-        return 9 * GIB
+        self.asked.append("memory_usage")
+        if isinstance(self.used, Exception):
+            raise self.used
+        return self.used
 
     def amdsmi_get_gpu_memory_total(self, handle: object, kind: int) -> int:
         assert kind == self.AmdSmiMemoryType.VRAM
-        return R9700_VRAM
+        self.asked.append("memory_total")
+        return self.total
 
     def amdsmi_get_gpu_process_list(self, handle: object) -> list[dict[str, object]]:
+        self.asked.append("process_list")
         if self.refuse_processes:
             raise SmiError("AMDSMI_STATUS_NO_PERM")
         return self.processes
 
 
-def proc(pid: int, vram: int, gfx_ns: int = 0) -> dict[str, object]:
+def proc(pid: int, vram: int, gfx_ns: int = 0, gtt: int = 0) -> dict[str, object]:
     return {"name": "python3", "pid": pid, "mem": vram, "engine_usage": {"gfx": gfx_ns, "enc": 0},
-            "memory_usage": {"gtt_mem": 0, "cpu_mem": 0, "vram_mem": vram}, "cu_occupancy": "N/A"}
+            "memory_usage": {"gtt_mem": gtt, "cpu_mem": 0, "vram_mem": vram}, "cu_occupancy": "N/A"}
 
 
 def test_no_gpu_anywhere_is_none_and_says_so(tmp_path: Path, no_nvml: None) -> None:
@@ -122,17 +137,24 @@ def test_no_gpu_anywhere_is_none_and_says_so(tmp_path: Path, no_nvml: None) -> N
     assert (without.name, without.present, without.note) == ("none", False, NO_DEVICE_NOTE)
 
 
-def test_an_amdgpu_card_that_cannot_be_read_is_an_error_not_no_gpu(tmp_path: Path, no_nvml: None) -> None:
+def test_an_amdgpu_card_that_reads_nothing_is_an_error_not_no_gpu(tmp_path: Path, no_nvml: None) -> None:
     device = card(tmp_path)
-    (device / "gpu_busy_percent").unlink()  # a kernel without the counter, or a daemon not allowed to read it
+    for name in ("gpu_busy_percent", "mem_info_vram_used", "mem_info_vram_total"):
+        (device / name).unlink()  # a kernel without the counters, or a daemon not allowed to read them
     backend = choose_backend(tmp_path)
-    assert backend.name == "none" and backend.present
-    assert backend.note is not None and backend.note.startswith(f"{PRESENT_BUT_UNREAD}: amdgpu card1 ({SLOT})")
-    assert "gpu_busy_percent" in backend.note and "NVML library not found" in backend.note
+    assert (backend.name, backend.present) == ("sysfs", True)  # kept: its counters are tried at every tick
     sample = Sampler(1.0, ListSink(), list, probe=backend).sample_once()
-    assert (sample.gpus, sample.gpu_present, sample.gpu_backend) == ([], True, "none")
+    assert sample.gpus == [GpuSample(0, "AMD Radeon AI PRO R9700", None, None, None, arch="gfx1201", unread={
+        "busy_percent": "cannot read gpu_busy_percent: No such file or directory",
+        "vram_used_bytes": "cannot read mem_info_vram_used: No such file or directory",
+        "vram_total_bytes": "cannot read mem_info_vram_total: No such file or directory"})]
+    assert sample.gpu_note is not None and sample.gpu_note.startswith(
+        f"{PRESENT_BUT_UNREAD}: GPU 0 (card1 ({SLOT})): busy: cannot read gpu_busy_percent")
     summary = summarize([Window(sample.time - 1, sample.time + 1, [sample])], period_s=1.0)
-    assert summary.gpu_present is True and summary.gpu_note == backend.note
+    assert summary.gpu_present is True and summary.gpu_note == sample.gpu_note and summary.metrics.keys() == {
+        "cpu_percent", "ram_used_bytes"}  # nothing unread is counted as a reading
+    verdict = resource_evidence(write_json(tmp_path / "summary.json", summary), 0.10)
+    assert not verdict.passed and "a GPU the sampler could not read" in verdict.detail
 
 
 @pytest.mark.parametrize("node", ["dev/nvidia0", "dev/kfd"])
@@ -155,9 +177,11 @@ def test_amdsmi_is_preferred_where_it_imports(tmp_path: Path, monkeypatch: pytes
     assert note is None
     assert gpus == [GpuSample(0, "AMD Radeon AI PRO R9700", 61.0, 9 * GIB, R9700_VRAM, arch="gfx1201")]
     assert backend.processes() == {2101: {0: 20 * GIB}, 3300: {0: 3 * GIB}}
-    smi.activity = "N/A"  # amdsmi's word for a value it does not have
+    smi.activity = "N/A"  # amdsmi's word for a value it does not have: busy unread, VRAM still read
     gpus, note = backend.read()
-    assert gpus == [] and note is not None and "GPU 0: amdsmi gave no reading" in note
+    assert (gpus[0].busy_percent, gpus[0].vram_used_bytes) == (None, 9 * GIB)
+    assert note == f"GPU 0 (amdsmi {SLOT}) partly unread: busy: amdsmi gives gfx_activity as 'N/A' (not reported " \
+                   "for this GPU)"
     backend.close()
     assert smi.calls == ["init 2", "shut_down"]
 

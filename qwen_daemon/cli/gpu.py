@@ -11,6 +11,7 @@ import msgspec
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_daemon.protocol.display import PLAIN
 from qwen_daemon.protocol.gpu import GpuHolder, GpuStatus
+from qwen_daemon.protocol.gpu_text import gpu_line
 from qwen_daemon.protocol.resources import gpu_backend_text
 from qwen_daemon.protocol.socket import default_socket
 
@@ -25,10 +26,7 @@ def status_text(status: GpuStatus) -> str:
     lines = [f"reader: {gpu_backend_text(status.backend)}"]
     if status.note:
         lines.append(f"note: {status.note}")
-    for gpu in status.gpus:
-        free = gpu.vram_total_bytes - gpu.vram_used_bytes
-        lines.append(f"GPU{gpu.index} {gpu.name}: {gpu.busy_percent:.0f}% busy, {PLAIN.size(gpu.vram_used_bytes)} "
-                     f"used of {PLAIN.size(gpu.vram_total_bytes)} ({PLAIN.size(free)} free)")
+    lines += [f"GPU{gpu.index} {gpu_line(gpu, PLAIN, free=True)}" for gpu in status.gpus]
     if not status.gpus:
         lines.append("no GPU read")
     lines.append("holders:" if status.holders else "holders: none")

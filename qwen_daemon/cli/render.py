@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from qwen_daemon.protocol import HostView, ResourceSummary, RunDetail, RunView, kind_info
 from qwen_daemon.protocol.display import PLAIN
+from qwen_daemon.protocol.gpu_text import gpu_line, summary_counted
 from qwen_daemon.protocol.resources import gpu_backend_text
 
 _DASH = PLAIN.unknown
@@ -44,6 +45,7 @@ def summary_lines(summary: ResourceSummary) -> list[str]:
     lines = [f"resources: {summary.samples} samples, {span}"]
     if summary.gpu_note:
         lines.append(f"  {summary.gpu_note}")
+    lines += [f"  {line}" for line in summary_counted(summary)]
     if summary.metrics:
         rows: list[tuple[str, ...]] = [("  METRIC", "MEDIAN", "MIN", "MAX", "P95")]
         for name, stats in summary.metrics.items():
@@ -108,10 +110,5 @@ def host_view(host: HostView) -> str:
     if sample is not None:
         lines.append(f"cpu: {PLAIN.percent(sample.cpu_percent)}")
         lines.append(f"ram: {PLAIN.size(sample.ram_used_bytes)} of {PLAIN.size(sample.ram_total_bytes)}")
-        for gpu in sample.gpus:
-            arch = f" ({gpu.arch})" if gpu.arch else ""
-            lines.append(
-                f"gpu{gpu.index} {gpu.name}{arch}: {PLAIN.percent(gpu.busy_percent)} busy, "
-                f"{PLAIN.size(gpu.vram_used_bytes)} of {PLAIN.size(gpu.vram_total_bytes)}"
-            )
+        lines += [f"gpu{gpu.index} {gpu_line(gpu, PLAIN)}" for gpu in sample.gpus]
     return "\n".join(lines)

@@ -7,6 +7,8 @@ is recorded as a gap, never filled with zeros.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 GPU_BACKENDS = {
@@ -30,15 +32,54 @@ PRESENT_BUT_UNREAD = "GPU present but unread"
 """How a GPU note begins when the host has a GPU that no reader could read: an error, never "no GPU"."""
 
 
+GpuMetric = Literal["busy_percent", "vram_used_bytes", "vram_total_bytes"]
+"""A GPU sample's readings, each read or not on its own."""
+
+GPU_METRIC_WORDS: dict[GpuMetric, str] = {
+    "busy_percent": "busy", "vram_used_bytes": "VRAM used", "vram_total_bytes": "VRAM total"}
+"""The readings in words, for notes and views."""
+
+ProcessMemory = Literal["vram", "vram+gtt"]
+"""What per-process GPU memory counts on a GPU: VRAM, or on an APU (whose VRAM is a small carve-out of
+system memory, the working set living in GTT) VRAM and GTT together."""
+
+
 class GpuSample(msgspec.Struct, frozen=True):
-    """One GPU's reading. `arch` is the ISA where the reader knows it (AMD: e.g. gfx1201)."""
+    """One GPU's reading, each metric read or not on its own.
+
+    A metric that could not be read this time is None, and `unread` says why
+    (e.g. {"busy_percent": "gpu_busy_percent: Operation not supported"}): a
+    card whose busy figure cannot be read still has its VRAM, and admission
+    still judges by it. `arch` is the ISA where the reader knows it (AMD:
+    e.g. gfx1201, from the KFD topology). `sleeping`: the card was runtime-
+    suspended and nothing was read, since reading would wake it; its VRAM
+    fields then hold the last reading, taken at `vram_read_at`, or None if it
+    was never read awake (`vram_read_at` is None whenever VRAM was read now).
+    `process_memory` is what per-process memory on this GPU counts.
+    """
 
     index: int
     name: str
-    busy_percent: float
-    vram_used_bytes: int
-    vram_total_bytes: int
+    busy_percent: float | None
+    vram_used_bytes: int | None
+    vram_total_bytes: int | None
     arch: str | None = None
+    unread: dict[GpuMetric, str] = {}
+    sleeping: bool = False
+    vram_read_at: float | None = None
+    process_memory: ProcessMemory = "vram"
+
+    @property
+    def vram_free_bytes(self) -> int | None:
+        """Total minus used, where both are known (a sleeping card's from its last reading)."""
+        if self.vram_used_bytes is None or self.vram_total_bytes is None:
+            return None
+        return self.vram_total_bytes - self.vram_used_bytes
+
+    @property
+    def vram_read_now(self) -> bool:
+        """VRAM was read in this sample (not a sleeping card's last reading): what a summary may count."""
+        return self.vram_used_bytes is not None and self.vram_read_at is None
 
 
 class RunUsage(msgspec.Struct, frozen=True):
@@ -107,6 +148,9 @@ class ResourceSummary(msgspec.Struct, frozen=True):
     `gpu_present`: True if any sample saw a GPU device on the host (whether or
     not it could be read), False if every sample saw none, None where samples
     predate the field. The promotion gate passes "no GPU metrics" only on False.
+    `gpu_process_memory`: per GPU (index as text) whose per-process memory
+    counted more than VRAM, what it counted ("vram+gtt" on an APU), so the
+    run's GPU memory there is read as what it is.
     """
 
     samples: int
@@ -118,6 +162,7 @@ class ResourceSummary(msgspec.Struct, frozen=True):
     span_s: float | None = None
     gpu_backend: str | None = None
     gpu_present: bool | None = None
+    gpu_process_memory: dict[str, ProcessMemory] = {}
 
 
 DEFAULT_POINTS = 120

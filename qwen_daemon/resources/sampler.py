@@ -28,7 +28,7 @@ from typing import Protocol
 import msgspec
 import psutil
 
-from qwen_daemon.protocol import Gap, ResourceSample, SamplerHealth
+from qwen_daemon.protocol import Gap, GpuSample, ResourceSample, SamplerHealth
 from qwen_daemon.resources.gpu.backend import GpuBackend, run_engine_percent
 from qwen_daemon.resources.gpu.choose import choose_backend
 from qwen_daemon.resources.gpu.nvml import NO_NVML_NOTE, NvmlBackend
@@ -98,8 +98,7 @@ def journal_fields(sample: ResourceSample, run: str | None) -> dict[str, object]
     if sample.gpu_backend is not None:
         fields["QWEN_GPU_BACKEND"] = sample.gpu_backend
     for gpu in sample.gpus:
-        fields[f"QWEN_GPU{gpu.index}_BUSY_PERCENT"] = f"{gpu.busy_percent:.1f}"
-        fields[f"QWEN_GPU{gpu.index}_VRAM_USED_BYTES"] = gpu.vram_used_bytes
+        fields |= _gpu_fields(gpu)
     if sample.gpu_note:
         fields["QWEN_GPU_NOTE"] = sample.gpu_note
     usage = sample.runs.get(run) if run is not None else None
@@ -115,6 +114,18 @@ def journal_fields(sample: ResourceSample, run: str | None) -> dict[str, object]
             fields[f"QWEN_RUN_GPU{index}_MEMORY_BYTES"] = used
         for index, share in usage.gpu_engine_percent_per_gpu.items():
             fields[f"QWEN_RUN_GPU{index}_ENGINE_PERCENT"] = f"{share:.1f}"
+    return fields
+
+
+def _gpu_fields(gpu: GpuSample) -> dict[str, object]:
+    """A GPU's readings as fields: only what was read in this sample; a sleeping GPU says so instead."""
+    fields: dict[str, object] = {}
+    if gpu.busy_percent is not None:
+        fields[f"QWEN_GPU{gpu.index}_BUSY_PERCENT"] = f"{gpu.busy_percent:.1f}"
+    if gpu.vram_read_now:
+        fields[f"QWEN_GPU{gpu.index}_VRAM_USED_BYTES"] = gpu.vram_used_bytes
+    if gpu.sleeping:
+        fields[f"QWEN_GPU{gpu.index}_ASLEEP"] = 1
     return fields
 
 

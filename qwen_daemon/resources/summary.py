@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from qwen_daemon.protocol import Gap, MetricStats, ResourceSample, ResourceSummary
+from qwen_daemon.protocol.resources import ProcessMemory
 
 GAP_PERIODS = 3.0
 
@@ -37,9 +38,11 @@ def metric_values(sample: ResourceSample, run: str | None = None) -> dict[str, f
         "cpu_percent": sample.cpu_percent,
         "ram_used_bytes": float(sample.ram_used_bytes),
     }
-    for gpu in sample.gpus:
-        values[f"gpu{gpu.index}_busy_percent"] = gpu.busy_percent
-        values[f"gpu{gpu.index}_vram_used_bytes"] = float(gpu.vram_used_bytes)
+    for gpu in sample.gpus:  # only what was read in this sample: an unread busy figure is no 0
+        if gpu.busy_percent is not None:
+            values[f"gpu{gpu.index}_busy_percent"] = gpu.busy_percent
+        if gpu.vram_read_now and gpu.vram_used_bytes is not None:
+            values[f"gpu{gpu.index}_vram_used_bytes"] = float(gpu.vram_used_bytes)
     usage = sample.runs.get(run) if run is not None else None
     if usage is not None:
         values["run_cpu_percent"] = usage.cpu_percent
@@ -63,6 +66,16 @@ def gpu_presence(samples: Sequence[ResourceSample]) -> bool | None:
     if any(seen):
         return True
     return False if seen and all(value is False for value in seen) else None
+
+
+def process_memory(samples: Sequence[ResourceSample]) -> dict[str, ProcessMemory]:
+    """Per GPU (index as text) whose per-process memory counted more than VRAM (GTT too: an APU), what it
+    counted, as the newest sample naming the GPU says; a run's GPU memory there is not VRAM alone."""
+    counted: dict[str, ProcessMemory] = {}
+    for sample in samples:
+        for gpu in sample.gpus:
+            counted[str(gpu.index)] = gpu.process_memory
+    return {index: what for index, what in sorted(counted.items()) if what != "vram"}
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -112,4 +125,5 @@ def summarize(windows: Sequence[Window], period_s: float, run: str | None = None
         span_s=sum(max(0.0, w.end - w.start) for w in windows) if windows else None,
         gpu_backend=backends[-1] if backends else None,
         gpu_present=gpu_presence(samples),
+        gpu_process_memory=process_memory(samples),
     )

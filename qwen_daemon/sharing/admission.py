@@ -1,8 +1,11 @@
 """GPU admission: a training run starts only when its card has room for its memory plan and is not reserved.
 
-The card is shared, so "free" is what the sampler last read on it (total minus
-used, whoever uses it), and the need is the run's memory plan (qwen_train.plan:
-the same numbers `qwen-train plan` prints). A run that cannot start is refused
+The card is shared, so "free" is what the reader reads on it when admission
+decides (total minus used, whoever uses it; a sleeping card is woken for
+that reading, since the run is about to use it), and a card whose VRAM does
+not read is refused with the reason, never taken as empty (an unread busy
+figure does not matter here). The need is the run's memory plan
+(qwen_train.plan: the same numbers `qwen-train plan` prints). A run that cannot start is refused
 naming the holders of the card (our runs, containers, other processes, with
 the memory each holds) and the rule; where the operator chose to queue, it
 waits instead and starts when room appears. Only training runs that train on
@@ -80,8 +83,10 @@ def why_not(spec: RunSpec, gpus: Sequence[GpuSample], reservation: GpuReservatio
                                "`qwen-daemon gpu release` when it is free again")
     wanted = max(1, spec.train.processes)
     for gpu in sorted(gpus, key=lambda g: g.index)[:wanted]:
+        free = gpu.vram_free_bytes
+        if free is None or gpu.vram_total_bytes is None:
+            return RULE_ROOM, f"GPU {gpu.index} ({gpu.name}) has no VRAM reading to judge room by: {_unread(gpu)}"
         need = peak(spec, gpu.vram_total_bytes)
-        free = gpu.vram_total_bytes - gpu.vram_used_bytes
         if free < need:
             on_it = [describe(h) for h in who if h.gpu == gpu.index]
             held = "; held by " + ", ".join(on_it) if on_it else ""
@@ -92,11 +97,16 @@ def why_not(spec: RunSpec, gpus: Sequence[GpuSample], reservation: GpuReservatio
     return None
 
 
+def _unread(gpu: GpuSample) -> str:
+    reasons = [why for metric, why in gpu.unread.items() if metric != "busy_percent"]
+    return "; ".join(dict.fromkeys(reasons)) or "not read"
+
+
 def headroom_warning(gpus: Sequence[GpuSample], used_by_run: int) -> str | None:
     """A warning while a run trains and its card's free memory is under HEADROOM_WARNING of the total."""
     for gpu in sorted(gpus, key=lambda g: g.index)[:max(1, used_by_run)]:
-        free = gpu.vram_total_bytes - gpu.vram_used_bytes
-        if gpu.vram_total_bytes and free < HEADROOM_WARNING * gpu.vram_total_bytes:
+        free = gpu.vram_free_bytes
+        if free is not None and gpu.vram_total_bytes and free < HEADROOM_WARNING * gpu.vram_total_bytes:
             return (f"GPU {gpu.index} has {free / GIB:.1f} GiB free of {gpu.vram_total_bytes / GIB:.1f} GiB "
                     f"(under {HEADROOM_WARNING:.0%}): another tenant may push this run out of memory")
     return None

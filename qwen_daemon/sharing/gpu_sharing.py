@@ -56,8 +56,8 @@ class GpuSharing:
         runs = {record.name: self._run_pids(record.name) for record in self.registry.active()}
         return holders(self._backend().processes(), runs)
 
-    def _gpus(self) -> tuple[list[GpuSample], str | None]:
-        return self._backend().read()
+    def _gpus(self, wake: bool = False) -> tuple[list[GpuSample], str | None]:
+        return self._backend().read(wake=wake)
 
     def status(self) -> GpuStatus:
         gpus, note = self._gpus()
@@ -71,7 +71,8 @@ class GpuSharing:
         if spec is None:
             return
         try:
-            refusal = why_not(spec, self._gpus()[0], self.reservations.current(), self.holders())
+            # Wake a sleeping card for this one reading: the run is about to use it, and its VRAM must be known.
+            refusal = why_not(spec, self._gpus(wake=True)[0], self.reservations.current(), self.holders())
         except ValueError as exc:
             raise Refused("gpu-plan", f"cannot plan run {spec.name}'s GPU memory: {exc}", queueable=False) from None
         if refusal is not None:

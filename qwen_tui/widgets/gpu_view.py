@@ -2,7 +2,9 @@
 
 Hemma's card serves other tenants too, so the operator must see at a glance
 why a run waits: which process or run holds how much, and whether someone
-reserved the card. The same facts `qwen-daemon gpu status` prints.
+reserved the card. The same facts `qwen-daemon gpu status` prints. A card
+whose memory was not read says why, a sleeping one shows its last reading
+and its time, and on an APU the holders' memory is said to count GTT too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from rich.text import Text
 
 from qwen_daemon.protocol.display import SCREEN
 from qwen_daemon.protocol.gpu import GpuHolder, GpuStatus
+from qwen_daemon.protocol.gpu_text import ASLEEP_WORDS, all_unread, counted_text, free_text, unread_reasons
+from qwen_daemon.protocol.resources import GpuSample
 
 
 def _who(holder: GpuHolder) -> Text:
@@ -21,6 +25,20 @@ def _who(holder: GpuHolder) -> Text:
     if holder.container:
         return Text(f"container {holder.container[:12]}", style="cyan")
     return Text(holder.command or "a process", style="yellow")
+
+
+def _gpu_text(gpu: GpuSample) -> Text:
+    """A card's free memory, or why it is not known now; a sleeping card and an APU's counting said plainly."""
+    text = Text(f"GPU{gpu.index} {gpu.name}: ")
+    text.append(free_text(gpu, SCREEN), style="" if gpu.vram_read_now else "yellow")
+    if gpu.sleeping:
+        text.append(f"; {ASLEEP_WORDS}", style="dim")
+    elif gpu.unread:
+        text.append(f"; not read: {unread_reasons(gpu)}", style="red" if all_unread(gpu) else "yellow")
+    counted = counted_text(gpu)
+    if counted:
+        text.append(f"; {counted}", style="cyan")
+    return text
 
 
 def gpu_renderable(status: GpuStatus) -> RenderableType:
@@ -36,9 +54,7 @@ def gpu_renderable(status: GpuStatus) -> RenderableType:
     if status.note:
         parts.append(Text(status.note, style="red" if "unread" in status.note else "dim"))
     for gpu in status.gpus:
-        free = gpu.vram_total_bytes - gpu.vram_used_bytes
-        total = SCREEN.size(gpu.vram_total_bytes)
-        parts.append(Text(f"GPU{gpu.index} {gpu.name}: {SCREEN.size(free)} free of {total}"))
+        parts.append(_gpu_text(gpu))
     if status.holders:
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
         for column in ("GPU", "pid", "memory", "holder"):

@@ -6,7 +6,9 @@ rather than leaving the old figures to look current. The GPU reader in use
 (nvml, amdsmi, sysfs) is named beside the GPU figures, so an AMD host read
 through sysfs is not mistaken for an NVIDIA one. With no GPU the daemon's
 note (e.g. "no GPU: NVML library not found", or "GPU present but unread: ..."
-in red, since that is an error) is shown instead of zeros.
+in red, since that is an error) is shown instead of zeros; a figure that was
+not read reads "unread" (the host screen says why), a sleeping card "asleep"
+with its last VRAM reading and its time, and an APU is marked so.
 """
 
 from __future__ import annotations
@@ -16,16 +18,25 @@ from textual.widgets import Static
 
 from qwen_daemon.protocol import GpuSample, HostView
 from qwen_daemon.protocol.display import SCREEN
+from qwen_daemon.protocol.gpu_text import all_unread, busy_text, vram_text
 from qwen_daemon.protocol.resources import PRESENT_BUT_UNREAD
 from qwen_tui.poller import Snapshot
 
 
-def _gpu_text(gpu: GpuSample) -> str:
+def _gpu_text(gpu: GpuSample, now: float | None) -> Text:
+    """'GPU0 name gfx1201 37.0% 6.0 GiB/32.0 GiB'; an unread figure says 'unread', a sleeping card 'asleep'."""
     arch = f" {gpu.arch}" if gpu.arch else ""
-    return (
-        f"GPU{gpu.index} {gpu.name}{arch} {SCREEN.percent(gpu.busy_percent)} "
-        f"{SCREEN.size(gpu.vram_used_bytes)}/{SCREEN.size(gpu.vram_total_bytes)}"
-    )
+    text = Text(f"GPU{gpu.index} {gpu.name}{arch}")
+    if all_unread(gpu):
+        text.append(" UNREAD", style="bold red")
+        return text
+    read = gpu.busy_percent is not None
+    busy = busy_text(gpu, SCREEN) if read or gpu.sleeping else "busy unread"
+    text.append(f" {busy}", style="" if read else ("dim" if gpu.sleeping else "yellow"))
+    text.append(f" {vram_text(gpu, SCREEN, now, sep='/')}", style="" if gpu.vram_read_now else "dim")
+    if gpu.process_memory != "vram":
+        text.append(" APU", style="cyan")
+    return text
 
 
 def host_text(host: HostView | None, host_error: str | None = None, now: float | None = None) -> Text:
@@ -50,7 +61,8 @@ def host_text(host: HostView | None, host_error: str | None = None, now: float |
     backend = sample.gpu_backend or sampler.gpu_backend
     if sample.gpus:
         for gpu in sample.gpus:
-            text.append(f"   {_gpu_text(gpu)}")
+            text.append("   ")
+            text.append_text(_gpu_text(gpu, now))
         if backend:
             text.append(f" via {backend}", style="dim")
     else:

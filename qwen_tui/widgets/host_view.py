@@ -24,6 +24,7 @@ from textual.widgets import Label, Sparkline
 
 from qwen_daemon.protocol import BindRootsView, GpuSample, ResourceSample, SamplerHealth
 from qwen_daemon.protocol.display import SCREEN
+from qwen_daemon.protocol.gpu_text import ASLEEP_WORDS, COUNTED_WORDS, vram_text
 from qwen_daemon.protocol.resources import gpu_backend_text
 from qwen_tui.actions import Outcome
 from qwen_tui.widgets.run_facts import key_value_grid
@@ -76,21 +77,35 @@ def metric_rows(samples: Sequence[ResourceSample]) -> list[MetricRow]:
     ]
     for gpu in latest.gpus:
         same = [g for s in samples for g in s.gpus if g.index == gpu.index]
-        rows.append(
-            MetricRow(f"gpu{gpu.index}-busy", f"GPU{gpu.index} {_gpu_name(gpu)} busy", SCREEN.percent(gpu.busy_percent),
-                      [g.busy_percent for g in same], SCREEN.percent)
-        )
-        rows.append(
-            MetricRow(f"gpu{gpu.index}-vram", f"GPU{gpu.index} VRAM",
-                      f"{SCREEN.size(gpu.vram_used_bytes)} of {SCREEN.size(gpu.vram_total_bytes)}",
-                      [float(g.vram_used_bytes) for g in same], SCREEN.size)
-        )
+        rows.append(MetricRow(f"gpu{gpu.index}-busy", f"GPU{gpu.index} {_gpu_name(gpu)} busy", _busy_now(gpu),
+                              [g.busy_percent for g in same if g.busy_percent is not None], SCREEN.percent))
+        vram = [float(g.vram_used_bytes) for g in same if g.vram_read_now and g.vram_used_bytes is not None]
+        rows.append(MetricRow(f"gpu{gpu.index}-vram", f"GPU{gpu.index} VRAM", _vram_now(gpu), vram, SCREEN.size))
     return rows
+
+
+def _busy_now(gpu: GpuSample) -> str:
+    """The busy figure, or why there is none: asleep, or unread with the reader's reason."""
+    if gpu.busy_percent is not None:
+        return SCREEN.percent(gpu.busy_percent)
+    return ASLEEP_WORDS if gpu.sleeping else f"unread: {gpu.unread.get('busy_percent', 'not read')}"
+
+
+def _vram_now(gpu: GpuSample) -> str:
+    """The VRAM figures (a sleeping card's last ones, with their time), or why there are none."""
+    if gpu.vram_used_bytes is not None:
+        return vram_text(gpu, SCREEN)
+    if gpu.sleeping:
+        return "never read awake (asleep)"
+    return "unread: " + "; ".join(why for metric, why in gpu.unread.items() if metric != "busy_percent")
 
 
 def metric_label(row: MetricRow, span_s: float) -> Text:
     text = Text(f"{row.title} ", style="bold")
     text.append(row.now)
+    if not row.values:
+        text.append("   no readings in the samples seen", style="dim")
+        return text
     text.append(
         f"   last {len(row.values)} samples over {SCREEN.duration(span_s)}: "
         f"min {row.fmt(min(row.values))}, max {row.fmt(max(row.values))}",
@@ -104,14 +119,18 @@ def run_usage_renderable(sample: ResourceSample | None) -> RenderableType:
 
     GPU engine is the run's busiest-engine share per GPU, known only where the
     reader has per-process engine time (DRM fdinfo); elsewhere it is unknown, not 0.
+    GPU memory is VRAM, or on an APU VRAM and GTT, and then says "(VRAM+GTT)".
     """
     if sample is None or not sample.runs:
         return Text("no run's processes in the newest sample", style="dim")
     table = Table(box=None, padding=(0, 2), expand=False)
     for label in ("run", "processes", "CPU", "RAM (RSS)", "GPU memory", "GPU processes", "GPU engine"):
         table.add_column(label, justify="left" if label == "run" else "right", style="bold" if label == "run" else "")
+    counted = {str(gpu.index): gpu.process_memory for gpu in sample.gpus}
     for name, usage in sorted(sample.runs.items()):
         gpu = SCREEN.size(usage.gpu_memory_bytes) if usage.gpu_memory_bytes is not None else "not attributed"
+        beyond = sorted({counted.get(index, "vram") for index in usage.gpu_memory_per_gpu} - {"vram"})
+        gpu += "".join(f" ({COUNTED_WORDS[what]})" for what in beyond)
         engine = ", ".join(f"GPU{index} {SCREEN.percent(share)}"
                            for index, share in usage.gpu_engine_percent_per_gpu.items()) or SCREEN.unknown
         table.add_row(name, str(usage.processes), SCREEN.percent(usage.cpu_percent), SCREEN.size(usage.rss_bytes), gpu,

@@ -16,6 +16,7 @@ from textual.widgets import Static
 
 from qwen_daemon.protocol import Gap, ResourceSummary
 from qwen_daemon.protocol.display import SCREEN, metric_label
+from qwen_daemon.protocol.gpu_text import summary_counted
 
 TIMELINE_WIDTH = 48
 MAX_GAPS_LISTED = 5
@@ -90,6 +91,7 @@ def summary_renderable(summary: ResourceSummary, now: float | None = None) -> Re
             parts.append(Text("no gaps", style="green"))
     if summary.gpu_note:
         parts.append(Text(summary.gpu_note, style="yellow"))
+    parts.extend(Text(line, style="cyan") for line in summary_counted(summary))
     return Group(*parts)
 
 

@@ -7,7 +7,9 @@ GPU (the shape NVML gave first: host pid -> {GPU index: bytes}, which GPU
 admission builds on too) and, from the same pass, how busy each process kept
 each GPU's engines where the reader can tell; and it lets go of the device at
 the end. A reader never
-raises from these calls: what it cannot read is a note, and sampling goes on.
+raises from these calls: what it cannot read is a note, and sampling goes on;
+a GPU it cannot read in full is still a sample, its unread metrics None with
+their reasons (protocol GpuSample).
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ class GpuBackend(Protocol):
     @property
     def present(self) -> bool: ...
 
-    def read(self) -> tuple[list[GpuSample], str | None]:
-        """One reading per GPU, and a note naming what could not be read this time (None: all read)."""
+    def read(self, wake: bool = False) -> tuple[list[GpuSample], str | None]:
+        """One reading per GPU, each metric read or not on its own, and a note naming what could not be read
+        this time (None: all read). A sleeping (runtime-suspended) GPU is left asleep unless `wake`:
+        admission, about to start work on it, may wake it; the sampler never does."""
         ...
 
     def processes(self) -> ProcessMemory | None:
@@ -70,7 +74,7 @@ class NoGpu:
         self.note: str | None = note
         self.present = present
 
-    def read(self) -> tuple[list[GpuSample], str | None]:
+    def read(self, wake: bool = False) -> tuple[list[GpuSample], str | None]:
         return [], self.note
 
     def processes(self) -> ProcessMemory | None:

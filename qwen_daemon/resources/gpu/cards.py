@@ -7,16 +7,18 @@ recorded trees laid out as the kernel lays out sysfs:
       uevent                             DRIVER=amdgpu, PCI_ID=1002:7551, PCI_SLOT_NAME=0000:03:00.0
       driver                             a link whose name is the bound driver
       product_name                       the marketing name, where the board offers one
+      power/runtime_status               "active", or "suspended" while the card sleeps
       gpu_busy_percent                   the GPU's busy share in percent (amdgpu)
       mem_info_vram_used, _total         VRAM in bytes (amdgpu)
-  ROOT/sys/class/drm/renderDM/device     the same PCI device, through its render node
-  ROOT/sys/class/kfd/kfd/topology/nodes/K/properties
-                                         "name value" lines; gfx_target_version (e.g. 120001 for
-                                         gfx1201) and drm_render_minor (M) tie a node to its card
+  ROOT/sys/class/kfd/kfd/topology/...    the card's ISA and memory banks (kfd.py)
 
 Only cards whose driver is amdgpu count; a card is given the GPU index of
 its place among them, ordered by card number, once, when the sampler starts:
-an index must not shift under a run because another card went away.
+an index must not shift under a run because another card went away. Every
+such card is kept, whether or not its counters read: one that does not read
+now is tried again at every tick, and its DRM clients are attributed to it
+all along. Of a sleeping card only `power/runtime_status` is read (with
+`uevent` and `product_name` once, at the start): its counters would wake it.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qwen_daemon.protocol import GpuSample
+from qwen_daemon.resources.gpu.kfd import KfdNode, is_apu, node_for
+from qwen_daemon.resources.gpu.readings import CardState, counter, runtime_suspended
 
 _CARD = re.compile(r"^card(\d+)$")
-COUNTERS = ("gpu_busy_percent", "mem_info_vram_used", "mem_info_vram_total")
+BUSY, VRAM_USED, VRAM_TOTAL = "gpu_busy_percent", "mem_info_vram_used", "mem_info_vram_total"
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,6 @@ class AmdCard:
     device: Path
     slot: str
     name: str
-    arch: str | None
 
     @property
     def label(self) -> str:
@@ -66,51 +69,6 @@ def driver_of(device: Path) -> str | None:
         return os.path.basename(os.readlink(device / "driver"))
     except OSError:
         return _uevent(device).get("DRIVER")
-
-
-def gfx_name(target_version: int) -> str | None:
-    """KFD's gfx_target_version (major * 10000 + minor * 100 + stepping) as the ISA name: 120001 -> gfx1201.
-
-    Minor and stepping are written in hex in the name (90010 -> gfx90a), as LLVM names targets.
-    """
-    if target_version <= 0:
-        return None
-    major, minor, stepping = target_version // 10000, (target_version // 100) % 100, target_version % 100
-    return f"gfx{major}{minor:x}{stepping:x}"
-
-
-def _properties(path: Path) -> dict[str, str]:
-    try:
-        lines = _read(path).splitlines()
-    except OSError:
-        return {}
-    pairs = (line.split(None, 1) for line in lines)
-    return {pair[0]: pair[1].strip() for pair in pairs if len(pair) == 2}
-
-
-def arch_of(root: Path, device: Path) -> str | None:
-    """The card's ISA from the KFD topology node whose render node is this card's device."""
-    nodes = root / "sys/class/kfd/kfd/topology/nodes"
-    try:
-        names = sorted(os.listdir(nodes))
-    except OSError:
-        return None
-    try:
-        here = device.resolve(strict=True)
-    except OSError:
-        return None
-    for name in names:
-        props = _properties(nodes / name / "properties")
-        minor, target = props.get("drm_render_minor", ""), props.get("gfx_target_version", "")
-        if not (minor.isdigit() and target.isdigit()):
-            continue
-        try:
-            render = (root / f"sys/class/drm/renderD{minor}/device").resolve(strict=True)
-        except OSError:
-            continue
-        if render == here:
-            return gfx_name(int(target))
-    return None
 
 
 def _name(device: Path, uevent: dict[str, str]) -> str:
@@ -138,52 +96,49 @@ def _card_numbers(root: Path) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def find_cards(root: Path) -> tuple[list[AmdCard], list[str]]:
-    """(the amdgpu cards whose counters read now, one line per amdgpu card that does not).
-
-    A card that does not read at the start is present but unread: the caller
-    says so as an error, never as "no GPU".
-    """
+def find_cards(root: Path) -> list[AmdCard]:
+    """Every amdgpu card on the host, in card-number order, whether or not its counters read now."""
     cards: list[AmdCard] = []
-    unread: list[str] = []
     for _, card in _card_numbers(root):
         device = root / "sys/class/drm" / card / "device"
         if driver_of(device) != "amdgpu":
             continue
         uevent = _uevent(device)
         slot = uevent.get("PCI_SLOT_NAME") or os.path.basename(os.path.realpath(device))
-        index = len(cards)
-        found = AmdCard(index=index, card=card, device=device, slot=slot.lower(), name=_name(device, uevent),
-                        arch=arch_of(root, device))
-        try:
-            read_card(found)
-        except (OSError, ValueError) as exc:
-            unread.append(f"amdgpu {found.label}: {_why(exc)}")
-            continue
-        cards.append(found)
-    return cards, unread
+        cards.append(AmdCard(index=len(cards), card=card, device=device, slot=slot.lower(),
+                             name=_name(device, uevent)))
+    return cards
 
 
-def _why(exc: OSError | ValueError) -> str:
-    if isinstance(exc, OSError):
-        return f"cannot read {os.path.basename(exc.filename or '?')}: {exc.strerror or exc}"
-    return f"unreadable value: {exc}"
+class CardReader:
+    """Reads one card each tick, remembering what it learnt: its KFD node (arch, APU) and its last VRAM."""
 
+    def __init__(self, card: AmdCard, root: Path) -> None:
+        self.card = card
+        self._root = root
+        self._node: KfdNode | None = None
+        self._apu_known = False
+        self.state = CardState(card.index, card.name, card.label)
+        self._find_node()
 
-def read_card(card: AmdCard) -> GpuSample:
-    """One reading of the card's counters; OSError when a file is gone, ValueError when one holds no number."""
-    busy, used, total = (int(_read(card.device / name)) for name in COUNTERS)
-    return GpuSample(index=card.index, name=card.name, busy_percent=float(busy), vram_used_bytes=used,
-                     vram_total_bytes=total, arch=card.arch)
+    def _find_node(self) -> None:
+        """The card's KFD node, looked for until found (KFD may come up after the daemon does)."""
+        if self._node is None:
+            self._node = node_for(self._root, self.card.slot)
+            self.state.arch = self._node.arch if self._node else None
 
+    def read(self, now: float, wake: bool = False) -> GpuSample:
+        """One reading; a sleeping card is left asleep unless `wake` (admission, about to use it)."""
+        self._find_node()
+        if not wake and runtime_suspended(self.card.device):
+            return self.state.asleep()
+        device = self.card.device
+        busy = counter(device / BUSY, limit=100)
+        used, total = counter(device / VRAM_USED), counter(device / VRAM_TOTAL)
+        if not self._apu_known and self._node is not None and total[0] is not None:
+            self.state.apu, self._apu_known = is_apu(self._node, total[0]), True
+        return self.state.awake(busy, used, total, now)
 
-def read_cards(cards: list[AmdCard]) -> tuple[list[GpuSample], list[str]]:
-    """Every card's reading, and a line for each card that did not read (gone, or its files unreadable)."""
-    gpus: list[GpuSample] = []
-    problems: list[str] = []
-    for card in cards:
-        try:
-            gpus.append(read_card(card))
-        except (OSError, ValueError) as exc:
-            problems.append(f"GPU {card.index} ({card.label}) not read: {_why(exc)}")
-    return gpus, problems
+    @property
+    def apu(self) -> bool:
+        return self.state.apu

@@ -1,12 +1,14 @@
 """Which GPU reader the sampler uses, decided once at its start.
 
 In order: NVML where it initialises and finds devices; amdsmi where it
-imports and finds GPUs; the amdgpu sysfs files where a card reads; else no
-reader. "No reader" is only "no GPU" when the host shows no GPU device at
-all: an amdgpu card in sysfs, /dev/kfd, or an NVIDIA device node
-(/dev/nvidia0, /proc/driver/nvidia/gpus) with nothing able to read it is an
-error note beginning "GPU present but unread", which the promotion gate
-refuses, so a host whose GPU went unsampled never reads as a host without one.
+imports and finds GPUs; the amdgpu sysfs files where an amdgpu card is bound
+(read or not: its counters are tried at every tick, and a card that reads
+nothing is an error note in each sample); else no reader. "No reader" is
+only "no GPU" when the host shows no GPU device at all: /dev/kfd or an
+NVIDIA device node (/dev/nvidia0, /proc/driver/nvidia/gpus) with nothing
+able to read it is an error note beginning "GPU present but unread", which
+the promotion gate refuses, so a host whose GPU went unsampled never reads
+as a host without one.
 
 The first reader that reads wins; a second vendor's GPU on the same host (an
 AMD iGPU beside an NVIDIA card) is logged, not sampled: a run trains on one
@@ -25,6 +27,7 @@ from types import ModuleType
 from qwen_daemon.protocol.resources import PRESENT_BUT_UNREAD
 from qwen_daemon.resources.gpu.amdsmi_backend import AmdSmiBackend
 from qwen_daemon.resources.gpu.backend import GpuBackend, NoGpu
+from qwen_daemon.resources.gpu.cards import find_cards
 from qwen_daemon.resources.gpu.nvml import NvmlBackend
 from qwen_daemon.resources.gpu.sysfs import SysfsBackend
 
@@ -84,15 +87,15 @@ def choose_backend(root: Path = Path("/"), try_nvml: bool = True) -> GpuBackend:
         why = amd.note or "amdsmi found no GPUs"
     log.info("GPU sampler: %s", why)
     sysfs = SysfsBackend(root)
-    if sysfs.cards:
+    if sysfs.present:
         return sysfs
-    return _none(root, sysfs, nvml_note, [*reasons, why])
+    return _none(root, nvml_note, [*reasons, why])
 
 
-def _none(root: Path, sysfs: SysfsBackend, nvml_note: str | None, reasons: list[str]) -> NoGpu:
-    present = [*nvidia_devices(root), *sysfs.unread]
-    if not sysfs.unread and os.path.exists(root / "dev/kfd"):
-        present.append("/dev/kfd (amdgpu compute) with no amdgpu card readable in sysfs")
+def _none(root: Path, nvml_note: str | None, reasons: list[str]) -> NoGpu:
+    present = nvidia_devices(root)
+    if os.path.exists(root / "dev/kfd"):
+        present.append("/dev/kfd (amdgpu compute) with no amdgpu card in sysfs")
     if present:
         return NoGpu(f"{PRESENT_BUT_UNREAD}: {'; '.join(present)} ({'; '.join(reasons)})", present=True)
     # Nothing shows a GPU: NVML's own words where it was asked (the note this daemon has always given).
@@ -100,7 +103,7 @@ def _none(root: Path, sysfs: SysfsBackend, nvml_note: str | None, reasons: list[
 
 
 def _log_other_vendor(root: Path) -> None:
-    cards = SysfsBackend(root)
-    if cards.present:
+    cards = find_cards(root)
+    if cards:
         log.warning("GPU sampler: NVML reads the NVIDIA GPUs; amdgpu card(s) %s are not sampled",
-                    ", ".join(card.label for card in cards.cards) or "; ".join(cards.unread))
+                    ", ".join(card.label for card in cards))

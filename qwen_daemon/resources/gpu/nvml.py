@@ -15,6 +15,7 @@ from typing import Any
 import pynvml
 
 from qwen_daemon.protocol import GpuSample
+from qwen_daemon.protocol.resources import GpuMetric
 from qwen_daemon.resources.gpu.backend import BackendName, EngineShares, ProcessMemory, join_problems, merge_memory
 
 log = logging.getLogger(__name__)
@@ -60,28 +61,32 @@ class NvmlBackend:
         """NVML found devices (whether /dev/nvidia* exists without NVML is the chooser's question)."""
         return bool(self._handles)
 
-    def read(self) -> tuple[list[GpuSample], str | None]:
-        """One reading per GPU; a GPU that fails to answer is named in the note and skipped."""
-        gpus: list[GpuSample] = []
-        problems: list[str] = []
-        for index, handle in enumerate(self._handles):
-            try:
-                util = pynvml.nvmlDeviceGetUtilizationRates(handle)
-                memory = self._memory(handle)
-                name = _text(pynvml.nvmlDeviceGetName(handle))
-            except pynvml.NVMLError as exc:
-                problems.append(f"GPU {index}: {exc}")
-                continue
-            gpus.append(
-                GpuSample(
-                    index=index,
-                    name=name,
-                    busy_percent=float(util.gpu),
-                    vram_used_bytes=int(memory.used),
-                    vram_total_bytes=int(memory.total),
-                )
-            )
+    def read(self, wake: bool = False) -> tuple[list[GpuSample], str | None]:
+        """One reading per GPU, utilisation and memory asked apart: a GPU that refuses one (utilisation is
+        Not Supported under MIG) still has the other. NVML wakes nothing, so `wake` changes nothing."""
+        gpus = [self._read_one(index, handle) for index, handle in enumerate(self._handles)]
+        problems = [f"GPU {gpu.index} partly unread: " + "; ".join(f"{metric}: {why}" for metric, why in
+                                                                   gpu.unread.items()) for gpu in gpus if gpu.unread]
         return gpus, join_problems(problems, self.note)
+
+    def _read_one(self, index: int, handle: object) -> GpuSample:
+        unread: dict[GpuMetric, str] = {}
+        try:
+            name = _text(pynvml.nvmlDeviceGetName(handle))
+        except pynvml.NVMLError:
+            name = f"NVIDIA GPU {index}"
+        busy = used = total = None
+        try:
+            busy = float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+        except pynvml.NVMLError as exc:
+            unread["busy_percent"] = str(exc)
+        try:
+            memory = self._memory(handle)
+            used, total = int(memory.used), int(memory.total)
+        except pynvml.NVMLError as exc:
+            unread |= {"vram_used_bytes": str(exc), "vram_total_bytes": str(exc)}
+        return GpuSample(index=index, name=name, busy_percent=busy, vram_used_bytes=used, vram_total_bytes=total,
+                         unread=unread)
 
     def _memory(self, handle: object) -> Any:
         """Memory info as nvidia-smi counts it: v2, whose `used` leaves out the driver's reserved memory.
