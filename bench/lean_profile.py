@@ -29,7 +29,7 @@ import torch
 from bench.plan_check import SEED, cap, session
 from bench.train_synth import make_rows, model_config
 from bench.train_throughput import compiled_graphs, peak_gib, run_baseline, shape_of, sync
-from qwen_train.train.perf import PERF_ENV
+from qwen_train.train.device.perf import PERF_ENV
 from qwen_train.train.step import train_step
 
 ACCUM = 4

@@ -34,9 +34,9 @@ from bench.train_throughput import fresh_model, peak_gib, reset_memory, shape_of
 from qwen_train.plan import plan_memory
 from qwen_train.plan.memory import TEXT_TOKENS_PER_FRAME
 from qwen_train.spec import RunSpec, TrainConfig
-from qwen_train.train.data import RunData
+from qwen_train.train.data.batches import RunData
+from qwen_train.train.data.layout import SpecialIds
 from qwen_train.train.heartbeat import Heartbeat
-from qwen_train.train.layout import SpecialIds
 from qwen_train.train.session import Runtime, Session, assemble_session
 from qwen_train.train.step import train_step
 

@@ -36,7 +36,7 @@ from qwen_train.bundle.manifest import (
 from qwen_train.demo import build_demo
 from qwen_train.spec import Posture, RunSpec, TrainConfig, encode_spec
 from qwen_train.status import StatusError, read_status
-from qwen_train.train.checkpoint import META_FILE, CheckpointMeta, list_checkpoints
+from qwen_train.train.checkpointing.checkpoint import META_FILE, CheckpointMeta, list_checkpoints
 
 
 def large_bundle(demo: Path, out: Path, rows: int) -> Path:

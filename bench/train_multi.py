@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.train_multi_report import compare_losses, markdown, sampler_per_gpu
-from qwen_train.train.checkpoint import list_checkpoints, read_meta
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, read_meta
 
 NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 TOLERANCE = 2.0**-7  # one bf16 ulp, relative: the step's bf16 matmuls agree to about this across launches

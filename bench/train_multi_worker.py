@@ -27,9 +27,9 @@ import torch
 from bench.train_synth import SynthData, build_model, make_rows, model_config
 from bench.train_throughput import compiled_graphs, sync
 from qwen_train.spec import Posture, RunSpec, TrainConfig
-from qwen_train.train.data import RunData
+from qwen_train.train.data.batches import RunData
+from qwen_train.train.data.layout import SpecialIds
 from qwen_train.train.heartbeat import Heartbeat
-from qwen_train.train.layout import SpecialIds
 from qwen_train.train.loop import StopFlag, loop
 from qwen_train.train.session import Runtime, Session, assemble_session
 from qwen_train.train.step import train_step

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from qwen_train.train.data import mel_from_wave
-from qwen_train.train.layout import SpecialIds, build_row, collate
+from qwen_train.train.data.batches import mel_from_wave
+from qwen_train.train.data.layout import SpecialIds, build_row, collate
 
 CONFIG = Path(__file__).with_name("train_model_config.json")
 NEWLINE = 198  # "\n" in the Qwen tokenizer

@@ -55,11 +55,11 @@ from bench.train_synth import (
     upstream_micro_step,
 )
 from qwen_train.spec import RunSpec, TrainConfig
-from qwen_train.train.budget import padded
-from qwen_train.train.checkpoint import read_meta
-from qwen_train.train.data import RunData
+from qwen_train.train.checkpointing.checkpoint import read_meta
+from qwen_train.train.data.batches import RunData
+from qwen_train.train.data.budget import padded
+from qwen_train.train.data.layout import SpecialIds
 from qwen_train.train.heartbeat import Heartbeat
-from qwen_train.train.layout import SpecialIds
 from qwen_train.train.session import Runtime, Session, assemble_session
 from qwen_train.train.step import train_step
 

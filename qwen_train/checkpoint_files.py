@@ -1,7 +1,7 @@
 """A checkpoint on disk, as a contract: its directory layout, its manifest and the data cursor it holds.
 
 Torch-free, like spec.py and status.py: the trainer writes and verifies
-checkpoints (qwen_train.train.checkpoint, which needs torch for the state),
+checkpoints (qwen_train.train.checkpointing.checkpoint, which needs torch for the state),
 while the daemon and the dashboard only read what is kept, where, and at
 which cursor, and must not import torch to do so (a host install has none).
 One definition serves both, so the reader cannot drift from the writer.
@@ -33,7 +33,7 @@ class CheckpointError(RuntimeError):
 
 
 class Cursor(msgspec.Struct, frozen=True):
-    """Where the run is in the data: the next batch to draw (qwen_train.train.cursor says how it moves)."""
+    """Where the run is in the data: the next batch to draw (qwen_train.train.data.cursor says how it moves)."""
 
     epoch: int
     position: int
@@ -42,14 +42,14 @@ class Cursor(msgspec.Struct, frozen=True):
     world_size: int
     rows: int
     bucket: int = 0
-    # A frame-budget plan (train.frame_budget; qwen_train.train.budget): the budget, the pad multiple its widths
+    # A frame-budget plan (train.frame_budget; qwen_train.train.data.budget): the budget, the pad multiple its widths
     # are rounded to, and its global batches per epoch, fixed by the rows' lengths whatever the epoch's order.
     # batch_size is 0 then (rows per batch vary). All 0 in a fixed-row cursor and in one written before budgets.
     frame_budget: int = 0
     pad_multiple: int = 0
     global_batches: int = 0
     # For a plan that reads the rows' lengths (bucket or budget): its rule and a digest of the lengths
-    # (qwen_train.train.lengths), so a resume over rows that measure differently is refused. "" otherwise.
+    # (qwen_train.train.data.lengths), so a resume over rows that measure differently is refused. "" otherwise.
     plan: str = ""
 
     @property
@@ -81,7 +81,7 @@ class CheckpointMeta(msgspec.Struct, frozen=True):
     # "" in a checkpoint written before revisions were recorded
     code_revision: str = ""
     # an adapter run's checkpoint holds no base weights: the digest of the base model's files it applies to
-    # (qwen_train.train.adapter.base_digest); "" for a full fine-tune
+    # (qwen_train.train.recipes.adapter.base_digest); "" for a full fine-tune
     base_model_digest: str = ""
 
 

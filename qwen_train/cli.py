@@ -21,7 +21,7 @@ from qwen_train.export import ExportDiskFull, ExportError
 from qwen_train.run_lock import RunLocked, acquire
 from qwen_train.spec import Lane, SpecError, check_name, load_spec
 from qwen_train.status import NONCE_ENV
-from qwen_train.train.ranks import RANK_ENV, SUPERVISOR_ENV
+from qwen_train.train.device.ranks import RANK_ENV, SUPERVISOR_ENV
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -243,7 +243,7 @@ def _on_run_dir(args: argparse.Namespace, body: Callable[[], int]) -> int:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from qwen_train.train.replay import DiagnoseError, diagnose_run
+    from qwen_train.train.guard.replay import DiagnoseError, diagnose_run
 
     try:
         print(diagnose_run(args.run_dir, args.step).summary)

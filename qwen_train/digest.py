@@ -1,7 +1,7 @@
 """The one file hash: sha256 of a file's bytes, read in blocks.
 
 Bundles address their files by it (bundle/fingerprint.py), checkpoints list it
-in their manifest (train/checkpoint.py), and the code cache names its
+in their manifest (train/checkpointing/checkpoint.py), and the code cache names its
 namespace with it (prepare/codes.py); one definition keeps the three agreeing.
 Torch-free, like the contracts that use it.
 """

@@ -2,7 +2,7 @@
 
 Torch-free, like spec.py and status.py: the trainer checks free space before
 every checkpoint and ends its run `failed_disk_full` when a write meets a full
-disk (train/diskspace.py), `qwen-train plan` prints the space a run needs
+disk (train/device/diskspace.py), `qwen-train plan` prints the space a run needs
 (plan/disk.py), and the daemon reads the same free space at launch and on the
 host screen. One reading, one set of words, so they never disagree.
 

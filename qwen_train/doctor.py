@@ -10,10 +10,10 @@ the command), "WARN" (the trainer copes, more slowly), "-- " (a fact).
 
 The compile probe compiles a miniature decoder layer (RMSNorm, SDPA
 attention, a SiLU-gated MLP) with the backend and dynamic shapes the trainer
-uses (train/compiling.py), runs its forward and backward once on the device,
+uses (train/device/compiling.py), runs its forward and backward once on the device,
 under bf16 autocast where the card does bf16 as training does, and compares
 it with the same layer run eagerly. A failure is a WARN, not a BAD: the
-trainer falls back to eager by itself (train/fallback.py). `--require-compile`
+trainer falls back to eager by itself (train/device/fallback.py). `--require-compile`
 makes it fail the command, which the image build uses so an image without a
 working compiler toolchain is not shipped.
 """
@@ -168,7 +168,7 @@ def compile_check(device: torch.device) -> tuple[bool, Check]:
     """Compile the probe layer as the trainer compiles its layers, run it forward and backward, compare."""
     import torch
 
-    from qwen_train.train.compiling import backend_name, compile_backend, describe_failure
+    from qwen_train.train.device.compiling import backend_name, compile_backend, describe_failure
 
     backend = compile_backend()
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()

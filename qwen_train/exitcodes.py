@@ -10,8 +10,8 @@ FAILED_NON_FINITE = 4
 STOPPED = 5
 GATE_FAILED = 6  # `qwen-train gate`: the gate ran and at least one criterion failed
 RUN_LOCKED = 7  # another process holds the run dir (qwen_train.run_lock): this one touched nothing
-FAILED_OOM = 8  # the GPU ran out of memory in a step: not applied, nothing written after it (train/oom.py)
-FAILED_DISK_FULL = 9  # the run dir's disk could not take a write (or the next checkpoint): train/diskspace.py
+FAILED_OOM = 8  # the GPU ran out of memory in a step: not applied, nothing written after it (train/device/oom.py)
+FAILED_DISK_FULL = 9  # the run dir's disk could not take a write (or the next checkpoint): train/device/diskspace.py
 TORCH_UNSUPPORTED = 10  # torch outside the supported range, or torchaudio not its build (torch_stack.py): untouched
 
 STATE_BY_CODE: dict[int, str] = {

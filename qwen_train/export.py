@@ -13,7 +13,7 @@ adapter and language row merged into the base weights, so the gate and the
 sidecar take it like any other; `adapter_only` writes the adapter alone
 instead, as peft saves one (adapter_config.json, adapter_model.safetensors)
 plus the language row and export.json: small, and applied to the base it was
-trained on (qwen_train.train.adapter.load_adapter_dir).
+trained on (qwen_train.train.recipes.adapter.load_adapter_dir).
 """
 
 from __future__ import annotations
@@ -71,8 +71,14 @@ def _trained_model(spec: Any, ckpt: Path, meta: Any, adapter_only: bool) -> tupl
     """The base model with the checkpoint's weights in (an adapter merged, unless `adapter_only`), its processor,
     and what the export holds; ExportError when the checkpoint cannot be applied."""
     from qwen_train.modeldir import load_base_model
-    from qwen_train.train.adapter import AdapterError, adapt_for_spec, base_mismatch, load_model_state, merge_adapter
-    from qwen_train.train.checkpoint import load_state
+    from qwen_train.train.checkpointing.checkpoint import load_state
+    from qwen_train.train.recipes.adapter import (
+        AdapterError,
+        adapt_for_spec,
+        base_mismatch,
+        load_model_state,
+        merge_adapter,
+    )
 
     if spec.train.adapter is None:
         if adapter_only:
@@ -97,7 +103,7 @@ def _trained_model(spec: Any, ckpt: Path, meta: Any, adapter_only: bool) -> tupl
 def export_run(run_dir: Path, step: int | None = None, out: Path | None = None, adapter_only: bool = False) -> Path:
     """Export a checkpoint (the newest, or `step`'s) to `out`; `adapter_only` for an adapter run's adapter alone."""
     from qwen_train.spec import decode_spec
-    from qwen_train.train.checkpoint import CheckpointError, verify_checkpoint
+    from qwen_train.train.checkpointing.checkpoint import CheckpointError, verify_checkpoint
 
     ckpt = _pick(run_dir, step)
     try:
@@ -136,7 +142,7 @@ def _write_dir(tmp: Path, model: Any, extra: Any, base: Path, adapter_only: bool
                provenance: ExportProvenance) -> None:
     """The export's files, into `tmp`, which the caller renames into place."""
     from qwen_train.modeldir import save_model_dir
-    from qwen_train.train.adapter import save_adapter_dir
+    from qwen_train.train.recipes.adapter import save_adapter_dir
 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)

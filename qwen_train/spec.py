@@ -19,12 +19,12 @@ from qwen_train.safe_read import UnsafeFile, check_json_depth, read_regular
 Lane = Literal["benchmark", "single-speaker", "language-expansion"]
 Runner = Literal["process", "docker"]
 Precision = Literal["auto", "fp32", "bf16"]
-# In which dtypes weights, gradients and AdamW moments live (qwen_train/train/recipe.py): "fp32-master" (fp32,
+# In which dtypes weights, gradients and AdamW moments live (qwen_train/train/recipes/recipe.py): "fp32-master" (fp32,
 # 16 bytes a trainable parameter), "lean" (bf16 with stochastically rounded bf16 moments, 8 bytes), "auto" (lean
 # on a GPU under 40 GiB, fp32 master otherwise and on CPU).
 Recipe = Literal["auto", "fp32-master", "lean"]
 # What a run trains: every weight but the speaker encoder ("full"), or LoRA adapters through peft ("lora",
-# `train.adapter` set); qwen_train/train/adapter.py says how.
+# `train.adapter` set); qwen_train/train/recipes/adapter.py says how.
 TrainMode = Literal["full", "lora"]
 # The talker decoder layer's attention and MLP projections, as qwen-tts names them: the adapter's default targets.
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -89,7 +89,7 @@ class TrainConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     deterministic: bool = False
     eval_max_rows: int = 64
     # Processes training together, one per GPU (CPU processes over gloo with device "cpu"); >1 starts
-    # the run under qwen_train.train.ranks, which keeps the trainer's exit codes. batch_size is per process.
+    # the run under qwen_train.train.device.ranks, which keeps the trainer's exit codes. batch_size is per process.
     processes: int = 1
     # LoRA adapters instead of the full fine-tune; None (the default): every weight but the speaker encoder trains.
     adapter: Adapter | None = None

@@ -133,7 +133,7 @@ class Status(msgspec.Struct, frozen=True):
     retries: int = 0
     recipe: str | None = None  # the resolved training recipe and why, e.g. "recipe lean: bf16 weights ..."
     # How the layers run: compiled (with which backend), or eager and why; a failed compile names its error
-    # and the step rerun eagerly (train/fallback.py). None in runs from before it was recorded.
+    # and the step rerun eagerly (train/device/fallback.py). None in runs from before it was recorded.
     compilation: str | None = None
 
 

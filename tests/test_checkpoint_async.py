@@ -15,9 +15,9 @@ import torch
 
 from qwen_train import exitcodes
 from qwen_train.spec import Posture
-from qwen_train.train.checkpoint import list_checkpoints, load_state, verify_checkpoint
-from qwen_train.train.ckpt_async import BackgroundCheckpointer
-from qwen_train.train.cursor import Cursor
+from qwen_train.train.checkpointing.background import BackgroundCheckpointer
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, load_state, verify_checkpoint
+from qwen_train.train.data.cursor import Cursor
 from tests.conftest import MakeDir
 from tests.trainer_harness import finish, kill, losses, run, start, step_of, wait_until, write_spec
 

@@ -134,7 +134,7 @@ def test_the_notebook_trains_stops_resumes_and_exports_on_cpu(executed: tuple[li
 
 
 def test_the_step_end_hold_is_one_steps_and_ends_when_the_stop_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
-    from qwen_train.train.faults import pause
+    from qwen_train.train.guard.faults import pause
 
     monkeypatch.setenv("QWEN_TEST_PAUSE", f"step-end@{STEPS // 3}:60")
     asked: list[int] = []

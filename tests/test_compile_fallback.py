@@ -1,6 +1,6 @@
 """A compile failure on the device turns the run eager, says so, and trains exactly what an eager run trains.
 
-The failures are forced through QWEN_TEST_COMPILE_FAULT (train/compiling.py), whose backend runs the
+The failures are forced through QWEN_TEST_COMPILE_FAULT (train/device/compiling.py), whose backend runs the
 eager ops until it fails, so on a CPU every step's losses must equal those of a run that never compiled:
 a step applied twice, skipped, or carrying the gradients of its failed attempt would show in them.
 """
@@ -19,7 +19,7 @@ import torch
 
 from qwen_train.spec import Posture
 from qwen_train.status import read_status
-from qwen_train.train.compiling import (
+from qwen_train.train.device.compiling import (
     COMPILE_FAULT_ENV,
     compile_backend,
     compile_failure,
@@ -29,9 +29,9 @@ from qwen_train.train.compiling import (
     describe_failure,
     setup_failure,
 )
-from qwen_train.train.fallback import announce_compilation, eval_or_eager
+from qwen_train.train.device.fallback import announce_compilation, eval_or_eager
+from qwen_train.train.device.perf import Perf
 from qwen_train.train.heartbeat import Heartbeat
-from qwen_train.train.perf import Perf
 from qwen_train.train.session import Session
 from tests.conftest import MakeDir, python_env
 from tests.trainer_harness import finish, losses, start, write_spec
@@ -182,7 +182,7 @@ def test_with_several_processes_a_compile_failure_ends_the_run_saying_how_to_go_
 
 NAMELESS = """
 import torch
-from qwen_train.train.compiling import compile_regions, setup_failure
+from qwen_train.train.device.compiling import compile_regions, setup_failure
 layer = torch.nn.Linear(2, 2)
 compile_regions([layer])
 print(setup_failure())

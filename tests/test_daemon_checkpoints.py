@@ -22,8 +22,8 @@ from qwen_daemon.protocol import CheckpointView
 from qwen_daemon.runs.checkpoints import list_kept
 from qwen_train.checkpoint_files import CKPT_DIR, META_FILE, PREFIX
 from qwen_train.spec import encode_spec
-from qwen_train.train import checkpoint as trainer_ckpt
-from qwen_train.train.cursor import Cursor
+from qwen_train.train.checkpointing import checkpoint as trainer_ckpt
+from qwen_train.train.data.cursor import Cursor
 from tests.conftest import MakeDir, python_env
 from tests.test_daemon_harness import DaemonProcess, make_spec, remove_tree, short_tmp_dir, trainer_wrapper, wait_until
 from tests.test_daemon_lifecycle import launch

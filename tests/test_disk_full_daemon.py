@@ -34,7 +34,7 @@ from qwen_daemon.sharing.disk_admission import RULE_DISK
 from qwen_train import exitcodes
 from qwen_train.spec import Posture, RunSpec, TrainConfig
 from qwen_train.status import Status, write_status
-from qwen_train.train.checkpoint import list_checkpoints
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints
 from qwen_tui.widgets.disk_view import disk_renderable
 from tests.conftest import python_env
 from tests.small_fs import MiB, fill, free, grow, small_fs

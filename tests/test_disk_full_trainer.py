@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from qwen_train import exitcodes
 from qwen_train.spec import Posture
 from qwen_train.status import read_status
-from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, verify_checkpoint
 from tests.conftest import MakeDir, python_env
 from tests.small_fs import MiB, fill, grow, leftovers, small_fs
 from tests.trainer_harness import finish, losses, run, start, write_spec

@@ -24,9 +24,9 @@ from qwen_train.plan.disk import disk_text, plan_disk
 from qwen_train.spec import Posture, RunSpec, TrainConfig
 from qwen_train.status import Losses, read_status
 from qwen_train.train.board import Board
-from qwen_train.train.diskspace import end_disk_full
+from qwen_train.train.checkpointing.losslog import LOSSES_FILE, append_losses
+from qwen_train.train.device.diskspace import end_disk_full
 from qwen_train.train.heartbeat import Heartbeat
-from qwen_train.train.losslog import LOSSES_FILE, append_losses
 from tests.small_fs import MiB, fill, leftovers, small_fs
 
 PAGE = 4096

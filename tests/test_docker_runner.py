@@ -27,7 +27,7 @@ from qwen_daemon.jobs.job import RunnerRefusal
 from qwen_daemon.protocol import RunDetail
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_train.spec import Posture, RunSpec, TrainConfig
-from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, verify_checkpoint
 from tests.dockerd import IMAGE, USER, Engine, start_engine
 from tests.small_fs import fill, small_fs
 from tests.test_daemon_harness import DaemonProcess, wait_until

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from qwen_train import doctor, exitcodes
-from qwen_train.train.compiling import COMPILE_FAULT_ENV, tick
+from qwen_train.train.device.compiling import COMPILE_FAULT_ENV, tick
 from tests.conftest import REPO, python_env
 
 GIB = 1 << 30

@@ -15,7 +15,7 @@ import pytest
 from qwen_daemon.protocol import RunDetail, RunUsage
 from qwen_daemon.protocol.client import DaemonClient
 from qwen_train.spec import Posture, RunSpec, TrainConfig
-from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, verify_checkpoint
 from tests.conftest import python_env
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ from qwen_train.prepare.run import prepare
 from qwen_train.prepare.spec import PrepareSpec, SourceSpec, SplitSpec, validate_prepare_spec
 from qwen_train.spec import Posture, RunSpec, SpecError, TrainConfig, encode_spec
 from qwen_train.status import read_status
-from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, verify_checkpoint
 from qwen_train.train.evaluate import NoEvalRows, evaluate, unavailable_reason
 from tests.conftest import REPO, MakeDir, python_env
 

@@ -19,8 +19,9 @@ import torch
 
 from bench.train_synth import riksdag_sizes
 from qwen_train.modeldir import load_base_model
-from qwen_train.train import budget
-from qwen_train.train.cursor import (
+from qwen_train.train.data import budget
+from qwen_train.train.data.batches import BundleData
+from qwen_train.train.data.cursor import (
     Cursor,
     CursorRejected,
     Lengths,
@@ -29,10 +30,9 @@ from qwen_train.train.cursor import (
     start_cursor,
     validate_cursor,
 )
-from qwen_train.train.data import BundleData
+from qwen_train.train.data.layout import SpecialIds
+from qwen_train.train.data.prefetch import Prefetcher
 from qwen_train.train.language import ensure_language
-from qwen_train.train.layout import SpecialIds
-from qwen_train.train.prefetch import Prefetcher
 
 SEED = 7
 

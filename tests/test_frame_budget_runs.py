@@ -22,7 +22,7 @@ import pytest
 from qwen_train import exitcodes
 from qwen_train.spec import Posture
 from qwen_train.status import read_status
-from qwen_train.train.checkpoint import list_checkpoints, load_state, read_meta
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, load_state, read_meta
 from tests.conftest import MakeDir, python_env
 from tests.trainer_harness import kill, losses, run, start, step_of, tree_digest, wait_until, write_spec
 

@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 
-from qwen_train.train import lean_adamw
-from qwen_train.train.lean_adamw import ROUNDING_KEY, LeanAdamW
-from qwen_train.train.sround import round_into_, stochastic_bf16
+from qwen_train.train.recipes import lean_adamw
+from qwen_train.train.recipes.lean_adamw import ROUNDING_KEY, LeanAdamW
+from qwen_train.train.recipes.sround import round_into_, stochastic_bf16
 
 CPU = torch.device("cpu")
 

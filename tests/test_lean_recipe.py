@@ -14,8 +14,8 @@ from qwen_train import exitcodes
 from qwen_train.export import export_run
 from qwen_train.spec import Posture
 from qwen_train.status import read_status
-from qwen_train.train.checkpoint import list_checkpoints, load_state
-from qwen_train.train.lean_adamw import ROUNDING_KEY
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, load_state
+from qwen_train.train.recipes.lean_adamw import ROUNDING_KEY
 from tests.conftest import MakeDir
 from tests.trainer_harness import finish, kill, losses, run, start, step_of, wait_until, write_spec
 

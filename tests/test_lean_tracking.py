@@ -37,8 +37,8 @@ import torch
 
 from bench.tracking import max_relative_difference, mean_relative_difference, smoothed
 from qwen_train.spec import Posture, load_spec
-from qwen_train.train import lean_adamw
 from qwen_train.train.heartbeat import Heartbeat
+from qwen_train.train.recipes import lean_adamw
 from qwen_train.train.session import build_session
 from qwen_train.train.step import train_step
 from tests.trainer_harness import write_spec

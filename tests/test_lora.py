@@ -26,11 +26,11 @@ from qwen_train.bundle.manifest import read_manifest
 from qwen_train.export import ExportError, export_run
 from qwen_train.spec import Adapter, Posture, RunSpec, TrainConfig
 from qwen_train.status import read_status
-from qwen_train.train.adapter import base_digest, load_adapter_dir
-from qwen_train.train.checkpoint import list_checkpoints, load_state, verify_checkpoint
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, load_state, verify_checkpoint
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.loop import announce_recipe
-from qwen_train.train.recipe import Recipe
+from qwen_train.train.recipes.adapter import base_digest, load_adapter_dir
+from qwen_train.train.recipes.recipe import Recipe
 from tests.conftest import MakeDir, python_env
 from tests.trainer_harness import finish, kill, losses, run, start, step_of, wait_until, write_spec
 
@@ -202,8 +202,8 @@ def test_the_merged_export_loads_as_a_base_model_and_generates(demo_root: Path, 
 def _forward(model: torch.nn.Module, demo_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """The talker's logits and the three losses on a real batch of held-out rows (the language tag in it)."""
     from qwen_train.modeldir import load_base_model
-    from qwen_train.train.data import BundleData
-    from qwen_train.train.layout import SpecialIds
+    from qwen_train.train.data.batches import BundleData
+    from qwen_train.train.data.layout import SpecialIds
     from qwen_train.train.objective import Objective, embed_inputs, speaker_embeddings
 
     processor = load_base_model(str(demo_root / "model"), "swedish")[1]

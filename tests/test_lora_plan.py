@@ -27,7 +27,7 @@ REFERENCE = Path(__file__).resolve().parents[1] / "bench" / "train_model_config.
 def _trainable(model: object, adapter: Adapter, language_id: int | None) -> int:
     import torch
 
-    from qwen_train.train.adapter import attach_adapter
+    from qwen_train.train.recipes.adapter import attach_adapter
 
     assert isinstance(model, torch.nn.Module)
     attach_adapter(model, adapter, language_id)
@@ -123,7 +123,7 @@ def test_the_spec_names_a_bad_adapter_field() -> None:
 
 def test_a_target_that_matches_no_projection_is_named(demo_root: Path) -> None:
     from qwen_train.modeldir import load_base_model
-    from qwen_train.train.adapter import AdapterError, attach_adapter
+    from qwen_train.train.recipes.adapter import AdapterError, attach_adapter
 
     model = load_base_model(str(demo_root / "model"), None)[0]
     with pytest.raises(AdapterError, match="qkv_proj match no module of the talker's decoder layers"):

@@ -13,7 +13,7 @@ import psutil
 
 from qwen_train import exitcodes
 from qwen_train.spec import Posture
-from qwen_train.train.checkpoint import list_checkpoints, load_state, verify_checkpoint
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, load_state, verify_checkpoint
 from tests.conftest import python_env
 from tests.trainer_harness import losses, wait_until, write_spec
 

@@ -12,7 +12,7 @@ import msgspec
 from qwen_train import exitcodes
 from qwen_train.spec import Posture
 from qwen_train.status import Diagnosis, read_status
-from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, verify_checkpoint
 from tests.conftest import python_env
 from tests.trainer_harness import finish, losses, start, write_spec
 

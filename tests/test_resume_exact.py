@@ -8,7 +8,7 @@ import pytest
 
 from qwen_train import exitcodes
 from qwen_train.spec import Posture
-from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, verify_checkpoint
 from tests.conftest import MakeDir
 from tests.trainer_harness import kill, losses, run, start, step_of, wait_until, write_spec
 

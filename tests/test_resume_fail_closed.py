@@ -12,7 +12,7 @@ from qwen_train import exitcodes
 from qwen_train.bundle.build import build_bundle
 from qwen_train.spec import Posture
 from qwen_train.status import read_status
-from qwen_train.train.checkpoint import META_FILE, STATE_FILE, CheckpointMeta, list_checkpoints
+from qwen_train.train.checkpointing.checkpoint import META_FILE, STATE_FILE, CheckpointMeta, list_checkpoints
 from tests.conftest import MakeDir
 from tests.trainer_harness import losses, run, tree_digest, write_spec
 

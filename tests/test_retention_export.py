@@ -13,7 +13,7 @@ from qwen_train import exitcodes
 from qwen_train.bundle.manifest import read_manifest
 from qwen_train.export import ExportError, export_run
 from qwen_train.spec import Posture
-from qwen_train.train.checkpoint import list_checkpoints
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints
 from tests.conftest import MakeDir
 from tests.trainer_harness import kill, run, start, wait_until, write_spec
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers.loss.loss_utils import ForCausalLMLoss
 
-from qwen_train.train.layout import IGNORE, SpecialIds, build_row
+from qwen_train.train.data.layout import IGNORE, SpecialIds, build_row
 from qwen_train.train.objective import code_predictor_loss, talker_loss
 
 IDS = SpecialIds(

@@ -14,7 +14,7 @@ import pytest
 from qwen_train import exitcodes
 from qwen_train.spec import Posture
 from qwen_train.status import read_status
-from qwen_train.train.checkpoint import list_checkpoints
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints
 from tests.conftest import MakeDir
 from tests.trainer_harness import finish, losses, run, start, write_spec
 

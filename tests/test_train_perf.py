@@ -15,10 +15,10 @@ import msgspec
 import pytest
 import torch
 
-from qwen_train.train.cursor import Cursor, CursorRejected, Lengths, advance, batch_indices, validate_cursor
+from qwen_train.train.data.cursor import Cursor, CursorRejected, Lengths, advance, batch_indices, validate_cursor
+from qwen_train.train.data.prefetch import Prefetcher
+from qwen_train.train.device.perf import Perf
 from qwen_train.train.objective import SpeakerCache, speaker_embeddings
-from qwen_train.train.perf import Perf
-from qwen_train.train.prefetch import Prefetcher
 
 ROWS = 103
 LENGTHS = Lengths([(i * 37) % 211 for i in range(ROWS)])
@@ -133,9 +133,9 @@ def test_padding_to_a_multiple_changes_no_loss(demo_root: Path, multiple: int) -
     """pad_multiple only adds masked positions: the losses of a batch are those of the unpadded batch."""
     from qwen_tts import Qwen3TTSModel
 
-    from qwen_train.train.data import BundleData
+    from qwen_train.train.data.batches import BundleData
+    from qwen_train.train.data.layout import SpecialIds
     from qwen_train.train.language import ensure_language
-    from qwen_train.train.layout import SpecialIds
     from qwen_train.train.objective import forward_losses
 
     wrapper = Qwen3TTSModel.from_pretrained(str(demo_root / "model"), dtype=torch.float32)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from qwen_train.train.data import BundleData
-from qwen_train.train.layout import SpecialIds
+from qwen_train.train.data.batches import BundleData
+from qwen_train.train.data.layout import SpecialIds
 from qwen_train.train.objective import embed_inputs, speaker_embeddings
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from qwen_train.spec import RunSpec, SpecError, TrainConfig, decode_spec, encode_spec
-from qwen_train.train import recipe as recipe_module
-from qwen_train.train.recipe import (
+from qwen_train.train.recipes import recipe as recipe_module
+from qwen_train.train.recipes.recipe import (
     GIB,
     Recipe,
     apply_recipe,

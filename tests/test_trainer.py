@@ -13,7 +13,7 @@ import msgspec
 from qwen_train import exitcodes
 from qwen_train.spec import Posture, RunSpec, TrainConfig, encode_spec
 from qwen_train.status import StatusError, read_status
-from qwen_train.train.checkpoint import list_checkpoints, verify_checkpoint
+from qwen_train.train.checkpointing.checkpoint import list_checkpoints, verify_checkpoint
 from tests.conftest import python_env
 
 

@@ -42,8 +42,8 @@ from qwen_train.prepare.window import count_rows, run_window
 from qwen_train.safe_read import UnsafeFile
 from qwen_train.spec import RunSpec, TrainConfig, encode_spec
 from qwen_train.status import EvalResult, Losses, read_status
-from qwen_train.train.checkpoint import load_state, read_meta, save_checkpoint, verify_checkpoint
-from qwen_train.train.losslog import LOSSES_FILE, truncate_losses
+from qwen_train.train.checkpointing.checkpoint import load_state, read_meta, save_checkpoint, verify_checkpoint
+from qwen_train.train.checkpointing.losslog import LOSSES_FILE, truncate_losses
 from tests.conftest import REPO, python_env
 from tests.prepare_layouts import smp_bytes
 
@@ -315,7 +315,7 @@ def test_trainer_refuses_a_bundle_root_whose_codes_link_out(demo_root: Path, tmp
 @pytest.mark.parametrize("field", ["codes", "ref_audio", "audio"])
 def test_loading_a_split_refuses_a_row_that_climbs_out(bundle: Path, field: str) -> None:
     """Checked for every row when a split is loaded, before a step: a tampered manifest fails the start."""
-    from qwen_train.train.data import BundleData
+    from qwen_train.train.data.batches import BundleData
 
     rows = (bundle / MANIFEST).read_bytes().splitlines()
     first = msgspec.json.decode(rows[-1])

@@ -19,10 +19,10 @@ import torch
 from qwen_train.gate.verdict import Criterion
 from qwen_train.spec import RunSpec
 from qwen_train.status import EvalResult
-from qwen_train.train.data import BundleData
+from qwen_train.train.data.batches import BundleData
+from qwen_train.train.data.layout import SpecialIds
 from qwen_train.train.evaluate import evaluate
 from qwen_train.train.language import ensure_language
-from qwen_train.train.layout import SpecialIds
 
 
 def gate_device() -> torch.device:

@@ -9,7 +9,7 @@ durable, so at its peak a run holds `posture.keep_last` checkpoints plus the
 one being written, then an export (the model dir: fp32 weights plus the base
 dir's tokenizers), and its logs. `qwen-train plan` prints it and the daemon's
 launch check reads it; the trainer's own check before each checkpoint
-(train/diskspace.py) measures the state it is about to write instead.
+(train/device/diskspace.py) measures the state it is about to write instead.
 
 What is already on disk counts: a resume's kept checkpoints are part of the
 peak, so what must still be free is the peak less those.

@@ -16,7 +16,7 @@ from collections import defaultdict
 import torch
 
 from qwen_train.status import EvalResult, Losses
-from qwen_train.train.data import Rows
+from qwen_train.train.data.batches import Rows
 from qwen_train.train.objective import forward_losses, speaker_embeddings
 
 

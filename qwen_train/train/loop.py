@@ -6,7 +6,7 @@ step finishes, a durable checkpoint is written, and the process exits with
 without eval rows trains all the same, with eval reported as not available
 (an event, report.json's `eval` and the final message), never a crash at the
 first eval with nothing saved. A disk that fills under any of the run's
-writes ends it `failed_disk_full` (train/diskspace.py), never a traceback; the
+writes ends it `failed_disk_full` (train/device/diskspace.py), never a traceback; the
 run starts only when its next checkpoint fits, and says how many more do.
 """
 
@@ -28,20 +28,20 @@ from qwen_train.bundle.manifest import BundleError
 from qwen_train.disk import DiskFull, disk_errno, disk_writes
 from qwen_train.spec import RunSpec, TrainConfig, mode_description
 from qwen_train.status import Losses, Throughput
-from qwen_train.train import ranks
-from qwen_train.train.adapter import AdapterError
 from qwen_train.train.board import BOARD_DIR, Board
-from qwen_train.train.budget import BudgetError
-from qwen_train.train.checkpoint import CheckpointError, list_checkpoints
-from qwen_train.train.cursor import CursorRejected
-from qwen_train.train.diskspace import Reserve, announce_disk, end_disk_full, ensure_room, next_checkpoint
+from qwen_train.train.checkpointing.checkpoint import CheckpointError, list_checkpoints
+from qwen_train.train.checkpointing.losslog import append_losses
+from qwen_train.train.data.budget import BudgetError
+from qwen_train.train.data.cursor import CursorRejected
+from qwen_train.train.device import ranks
+from qwen_train.train.device.diskspace import Reserve, announce_disk, end_disk_full, ensure_room, next_checkpoint
+from qwen_train.train.device.fallback import announce_compilation, eval_or_eager, step_or_eager
+from qwen_train.train.device.oom import end_out_of_memory
 from qwen_train.train.evaluate import evaluate, unavailable_reason
-from qwen_train.train.fallback import announce_compilation, eval_or_eager, step_or_eager
-from qwen_train.train.faults import pause
+from qwen_train.train.guard.faults import pause
+from qwen_train.train.guard.retry import handle_non_finite
 from qwen_train.train.heartbeat import Heartbeat
-from qwen_train.train.losslog import append_losses
-from qwen_train.train.oom import end_out_of_memory
-from qwen_train.train.retry import handle_non_finite
+from qwen_train.train.recipes.adapter import AdapterError
 from qwen_train.train.session import Session, build_session
 
 REPORT_FILE = "report.json"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from qwen_train.train.layout import IGNORE
+from qwen_train.train.data.layout import IGNORE
 
 if TYPE_CHECKING:
     from accelerate import Accelerator

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from qwen_train.status import EvalResult
-from qwen_train.train.cursor import Cursor
+from qwen_train.train.data.cursor import Cursor
 
 
 @dataclass

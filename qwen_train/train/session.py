@@ -30,22 +30,22 @@ from qwen_train.bundle.fingerprint import verify_bundle
 from qwen_train.modeldir import load_base_model
 from qwen_train.revision import code_revision
 from qwen_train.spec import RunSpec, TrainConfig
-from qwen_train.train.adapter import adapt_for_spec, base_digest
-from qwen_train.train.checkpointer import Checkpointer, Live, Origin
-from qwen_train.train.ckpt_async import BackgroundCheckpointer
-from qwen_train.train.cursor import Cursor, Lengths, start_cursor
-from qwen_train.train.data import BundleData, RunData, require_held_out_speakers
-from qwen_train.train.faults import FaultInjector, install_fault
+from qwen_train.train.checkpointing.background import BackgroundCheckpointer
+from qwen_train.train.checkpointing.checkpointer import Checkpointer, Live, Origin
+from qwen_train.train.checkpointing.rng import seed_everything
+from qwen_train.train.data.batches import BundleData, RunData, require_held_out_speakers
+from qwen_train.train.data.cursor import Cursor, Lengths, start_cursor
+from qwen_train.train.data.layout import SpecialIds
+from qwen_train.train.data.prefetch import Prefetcher
+from qwen_train.train.device.perf import Perf, make_optimizer, speed_up_model
+from qwen_train.train.guard.faults import FaultInjector, install_fault
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.language import ensure_language
-from qwen_train.train.layout import SpecialIds
-from qwen_train.train.lean_adamw import LeanAdamW
 from qwen_train.train.objective import Objective, unwrap
-from qwen_train.train.perf import Perf, make_optimizer, speed_up_model
-from qwen_train.train.prefetch import Prefetcher
 from qwen_train.train.progress import Progress
-from qwen_train.train.recipe import Recipe, apply_recipe, forces_bf16, pin_recipe, resolve_recipe
-from qwen_train.train.rng import seed_everything
+from qwen_train.train.recipes.adapter import adapt_for_spec, base_digest
+from qwen_train.train.recipes.lean_adamw import LeanAdamW
+from qwen_train.train.recipes.recipe import Recipe, apply_recipe, forces_bf16, pin_recipe, resolve_recipe
 
 
 @dataclass(frozen=True)

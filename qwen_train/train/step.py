@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from qwen_train.status import Losses
-from qwen_train.train.cursor import advance, batch_indices
-from qwen_train.train.nonfinite import step_problems
+from qwen_train.train.data.cursor import advance, batch_indices
+from qwen_train.train.guard.nonfinite import step_problems
 from qwen_train.train.progress import Progress
 from qwen_train.train.session import Session
 

@@ -6,7 +6,7 @@ previous checkpoint as it was. `meta.json` lists each file with size and
 sha256, so a truncated or altered checkpoint is detected before use; the
 hash is taken while the bytes are written (one pass, no re-read). Retention
 deletes old checkpoints only after a newer one is durable. `save_checkpoint`
-is also what the background writer (ckpt_async.py) runs, on a snapshot.
+is also what the background writer (background.py) runs, on a snapshot.
 A listed file is a plain name inside the checkpoint and a regular file there
 (lstat: not a symlink, FIFO or device) before it is hashed or loaded. A write
 that meets a full disk removes its temp dir and raises DiskFull.
@@ -40,7 +40,7 @@ from qwen_train.checkpoint_files import (  # the torch-free contract; re-exporte
 )
 from qwen_train.digest import file_sha256
 from qwen_train.disk import disk_writes
-from qwen_train.train.faults import pause
+from qwen_train.train.guard.faults import pause
 
 
 class _HashingFile:

@@ -42,8 +42,8 @@ from typing import Any
 
 import torch
 
-from qwen_train.train.compiling import compile_failure
-from qwen_train.train.sround import round_into_, rounding_noise, stochastic_bits_bf16
+from qwen_train.train.device.compiling import compile_failure
+from qwen_train.train.recipes.sround import round_into_, rounding_noise, stochastic_bits_bf16
 
 CHUNK = 1 << 22  # elements per update chunk: fp32 temporaries of 16 MiB each
 ROUNDING_KEY = "stochastic_rounding"

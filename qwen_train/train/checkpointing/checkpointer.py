@@ -6,7 +6,7 @@ every applied step. Whether that step is written is decided here
 (`posture.checkpoint_every`), and so is everything around a write: the state
 it captures (model with its speaker encoder, optimizer, schedule, scaler,
 every rank's RNG, the training position), writing it in the background when
-there is a writer (ckpt_async.py: training stops only for a copy into host
+there is a writer (background.py: training stops only for a copy into host
 memory) or synchronously (checkpoint.py: temp dir, fsync, hash, rename),
 retention (the newest `posture.keep_last`, deleted only once a newer one is
 durable), and the status that names the newest durable one. A checkpoint the
@@ -36,8 +36,8 @@ from accelerate.utils import gather_object
 from qwen_train.modeldir import load_base_model
 from qwen_train.spec import Posture, RunSpec, encode_spec
 from qwen_train.status import CheckpointRef
-from qwen_train.train.adapter import AdapterError, adapter_mismatch, base_mismatch, load_model_state, model_state
-from qwen_train.train.checkpoint import (
+from qwen_train.train.checkpointing.background import BackgroundCheckpointer
+from qwen_train.train.checkpointing.checkpoint import (
     CheckpointError,
     CheckpointMeta,
     clean_temporaries,
@@ -47,16 +47,22 @@ from qwen_train.train.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
-from qwen_train.train.ckpt_async import BackgroundCheckpointer
-from qwen_train.train.cursor import reset_epoch, validate_cursor
-from qwen_train.train.diskspace import ensure_room
-from qwen_train.train.faults import pause
+from qwen_train.train.checkpointing.losslog import truncate_losses
+from qwen_train.train.checkpointing.rng import restore_rng, rng_state, seed_everything
+from qwen_train.train.data.cursor import reset_epoch, validate_cursor
+from qwen_train.train.device.diskspace import ensure_room
+from qwen_train.train.guard.faults import pause
 from qwen_train.train.heartbeat import Heartbeat
-from qwen_train.train.losslog import truncate_losses
 from qwen_train.train.objective import unwrap
 from qwen_train.train.progress import Progress
-from qwen_train.train.recipe import recipe_mismatch
-from qwen_train.train.rng import restore_rng, rng_state, seed_everything
+from qwen_train.train.recipes.adapter import (
+    AdapterError,
+    adapter_mismatch,
+    base_mismatch,
+    load_model_state,
+    model_state,
+)
+from qwen_train.train.recipes.recipe import recipe_mismatch
 
 
 @dataclass(frozen=True)

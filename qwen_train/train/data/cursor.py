@@ -32,8 +32,8 @@ import msgspec
 import torch
 
 from qwen_train.checkpoint_files import Cursor, batches_per_epoch  # the saved form; re-exported
-from qwen_train.train import budget
-from qwen_train.train.lengths import Lengths  # re-exported: the plans' input
+from qwen_train.train.data import budget
+from qwen_train.train.data.lengths import Lengths  # re-exported: the plans' input
 
 BUCKET_RULE = "bucket-v1"  # bucketed_batches below, as the cursor's plan digest names it
 

@@ -41,7 +41,7 @@ from qwen_train.checkpoint_files import CKPT_DIR, list_checkpoints
 from qwen_train.disk import DiskFull, FreeSpace, disk_writes, errno_words, free_space, size_text
 from qwen_train.plan.disk import SLACK, framed, kept_bytes
 from qwen_train.spec import Posture
-from qwen_train.train.checkpoint import clean_temporaries
+from qwen_train.train.checkpointing.checkpoint import clean_temporaries
 from qwen_train.train.heartbeat import Heartbeat
 
 RESERVE_FILE = ".disk-reserve"

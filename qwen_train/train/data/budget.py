@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
-from qwen_train.train.lengths import Lengths
+from qwen_train.train.data.lengths import Lengths
 
 RULE = "strata-v1"
 TOLERANCE = 0.05  # a stratum's rows are at least 95% of its longest, but for the few that fill its last batch

@@ -13,7 +13,7 @@ from qwen_tts.core.models.modeling_qwen3_tts import mel_spectrogram
 
 from qwen_train.bundle.manifest import BundleError, Row, read_manifest, read_spk_id_map
 from qwen_train.bundle.rowfiles import check_rows, read_codes, read_wave
-from qwen_train.train.layout import RowLayout, SpecialIds, build_row, collate, row_length
+from qwen_train.train.data.layout import RowLayout, SpecialIds, build_row, collate, row_length
 
 TOKENIZE_CHUNK = 4096  # prompts per tokenizer call when counting lengths: bounded memory on a large bundle
 

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from qwen_train.disk import DiskFull
-from qwen_train.train.checkpoint import CheckpointError, save_checkpoint
+from qwen_train.train.checkpointing.checkpoint import CheckpointError, save_checkpoint
 
 _BufferKey = tuple[Any, ...]
 

@@ -24,7 +24,7 @@ import torch
 
 from qwen_train.status import Diagnosis, ModuleFinding
 from qwen_train.train.objective import forward_losses, speaker_embeddings
-from qwen_train.train.recipe import fp32_weights
+from qwen_train.train.recipes.recipe import fp32_weights
 
 if TYPE_CHECKING:
     from qwen_train.train.session import Session

@@ -31,7 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from qwen_train.train.compiling import (
+from qwen_train.train.checkpointing.rng import restore_rng, rng_state
+from qwen_train.train.data.cursor import Cursor
+from qwen_train.train.device.compiling import (
     backend_name,
     compile_backend,
     compile_failure,
@@ -41,8 +43,6 @@ from qwen_train.train.compiling import (
     setup_failure,
     tick,
 )
-from qwen_train.train.cursor import Cursor
-from qwen_train.train.rng import restore_rng, rng_state
 from qwen_train.train.session import Session
 from qwen_train.train.step import StepOutcome, train_step
 

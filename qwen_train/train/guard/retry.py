@@ -14,7 +14,7 @@ import time
 
 from qwen_train import exitcodes
 from qwen_train.status import Diagnosis, Event
-from qwen_train.train.diagnose import diagnose_batch, write_diagnosis
+from qwen_train.train.guard.diagnose import diagnose_batch, write_diagnosis
 from qwen_train.train.session import Session
 from qwen_train.train.step import StepOutcome
 

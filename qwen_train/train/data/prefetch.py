@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from qwen_train.train.cursor import Cursor, Lengths, advance, batch_indices
-from qwen_train.train.data import Rows
+from qwen_train.train.data.batches import Rows
+from qwen_train.train.data.cursor import Cursor, Lengths, advance, batch_indices
 
 Key = tuple[int, int, tuple[int, ...]]
 Prepared = tuple[Key, dict[str, torch.Tensor], list[torch.Tensor]]

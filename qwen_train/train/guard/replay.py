@@ -12,8 +12,8 @@ from pathlib import Path
 
 from qwen_train.spec import decode_spec
 from qwen_train.status import Diagnosis, StatusError, read_status
-from qwen_train.train.checkpoint import CheckpointError, list_checkpoints, verify_checkpoint
-from qwen_train.train.diagnose import diagnose_batch, write_diagnosis
+from qwen_train.train.checkpointing.checkpoint import CheckpointError, list_checkpoints, verify_checkpoint
+from qwen_train.train.guard.diagnose import diagnose_batch, write_diagnosis
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.session import build_session
 

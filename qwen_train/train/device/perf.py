@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import torch
 
-from qwen_train.train.compiling import compile_regions
+from qwen_train.train.device.compiling import compile_regions
 
 PERF_ENV = "QWEN_TRAIN_PERF"
 

@@ -13,7 +13,7 @@ injects a fault at one optimizer step: NaN/Inf into the named module's output
 each rollback); `precision: "reduced"` fires only under autocast, to model a
 fault that fp32 does not have. Kind "oom" raises torch.OutOfMemoryError from the
 named module's forward instead, as a GPU that runs out of memory there would
-(train/oom.py), so the out-of-memory path is tested on a CPU. Nothing here
+(train/device/oom.py), so the out-of-memory path is tested on a CPU. Nothing here
 runs unless the variable is set.
 """
 
