@@ -22,7 +22,10 @@ from qwen_train.spec import Posture, RunSpec, TrainConfig, encode_spec
 
 
 def demo_spec(name: str = "demo-sv") -> RunSpec:
-    """Posture 500/100/3 scaled down to 100/50/3: a CPU demo passes several of each in minutes."""
+    """Posture 500/100/3 scaled down to 100/50/3: a CPU demo passes several of each in minutes.
+
+    The frame budget is "auto": on a GPU the run sizes its micro-batches to the memory it finds there; on a
+    CPU (the embedded demo's usual home) that is `batch_size` rows."""
     return RunSpec(
         name=name,
         lane="language-expansion",
@@ -30,7 +33,8 @@ def demo_spec(name: str = "demo-sv") -> RunSpec:
         language="swedish",  # the Swedish tag: the export then answers generate(language="swedish")
         bundle="bundle",
         posture=Posture(checkpoint_every=100, eval_every=50, keep_last=3),
-        train=TrainConfig(batch_size=2, lr=1e-3, max_steps=3000, warmup_steps=20, eval_max_rows=16),
+        train=TrainConfig(batch_size=2, frame_budget="auto", lr=1e-3, max_steps=3000, warmup_steps=20,
+                          eval_max_rows=16),
     )
 
 

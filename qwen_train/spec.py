@@ -73,7 +73,10 @@ class TrainConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Micro-batches by size instead of row count: the most padded talker positions (rows x the batch's padded
     # length, text and control positions included, as layout.py lays a row out) one micro-batch may hold.
     # None: `batch_size` rows per micro-batch. Set, `batch_size` is not used; it is per process, like batch_size.
-    frame_budget: int | None = None
+    # "auto": sized once, at the run's first launch, to the GPU memory the run may use (the memory plan for the
+    # card, less headroom and what the card's other tenants hold), recorded in the run dir and kept on resume
+    # (train/device/auto_budget.py); on a CPU it is `batch_size` rows.
+    frame_budget: int | Literal["auto"] | None = None
     lr: float = 2e-5
     weight_decay: float = 0.01
     warmup_steps: int = 0
@@ -157,7 +160,7 @@ def validate_spec(spec: RunSpec) -> RunSpec:
     _positive(spec.posture.eval_every, "posture.eval_every")
     _positive(spec.posture.keep_last, "posture.keep_last")
     _positive(spec.train.batch_size, "train.batch_size")
-    if spec.train.frame_budget is not None:
+    if isinstance(spec.train.frame_budget, int):
         _positive(spec.train.frame_budget, "train.frame_budget")
     _positive(spec.train.processes, "train.processes")
     _positive(spec.train.max_steps, "train.max_steps")

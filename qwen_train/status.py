@@ -135,6 +135,10 @@ class Status(msgspec.Struct, frozen=True):
     # How the layers run: compiled (with which backend), or eager and why; a failed compile names its error
     # and the step rerun eagerly (train/device/fallback.py). None in runs from before it was recorded.
     compilation: str | None = None
+    # How micro-batches are made: a frame budget (and, for "auto", what sized it) or a row count.
+    batching: str | None = None
+    # Where the time to the first step went, phase by phase (train/startup.py); None before it is known.
+    startup: str | None = None
 
 
 def write_status(run_dir: Path, status: Status) -> None:

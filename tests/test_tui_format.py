@@ -133,6 +133,8 @@ def full_status() -> Status:
         ),
         cursor_check="ok: epoch 2, position 118 of 4000",
         non_finite_events=[Event(NOW - 50, "non_finite", "talker.model.layers.15 went NaN", 1100)],
+        batching="auto: 3120 padded positions, the plan's largest for 25.2 GiB of AMD Radeon AI PRO R9700",
+        startup="61.0 s to the first step: loading weights 9.1 s, first step, compiling included 40.2 s",
     )
 
 
@@ -152,6 +154,8 @@ def test_status_shows_every_section() -> None:
         "held_out_spk7",
         "ok: epoch 2, position 118 of 4000",
         "talker.model.layers.15 went NaN",
+        "auto: 3120 padded positions",
+        "61.0 s to the first step",
     ):
         assert expected in text, expected
 

@@ -45,12 +45,25 @@ def longest_frames(bundle: Path) -> int:
     return max(row.frames for row in rows)
 
 
+def budget_frames(budget: int) -> int:
+    """Codec frames in a frame budget: it counts padded talker positions, text included, so its frames are the
+    budget less the text's share (the plan's per-frame cost carries that share)."""
+    return max(1, int(budget / (1.0 + TEXT_TOKENS_PER_FRAME)))
+
+
+def frames_budget(frames: int) -> int:
+    """The frame budget (padded talker positions) whose micro-batches hold `frames` codec frames."""
+    return int(frames * (1.0 + TEXT_TOKENS_PER_FRAME))
+
+
 def micro_batch_frames(spec: RunSpec) -> int:
-    """Codec frames of the run's largest micro-batch. A frame budget counts padded talker positions, text
-    included, so its frames are the budget less the text's share (the plan's per-frame cost carries that share)."""
+    """Codec frames of the run's largest micro-batch. An "auto" budget is planned at its least, one longest row:
+    the budget the run takes is the largest the card then has room for (train/device/auto_budget.py)."""
     budget = spec.train.frame_budget
-    if budget is not None:
-        return max(1, int(budget / (1.0 + TEXT_TOKENS_PER_FRAME)))
+    if isinstance(budget, int):
+        return budget_frames(budget)
+    if budget == "auto":
+        return longest_frames(Path(spec.bundle))
     return spec.train.batch_size * longest_frames(Path(spec.bundle))
 
 

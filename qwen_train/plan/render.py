@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from qwen_train.plan.for_spec import frames_budget
 from qwen_train.plan.memory import ADAPTER_NOTES, GIB, RECIPES, MemoryPlan
 
 
@@ -25,6 +26,9 @@ def plan_text(plan: MemoryPlan) -> str:
         verdict = "fits" if plan.fits else "does NOT fit"
         lines += ["", f"on {plan.gpu_bytes / GIB:.1f} GiB with {plan.headroom:.0%} headroom ({usable / GIB:.1f} GiB "
                   f"usable): {verdict}; the largest micro-batch that fits is {plan.max_frames} codec frames"]
+        if plan.max_frames:
+            lines.append(f"  as a budget: train.frame_budget {frames_budget(plan.max_frames)} padded positions; "
+                         '"auto" sizes it at launch, less what the card\'s other tenants then hold')
         if plan.max_frames == 0:
             lines.append("  not even one frame fits: choose the lean recipe, freeze the text embedding, "
                          "or a larger card")

@@ -43,7 +43,7 @@ def ensure_language(model, language: str | None) -> int | None:
     embedding = model.talker.model.codec_embedding.weight
     with torch.no_grad():
         rows = torch.tensor(sorted(int(v) for v in table.values()), device=embedding.device)
-        embedding[new_id] = embedding[rows].mean(dim=0)
+        embedding[new_id] = embedding[rows].float().mean(dim=0)  # in fp32 whatever the weights' dtype: one value
     table[language] = new_id
     if language not in model.supported_languages:
         model.supported_languages.append(language)

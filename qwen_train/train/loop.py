@@ -43,6 +43,7 @@ from qwen_train.train.guard.retry import handle_non_finite
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.recipes.adapter import AdapterError
 from qwen_train.train.session import Session, build_session
+from qwen_train.train.startup import Startup
 
 REPORT_FILE = "report.json"
 
@@ -116,10 +117,13 @@ def loop(s: Session, stop: StopFlag, writer: Board) -> int:
     s.heartbeat.update(state="training", step=p.step, epoch=p.cursor.epoch)
     while p.step < s.spec.train.max_steps:
         micro_before = p.micro_steps
+        began = time.perf_counter()
         try:
             outcome = step_or_eager(s, lambda: stop.requested)
         except torch.OutOfMemoryError as exc:  # not applied, nothing written after it: see oom.py
             return end_out_of_memory(s, exc, micro_before)
+        if s.startup is not None:
+            s.startup.first_step(time.perf_counter() - began, s.perf.compile_layers)
         if outcome.problems:
             code = handle_non_finite(s, outcome)
             if code is not None:
@@ -237,12 +241,15 @@ def _train(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, reserve: Reserve,
             print(f"qwen-train: {run_dir} already holds checkpoints of an earlier run; pass --resume to continue it "
                   "or choose another --run-dir", file=sys.stderr)
             return exitcodes.USAGE
-        session = build_session(spec, run_dir, heartbeat, bundle_root)
+        startup = Startup(heartbeat)
+        session = build_session(spec, run_dir, heartbeat, bundle_root, startup)
         announce_compilation(session)
         announce_recipe(session)
-        session.ckpt.load(resume=resume, reset_cursor=reset_cursor)
+        with startup.phase("restoring the checkpoint" if resume or reset_cursor else "checking for checkpoints"):
+            session.ckpt.load(resume=resume, reset_cursor=reset_cursor)
         announce_eval(session)
-        check_disk(session, reserve)
+        with startup.phase("checking the disk"):
+            check_disk(session, reserve)
     except (CheckpointError, CursorRejected) as exc:
         return _reject(heartbeat, exc)
     except (BudgetError, BundleError, AdapterError) as exc:  # the operator's to fix: no traceback

@@ -18,6 +18,7 @@ guard `spec.guard`; how fast it all runs is `Perf`'s business (perf.py).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from qwen_train.train.data.batches import BundleData, RunData, require_held_out_
 from qwen_train.train.data.cursor import Cursor, Lengths, start_cursor
 from qwen_train.train.data.layout import SpecialIds
 from qwen_train.train.data.prefetch import Prefetcher
+from qwen_train.train.device.auto_budget import batching_text, pin_budget, record_choice, resolve_budget, smallest
 from qwen_train.train.device.perf import Perf, make_optimizer, speed_up_model
 from qwen_train.train.guard.faults import FaultInjector, install_fault
 from qwen_train.train.heartbeat import Heartbeat
@@ -46,6 +48,7 @@ from qwen_train.train.progress import Progress
 from qwen_train.train.recipes.adapter import adapt_for_spec, base_digest
 from qwen_train.train.recipes.lean_adamw import LeanAdamW
 from qwen_train.train.recipes.recipe import Recipe, apply_recipe, forces_bf16, pin_recipe, resolve_recipe
+from qwen_train.train.startup import Startup
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class Session:
     prefetcher: Prefetcher | None = None
     injector: FaultInjector | None = None
     recipe: Recipe = Recipe("fp32-master", "the default")  # as Runtime resolved it; spec.train.recipe names it
+    startup: Startup | None = None  # the launch's phases, closed by the first step (startup.py)
 
     @property
     def device(self) -> torch.device:
@@ -160,49 +164,89 @@ def first_cursor(train: TrainConfig, world_size: int, data: RunData, lengths: Le
     Checked before the model moves to the device: too few rows for one batch, or (with a frame budget) a row
     wider than the budget, fails the start naming the bundle or the row, not a step hours later.
     """
+    budget = train.frame_budget
+    if isinstance(budget, str):
+        raise ValueError(f'train.frame_budget "{budget}" reached the cursor unresolved (see budget_for_run)')
     global_batch = train.batch_size * world_size
-    if train.frame_budget is None and len(data.train) < global_batch:
+    if budget is None and len(data.train) < global_batch:
         raise ValueError(f"bundle {data.bundle} has {len(data.train)} train rows, fewer than one batch "
                          f"({global_batch})")
-    return start_cursor(train.seed, train.batch_size, train.frame_budget, world_size, lengths, perf.bucket,
+    return start_cursor(train.seed, train.batch_size, budget, world_size, lengths, perf.bucket,
                         perf.pad_multiple, data.train.row_name)
 
 
-def build_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, bundle: Path | None = None) -> Session:
-    """`bundle` overrides the spec's bundle path (--bundle-root); its content is verified either way."""
+def budget_for_run(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, accelerator: Accelerator, lengths: Lengths,
+                   perf: Perf) -> RunSpec:
+    """The spec with its frame budget a number (or none), "auto" resolved and recorded; status says which."""
+    choice = resolve_budget(spec, run_dir, accelerator.device, lengths.values.tolist(), perf.pad_multiple,
+                            accelerator.num_processes)
+    if choice is None:
+        budget = spec.train.frame_budget
+        heartbeat.update(batching=f"frame budget {budget} padded positions" if budget is not None
+                         else f"{spec.train.batch_size} rows a micro-batch")
+        return spec
+    if accelerator.num_processes > 1 and not choice.kept and choice.frame_budget is not None:
+        mine = torch.tensor([choice.frame_budget], device=accelerator.device)
+        choice = smallest(choice, [int(b) for b in accelerator.gather(mine).tolist()])
+    if accelerator.is_main_process and not choice.kept:
+        record_choice(run_dir, choice)
+    text = batching_text(choice)
+    heartbeat.update(batching=text)
+    heartbeat.event("budget", text)
+    if accelerator.is_main_process:
+        print(f"qwen-train: {text}", file=sys.stderr, flush=True)
+    return pin_budget(spec, choice)
+
+
+def build_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, bundle: Path | None = None,
+                  startup: Startup | None = None) -> Session:
+    """`bundle` overrides the spec's bundle path (--bundle-root); its content is verified either way.
+
+    A full fine-tune under the lean recipe loads bf16-stored weights as bf16 (modeldir.py: the same values
+    as fp32 and a cast, in half the time and memory); an adapter run loads fp32 and casts its frozen base after,
+    so its adapters are made fp32."""
+    startup = startup or Startup(heartbeat)
     seed_everything(spec.train.seed, spec.train.deterministic)
     bundle = bundle or Path(spec.bundle)
-    fingerprint = verify_bundle(bundle)
+    with startup.phase("verifying the bundle"):
+        fingerprint = verify_bundle(bundle)
     runtime = Runtime.for_spec(spec)
-    model, processor = load_base_model(spec.model, spec.language)
-    ids = SpecialIds.from_config(model.config)
-    lang = ensure_language(model, spec.language)
-    held_out = BundleData(bundle, processor, ids, lang, "eval")
-    require_held_out_speakers(spec.lane, held_out)
-    data = RunData(train=BundleData(bundle, processor, ids, lang, "train"), eval=held_out, bundle=bundle,
-                   fingerprint=fingerprint)
-    return assemble_session(spec, run_dir, heartbeat, runtime, model, data)
+    with startup.phase("loading weights"):
+        lean = runtime.recipe.name == "lean" and spec.train.adapter is None
+        model, processor = load_base_model(spec.model, spec.language, bf16=lean)
+    with startup.phase("reading rows"):
+        ids = SpecialIds.from_config(model.config)
+        lang = ensure_language(model, spec.language)
+        held_out = BundleData(bundle, processor, ids, lang, "eval")
+        require_held_out_speakers(spec.lane, held_out)
+        data = RunData(train=BundleData(bundle, processor, ids, lang, "train"), eval=held_out, bundle=bundle,
+                       fingerprint=fingerprint)
+    return assemble_session(spec, run_dir, heartbeat, runtime, model, data, startup)
 
 
 def assemble_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, runtime: Runtime, model: torch.nn.Module,
-                     data: RunData) -> Session:
+                     data: RunData, startup: Startup | None = None) -> Session:
     """Optimizer, schedule, accelerate wrapping, cursor, checkpointer and the speed settings around a loaded model."""
+    startup = startup or Startup(heartbeat)
     accelerator, perf = runtime.accelerator, runtime.perf
     spec = pin_recipe(spec, runtime.recipe)  # checkpoints record the recipe trained, not "auto"
     heartbeat.enabled = bool(accelerator.is_main_process)
     encoder = model.get_submodule("speaker_encoder")
     encoder.requires_grad_(False)
     lengths = Lengths(list(data.train.lengths()))
+    spec = budget_for_run(spec, run_dir, heartbeat, accelerator, lengths, perf)
     cursor = first_cursor(spec.train, accelerator.num_processes, data, lengths, perf)
-    adapt_for_spec(model, spec)
-    model.to(accelerator.device)
-    apply_recipe(model, runtime.recipe, spec.train.freeze_text_embedding, adapter=spec.train.adapter is not None)
-    speed_up_model(model, perf)
+    with startup.phase("placing the model on the device"):
+        adapt_for_spec(model, spec)
+        model.to(accelerator.device)
+        apply_recipe(model, runtime.recipe, spec.train.freeze_text_embedding, adapter=spec.train.adapter is not None)
+        speed_up_model(model, perf)
     data.train.pad_multiple = data.eval.pad_multiple = perf.pad_multiple
-    optimizer, scheduler = make_optimization(model, spec.train, runtime)
-    injector = install_fault(model)
-    cache = perf.speaker_cache and injector is None  # an injected fault must meet every encoder call
-    objective, optimizer = accelerator.prepare(Objective(model, spec.train.sub_talker_weight, cache), optimizer)
+    with startup.phase("building the optimizer"):
+        optimizer, scheduler = make_optimization(model, spec.train, runtime)
+        injector = install_fault(model)
+        cache = perf.speaker_cache and injector is None  # an injected fault must meet every encoder call
+        objective, optimizer = accelerator.prepare(Objective(model, spec.train.sub_talker_weight, cache), optimizer)
     objective.train()
     encoder.eval()
     progress = Progress(cursor)
@@ -217,4 +261,4 @@ def assemble_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, runtime
     ckpt = Checkpointer(run_dir, spec.posture, Live(accelerator, objective, optimizer, scheduler, progress), origin,
                         heartbeat, writer)
     return Session(spec, run_dir, heartbeat, accelerator, perf, objective, optimizer, scheduler, data, lengths,
-                   progress, ckpt, prefetcher, injector, recipe=runtime.recipe)
+                   progress, ckpt, prefetcher, injector, recipe=runtime.recipe, startup=startup)

@@ -75,8 +75,9 @@ def status_renderable(status: Status | None, view: RunView | None, now: float | 
     grid.add_row("step / epoch", f"{SCREEN.step(status.step, status.max_steps)} / epoch {status.epoch}")
     grid.add_row("loss", losses_text(status.losses))
     grid.add_row("lr", SCREEN.lr(status.lr))
-    if status.recipe:
-        grid.add_row("recipe", status.recipe)
+    for label, said in (("recipe", status.recipe), ("batching", status.batching), ("startup", status.startup)):
+        if said:
+            grid.add_row(label, said)
     if status.throughput is not None:
         grid.add_row(
             "throughput",
