@@ -133,3 +133,41 @@ def test_a_run_on_two_gpus_has_its_memory_per_gpu() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_runs_ram_counts_pages_its_forked_workers_share_once() -> None:
+    """A trainer-like parent touches 256 MiB, then forks three workers that keep it (as prefetch workers and the
+    compiler's pool do): the RSS sum reads about four times the buffer, the PSS sum about the buffer once, which is
+    what the host really gave the run. Both are recorded, each under its own name."""
+    import subprocess
+    import sys
+    import time
+
+    from qwen_daemon.protocol.display import metric_label
+    from qwen_daemon.resources.process_usage import UsageMeter
+
+    script = ("import os, sys, time\n"
+              "buf = bytearray(256 * 2**20)\n"
+              "for i in range(0, len(buf), 4096): buf[i] = 1\n"
+              "kids = [os.fork() for _ in range(1)]\n"
+              "kids += [os.fork() for _ in range(1)]\n"  # 1 + 1 + 2: four processes share the pages
+              "print(os.getpid(), flush=True)\n"
+              "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pids = sorted(int(parent.stdout.readline()) for _ in range(4))
+        time.sleep(0.2)
+        usage = UsageMeter().measure({"run": pids}, None)["run"]
+        buffer = 256 * 2**20
+        assert usage.processes == 4 and usage.rss_bytes > 3.5 * buffer
+        assert usage.pss_bytes is not None and buffer < usage.pss_bytes < 1.4 * buffer
+        assert (usage.ram_bytes, usage.ram_kind) == (usage.pss_bytes, "PSS")
+        values = metric_values(ResourceSample(time=1.0, cpu_percent=1.0, ram_used_bytes=GIB, ram_total_bytes=GIB,
+                                              runs={"run": usage}), "run")
+        assert values["run_pss_bytes"] == usage.pss_bytes and values["run_rss_bytes"] == usage.rss_bytes
+        assert metric_label("run_pss_bytes") == "run RAM (PSS)" and "summed" in metric_label("run_rss_bytes")
+    finally:
+        parent.kill()
+        parent.wait()
+        subprocess.run(["pkill", "-f", "bytearray\\(256"], check=False)

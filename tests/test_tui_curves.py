@@ -203,7 +203,7 @@ def test_row_has_class_and_kind() -> None:
 
 def test_per_run_metric_labels() -> None:
     names = ("run_cpu_percent", "run_rss_bytes", "run_gpu_memory_bytes")
-    assert [metric_label(n) for n in names] == ["run CPU", "run RAM (RSS)", "run GPU memory"]
+    assert [metric_label(n) for n in names] == ["run CPU", "run RSS, summed", "run GPU memory"]
 
 
 # -- surfaces board --------------------------------------------------------------------

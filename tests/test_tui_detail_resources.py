@@ -82,7 +82,7 @@ async def test_series_rows_show_values_bars_gaps_and_the_resume() -> None:
         cpu = next(i for i, line in enumerate(lines) if line.startswith("host CPU"))
         assert "now 55.0%   median 40.0%   peak 95.0%   (bars 0–100.0%)" in lines[cpu]
         assert lines[cpu + 1] == PAD + "▁▂▂▃··▅▅▆▇▇▅"  # zero is the lowest bar; the gap is '·', never a bar
-        rss = next(i for i, line in enumerate(lines) if line.startswith("run RAM (RSS)"))
+        rss = next(i for i, line in enumerate(lines) if line.startswith("run RSS, summed"))
         assert rss > cpu  # host figures first, then the run's own
         assert "now 4.0 GiB   median 2.0 GiB   peak 4.0 GiB" in lines[rss]
         assert lines[rss + 1].rstrip() == PAD + "  ▃▅··▅▅▆▆██"  # no share yet: blank; the gap: '·'
@@ -171,7 +171,7 @@ async def test_live_daemon_series_and_checkpoints(start_daemon: Callable[..., Li
     app = HemmaApp(daemon.socket, refresh_interval=0.2, initial_run=RUN)
     async with app.run_test(size=(160, 50)) as pilot:
         app.resource_cadence = Cadence(0.5)
-        await live_until(pilot, lambda: "run RAM (RSS)" in text_of(app, "#series"), "the run's own series")
+        await live_until(pilot, lambda: "run RAM (PSS)" in text_of(app, "#series"), "the run's own series")
         text = text_of(app, "#series")
         assert "host CPU" in text and "coverage" in text and "every 0.5s" in text
         coverage = next(line for line in text.splitlines() if line.startswith("coverage"))

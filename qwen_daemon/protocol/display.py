@@ -27,7 +27,8 @@ _METRIC_LABELS: dict[str, str] = {
     "cpu_percent": "host CPU",
     "ram_used_bytes": "host RAM",
     "run_cpu_percent": "run CPU",
-    "run_rss_bytes": "run RAM (RSS)",
+    "run_pss_bytes": "run RAM (PSS)",
+    "run_rss_bytes": "run RSS, summed",
     "run_gpu_memory_bytes": "run GPU memory",
 }
 _GPU_METRIC = re.compile(r"^gpu(\d+)_(busy_percent|vram_used_bytes)$")

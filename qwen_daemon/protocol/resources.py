@@ -100,11 +100,23 @@ class RunUsage(msgspec.Struct, frozen=True):
 
     processes: int
     cpu_percent: float
-    rss_bytes: int
+    rss_bytes: int  # the processes' RSS summed: a page their forked workers share is counted once per process
     gpu_memory_bytes: int | None = None
     gpu_processes: int = 0
     gpu_memory_per_gpu: dict[str, int] = {}
     gpu_engine_percent_per_gpu: dict[str, float] = {}
+    # The processes' proportional set size summed: a shared page split between its sharers, so the sum is the
+    # run's real share of the host's RAM. None when the kernel would not show it (another user's process).
+    pss_bytes: int | None = None
+
+    @property
+    def ram_bytes(self) -> int:
+        """The run's RAM as an operator should read it: PSS where known, else the RSS sum (which overcounts)."""
+        return self.pss_bytes if self.pss_bytes is not None else self.rss_bytes
+
+    @property
+    def ram_kind(self) -> str:
+        return "PSS" if self.pss_bytes is not None else "RSS"
 
 
 class ResourceSample(msgspec.Struct, frozen=True):

@@ -7,6 +7,14 @@ told apart. CPU percent per process needs two readings, so the meter keeps
 psutil.Process objects between ticks; a process seen for the first time
 contributes from its second sample on. A run with no live process has no
 reading at all (a gap in its own metrics), never a reading of zero.
+
+A run's RAM is its processes' proportional set size (PSS, from the kernel's
+smaps_rollup), summed: a page shared by the trainer and its forked workers
+(prefetch, the compiler's pool) counts once in all, split between them. Their
+RSS summed counts it once per process, which read 70 GiB for a run on a host
+that never used 26; it is kept beside as `rss_bytes`, named for what it is.
+A process whose PSS the kernel will not show (another user's, without the
+right to read it) makes the run's PSS unknown rather than partial.
 """
 
 from __future__ import annotations
@@ -23,6 +31,14 @@ def per_gpu_memory(holdings: list[dict[int, int]]) -> dict[int, int]:
         for index, used in held.items():
             total[index] = total.get(index, 0) + used
     return total
+
+
+def proportional_set_size(proc: psutil.Process) -> int | None:
+    """The process's PSS in bytes, or None where the kernel does not show it (or the process just ended)."""
+    try:
+        return int(proc.memory_full_info().pss)
+    except (psutil.Error, AttributeError):  # AttributeError: a platform without PSS
+        return None
 
 
 class UsageMeter:
@@ -48,6 +64,7 @@ class UsageMeter:
         seen: set[int] = set()
         for name, pids in runs.items():
             cpu, rss, alive = 0.0, 0, 0
+            pss: int | None = 0
             for pid in pids:
                 proc = self._process(pid)
                 if proc is None:
@@ -57,6 +74,8 @@ class UsageMeter:
                     rss += proc.memory_info().rss
                 except psutil.Error:
                     continue
+                share = proportional_set_size(proc)
+                pss = None if pss is None or share is None else pss + share
                 alive += 1
                 seen.add(pid)
             if alive == 0:
@@ -67,6 +86,7 @@ class UsageMeter:
                 processes=alive,
                 cpu_percent=cpu / self._cpus,
                 rss_bytes=rss,
+                pss_bytes=pss,
                 gpu_memory_bytes=None if gpu_memory is None else sum(per_gpu.values()),
                 gpu_processes=len(gpu_pids),
                 gpu_memory_per_gpu={str(index): used for index, used in sorted(per_gpu.items())},

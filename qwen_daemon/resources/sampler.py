@@ -108,6 +108,8 @@ def journal_fields(sample: ResourceSample, run: str | None) -> dict[str, object]
         fields["QWEN_RUN_PROCESSES"] = usage.processes
         fields["QWEN_RUN_CPU_PERCENT"] = f"{usage.cpu_percent:.1f}"
         fields["QWEN_RUN_RSS_BYTES"] = usage.rss_bytes
+        if usage.pss_bytes is not None:
+            fields["QWEN_RUN_PSS_BYTES"] = usage.pss_bytes
         if usage.gpu_memory_bytes is not None:
             fields["QWEN_RUN_GPU_MEMORY_BYTES"] = usage.gpu_memory_bytes
         for index, used in usage.gpu_memory_per_gpu.items():

@@ -47,6 +47,8 @@ def metric_values(sample: ResourceSample, run: str | None = None) -> dict[str, f
     if usage is not None:
         values["run_cpu_percent"] = usage.cpu_percent
         values["run_rss_bytes"] = float(usage.rss_bytes)
+        if usage.pss_bytes is not None:
+            values["run_pss_bytes"] = float(usage.pss_bytes)
         if usage.gpu_memory_bytes is not None:
             values["run_gpu_memory_bytes"] = float(usage.gpu_memory_bytes)
         for index, used in usage.gpu_memory_per_gpu.items():

@@ -124,7 +124,7 @@ def run_usage_renderable(sample: ResourceSample | None) -> RenderableType:
     if sample is None or not sample.runs:
         return Text("no run's processes in the newest sample", style="dim")
     table = Table(box=None, padding=(0, 2), expand=False)
-    for label in ("run", "processes", "CPU", "RAM (RSS)", "GPU memory", "GPU processes", "GPU engine"):
+    for label in ("run", "processes", "CPU", "RAM", "GPU memory", "GPU processes", "GPU engine"):
         table.add_column(label, justify="left" if label == "run" else "right", style="bold" if label == "run" else "")
     counted = {str(gpu.index): gpu.process_memory for gpu in sample.gpus}
     for name, usage in sorted(sample.runs.items()):
@@ -133,7 +133,8 @@ def run_usage_renderable(sample: ResourceSample | None) -> RenderableType:
         gpu += "".join(f" ({COUNTED_WORDS[what]})" for what in beyond)
         engine = ", ".join(f"GPU{index} {SCREEN.percent(share)}"
                            for index, share in usage.gpu_engine_percent_per_gpu.items()) or SCREEN.unknown
-        table.add_row(name, str(usage.processes), SCREEN.percent(usage.cpu_percent), SCREEN.size(usage.rss_bytes), gpu,
+        ram = f"{SCREEN.size(usage.ram_bytes)} {usage.ram_kind}"
+        table.add_row(name, str(usage.processes), SCREEN.percent(usage.cpu_percent), ram, gpu,
                       str(usage.gpu_processes), engine)
     return table
 

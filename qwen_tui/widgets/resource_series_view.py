@@ -34,7 +34,8 @@ RELAUNCH = "↻"
 LABEL_WIDTH = 22
 _ORDER = (
     re.compile(r"^cpu_percent$"), re.compile(r"^ram_used_bytes$"), re.compile(r"^gpu\d+_busy_percent$"),
-    re.compile(r"^gpu\d+_vram_used_bytes$"), re.compile(r"^run_cpu_percent$"), re.compile(r"^run_rss_bytes$"),
+    re.compile(r"^gpu\d+_vram_used_bytes$"), re.compile(r"^run_cpu_percent$"), re.compile(r"^run_pss_bytes$"),
+    re.compile(r"^run_rss_bytes$"),
     re.compile(r"^run_gpu_memory_bytes$"), re.compile(r"^run_gpu\d+_memory_bytes$"),
 )
 
