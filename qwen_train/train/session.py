@@ -40,7 +40,7 @@ from qwen_train.train.data.layout import SpecialIds
 from qwen_train.train.data.prefetch import Prefetcher
 from qwen_train.train.device.auto_budget import batching_text, pin_budget, record_choice, resolve_budget, smallest
 from qwen_train.train.device.perf import Perf, make_optimizer, speed_up_model
-from qwen_train.train.guard.faults import FaultInjector, install_fault
+from qwen_train.train.guard.faults import FaultInjector, cap_gpu, install_fault
 from qwen_train.train.heartbeat import Heartbeat
 from qwen_train.train.language import ensure_language
 from qwen_train.train.objective import Objective, unwrap
@@ -65,6 +65,7 @@ class Runtime:
         """The accelerator `spec.train` asks for, its device's Perf defaults with any overrides on top, and
         the recipe `train.recipe` resolves to there."""
         accelerator = make_accelerator(spec)
+        cap_gpu(accelerator.device)
         recipe = resolve_recipe(spec.train, accelerator.device, str(accelerator.mixed_precision))
         return cls(accelerator, Perf.resolve(accelerator.device, perf_overrides), recipe)
 

@@ -6,6 +6,9 @@ deterministically, e.g. in the middle of a checkpoint write. `step-end` holds
 it after a step's heartbeat until a stop request arrives (or the seconds pass),
 so a test can stop a run at a known step however fast the machine is.
 
+`QWEN_TEST_GPU_CAP_GIB=32` caps the process's GPU memory, as the benches emulate Hemma's
+32 GB card on a larger one.
+
 `QWEN_TEST_FAULT='{"module": "talker.model.layers.1.mlp", "step": 5, ...}'`
 injects a fault at one optimizer step: NaN/Inf into the named module's output
 (target "output"), or into / a scale on its weight (target "weight").
@@ -30,6 +33,18 @@ import torch
 
 PAUSE_ENV = "QWEN_TEST_PAUSE"
 FAULT_ENV = "QWEN_TEST_FAULT"
+CAP_ENV = "QWEN_TEST_GPU_CAP_GIB"  # the benches' emulation of a smaller card: a per-process memory cap
+
+
+def cap_gpu(device: torch.device) -> None:
+    """With QWEN_TEST_GPU_CAP_GIB set, cap this process's share of the GPU at that many GiB, as a 32 GB card
+    is emulated on the accelerator machine; the recipe, the plan and "auto" budgets then see the smaller card."""
+    raw = os.environ.get(CAP_ENV)
+    if not raw or device.type != "cuda":
+        return
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    total = torch.cuda.get_device_properties(index).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, float(raw) * 2**30 / total), index)
 
 
 def _pauses() -> dict[str, float]:
