@@ -23,6 +23,7 @@ from qwen_train import exitcodes
 from qwen_train.spec import Posture
 from qwen_train.status import read_status
 from qwen_train.train.checkpointing.checkpoint import list_checkpoints, load_state, read_meta
+from qwen_train.train.data import budget
 from tests.conftest import MakeDir, python_env
 from tests.trainer_harness import kill, losses, run, start, step_of, tree_digest, wait_until, write_spec
 
@@ -45,7 +46,7 @@ def reference(demo_root: Path, module_dir: MakeDir) -> Path:
 def test_the_checkpoint_records_the_budget_plan(reference: Path) -> None:
     cursor = read_meta(list_checkpoints(reference)[-1]).cursor
     assert (cursor.frame_budget, cursor.batch_size, cursor.world_size) == (BUDGET, 0, 1)
-    assert cursor.plan.startswith("strata-v1:") and cursor.global_batches == cursor.batches_per_epoch > 0
+    assert cursor.plan.startswith(f"{budget.RULE}:") and cursor.global_batches == cursor.batches_per_epoch > 0
     status = read_status(reference / "status.json")
     assert status.throughput is not None and status.throughput.frames_per_s > 0
 
