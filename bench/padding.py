@@ -1,6 +1,6 @@
 """Padding and budget use of the frame-budget packing rule, before (strata-v1) and after (today's RULE), on the CPU.
 
-    .venv/bin/python -m bench.padding > padding.md
+    .venv/bin/python -m bench.padding
 
 Issue 31 measured 11.8% padding on Riksdag-length rows on an H100
 (`bench.train_throughput --rows riksdag --frame-budget 3000`). Padding is a
