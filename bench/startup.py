@@ -12,7 +12,7 @@ step 1, under a per-process cap emulating a 32 GB card:
   budget this code chose, since it has no "auto") as the baseline, same card;
 * this code resuming its own run from a durable checkpoint.
 
-    python3 -m bench.startup --old .bench-old --out $OUT [--cap-gib 32]
+    python3 -m bench.startup --old .bench-old --demo .bench-demo --out $OUT [--cap-gib 32]
 
 Writes OUT/startup.json and prints a markdown section for bench/RESULTS.md.
 """
@@ -116,13 +116,17 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-startup"))
     parser.add_argument("--cap-gib", type=float, default=32.0)
+    parser.add_argument("--demo", type=Path, help="a demo dir made by `qwen-train demo` (else one is made here)")
     args = parser.parse_args()
     from qwen_train.demo import build_demo
 
     work = args.work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    demo = build_demo(work / "demo", seed=0)
+    if args.demo is not None:  # built elsewhere: the accelerator machine has no espeak-ng to speak the corpus
+        shutil.copytree(args.demo, work / "demo", symlinks=True)
+    build_demo(work / "demo", seed=0)  # reuses what is there
+    demo = work / "demo"
     model = build_full_model(demo / "model", work / "full")
     new = launch(REPO, write_spec(work, model, demo / "bundle", "auto", 50), work / "new", args.cap_gib, 1)
     budget = json.loads((work / "new" / "frame_budget.json").read_text())["frame_budget"]
