@@ -2,10 +2,13 @@
 
 It is the Backend the API serves and the owner of the threads. It launches
 every kind of job under one contract (jobs/job.py; one JobType per kind in
-jobs/kinds/): training runs, preprocess jobs, diagnose replays and promotion
-gates. A replay or a gate works on a run's checkpoints and writes into its run
+jobs/kinds/): training runs, preprocess jobs, diagnose replays, promotion
+gates and scoring jobs. A replay or a gate works on a run's checkpoints and writes into its run
 dir, so a run and its child job never run at once: either is refused while the
-run is active, and the run's launch or resume while a child runs. When a
+run is active, and the run's launch or resume while a child runs. Scoring is
+the daemon's own: its scheduler (jobs/scoring.py) starts RUN.score beside the
+run on each new durable checkpoint and once the run ends, and what it scored
+goes to the run's events and journald (runs/score_news.py). When a
 training run's launch ends, and again before its gate starts, its resource
 summary goes into its run dir (resources/evidence.py): the gate's resource
 evidence. Shutting it
@@ -39,6 +42,7 @@ from qwen_daemon.jobs.job import Runner
 from qwen_daemon.jobs.kinds import DIAGNOSE, GATE, decode_job, resolve_launch
 from qwen_daemon.jobs.launcher import Launcher
 from qwen_daemon.jobs.process_runner import ProcessRunner
+from qwen_daemon.jobs.scoring import ScoreScheduler
 from qwen_daemon.protocol import (
     AuditList,
     BindRootsView,
@@ -54,6 +58,7 @@ from qwen_daemon.protocol import (
     RunHistory,
     RunList,
     RunResources,
+    RunScores,
     RunView,
     Surface,
     SurfaceList,
@@ -72,6 +77,7 @@ from qwen_daemon.runs.record import RunRecord
 from qwen_daemon.runs.registry import Registry
 from qwen_daemon.runs.run_dir import RunFiles
 from qwen_daemon.runs.run_view import run_detail, run_view
+from qwen_daemon.runs.score_news import ScoreNews
 from qwen_daemon.sharing.disk_admission import DiskAdmission
 from qwen_daemon.sharing.gpu_sharing import GpuSharing
 from qwen_daemon.sharing.reservations import ReservationError, Reservations
@@ -118,7 +124,7 @@ class Daemon:
         self.runners: dict[str, Runner] = {"process": ProcessRunner(config), "docker": self.docker}
         self.summaries = SummaryCache(self.registry, config.sample_period_s)
         self.evidence = Evidence(self.summaries)
-        self.monitor = Monitor(config, self.registry, self.runners, on_end=self.evidence.launch_ended)
+        self.monitor = Monitor(config, self.registry, self.runners, on_end=self._launch_ended)
         probe = choose_backend(Path(config.gpu_root), try_nvml=False) if config.gpu_root else None
         self.sampler = Sampler(
             config.sample_period_s, self.registry, self._active_names, probe=probe, run_pids=self._run_pids,
@@ -129,10 +135,18 @@ class Daemon:
         self.launcher = Launcher(self.config, self.registry, self.governance, self.runners, self.gpu, self.evidence,
                                  DiskAdmission(self._gpu_bytes), self.monitor.later)
         self.files = RunFiles(self._record)
+        self.scoring = ScoreScheduler(self.config, self.registry, self.launcher, self._members)
+        self.score_news = ScoreNews(self.registry, self.journal)
         self._watchdog: Watchdog | None = None
         self._server: ApiServer | None = None
         self._control = self.launcher.control  # launch and stop of any name never interleave
         self._serving: threading.Thread | None = None
+
+    def _launch_ended(self, record: RunRecord) -> None:
+        """A launch ended: a training run's resource evidence, its end's scoring; a scoring job's news."""
+        self.evidence.launch_ended(record)
+        self.scoring.run_ended(record)
+        self.score_news.launch_ended(record)
 
     def _gpu_bytes(self) -> int | None:
         """The first card's memory as the sampler reads it (None: no GPU): what "auto" recipes resolve against.
@@ -273,6 +287,9 @@ class Daemon:
     def verdict(self, name: str) -> GateVerdict:
         return self.files.verdict(name)
 
+    def scores(self, name: str) -> RunScores:
+        return self.files.scores(name)
+
     def stop(self, name: str, actor: str = "local") -> RunView:
         """Graceful stop; idempotent for a run that is stopping or already ended."""
         with self._control:
@@ -322,6 +339,7 @@ class Daemon:
         self.sampler.start()
         self.monitor.start()
         self.gpu.start(self.launcher.launch_queued)
+        self.scoring.start()
         self._serving = threading.Thread(target=self._server.serve_forever, name="api", daemon=True)
         self._serving.start()
 
@@ -333,6 +351,7 @@ class Daemon:
             self._server.server_close()
             self._server = None
         self.monitor.stop()
+        self.scoring.stop()
         self.gpu.stop()
         self.sampler.stop()
         self.docker.close()

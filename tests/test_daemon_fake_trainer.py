@@ -16,7 +16,8 @@ qwen_train.status.write_status, and exits 5 (stopped) on SIGTERM after a
 final "stopped" status. Behaviour for a test is set by an optional
 RUN_DIR/fixture.json: {"write_status": bool, "ignore_sigterm": bool,
 "default_sigterm": bool (die of SIGTERM, like a trainer still importing torch),
-"exit_after_s": float | null, "exit_code": int}. `diagnose` writes nothing:
+"exit_after_s": float | null, "exit_code": int, "checkpoint_every": int (every that many steps a durable
+checkpoint dir RUN_DIR/checkpoints/step-N, named in the status's last_checkpoint; 0: none)}. `diagnose` writes nothing:
 it waits, holding its nonce only in its environment, until RUN_DIR/release
 exists, then writes a valid RUN_DIR/diagnosis.json and exits 0 (SIGTERM: exit 5).
 """
@@ -34,10 +35,11 @@ from pathlib import Path
 import msgspec
 
 from qwen_train.atomic import atomic_write_bytes
+from qwen_train.checkpoint_files import CKPT_DIR, checkpoint_name
 from qwen_train.exitcodes import STATE_BY_CODE, STOPPED, USAGE
 from qwen_train.prepare.spec import load_prepare_spec
 from qwen_train.spec import SpecError, load_spec
-from qwen_train.status import Diagnosis, Losses, Status, Throughput, write_status
+from qwen_train.status import CheckpointRef, Diagnosis, Losses, Status, Throughput, write_status
 
 FIXTURE_FILE = "fixture.json"
 TICK_S = 0.2
@@ -49,6 +51,7 @@ class Fixture(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     default_sigterm: bool = False
     exit_after_s: float | None = None
     exit_code: int = 0
+    checkpoint_every: int = 0
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
@@ -123,13 +126,21 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop_asked.append(True))
     started = time.time()
 
+    last: list[CheckpointRef] = []
+
+    def checkpoint(step: int) -> None:
+        if fixture.checkpoint_every and step % fixture.checkpoint_every == 0:
+            path = args.run_dir / CKPT_DIR / checkpoint_name(step)
+            path.mkdir(parents=True, exist_ok=True)
+            last[:] = [CheckpointRef(step=step, path=str(path), written_at=time.time())]
+
     def status(step: int, state: str, message: str | None = None) -> Status:
         return Status(
             run_id=args.run_id, nonce=args.nonce, host=socket.gethostname(), pid=os.getpid(),
             state=state, heartbeat=time.time(), started_at=started, step=step,  # type: ignore[arg-type]
             max_steps=max_steps, losses=Losses(total=10.0 / step, talker=8.0 / step,
             code_predictor=2.0 / step), throughput=Throughput(steps_per_s=5.0, frames_per_s=500.0),
-            message=message,
+            message=message, last_checkpoint=last[0] if last else None,
         )
 
     step = 0
@@ -142,6 +153,7 @@ def main(argv: list[str]) -> int:
             state = STATE_BY_CODE.get(fixture.exit_code, "failed")
             write_status(args.run_dir, status(step, state, f"fake trainer exits {fixture.exit_code}"))
             return fixture.exit_code
+        checkpoint(step)
         if fixture.write_status:
             write_status(args.run_dir, status(step, working))
         print(f"step {step}", flush=True)

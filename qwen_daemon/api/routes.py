@@ -36,6 +36,7 @@ from qwen_daemon.protocol import (
     RunHistory,
     RunList,
     RunResources,
+    RunScores,
     RunView,
     Surface,
     SurfaceList,
@@ -66,6 +67,7 @@ class Backend(Protocol):
     def diagnosis(self, name: str) -> Diagnosis: ...
     def gate(self, name: str, request: GateRequest, actor: str) -> RunView: ...
     def verdict(self, name: str) -> GateVerdict: ...
+    def scores(self, name: str) -> RunScores: ...
     def surfaces(self) -> SurfaceList: ...
     def set_class(self, name: str, change: ClassChange, actor: str) -> Surface: ...
     def audit(self) -> AuditList: ...
@@ -161,6 +163,10 @@ def _verdict(h: Request, parts: list[str]) -> tuple[int, Any]:
     return 200, h.backend.verdict(parts[1])
 
 
+def _scores(h: Request, parts: list[str]) -> tuple[int, Any]:
+    return 200, h.backend.scores(parts[1])
+
+
 def _history(h: Request, parts: list[str]) -> tuple[int, Any]:
     return 200, h.backend.history(parts[1])
 
@@ -197,6 +203,7 @@ _RUN_ROUTES: dict[str, dict[str, Action]] = {
     "history": {"GET": _history},
     "diagnosis": {"GET": _diagnosis},
     "resources": {"GET": _resources},
+    "scores": {"GET": _scores},
 }
 
 

@@ -3,7 +3,7 @@
   qwen-daemon prepare SPEC_FILE [--surface S] [--runner process|docker]   (a preprocess job)
   qwen-daemon diagnose NAME [--step N]     (the job NAME.diagnose replays run NAME)
   qwen-daemon gate NAME [--asr DIR] [--verifier DIR] [--thresholds F] [--checkpoint N]   (job NAME.gate judges NAME)
-  qwen-daemon history NAME [--json]        (losses and evals, as the dashboard gets them)
+  qwen-daemon history NAME [--json]        (losses, evals and listening scores, as the dashboard gets them)
   qwen-daemon verdict NAME [--json]        (run NAME's gate verdict, criterion by criterion)
 
 Split from cli.py to keep each module about one thing. Like `launch`, `prepare`
@@ -21,6 +21,7 @@ from typing import Any
 
 from qwen_daemon.cli.args import name_arg
 from qwen_daemon.cli.render import table
+from qwen_daemon.cli.scores import history_scores_lines
 from qwen_daemon.protocol import GateVerdict, RunHistory
 from qwen_daemon.protocol.client import DaemonClient
 from qwen_daemon.protocol.display import PLAIN
@@ -71,9 +72,10 @@ def verdict_text(verdict: GateVerdict) -> str:
 
 
 def history_text(history: RunHistory) -> str:
-    """The newest loss points and every eval; --json has them all."""
+    """The newest loss points, every eval and the listening scores; --json has them all."""
+    scored = history_scores_lines(history.scores, history.base_scores, history.best_score_step)
     if not history.losses and not history.evals:
-        return f"run {history.name}: no losses or evals recorded yet"
+        return "\n".join([f"run {history.name}: no losses or evals recorded yet", *scored])
     lines = []
     if history.losses:
         first, last = history.losses[0].step, history.losses[-1].step
@@ -88,7 +90,7 @@ def history_text(history: RunHistory) -> str:
         rows += [[str(e.step), PLAIN.decimal(e.total), *(PLAIN.decimal(e.per_split.get(s)) for s in splits)]
                  for e in history.evals]
         lines.append(table(rows))
-    return "\n".join(lines)
+    return "\n".join(lines + scored)
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, wrap: Any) -> None:
@@ -126,7 +128,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, wrap: Any) -> None:
     p.add_argument("name", metavar="NAME", type=name_arg, help="run name")
     p.set_defaults(func=wrap(_verdict))
 
-    p = sub.add_parser("history", parents=[common], help="a run's per-step losses and evals",
-                       description="A run's per-step losses (at most 2000 points) and evals.")
+    p = sub.add_parser("history", parents=[common], help="a run's per-step losses, evals and listening scores",
+                       description="A run's per-step losses (at most 2000 points), evals and listening scores.")
     p.add_argument("name", metavar="NAME", type=name_arg, help="run name")
     p.set_defaults(func=wrap(_history))

@@ -11,6 +11,7 @@
   qwen-daemon diagnose NAME      [--step N]   (replay an ended run: job NAME.diagnose)
   qwen-daemon gate NAME          [--asr DIR] [--verifier DIR] [--thresholds F] [--checkpoint N]   (job NAME.gate)
   qwen-daemon verdict NAME       [--json]   (the gate's verdict, criterion by criterion)
+  qwen-daemon scores NAME        [--json]   (listening scores by checkpoint, the base row, the best marked)
   qwen-daemon history NAME       [--json]
   qwen-daemon host               [--socket S] [--json]
   qwen-daemon disk               [--socket S] [--json]
@@ -41,10 +42,11 @@ from qwen_daemon.cli import gpu as cli_gpu
 from qwen_daemon.cli import jobs as cli_jobs
 from qwen_daemon.cli import ops as cli_ops
 from qwen_daemon.cli import render
+from qwen_daemon.cli import scores as cli_scores
 from qwen_daemon.cli.args import name_arg
 from qwen_daemon.cli.disk import disk_text
 from qwen_daemon.config import DEFAULT_JOURNAL_SOCKET, BindRoot, ConfigError, DaemonConfig, DockerSettings
-from qwen_daemon.protocol import GateVerdict, HostView, RunDetail, RunHistory, RunList, RunView
+from qwen_daemon.protocol import GateVerdict, HostView, RunDetail, RunHistory, RunList, RunScores, RunView
 from qwen_daemon.protocol.client import DaemonClient, DaemonError
 from qwen_daemon.protocol.disk import DiskView
 from qwen_daemon.protocol.socket import SOCKET_ENV, default_socket, default_state_dir
@@ -159,6 +161,7 @@ def _client_parsers(sub: Any) -> None:
                            help="run spec JSON; relative paths in it resolve against the file")
         p.set_defaults(func=_client_command(call))
     cli_jobs.add_parsers(sub, common, _client_command)
+    cli_scores.add_parser(sub, common, _client_command)
     cli_ops.add_parsers(sub, common)
     cli_gpu.add_parser(sub, common)
 
@@ -260,6 +263,8 @@ def _text(answer: Any) -> str:
         return cli_jobs.history_text(answer)
     if isinstance(answer, GateVerdict):
         return cli_jobs.verdict_text(answer)
+    if isinstance(answer, RunScores):
+        return cli_scores.scores_text(answer)
     return str(answer)
 
 

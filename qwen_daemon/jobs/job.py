@@ -1,7 +1,7 @@
 """What every runner shares: the job, its kind's contract, a launch's handle and end.
 
 A job is what the daemon launches under a name; its kind is a `JobType`
-(jobs/kinds/: training run, preprocessing, diagnose replay, promotion gate),
+(jobs/kinds/: training run, preprocessing, diagnose replay, promotion gate, scoring),
 which owns everything that differs between kinds: its spec type and the record
 written to RUN_DIR/spec.json (and kept in the registry, so a relaunch reruns the
 same job), the host paths beyond the run dir that a container must see, its
@@ -64,8 +64,30 @@ class GateTarget(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     verifier: str | None = None
 
 
-JobSpec = RunSpec | PrepareSpec | DiagnoseTarget | GateTarget
+class ScoreTarget(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A scoring job's spec: the run it listens to and that run's dir; what to score: one durable checkpoint
+    (`checkpoint`), or every kept one without scores (`all_unscored`); `base` also scores the base model (the
+    reference row, once); `asr` the ASR judge's model dir (the daemon's --gate-asr), None for the scorer's own."""
+
+    run: str
+    run_dir: str
+    checkpoint: int | None = None
+    all_unscored: bool = False
+    base: bool = False
+    asr: str | None = None
+
+
+JobSpec = RunSpec | PrepareSpec | DiagnoseTarget | GateTarget | ScoreTarget
 Paths = list[tuple[Path, bool, str]]  # (host path, read-only, what it is)
+
+
+@dataclass(frozen=True)
+class BesideLoad:
+    """What a job working beside a training run loads onto the run's GPU: the run's model (`spec`), and the
+    ASR judge's model dir where one is given."""
+
+    spec: RunSpec
+    asr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +148,11 @@ class JobType(ABC):
     def works_in(self, job: Job, run_dir: Path) -> Path:
         """The run dir whose lock (qwen_train.run_lock) the job takes: by default its own."""
         return run_dir
+
+    def beside(self, job: Job) -> BesideLoad | None:
+        """For a job that loads a training run's model onto its GPU while that run may train (scoring), what it
+        loads, which GPU admission plans it by; None for every other job."""
+        return None
 
     def from_request(self, request: LaunchRequest) -> Job:
         """The validated job a LaunchRequest of this kind asks for, or a RequestError saying why not."""

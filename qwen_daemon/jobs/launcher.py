@@ -79,27 +79,29 @@ class Launcher:
         return record
 
     def active_children(self, run: str) -> list[RunRecord]:
-        """The child jobs (RUN.diagnose, RUN.gate) of `run` that are active now."""
+        """The child jobs (RUN.diagnose, RUN.gate, RUN.score) of `run` that are active now."""
         return [r for r in self.registry.active() if r.parent == run]
 
     def write_evidence(self, record: RunRecord) -> None:
         self.evidence.before_gate(record)
 
     def _govern(self, job: Job) -> None:
-        """The job's kind says which rules it meets (a training run: surface and lane); a run waits for its child."""
+        """The job's kind says which rules it meets (a training run: surface and lane); a run waits for its child,
+        unless that child runs beside it (scoring)."""
         try:
             job.type.govern(job, self.governance)
         except GovernanceRefusal as exc:
             raise RequestError(403, str(exc)) from None
-        children = self.active_children(job.name)
+        children = [c for c in self.active_children(job.name) if not kind_info(c.kind).beside]
         if children:
             child = children[0]
             raise conflict(f"{child.kind} job {child.name!r} is {kind_info(child.kind).doing} run {job.name!r}: "
                            "wait for it to end (or stop it) first")
 
-    def spawn(self, job: Job, resume: bool, actor: str, from_queue: bool = False) -> None:
+    def spawn(self, job: Job, resume: bool, actor: str, from_queue: bool = False, queue: bool = False) -> None:
         """Governance, GPU admission, runner checks, reserve, start, record; a start failure ends the launch
-        as failed. A GPU run that does not fit is refused, or queued when the operator chose so."""
+        as failed. A GPU run that does not fit is refused, or queued when the operator chose so; `queue`: queued
+        whatever the operator chose (a job the daemon starts on its own has nobody to refuse it to)."""
         self._govern(job)
         runner = self.runners[job.runner]
         run_dir = self.config.run_dir(job.name)
@@ -114,7 +116,7 @@ class Launcher:
             if not exc.queueable:
                 raise unprocessable(str(exc)) from None
             mode = self.config.disk_admission if exc.rule == RULE_DISK else self.config.gpu_admission
-            if mode != "queue":
+            if mode != "queue" and not queue:
                 raise conflict(str(exc)) from None
             try:
                 self.registry.enqueue(job, run_dir, time.time(), exc.reason)

@@ -10,6 +10,7 @@ is the jobs room's (jobs/kinds/). Errors are ErrorBody with a 4xx/5xx status.
   requests.py   what clients send (launch, diagnose, gate, class change), health, errors
   resources.py  samples, summaries and series of host and run resources
   surfaces.py   surfaces, their classes and audit; bindroots.py: mount proofs
+  scores.py     a run's listening scores, their judges and the best checkpoint
   kinds.py      the job kinds and child-job names; socket.py: where the socket is
   errors.py     RequestError, the 4xx a handler raises; client.py: DaemonClient
   display.py    how its values read to a person, one set for the CLI and the dashboard
@@ -26,6 +27,7 @@ from qwen_daemon.protocol.kinds import (
     diagnose_name,
     gate_name,
     kind_info,
+    score_name,
 )
 from qwen_daemon.protocol.requests import (
     ClassChange,
@@ -63,6 +65,7 @@ from qwen_daemon.protocol.runs import (
     RunState,
     RunView,
 )
+from qwen_daemon.protocol.scores import BEST_RULE, RunScores, ScorePoint, ScoreProblem, best_step
 from qwen_daemon.protocol.surfaces import (
     DEFAULT_SURFACE,
     NEVER_LAUNCHED,
@@ -75,12 +78,13 @@ from qwen_daemon.protocol.surfaces import (
 from qwen_train.gate.verdict import CRITERIA, Criterion, GateVerdict
 
 __all__ = [
-    "ACTIVE_STATES", "AuditEntry", "AuditList", "BindRootStatus", "BindRootsView", "CRITERIA",
+    "ACTIVE_STATES", "BEST_RULE", "AuditEntry", "AuditList", "BindRootStatus", "BindRootsView", "CRITERIA",
     "CheckpointView", "ClassChange", "Criterion", "DEFAULT_POINTS", "DEFAULT_SURFACE", "DiagnoseRequest",
     "ErrorBody", "EvalPoint", "Gap", "GateRequest", "GateVerdict", "GpuSample", "Health", "HealthView", "HostView",
     "JobKind", "KINDS", "KindInfo", "LaunchRequest", "LossPoint", "MAX_POINTS", "MetricSeries", "MetricStats",
     "NEVER_LAUNCHED", "PENDING_STATES", "ProbeResult", "ProbeView", "ResourceBucket", "ResourceSample",
     "ResourceSummary",
-    "RunDetail", "RunHistory", "RunList", "RunResources", "RunState", "RunUsage", "RunView", "SamplerHealth",
-    "Surface", "SurfaceClass", "SurfaceList", "child_name", "diagnose_name", "gate_name", "kind_info",
+    "RunDetail", "RunHistory", "RunList", "RunResources", "RunScores", "RunState", "RunUsage", "RunView",
+    "SamplerHealth", "ScorePoint", "ScoreProblem", "best_step",
+    "Surface", "SurfaceClass", "SurfaceList", "child_name", "diagnose_name", "gate_name", "kind_info", "score_name",
 ]

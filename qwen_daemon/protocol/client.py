@@ -31,6 +31,7 @@ from qwen_daemon.protocol import (
     RunHistory,
     RunList,
     RunResources,
+    RunScores,
     RunView,
     Surface,
     SurfaceList,
@@ -160,6 +161,10 @@ class DaemonClient:
     def verdict(self, name: str) -> GateVerdict:
         """Run NAME's gate verdict; DaemonError 404 until the gate has written one, 422 if it is unreadable."""
         return self._request("GET", _run_path(name, "gate"), GateVerdict)
+
+    def scores(self, name: str) -> RunScores:
+        """Run NAME's listening scores: the base row, each scored checkpoint, the best (a child job's: its run's)."""
+        return self._request("GET", _run_path(name, "scores"), RunScores)
 
     def surfaces(self) -> SurfaceList:
         return self._request("GET", "/surfaces", SurfaceList)

@@ -15,9 +15,10 @@ from qwen_train.spec import check_name
 
 DIAGNOSE_SUFFIX = ".diagnose"
 GATE_SUFFIX = ".gate"
+SCORE_SUFFIX = ".score"
 
 
-JobKind = Literal["train", "preprocess", "diagnose", "gate"]
+JobKind = Literal["train", "preprocess", "diagnose", "gate", "score"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class KindInfo:
     `doing`: what it does to its parent while it runs, for refusals ("replaying run r1").
     `parent_role`: its parent as a fact about it ("replays run: r1"), or "" where it has none.
     `diagnoses`: it writes its parent's diagnosis, so a client shows one for it too.
+    `beside`: it may run while its parent trains (it takes no lock on the parent's dir), so it never keeps
+    the parent from launching or resuming; the daemon, not an operator, starts it.
     """
 
     kind: JobKind
@@ -40,6 +43,7 @@ class KindInfo:
     doing: str = ""
     parent_role: str = ""
     diagnoses: bool = False
+    beside: bool = False
 
 
 KINDS: dict[str, KindInfo] = {
@@ -48,6 +52,7 @@ KINDS: dict[str, KindInfo] = {
     "diagnose": KindInfo("diagnose", "diagnose job", child=True, doing="replaying", parent_role="replays run",
                          diagnoses=True),
     "gate": KindInfo("gate", "gate job", child=True, doing="judging", parent_role="judges run"),
+    "score": KindInfo("score", "scoring job", child=True, doing="scoring", parent_role="scores run", beside=True),
 }
 
 
@@ -73,3 +78,8 @@ def diagnose_name(run: str) -> str:
 def gate_name(run: str) -> str:
     """`RUN.gate`: the one gate job of run RUN."""
     return child_name(run, GATE_SUFFIX)
+
+
+def score_name(run: str) -> str:
+    """`RUN.score`: the one scoring job of run RUN, which listens to its durable checkpoints one launch at a time."""
+    return child_name(run, SCORE_SUFFIX)

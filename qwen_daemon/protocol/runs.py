@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 from qwen_daemon.protocol.resources import ResourceSummary
+from qwen_daemon.protocol.scores import ScorePoint
 from qwen_train.spec import TrainMode
 from qwen_train.status import Event, Status
 
@@ -50,11 +51,16 @@ class EvalPoint(msgspec.Struct, frozen=True):
 
 
 class RunHistory(msgspec.Struct, frozen=True):
-    """Curves for the dashboard: from the run's losses.jsonl and report.json (downsampled to <= 2000 points)."""
+    """Curves for the dashboard: from the run's losses.jsonl and report.json (downsampled to <= 2000 points),
+    and its listening scores (RUN_DIR/scores/): one point per scored checkpoint, oldest first, the base
+    model's row, and the best checkpoint by protocol.scores.BEST_RULE."""
 
     name: str
     losses: list[LossPoint] = []
     evals: list[EvalPoint] = []
+    scores: list[ScorePoint] = []
+    base_scores: ScorePoint | None = None
+    best_score_step: int | None = None
 
 
 class RunView(msgspec.Struct, frozen=True):

@@ -19,9 +19,11 @@ from qwen_daemon.protocol.gpu import GpuHolder, GpuReservation, GpuStatus
 from qwen_daemon.resources.gpu.backend import GpuBackend
 from qwen_daemon.runs.record import RunRecord
 from qwen_daemon.runs.registry import Registry
-from qwen_daemon.sharing.admission import gpu_spec, headroom_warning, holders, why_not
+from qwen_daemon.sharing.admission import gpu_spec, headroom_warning, holders, planned_peak, why_not
+from qwen_daemon.sharing.beside import scoring_peak, why_not_beside
 from qwen_daemon.sharing.reservations import Reservations
 from qwen_daemon.ticker import Ticker
+from qwen_train.spec import SpecError, decode_spec
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class GpuSharing:
         self._run_pids = run_pids
         self.warnings: dict[str, str] = {}
         self._waiting: dict[str, str] = {}  # queued run -> what it waited for at the last tick
+        self._plans: dict[tuple[str, int], int] = {}  # (launch nonce, card bytes) -> that launch's planned peak
         self._ticker = Ticker("gpu-sharing", TICK_S, self.tick)
 
     def holders(self) -> list[GpuHolder]:
@@ -69,6 +72,7 @@ class GpuSharing:
         """Raise Refused when `job` may not start on the GPU now."""
         spec = gpu_spec(job)
         if spec is None:
+            self._admit_beside(job)
             return
         try:
             # Wake a sleeping card for this one reading: the run is about to use it, and its VRAM must be known.
@@ -77,6 +81,46 @@ class GpuSharing:
             raise Refused("gpu-plan", f"cannot plan run {spec.name}'s GPU memory: {exc}", queueable=False) from None
         if refusal is not None:
             raise Refused(*refusal)
+
+    def _admit_beside(self, job: Job) -> None:
+        """A job that loads a training run's model (scoring): room for it and for the card's runs' plans."""
+        try:
+            load = job.type.beside(job)
+        except ValueError as exc:  # SpecError: the run's dir no longer holds a spec
+            raise Refused("gpu-plan", f"cannot tell what {job.name} loads: {exc}", queueable=False) from None
+        if load is None or load.spec.train.device == "cpu":
+            return
+        gpus = self._gpus(wake=True)[0]
+        if not gpus:  # a host without a GPU: scoring runs on the CPU
+            return
+        try:
+            need = scoring_peak(load.spec, load.asr)
+        except ValueError as exc:
+            raise Refused("gpu-plan", f"cannot plan {job.name}'s GPU memory: {exc}", queueable=False) from None
+        refusal = why_not_beside(job.name, need, gpus, self.reservations.current(), self.holders(),
+                                 self._running_plans)
+        if refusal is not None:
+            raise Refused(*refusal)
+
+    def _running_plans(self, gpu_bytes: int) -> dict[str, int]:
+        """The planned peaks of our training runs running on a GPU now, by run (each launch's planned once)."""
+        plans: dict[str, int] = {}
+        active = self.registry.active()
+        self._plans = {key: peak for key, peak in self._plans.items() if key[0] in {r.nonce for r in active}}
+        for record in active:
+            if not kind_info(record.kind).trains or record.nonce is None:
+                continue
+            key = (record.nonce, gpu_bytes)
+            if key not in self._plans:
+                try:
+                    spec = decode_spec(record.spec_json, source=f"run {record.name}")
+                    self._plans[key] = 0 if spec.train.device == "cpu" else planned_peak(spec, gpu_bytes)
+                except (SpecError, ValueError) as exc:
+                    log.warning("run %s: no memory plan to keep room for (%s)", record.name, exc)
+                    self._plans[key] = 0
+            if self._plans[key]:
+                plans[record.name] = self._plans[key]
+        return plans
 
     def reserve(self, reason: str, actor: str) -> GpuReservation:
         reservation = self.reservations.reserve(reason, actor)

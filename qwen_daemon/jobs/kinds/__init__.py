@@ -10,11 +10,12 @@ from qwen_daemon.jobs.job import Job, JobType
 from qwen_daemon.jobs.kinds.diagnose import DIAGNOSE
 from qwen_daemon.jobs.kinds.gate import GATE
 from qwen_daemon.jobs.kinds.preprocess import PREPROCESS
+from qwen_daemon.jobs.kinds.score import SCORE
 from qwen_daemon.jobs.kinds.train import TRAIN
 from qwen_daemon.protocol import LaunchRequest
 from qwen_train.spec import SpecError
 
-KIND_TYPES: dict[str, JobType] = {kind.info.kind: kind for kind in (TRAIN, PREPROCESS, DIAGNOSE, GATE)}
+KIND_TYPES: dict[str, JobType] = {kind.info.kind: kind for kind in (TRAIN, PREPROCESS, DIAGNOSE, GATE, SCORE)}
 
 
 def job_type(kind: str, source: str = "a job") -> JobType:
@@ -36,4 +37,4 @@ def resolve_launch(request: LaunchRequest) -> Job:
     return KIND_TYPES[request.kind].from_request(request)
 
 
-__all__ = ["DIAGNOSE", "GATE", "KIND_TYPES", "PREPROCESS", "TRAIN", "decode_job", "job_type", "resolve_launch"]
+__all__ = ["DIAGNOSE", "GATE", "KIND_TYPES", "PREPROCESS", "SCORE", "TRAIN", "decode_job", "job_type", "resolve_launch"]
