@@ -1,4 +1,5 @@
-"""One run in full: facts, curves, trusted status, non-finite diagnosis, resources, checkpoints, events.
+"""One run in full: facts, curves, listening scores, trusted status, non-finite diagnosis, resources, checkpoints,
+events.
 
 The app fetches this run's RunDetail (with its kept checkpoints), its history
 and (where one can exist) its diagnosis on every poll while the screen is on
@@ -16,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
-from qwen_daemon.protocol import DEFAULT_POINTS
+from qwen_daemon.protocol import DEFAULT_POINTS, RunView, kind_info, score_name
 from qwen_tui.actions import VerbName, bindings
 from qwen_tui.history import LossHistory
 from qwen_tui.messages import ActionRequested, OpenGate
@@ -30,12 +31,14 @@ from qwen_tui.widgets.host_bar import HostBar
 from qwen_tui.widgets.loss_curves import LossCurves
 from qwen_tui.widgets.resource_series_view import LABEL_WIDTH, ResourceSeriesView
 from qwen_tui.widgets.run_facts import RunFactsView
+from qwen_tui.widgets.scores_view import ScoresView
 from qwen_tui.widgets.status_view import TrustedStatusView
 from qwen_tui.widgets.summary_view import ResourceSummaryView
 
 TITLES: dict[str, str] = {
     "#facts": "run",
     "#curves": "loss",
+    "#scores": "listening scores",
     "#status": "trusted status",
     "#diagnosis": "non-finite",
     "#series": "resources over time",
@@ -78,6 +81,7 @@ class RunDetailScreen(DashboardScreen):
             yield Static("", id="detail-error")
             yield RunFactsView(loading, id="facts")
             yield LossCurves(id="curves")
+            yield ScoresView(loading, id="scores")
             yield TrustedStatusView(loading, id="status")
             yield DiagnosisView(loading, id="diagnosis")
             yield ResourceSeriesView(loading, id="series")
@@ -121,6 +125,13 @@ class RunDetailScreen(DashboardScreen):
         if view is not None or mine:
             self.query_one(RunFactsView).show(view)
         self.query_one(LossCurves).show(self.history, self.run_name, snapshot.history_error if mine else None)
+        if mine and (snapshot.history is not None or snapshot.history_error):
+            self._show_scores(snapshot, view)
+
+    def _show_scores(self, snapshot: Snapshot, view: RunView | None) -> None:
+        """The scores of the run (a child job's: its run's), with the run's scoring job."""
+        run = view.parent if view is not None and kind_info(view.kind).child and view.parent else self.run_name
+        self.query_one(ScoresView).show(snapshot.history, snapshot.history_error, snapshot.run(score_name(run)))
 
     def action_verb(self, verb: VerbName) -> None:
         self.post_message(ActionRequested(verb, self.run_name))
