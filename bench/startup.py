@@ -87,15 +87,22 @@ def status(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def launch(code: Path, spec: Path, run_dir: Path, cap_gib: float, until_step: int, *extra: str) -> dict[str, Any]:
-    """Seconds from process start to status.json's step `until_step`; the process is killed after it."""
+def launch(code: Path, spec: Path, run_dir: Path, cap_gib: float, until_step: int, *extra: str,
+           cache: Path | None = None) -> dict[str, Any]:
+    """Seconds from process start to status.json's step `until_step`, as this process's own heartbeat says it.
+
+    `cache`: torch.compile's caches (inductor, triton) for this launch; a fresh dir is a cold compile, as a
+    first run on a machine has, and a shared one is what a resume on the same machine finds.
+    """
     path = f"{code}:{os.environ.get('PYTHONPATH', '')}"
-    env = {**os.environ, "QWEN_TEST_GPU_CAP_GIB": str(cap_gib), "PYTHONPATH": path}
+    cache = cache or run_dir.parent / f"cache-{run_dir.name}"
+    env = {**os.environ, "QWEN_TEST_GPU_CAP_GIB": str(cap_gib), "PYTHONPATH": path,
+           "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"), "TRITON_CACHE_DIR": str(cache / "triton")}
     log = (run_dir.parent / f"{run_dir.name}.log").open("w")
     began = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "qwen_train", "run", str(spec), "--run-dir", str(run_dir), *extra],
                             cwd=code, env=env, stdout=log, stderr=subprocess.STDOUT)
-    while status(run_dir).get("step", 0) < until_step:
+    while status(run_dir).get("pid") != proc.pid or status(run_dir).get("step", 0) < until_step:
         if proc.poll() is not None:
             said = (run_dir.parent / f"{run_dir.name}.log").read_text()[-3000:]
             raise RuntimeError(f"{run_dir}: exited {proc.returncode}: {said}")
@@ -134,7 +141,7 @@ def main() -> int:
         time.sleep(0.2)  # the first durable checkpoint, for the resume below
     stop(new.pop("proc"))
     resumed = launch(REPO, write_spec(work, model, demo / "bundle", "auto", 50), work / "new", args.cap_gib,
-                     status(work / "new")["last_checkpoint"]["step"] + 1, "--resume")
+                     status(work / "new")["last_checkpoint"]["step"] + 1, "--resume", cache=work / "cache-new")
     stop(resumed.pop("proc"))
     old_spec = write_spec(work, model, demo / "bundle", budget, 50)
     old = launch(args.old.resolve(), old_spec, work / "old", args.cap_gib, 1)

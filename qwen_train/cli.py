@@ -64,6 +64,22 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--thresholds", type=Path, help="thresholds JSON file (default: the built-in thresholds)")
     gate.add_argument("--max-rows", type=int, help="bound eval rows and clones to N each")
 
+    score = sub.add_parser("score", help="listen to a run's checkpoints and the base model: clones of the listening "
+                           "set, judged; writes RUN_DIR/scores/")
+    score.add_argument("run_dir", type=Path)
+    what = score.add_mutually_exclusive_group()
+    what.add_argument("--checkpoint", type=int, help="score this kept checkpoint's step")
+    what.add_argument("--all-unscored", action="store_true", help="score every kept checkpoint without current scores")
+    score.add_argument("--base", action="store_true", help="score the base model (once: cached by its digest and the "
+                       "listening set's); with neither option above, everything unscored and the base")
+    score.add_argument("--asr", type=Path, help="ASR judge dir: a Swedish Whisper (KB-Whisper) or a CTC model "
+                       "(none: CER, WER and language are not measured)")
+    score.add_argument("--verifier", type=Path, help="speaker-verification model dir (a transformers x-vector model; "
+                       "default: resemblyzer's shipped encoder)")
+    score.add_argument("--device", default="auto", help="cuda, cuda:N or cpu (default: cuda when there is one)")
+    score.add_argument("--plan", action="store_true", help="print what scoring needs of a GPU, by part, as JSON, and "
+                       "score nothing")
+
     demo = sub.add_parser("demo", help="generate the Swedish demo corpus, tiny model, bundle and spec")
     demo.add_argument("dir", type=Path)
     demo.add_argument("--seed", type=int, default=0)
@@ -278,6 +294,11 @@ def dispatch(args: argparse.Namespace) -> int:
         options = GateOptions(args.run_dir, args.checkpoint, args.export, args.base, args.asr, args.resources,
                               args.thresholds, args.max_rows, args.verifier)
         return _on_run_dir(args, lambda: gate_main(options))
+    if args.command == "score":
+        from qwen_train.scores.command import ScoreOptions, score_main
+
+        return score_main(ScoreOptions(args.run_dir, args.checkpoint, args.all_unscored, args.base, args.asr,
+                                       args.verifier, args.device, args.plan))
     if args.command == "demo":
         from qwen_train.demo import build_demo
 

@@ -67,7 +67,7 @@ def _pick(run_dir: Path, step: int | None) -> Path:
         raise ExportError(str(exc)) from None
 
 
-def _trained_model(spec: Any, ckpt: Path, meta: Any, adapter_only: bool) -> tuple[Any, Any, str]:
+def trained_model(spec: Any, ckpt: Path, meta: Any, adapter_only: bool) -> tuple[Any, Any, str]:
     """The base model with the checkpoint's weights in (an adapter merged, unless `adapter_only`), its processor,
     and what the export holds; ExportError when the checkpoint cannot be applied."""
     from qwen_train.modeldir import load_base_model
@@ -115,7 +115,7 @@ def export_run(run_dir: Path, step: int | None = None, out: Path | None = None, 
     if out.exists():
         raise ExportError(f"{out} already exists; choose another --out or remove it")
     try:
-        model, extra, contents = _trained_model(spec, ckpt, meta, adapter_only)
+        model, extra, contents = trained_model(spec, ckpt, meta, adapter_only)
     except CheckpointError as exc:
         raise ExportError(str(exc)) from None
     provenance = ExportProvenance(

@@ -41,11 +41,18 @@ class SpecError(ValueError):
 
 
 class Posture(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Checkpoint/eval cadence. 500/100/3 is the default for real runs."""
+    """Checkpoint/eval cadence. 500/100/3 is the default for real runs.
+
+    With listening scores on (`scores.enabled`), retention keeps more than the newest `keep_last`: the
+    best-scored checkpoint (qwen_train/scores/best.py says by which rule), and, with `keep_unscored`, every
+    checkpoint still waiting for its scores, until the disk cannot hold the next checkpoint (then the oldest
+    waiting ones go first: qwen_train/scores/retention.py).
+    """
 
     checkpoint_every: int = 500
     eval_every: int = 100
     keep_last: int = 3
+    keep_unscored: bool = True  # only with scores.enabled: a checkpoint waiting for its scores is not deleted
 
 
 class Adapter(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -122,6 +129,34 @@ class GuardConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     diagnose: bool = True
 
 
+ScoresDtype = Literal["auto", "fp32", "bf16"]
+
+
+class ScoresSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The listening set every durable checkpoint (and the base model once) clones, and how (qwen_train/scores).
+
+    `enabled` says the run expects scores: the daemon scores its checkpoints and retention waits for them
+    (posture.keep_unscored) and keeps the best-scored one. `qwen-train score` scores any run, enabled or not.
+
+    Defaults for a 32 GB card shared with a training run: 12 rows (two clones for each of six voices, half of
+    them held-out speakers, half held-out utterances of trained speakers) keep one checkpoint's scoring to a
+    few minutes of a 1.7B model in bf16 (about 4 GiB with its speech tokenizer, loaded alone; the judges
+    after it, one at a time). A clone may run to `length_factor` times its real recording's codec frames
+    (plus one second), at most `max_new_tokens` (360 frames at the 12 Hz codec is about 30 s, Whisper's window):
+    a clone that reaches its limit never said end-of-speech. Rows whose real recording is too long for that
+    cap are left out of the set while shorter ones remain. `seed` picks the rows and seeds each clone's
+    sampling (seed + the row's index), so every checkpoint and the base hear the same texts in the same voices.
+    """
+
+    enabled: bool = False
+    rows: int = 12
+    max_new_tokens: int = 360
+    length_factor: float = 2.0
+    seed: int = 1234
+    calibration_pairs: int = 300  # most same-speaker (and as many different-speaker) real pairs for calibration
+    dtype: ScoresDtype = "auto"  # bf16 on a GPU that has it, fp32 on a CPU
+
+
 class RunSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """One training run. Paths are resolved relative to the spec file."""
 
@@ -135,6 +170,7 @@ class RunSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     posture: Posture = Posture()
     train: TrainConfig = TrainConfig()
     guard: GuardConfig = GuardConfig()
+    scores: ScoresSpec = ScoresSpec()
 
 
 def check_name(name: str) -> str:
@@ -172,11 +208,22 @@ def validate_spec(spec: RunSpec) -> RunSpec:
                         "set precision to 'auto' or 'bf16', or the recipe to 'fp32-master'")
     if spec.train.adapter is not None:
         validate_adapter(spec.train.adapter)
+    validate_scores(spec.scores)
     if spec.guard.max_retries < 0:
         raise SpecError(f"guard.max_retries must be 0 or more, got {spec.guard.max_retries}")
     if not 0 < spec.guard.lr_factor <= 1:
         raise SpecError(f"guard.lr_factor must be in (0, 1], got {spec.guard.lr_factor}")
     return spec
+
+
+def validate_scores(scores: ScoresSpec) -> None:
+    """The listening set's bounds, checked before anything is cloned."""
+    _positive(scores.rows, "scores.rows")
+    _positive(scores.max_new_tokens, "scores.max_new_tokens")
+    _positive(scores.calibration_pairs, "scores.calibration_pairs")
+    if not scores.length_factor >= 1.0:
+        raise SpecError(f"scores.length_factor must be 1 or more (a clone may take as long as the real "
+                        f"recording), got {scores.length_factor}")
 
 
 def validate_adapter(adapter: Adapter) -> None:

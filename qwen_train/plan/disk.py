@@ -11,6 +11,9 @@ dir's tokenizers), and its logs. `qwen-train plan` prints it and the daemon's
 launch check reads it; the trainer's own check before each checkpoint
 (train/device/diskspace.py) measures the state it is about to write instead.
 
+A scored run (scores.enabled) also keeps its best-scored checkpoint and one
+waiting for its scores (scored_parts).
+
 What is already on disk counts: a resume's kept checkpoints are part of the
 peak, so what must still be free is the peak less those.
 """
@@ -41,6 +44,7 @@ LOG_BYTES_PER_STEP = 512  # a losses.jsonl line (~90 bytes) and three TensorBoar
 LOG_BASE = 4 << 20  # status.json, report.json, the trainer's log
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 MAX_FILES = 100_000  # a model dir holds a few dozen; a walk that finds more stops counting
+SCORED_PARTS = frozenset({"best-scored", "waiting for scores"})  # whole checkpoints a scored run keeps besides
 
 
 class DiskPlan(msgspec.Struct, frozen=True):
@@ -121,6 +125,16 @@ def _checkpoints(config: Mapping[str, Any], spec: RunSpec) -> dict[str, int]:
     return sizes
 
 
+def scored_parts(spec: RunSpec, one: int) -> dict[str, int]:
+    """A scored run (scores.enabled) keeps the best-scored checkpoint beside the newest ones, and checkpoints
+    waiting for their scores (posture.keep_unscored): one of those is planned, as scoring keeps up within a
+    checkpoint interval. More waiting than the disk holds are let go, oldest first, before the run would end
+    disk full (qwen_train/scores/retention.py), so this plan is what the run needs, not a bound it can break."""
+    if not spec.scores.enabled:
+        return {}
+    return {"best-scored": one, **({"waiting for scores": one} if spec.posture.keep_unscored else {})}
+
+
 def plan_disk(spec: RunSpec, run_dir: Path | None = None, gpu_bytes: int | None = None,
               recipe: str | None = None) -> DiskPlan:
     """The run's disk plan; with `run_dir`, against its file system's free space. ValueError when the model's
@@ -133,7 +147,7 @@ def plan_disk(spec: RunSpec, run_dir: Path | None = None, gpu_bytes: int | None 
     adapter = spec.train.adapter
     one = sizes["lora"] if adapter is not None else full_checkpoint(config, chosen, spec.train.freeze_text_embedding)
     keep = spec.posture.keep_last
-    parts = {"kept checkpoints": keep * one, "one being written": one,
+    parts = {"kept checkpoints": keep * one, "one being written": one, **scored_parts(spec, one),
              "export": export_bytes(config, Path(spec.model)),
              "logs": LOG_BASE + spec.train.max_steps * LOG_BYTES_PER_STEP}
     plan = DiskPlan(recipe=chosen, mode="full" if adapter is None else "lora", checkpoint_bytes=one,
@@ -147,7 +161,7 @@ def against(plan: DiskPlan, run_dir: Path) -> DiskPlan:
         kept = list_checkpoints(run_dir)
     except OSError:
         kept = []
-    counted = min(len(kept), plan.keep_last)
+    counted = min(len(kept), plan.keep_last + len(SCORED_PARTS.intersection(plan.parts)))
     need = max(0, plan.peak_bytes - counted * plan.checkpoint_bytes)
     space = free_space(run_dir)
     return msgspec.structs.replace(plan, run_dir=str(run_dir), kept=len(kept),
@@ -164,8 +178,9 @@ def disk_text(plan: DiskPlan) -> str:
     lines = ["disk", f"  {'checkpoint':<18} {size_text(plan.checkpoint_bytes):>10}  (one durable checkpoint of {mode})",
              f"  {'':<18} {'':>10}  (this model's checkpoint as {others})"]
     lines += [f"  {name:<18} {size_text(value):>10}" for name, value in plan.parts.items()]
-    lines.append(f"  {'peak':<18} {size_text(plan.peak_bytes):>10}  ({plan.keep_last} kept + one being written + "
-                 "export + logs)")
+    extra = "".join(f" + {name}" for name in plan.parts if name in SCORED_PARTS)
+    lines.append(f"  {'peak':<18} {size_text(plan.peak_bytes):>10}  ({plan.keep_last} kept + one being written{extra} "
+                 "+ export + logs)")
     if plan.run_dir is None or plan.free_bytes is None or plan.need_bytes is None:
         return "\n".join(lines)
     if plan.kept:

@@ -15,18 +15,21 @@ Audio files are read through `safe_read`: a FIFO or device named as audio is ref
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from qwen_train.safe_read import MiB, read_regular
+from qwen_train.safe_read import MiB, UnsafeFile, file_kind, read_regular
 
 AUDIO_LIMIT = 512 * MiB  # far past any clip a TTS corpus holds (45 min of 48 kHz stereo 24-bit)
+HEAD_BYTES = 64 * 1024  # where a WAV's chunks before `data` end, for any file a recorder writes
 STREAMING_SIZE = 0x7FFFF000  # at or above: a streaming writer's placeholder, not a size
 # Formats whose frame count libsndfile takes from the header rather than from the bytes present.
-_HEADER_COUNTED = frozenset({"FLAC", "AIFF", "CAF", "W64", "RF64", "WAVEX"})
+HEADER_COUNTED = frozenset({"FLAC", "AIFF", "CAF", "W64", "RF64", "WAVEX"})
 
 
 class TruncatedAudio(ValueError):
@@ -61,13 +64,51 @@ def check_wav_complete(data: bytes) -> None:
     found = _wav_data_chunk(data)
     if found is None:
         return  # not a WAV, or no data chunk: the decoder says what is wrong
-    declared, present, align = found
+    check_wav_complete_counts(*found)
+
+
+def check_wav_complete_counts(declared: int, present: int, align: int) -> None:
+    """TruncatedAudio when fewer bytes are present than declared (a streaming writer's size promises nothing)."""
     if declared == 0 or declared >= STREAMING_SIZE or present >= declared:
         return
     if align > 0:
         raise TruncatedAudio(f"the data chunk promises {declared // align} frames ({declared} bytes) and holds "
                              f"{present // align} ({present} bytes): the file is cut short; fetch it again")
     raise TruncatedAudio(f"the data chunk promises {declared} bytes and holds {present}: the file is cut short")
+
+
+def regular_file(path: Path | str) -> Path:
+    """`path` when it is a regular file; UnsafeFile naming it otherwise (a FIFO would block the decoder)."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise UnsafeFile(f"audio file {path} is not a regular file ({file_kind(info.st_mode)}): refused")
+    return Path(path)
+
+
+def check_file_complete(path: Path) -> None:
+    """TruncatedAudio when a WAV file's data chunk declares more bytes than the file holds, read from its head
+    and its size alone: a long recording is never read whole to learn that it is whole."""
+    with Path(path).open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+        size = os.fstat(handle.fileno()).st_size
+    found = _wav_data_chunk(head)
+    if found is None:
+        return
+    declared, present, align = found
+    check_wav_complete_counts(declared, present + size - len(head), align)
+
+
+def read_span(path: Path | str, start: int, frames: int) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 of `frames` frames from frame `start`, and the rate: one slice of a long
+    recording, sought to in the file; TruncatedAudio when the file ends before the span does."""
+    with sf.SoundFile(str(path)) as handle:
+        handle.seek(start)
+        audio = handle.read(frames, dtype="float32", always_2d=True)
+        rate = int(handle.samplerate)
+    if len(audio) < frames:
+        raise TruncatedAudio(f"frames {start}..{start + frames} were asked for and the file ends "
+                             f"{frames - len(audio)} frames early: it changed or was cut short since it was sliced")
+    return audio, rate
 
 
 def decode_bytes(data: bytes) -> tuple[np.ndarray, int]:
@@ -80,7 +121,7 @@ def decode_bytes(data: bytes) -> tuple[np.ndarray, int]:
         promised, kind = handle.frames, handle.format
         audio = handle.read(dtype="float32", always_2d=True)
         rate = handle.samplerate
-    if kind in _HEADER_COUNTED and 0 < promised < 1 << 40 and len(audio) < promised:
+    if kind in HEADER_COUNTED and 0 < promised < 1 << 40 and len(audio) < promised:
         raise TruncatedAudio(f"the {kind} header promises {promised} frames and {len(audio)} decode: "
                              "the file is cut short; fetch it again")
     return audio, int(rate)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from qwen_train.prepare.audio import TruncatedAudio, decode_bytes, read_audio_file
+from qwen_train.prepare.audio import TruncatedAudio, decode_bytes, read_audio_file, read_span, regular_file
 from qwen_train.prepare.records import AudioRef, Processed, RejectReason, SourceRow
 from qwen_train.prepare.resample import TARGET_RATE, to_24k, to_mono
 from qwen_train.prepare.spec import Limits
@@ -39,6 +39,8 @@ def decode(ref: AudioRef) -> tuple[np.ndarray, int]:
     try:
         if ref.kind == "smp":
             audio, rate = read_smp(Path(ref.path))
+        elif ref.kind == "span":
+            audio, rate = read_span(regular_file(ref.path), ref.start, ref.frames)
         else:
             audio, rate = decode_bytes(ref.data if ref.kind == "bytes" else read_audio_file(ref.path))
     except TruncatedAudio as exc:

@@ -33,9 +33,14 @@ RejectReason = Literal[
     "duplicate_id",
     "low_alignment",
     "mostly_noise",
+    "music",
+    "noise",
+    "long_silence",
+    "overlapping_speech",
+    "low_confidence",
 ]
 
-AudioKind = Literal["file", "bytes", "smp"]
+AudioKind = Literal["file", "bytes", "smp", "span"]
 
 # What a publisher says of a row beyond its text and speaker (RixVox's start, end, bleu_score; Waxholm's
 # noise-marker count): kept through the journal into the bundle's manifest, never used to decode audio.
@@ -43,11 +48,14 @@ Meta = dict[str, str | int | float | bool]
 
 
 class AudioRef(msgspec.Struct, frozen=True):
-    """Where a row's audio is: a file soundfile can read, encoded bytes, or a Waxholm .smp file."""
+    """Where a row's audio is: a file soundfile can read, encoded bytes, a Waxholm .smp file, or a span of
+    `frames` frames from frame `start` of a long recording (read by seeking, never by decoding the whole)."""
 
     kind: AudioKind
     path: str = ""
     data: bytes = b""
+    start: int = 0
+    frames: int = 0
 
 
 class SourceRow(msgspec.Struct, frozen=True):

@@ -16,7 +16,7 @@ import msgspec
 
 from qwen_train.spec import SpecError, check_name, check_spec_json, read_spec_file
 
-SourceKind = Literal["rixvox", "fleurs", "waxholm", "upstream_jsonl"]
+SourceKind = Literal["rixvox", "fleurs", "waxholm", "upstream_jsonl", "recordings"]
 Role = Literal["train", "eval", "benchmark"]
 
 # Defaults from DESIGN §1: RixVox is bulk training material, FLEURS is held-out
@@ -26,6 +26,7 @@ DEFAULT_ROLE: dict[str, Role | None] = {
     "fleurs": "eval",
     "waxholm": None,
     "upstream_jsonl": "train",
+    "recordings": "train",
 }
 
 # RixVox v1's `bleu_score` compares a wav2vec2 transcript of the clip with the written protocol aligned to
@@ -37,6 +38,9 @@ DEFAULT_MIN_BLEU = 0.5
 # Waxholm: a label whose `X...X` noise markers (XsmackX, XutandX) are more than half its tokens is mostly
 # breath and lip noise, not speech to learn text from.
 DEFAULT_MAX_NOISE = 0.5
+# Recordings transcribed by Whisper: OpenAI's transcriber takes an average token log-probability under -1 as
+# a failed decode; exp(-1) is that floor as a confidence (prepare/transcribe.py).
+DEFAULT_MIN_ASR_CONFIDENCE = 0.37
 SPLIT_KINDS = ("rixvox", "fleurs")  # the corpora whose files carry a split in a folder or file name
 
 
@@ -58,6 +62,11 @@ class SourceSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     formatting scripts often names audio elsewhere by absolute path
     (`/srv/storage/...`). A path outside the root is `path_escape`; relative
     paths stay relative to the JSONL's directory.
+    `asr` (recordings) is the Whisper model directory (KB-Whisper) that
+    transcribes slices with no transcript of the user's beside them;
+    `min_asr_confidence` (recordings) drops Whisper transcripts whose
+    confidence is under the floor, and those that repeat themselves
+    (default DEFAULT_MIN_ASR_CONFIDENCE; 0 keeps every transcript).
     """
 
     kind: SourceKind
@@ -69,6 +78,8 @@ class SourceSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     min_bleu_score: float | None = None
     max_noise_ratio: float | None = None
     root: str | None = None
+    asr: str | None = None
+    min_asr_confidence: float | None = None
 
     @property
     def label(self) -> str:
@@ -88,6 +99,10 @@ class SourceSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     @property
     def noise_ceiling(self) -> float:
         return DEFAULT_MAX_NOISE if self.max_noise_ratio is None else self.max_noise_ratio
+
+    @property
+    def asr_floor(self) -> float:
+        return DEFAULT_MIN_ASR_CONFIDENCE if self.min_asr_confidence is None else self.min_asr_confidence
 
 
 class Limits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -185,8 +200,11 @@ def _check_kind_options(s: SourceSpec) -> None:
     if s.root is not None and s.kind != "upstream_jsonl":
         raise SpecError(f"source {s.label!r}: root applies to upstream_jsonl sources only (a {s.kind} source's "
                         "root is its `path`); remove it")
+    if s.asr is not None and s.kind != "recordings":
+        raise SpecError(f"source {s.label!r}: asr applies to recordings sources only; remove it")
     for field, kind, value in (("min_bleu_score", "rixvox", s.min_bleu_score),
-                               ("max_noise_ratio", "waxholm", s.max_noise_ratio)):
+                               ("max_noise_ratio", "waxholm", s.max_noise_ratio),
+                               ("min_asr_confidence", "recordings", s.min_asr_confidence)):
         if value is None:
             continue
         if s.kind != kind:
@@ -202,7 +220,8 @@ def resolve_paths(spec: PrepareSpec, base: Path) -> PrepareSpec:
         path = Path(p).expanduser()
         return str(path if path.is_absolute() else (base / path).resolve())
 
-    sources = [msgspec.structs.replace(s, path=absolute(s.path), root=None if s.root is None else absolute(s.root))
+    sources = [msgspec.structs.replace(s, path=absolute(s.path), root=None if s.root is None else absolute(s.root),
+                                       asr=None if s.asr is None else absolute(s.asr))
                for s in spec.sources]
     out = absolute(spec.out)
     work = absolute(spec.work_dir) if spec.work_dir else out.rstrip("/") + ".work"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from qwen_train.prepare import fleurs, rixvox, upstream_jsonl, waxholm
+from qwen_train.prepare import fleurs, recordings, rixvox, upstream_jsonl, waxholm
 from qwen_train.prepare.journal import Journal
 from qwen_train.prepare.process import process_row
 from qwen_train.prepare.records import ImportReject, Item, Processed, SourceEnd, SourceRow
@@ -31,6 +31,7 @@ IMPORTERS: dict[str, ModuleType] = {
     "fleurs": fleurs,
     "waxholm": waxholm,
     "upstream_jsonl": upstream_jsonl,
+    "recordings": recordings,
 }
 
 Progress = Callable[[int, int, Processed], None]
@@ -66,9 +67,11 @@ def source_notes(spec: PrepareSpec) -> dict[str, dict[str, int]]:
     return out
 
 
-def _items(src: SourceSpec, work: Path, start: int) -> Iterator[Item]:
-    module = IMPORTERS[src.kind]
-    yield from module.rows(src, work, start)
+def _items(spec: PrepareSpec, src: SourceSpec, work: Path, start: int) -> Iterator[Item]:
+    if src.kind == "recordings":  # slices to the spec's duration limits, transcribes on the spec's device
+        yield from recordings.rows(src, work, start, spec.limits, spec.device)
+        return
+    yield from IMPORTERS[src.kind].rows(src, work, start)
 
 
 class _Bound:
@@ -164,7 +167,7 @@ def _run_source(
                 progress(journal.state.rows, total_rows, entry)
         return None
 
-    for item in _items(src, work, journal.state.done[label]):
+    for item in _items(spec, src, work, journal.state.done[label]):
         stop = drain(ahead - 1)
         if stop is not None:
             return stop
@@ -178,4 +181,7 @@ def _run_source(
     if stop is not None:
         return stop
     journal.append(SourceEnd(source=label, rows=journal.state.done[label]))
+    report = getattr(IMPORTERS[src.kind], "summary", None)
+    if report is not None:  # recordings: hours in and kept, slices, rejects by reason, per speaker
+        report(src, work, [e for e in journal.state.entries if e.source == label])
     return None

@@ -48,6 +48,19 @@ class RowScore(msgspec.Struct, frozen=True):
     hit_limit: bool = False  # generation ran to max_new_tokens without end of speech
     silent: bool = False  # no speech found in the clone
     audio: str = ""  # the clone's wav, relative to the run dir
+    # Added by the scorer (optional, so a record without them still reads):
+    kind: str = ""  # held_out_speaker or held_out_utterance
+    text: str = ""  # what the clone was asked to say
+    transcript: str | None = None  # what the ASR judge (forced Swedish) heard; None when no ASR ran
+    dnsmos_sig: float | None = None
+    dnsmos_bak: float | None = None
+    dnsmos_ovrl: float | None = None
+    seconds: float = 0.0  # the clone's length
+    speech_s: float | None = None  # the clone's speech by the VAD
+    real_speech_s: float | None = None  # the real recording's speech by the VAD
+    frames: int = 0  # codec frames generated
+    max_new_tokens: int = 0  # the clone's generation limit
+    error: str | None = None  # why generation failed (the clone then counts as silent)
 
 
 class Scores(msgspec.Struct, frozen=True):
@@ -77,6 +90,11 @@ class Scores(msgspec.Struct, frozen=True):
     seconds: float = 0.0
     device: str = ""
     per_row: list[RowScore] = []
+    # Added by the scorer (optional, so a record without them still reads):
+    language: str = ""  # the language the clones were generated with ("auto" for the base: zero-shot)
+    dnsmos: str = ""  # the quality judge, named
+    vad: str = ""  # the speech detector, named
+    seed: int = 0  # the set's seed (each clone used seed + its index)
 
 
 def read_scores(path: Path) -> Scores:

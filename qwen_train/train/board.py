@@ -1,4 +1,4 @@
-"""The run's TensorBoard scalars, written as they come, one whole record at a time.
+"""The run's TensorBoard scalars (and the scorer's clones as audio), written as they come, one whole record at a time.
 
 torch's SummaryWriter hands events to a thread that writes them when it likes;
 on a full disk that thread dies with a traceback in the log, leaves half a
@@ -48,6 +48,13 @@ class Board:
 
     def add_scalar(self, tag: str, value: float, step: int) -> None:
         summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value))])
+        self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def add_audio(self, tag: str, wav: bytes, rate: int, frames: int, step: int) -> None:
+        """A whole wav file (its bytes) as TensorBoard's audio summary, which its Audio tab plays."""
+        audio = summary_pb2.Summary.Audio(sample_rate=float(rate), num_channels=1, length_frames=int(frames),
+                                          encoded_audio_string=wav, content_type="audio/wav")
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, audio=audio)])
         self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
 
     def _write(self, event: event_pb2.Event) -> None:

@@ -20,6 +20,7 @@ import pickle
 import shutil
 import stat
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -171,14 +172,15 @@ def load_state(ckpt: Path) -> dict[str, Any]:
     return state
 
 
-def prune(run_dir: Path, keep_last: int, protect: Path | None = None) -> list[Path]:
-    """Delete all but the newest `keep_last`; never `protect` unless a newer one exists."""
+def prune(run_dir: Path, keep_last: int, protect: Path | None = None, keep: Collection[Path] = ()) -> list[Path]:
+    """Delete all but the newest `keep_last` and those in `keep` (the best-scored checkpoint and those waiting for
+    their scores: qwen_train/scores/retention.py); never `protect` unless a newer one exists."""
     ckpts = list_checkpoints(run_dir)
     doomed = ckpts[:-keep_last] if keep_last > 0 else []
     newest = ckpts[-1] if ckpts else None
     removed: list[Path] = []
     for path in doomed:
-        if protect is not None and path == protect and newest == protect:
+        if (protect is not None and path == protect and newest == protect) or path in keep:
             continue
         shutil.rmtree(path)
         removed.append(path)

@@ -9,8 +9,12 @@ every rank's RNG, the training position), writing it in the background when
 there is a writer (background.py: training stops only for a copy into host
 memory) or synchronously (checkpoint.py: temp dir, fsync, hash, rename),
 retention (the newest `posture.keep_last`, deleted only once a newer one is
-durable), and the status that names the newest durable one. A checkpoint the
-disk has no room for is not started (diskspace.ensure_room raises DiskFull). `save(step,
+durable; with listening scores on, also the best-scored one and those still
+waiting for their scores, as qwen_train/scores/retention.py states, with what
+gives way when the disk is short), and the status that names the newest
+durable one. A checkpoint the disk has no room for is not started
+(diskspace.ensure_room raises DiskFull) once no checkpoint waiting for its
+scores is left to let go. `save(step,
 final=True)` ends a run (completed or stopped): synchronous, after any write
 in flight, and only if that step has no checkpoint yet. The retry policy goes
 back through `rollback`, the diagnose replay through `apply`.
@@ -33,7 +37,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
+from qwen_train.disk import DiskFull
 from qwen_train.modeldir import load_base_model
+from qwen_train.scores.retention import protected, release_one
 from qwen_train.spec import Posture, RunSpec, encode_spec
 from qwen_train.status import CheckpointRef
 from qwen_train.train.checkpointing.background import BackgroundCheckpointer
@@ -195,12 +201,27 @@ class Checkpointer:
     def _checkpoint(self, background: bool) -> None:
         state = self.state()
         if self.is_main:  # one the disk cannot take is not started: the run ends failed_disk_full (diskspace.py)
-            ensure_room(self.run_dir, self.live.progress.step, state, self.live.model)
+            self._room(state)
         self.heartbeat.state("checkpointing")
         path = self.write(background=background, state=state)
         if path is not None:
             self._durable(path)
         self.heartbeat.state("training")
+
+    def _room(self, state: dict[str, Any]) -> None:
+        """Room for the next checkpoint: checkpoints kept only while they wait for their scores are let go,
+        oldest first, before the run would end disk full (qwen_train/scores/retention.py)."""
+        step = self.live.progress.step
+        while True:
+            try:
+                ensure_room(self.run_dir, step, state, self.live.model)
+                return
+            except DiskFull:
+                released = release_one(self.run_dir, self.posture, self.origin.spec.scores, spare=self.resumed_from)
+                if released is None:
+                    raise
+                self.heartbeat.event("retention", f"deleted {released.name} before it was scored: the disk has no "
+                                     f"room for the checkpoint of step {step} beside it", step)
 
     def _collect(self, wait: bool) -> None:
         """A finished background write (or, with `wait`, the one in flight) gets its bookkeeping."""
@@ -214,7 +235,8 @@ class Checkpointer:
         """Once a checkpoint is durable: retention, then the status that names it."""
         step = int(path.name.split("-")[1])
         pause("checkpoint-before-prune", step)
-        prune(self.run_dir, self.posture.keep_last, protect=self.resumed_from)
+        keep = protected(self.run_dir, self.posture, self.origin.spec.scores)  # the best-scored, those waiting
+        prune(self.run_dir, self.posture.keep_last, protect=self.resumed_from, keep=keep)
         ref = CheckpointRef(step=step, path=str(path), written_at=time.time())
         self.heartbeat.update(last_checkpoint=ref)
         self.heartbeat.event("checkpoint", f"durable checkpoint {path.name}", step)
