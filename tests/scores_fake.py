@@ -6,7 +6,8 @@ the tests pass to the daemon as `--trainer-python`: it runs this for
 `-m qwen_train score ...` and the fake trainer (test_daemon_fake_trainer.py)
 for everything else, so the daemon launches both as it launches the real ones:
 
-  WRAPPER -m qwen_train score RUN_DIR [--checkpoint N | --all-unscored] [--base] [--asr DIR]
+  WRAPPER -m qwen_train score RUN_DIR [--checkpoint N | --all-unscored] [--base] [--asr DIR] [--verifier DIR]
+          [--device D]
 
 It appends what it was given to RUN_DIR/score-calls.jsonl (its arguments and the
 nonce in its environment), then writes real score records (qwen_train.scores.record)
@@ -103,6 +104,8 @@ def _args(argv: list[str]) -> argparse.Namespace:
     what.add_argument("--all-unscored", action="store_true")
     parser.add_argument("--base", action="store_true")
     parser.add_argument("--asr")
+    parser.add_argument("--verifier")
+    parser.add_argument("--device")
     return parser.parse_args(argv)
 
 

@@ -45,10 +45,10 @@ def score_job(run_dir: Path, **options: object) -> Job:
 
 def test_the_command_line_is_the_score_cli_contract(tmp_path: Path) -> None:
     run_dir = tmp_path / "r1"
-    argv = job_argv("/py", tmp_path / "r1.score", score_job(run_dir, checkpoint=500, base=True, asr="/srv/asr"),
-                    "n1", resume=True)
+    job = score_job(run_dir, checkpoint=500, base=True, asr="/srv/asr", verifier="/srv/xvector", device="cpu")
+    argv = job_argv("/py", tmp_path / "r1.score", job, "n1", resume=True)
     assert argv == ["/py", "-m", "qwen_train", "score", str(run_dir), "--checkpoint", "500", "--base",
-                    "--asr", "/srv/asr"]
+                    "--asr", "/srv/asr", "--verifier", "/srv/xvector", "--device", "cpu"]
     after_end = job_argv("/py", tmp_path / "r1.score", score_job(run_dir, all_unscored=True), "n1", resume=False)
     assert after_end == ["/py", "-m", "qwen_train", "score", str(run_dir), "--all-unscored"]
 
@@ -72,9 +72,10 @@ def test_a_container_sees_the_run_dir_writable_and_model_bundle_asr_read_only(tm
     run_dir.mkdir()
     spec = RunSpec(name="r1", lane="benchmark", model="/srv/models/base", bundle="/srv/bundles/b")
     (run_dir / jobs.SPEC_FILE).write_bytes(encode_spec(spec))
-    job = score_job(run_dir, checkpoint=3, asr="/srv/asr")
+    job = score_job(run_dir, checkpoint=3, asr="/srv/asr", verifier="/srv/xvector")
     assert job.paths() == [(run_dir, False, "run r1's dir"), (Path("/srv/models/base"), True, "spec.model"),
-                           (Path("/srv/bundles/b"), True, "spec.bundle"), (Path("/srv/asr"), True, "gate.asr")]
+                           (Path("/srv/bundles/b"), True, "spec.bundle"), (Path("/srv/asr"), True, "gate.asr"),
+                           (Path("/srv/xvector"), True, "gate.verifier")]
     load = job.type.beside(job)
     assert load is not None and load.spec == spec and load.asr == "/srv/asr"  # what GPU admission plans by
     with pytest.raises(RunnerRefusal, match="cannot tell what scoring reads"):

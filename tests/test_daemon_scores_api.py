@@ -6,7 +6,7 @@ contract-only fake trainer, which writes durable checkpoint dirs and names the
 newest in its status, and for `qwen_train score` the fake scorer
 (scores_fake.py), which records its command line and writes real score
 records, skipping what exists. Checked: RUN.score starts when the status
-reports a new checkpoint (`--checkpoint N --base`), every kept checkpoint left
+reports a new checkpoint (`--checkpoint N --base`, with the gate's judges), every kept checkpoint left
 gets scored once the run ends (`--all-unscored`), a scorer killed mid-way is
 relaunched and loses nothing, the scores come back through GET .../scores, the
 history, `qwen-daemon scores` and `history`, the run's events and journald, and
@@ -58,8 +58,11 @@ def journald() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def daemon(journald: Path, module_dir: MakeDir) -> Iterator[DaemonProcess]:
     short = short_tmp_dir()
+    for judge in ("asr", "verifier"):
+        (short / judge).mkdir()
     proc = DaemonProcess(module_dir("state"), short / "s.sock", score_wrapper(short), "--sample-period", "0.5",
-                         "--stop-timeout", "5", "--journal-socket", str(journald / "run/systemd/journal/socket"))
+                         "--stop-timeout", "5", "--journal-socket", str(journald / "run/systemd/journal/socket"),
+                         "--gate-asr", str(short / "asr"), "--gate-verifier", str(short / "verifier"))
     proc.start()
     yield proc
     for view in proc.client.runs().runs:
@@ -115,14 +118,15 @@ def test_each_new_checkpoint_is_scored_as_the_run_trains_and_the_rest_once_it_en
     wait_until(lambda: calls(run_dir), 30, "the first scoring launch")
     job = daemon.client.run("heard.score").run
     assert (job.kind, job.parent, job.state) == ("score", "heard", "running")
-    assert calls(run_dir)[0]["argv"] == ["score", str(run_dir), "--checkpoint", "10", "--base"]
+    judges = ["--asr", str(daemon.trainer.parent / "asr"), "--verifier", str(daemon.trainer.parent / "verifier")]
+    assert calls(run_dir)[0]["argv"] == ["score", str(run_dir), "--checkpoint", "10", "--base", *judges]
     assert calls(run_dir)[0]["nonce"] == job.nonce  # the nonce travels in the environment only
     wait_until(lambda: (run_dir / SCORES_DIR / "base.json").exists(), 10, "the base row")
     assert settled(daemon, "heard").state == "completed"
     assert daemon.client.run("heard.score").run.state == "running"  # still on step 10: the rest waits
     (run_dir / RELEASE_FILE).write_text("")
     wait_until(lambda: len(calls(run_dir)) == 2, 30, "the scoring of the run's end")
-    assert calls(run_dir)[1]["argv"] == ["score", str(run_dir), "--all-unscored"]  # the base row exists now
+    assert calls(run_dir)[1]["argv"] == ["score", str(run_dir), "--all-unscored", *judges]  # the base row is there
     job = settled(daemon, "heard.score")
     kept = kept_steps(run_dir)
     assert job.state == "completed" and kept[:2] == [10, 20], job
@@ -163,8 +167,9 @@ def test_a_scorer_killed_mid_way_is_relaunched_and_loses_nothing(daemon: DaemonP
     (run_dir / RELEASE_FILE).write_text("")
     job = settled(daemon, "killed.score")
     assert job.state == "completed" and job.pid != first
-    assert calls(run_dir)[0]["argv"] == ["score", str(run_dir), "--all-unscored", "--base"]
-    assert calls(run_dir)[1]["argv"] == ["score", str(run_dir), "--all-unscored"]  # the same task, the base done
+    assert calls(run_dir)[0]["argv"][:4] == ["score", str(run_dir), "--all-unscored", "--base"]
+    assert calls(run_dir)[1]["argv"][:3] == ["score", str(run_dir), "--all-unscored"]  # the same task, the base done
+    assert "--base" not in calls(run_dir)[1]["argv"]
     assert sorted(scored_steps(run_dir)) == [3, 6, 9]
     assert {step: scored_steps(run_dir)[step].stat().st_mtime_ns for step in before} == before  # kept as written
     events = [e.kind for e in daemon.client.run("killed.score").events]

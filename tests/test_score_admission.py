@@ -22,7 +22,7 @@ from qwen_daemon.sharing.admission import GIB, RULE_ROOM
 from qwen_daemon.sharing.beside import scoring_peak
 from qwen_train.scores.record import scored_steps
 from tests.gpu_trees import counters
-from tests.scores_fake import score_wrapper
+from tests.scores_fake import CALLS_FILE, score_wrapper
 from tests.small_fs import small_fs
 from tests.test_daemon_harness import DaemonProcess, short_tmp_dir, wait_until
 from tests.test_gpu_sharing import ROOMY_MIB, gpu_spec, peak_of, tenant_sizes, tree_with_tenant
@@ -74,6 +74,7 @@ def waits_then_scores(daemon: DaemonProcess, root: Path, runs: Path, device: Pat
 
     cpu_dir = launch(daemon, root, runs, "c1", device="cpu")  # its scoring loads nothing onto the card
     wait_until(lambda: scored_steps(cpu_dir), 30, "c1's scores")
+    assert json.loads((cpu_dir / CALLS_FILE).read_text().splitlines()[0])["argv"][-2:] == ["--device", "cpu"]
     assert client.run("g1.score").run.state == "queued"  # still no room beside g1
 
     counters(device, busy=2, used=0, total=32 * GIB)  # the tenant let go

@@ -67,7 +67,9 @@ class GateTarget(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class ScoreTarget(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A scoring job's spec: the run it listens to and that run's dir; what to score: one durable checkpoint
     (`checkpoint`), or every kept one without scores (`all_unscored`); `base` also scores the base model (the
-    reference row, once); `asr` the ASR judge's model dir (the daemon's --gate-asr), None for the scorer's own."""
+    reference row, once); `asr` and `verifier` the judges' model dirs (the daemon's --gate-asr and
+    --gate-verifier: the gate's judges, so the gate reads scores of its own judges), None for the scorer's own;
+    `device` "cpu" for a run that trains on the CPU, None for the scorer's choice (a GPU where there is one)."""
 
     run: str
     run_dir: str
@@ -75,6 +77,8 @@ class ScoreTarget(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     all_unscored: bool = False
     base: bool = False
     asr: str | None = None
+    verifier: str | None = None
+    device: str | None = None
 
 
 JobSpec = RunSpec | PrepareSpec | DiagnoseTarget | GateTarget | ScoreTarget

@@ -39,6 +39,7 @@ from qwen_daemon.runs.registry import Registry
 from qwen_daemon.runs.run_view import run_view
 from qwen_daemon.runs.scores import ScoresReader, unscored
 from qwen_daemon.ticker import Ticker
+from qwen_train.spec import SpecError, decode_spec
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +126,18 @@ class ScoreScheduler:
             return False
         return not target.all_unscored or job.launched_at >= (run.ended_at or 0.0)
 
+    def _judged(self, run: RunRecord, target: ScoreTarget) -> ScoreTarget:
+        """`target` with the gate's judges and, for a run that trains on the CPU, the CPU."""
+        try:
+            cpu = decode_spec(run.spec_json, source=f"run {run.name}").train.device == "cpu"
+        except SpecError:
+            cpu = False  # the launch reads the run's spec again, and says what is wrong with it
+        return msgspec.structs.replace(target, asr=self.config.gate_asr or None,
+                                       verifier=self.config.gate_verifier or None, device="cpu" if cpu else None)
+
     def _wanted(self, run: RunRecord, now: float) -> ScoreTarget | None:
         """What `run` wants scored now, or None."""
         run_dir = Path(run.run_dir)
-        asr = self.config.gate_asr or None
         if run.state == "running":
             status = run_view(run, now, self.config.stale_after_s, self.members)[1]
             if status is None or status.last_checkpoint is None:
@@ -137,14 +146,14 @@ class ScoreScheduler:
             scores = self.reader.run_scores(run.name, run_dir)
             if step not in unscored(scores):
                 return None  # scored already, or not (or no longer) a kept durable checkpoint
-            return ScoreTarget(run.name, run.run_dir, checkpoint=step, base=scores.base is None, asr=asr)
+            return self._judged(run, ScoreTarget(run.name, run.run_dir, checkpoint=step, base=scores.base is None))
         if run.name not in self._ended or run.state in PENDING_STATES:
             return None
         scores = self.reader.run_scores(run.name, run_dir)
         if not unscored(scores):
             self._ended.discard(run.name)
             return None
-        return ScoreTarget(run.name, run.run_dir, all_unscored=True, base=scores.base is None, asr=asr)
+        return self._judged(run, ScoreTarget(run.name, run.run_dir, all_unscored=True, base=scores.base is None))
 
     def _launch(self, run: RunRecord, target: ScoreTarget) -> None:
         """Start (or queue) RUN.score; a refusal is said once on the run's events, never retried for this task."""

@@ -1,4 +1,4 @@
-"""Scoring as a job: `qwen_train score RUN_DIR [--checkpoint STEP|--all-unscored] [--base] [--asr DIR]`, job RUN.score.
+"""Scoring as a job: `qwen_train score RUN_DIR [--checkpoint STEP|--all-unscored] [--base] [judges]`, job RUN.score.
 
 The scorer listens to a training run's durable checkpoints (clones of its
 listening set, judged) and writes RUN_DIR/scores/step-N.json, and base.json for
@@ -6,7 +6,7 @@ the base model; it skips what is scored already, so a launch killed mid-way
 loses nothing and the next one resumes. When to score is the daemon's
 scheduler's business (jobs/scoring.py); this kind is what a launch is: its
 command line, what a container sees (the run's dir writable, its model, bundle
-and ASR model read-only), the spec GPU admission plans it by (`beside`: the
+and judges' models read-only), the spec GPU admission plans it by (`beside`: the
 run's own, as scoring loads the run's model), and how its end reads.
 
 Unlike a gate or a replay it runs while its run trains: it takes no lock on the
@@ -88,8 +88,8 @@ class ScoreKind(ChildKind):
 
     def paths(self, job: Job) -> Paths:
         target = _target(job)
-        asr = [(Path(target.asr), True, "gate.asr")] if target.asr is not None else []
-        return parent_paths(target, "scoring") + asr
+        judges = (("gate.asr", target.asr), ("gate.verifier", target.verifier))
+        return parent_paths(target, "scoring") + [(Path(path), True, field) for field, path in judges if path]
 
     def argv(self, python: str, run_dir: Path, job: Job, nonce: str, resume: bool) -> list[str]:
         target = _target(job)
@@ -97,6 +97,8 @@ class ScoreKind(ChildKind):
         options += ["--all-unscored"] if target.all_unscored else []
         options += ["--base"] if target.base else []
         options += ["--asr", target.asr] if target.asr is not None else []
+        options += ["--verifier", target.verifier] if target.verifier is not None else []
+        options += ["--device", target.device] if target.device is not None else []
         return [python, "-m", "qwen_train", self.subcommand, target.run_dir, *options]
 
     def works_in(self, job: Job, run_dir: Path) -> Path:
