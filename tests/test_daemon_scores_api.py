@@ -6,7 +6,8 @@ contract-only fake trainer, which writes durable checkpoint dirs and names the
 newest in its status, and for `qwen_train score` the fake scorer
 (scores_fake.py), which records its command line and writes real score
 records, skipping what exists. Checked: RUN.score starts when the status
-reports a new checkpoint (`--checkpoint N --base`, with the gate's judges), every kept checkpoint left
+reports a new checkpoint of a run whose spec turns scores on (`--checkpoint N --base`, with the gate's
+judges), every kept checkpoint left
 gets scored once the run ends (`--all-unscored`), a scorer killed mid-way is
 relaunched and loses nothing, the scores come back through GET .../scores, the
 history, `qwen-daemon scores` and `history`, the run's events and journald, and
@@ -31,6 +32,7 @@ import pytest
 from qwen_daemon.protocol import RunScores, RunView
 from qwen_train.checkpoint_files import CKPT_DIR, checkpoint_name
 from qwen_train.scores.record import SCORES_DIR, scored_steps, step_file
+from qwen_train.spec import ScoresSpec
 from tests.conftest import MakeDir, python_env
 from tests.scores_fake import CALLS_FILE, FIXTURE_FILE, RELEASE_FILE, make_scores, score_wrapper, write_scores
 from tests.test_daemon_harness import DaemonProcess, make_spec, raw_request, remove_tree, short_tmp_dir, wait_until
@@ -95,13 +97,15 @@ def calls(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def start_run(daemon: DaemonProcess, paths: Path, name: str, fixture: dict[str, Any],
-              scorer: dict[str, Any] | None = None) -> Path:
+              scorer: dict[str, Any] | None = None, scored: bool = True) -> Path:
+    """A fake-trainer run whose spec turns listening scores on (unless not `scored`)."""
     run_dir = daemon.run_dir(name)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "fixture.json").write_text(json.dumps(fixture))
     if scorer is not None:
         (run_dir / FIXTURE_FILE).write_text(json.dumps(scorer))
-    daemon.client.launch(spec=make_spec(paths, name))
+    spec = msgspec.structs.replace(make_spec(paths, name), scores=ScoresSpec(enabled=scored))
+    daemon.client.launch(spec=spec)
     return run_dir
 
 
@@ -250,8 +254,12 @@ def test_scores_requests_say_what_is_wrong(daemon: DaemonProcess, paths: Path) -
     assert code == 404 and "no run named 'nope'" in body["error"]
     code, body = raw_request(daemon.socket, "GET", "/runs/..%2Fx/scores")
     assert code == 400
-    start_run(daemon, paths, "plain", {"exit_after_s": 0.3, "exit_code": 0})
+    run_dir = start_run(daemon, paths, "plain", {"checkpoint_every": 2, "exit_after_s": 1.0, "exit_code": 0},
+                        scored=False)
     settled(daemon, "plain")
+    time.sleep(2.5)  # a scheduler tick after its end: a run whose spec does not turn scores on is not scored
+    assert kept_steps(run_dir) and not calls(run_dir)
+    assert "plain.score" not in [v.name for v in daemon.client.runs().runs]
     empty = daemon.client.scores("plain")
     assert (empty.base, empty.checkpoints, empty.best, empty.problems) == (None, [], None, [])
     assert "run plain: 0 checkpoints scored, no base row yet; no best yet" in cli(daemon, "scores", "plain").stdout

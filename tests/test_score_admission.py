@@ -17,10 +17,13 @@ import json
 import shutil
 from pathlib import Path
 
+import msgspec
+
 from qwen_daemon.protocol import score_name
 from qwen_daemon.sharing.admission import GIB, RULE_ROOM
 from qwen_daemon.sharing.beside import scoring_peak
 from qwen_train.scores.record import scored_steps
+from qwen_train.spec import ScoresSpec
 from tests.gpu_trees import counters
 from tests.scores_fake import CALLS_FILE, score_wrapper
 from tests.small_fs import small_fs
@@ -58,7 +61,8 @@ def launch(daemon: DaemonProcess, root: Path, runs: Path, name: str, device: str
     run_dir = runs / name
     run_dir.mkdir()
     (run_dir / "fixture.json").write_text(json.dumps({"checkpoint_every": 5}))
-    assert daemon.client.launch(spec=gpu_spec(root, name, device=device)).state in ("launching", "running")
+    spec = msgspec.structs.replace(gpu_spec(root, name, device=device), scores=ScoresSpec(enabled=True))
+    assert daemon.client.launch(spec=spec).state in ("launching", "running")
     return run_dir
 
 

@@ -1,6 +1,8 @@
 """When the daemon scores: each new durable checkpoint while a run trains, every kept one once it has ended.
 
-Every few seconds, for each training run: while it runs, its trusted status's
+Only runs whose spec turns listening scores on (`scores.enabled`: their
+retention then waits for the scores and keeps the best) are scored; `qwen-train
+score` scores any run by hand. Every few seconds, for each such run: while it runs, its trusted status's
 last checkpoint is the one to score (`--checkpoint STEP`) if it has no scores
 yet; once the run has ended (any end: a stopped or failed run's checkpoints are
 candidates too), every kept checkpoint without scores (`--all-unscored`). The
@@ -75,6 +77,7 @@ class ScoreScheduler:
         self._ended: set[str] = set()  # ended runs whose kept checkpoints may still want scores
         self._relaunches: dict[str, int] = {}  # run -> relaunches of an interrupted task in a row
         self._refused: dict[str, _Task] = {}  # run -> a task the launcher refused (not tried again)
+        self._specs: dict[tuple[str, float], str | None] = {}  # (run, launched_at) -> what _scored_on says
         self._ticker = Ticker("scoring", TICK_S, self.tick)
 
     def start(self) -> None:
@@ -126,18 +129,29 @@ class ScoreScheduler:
             return False
         return not target.all_unscored or job.launched_at >= (run.ended_at or 0.0)
 
+    def _scored_on(self, run: RunRecord) -> str | None:
+        """"cpu" or "auto" where the run's spec turns scores on (`scores.enabled`), None where it does not (or no
+        longer decodes); read once per launch of the run."""
+        key = (run.name, run.launched_at)
+        if key not in self._specs:
+            try:
+                spec = decode_spec(run.spec_json, source=f"run {run.name}")
+                self._specs[key] = ("cpu" if spec.train.device == "cpu" else "auto") if spec.scores.enabled else None
+            except SpecError:
+                self._specs[key] = None
+        return self._specs[key]
+
     def _judged(self, run: RunRecord, target: ScoreTarget) -> ScoreTarget:
         """`target` with the gate's judges and, for a run that trains on the CPU, the CPU."""
-        try:
-            cpu = decode_spec(run.spec_json, source=f"run {run.name}").train.device == "cpu"
-        except SpecError:
-            cpu = False  # the launch reads the run's spec again, and says what is wrong with it
         return msgspec.structs.replace(target, asr=self.config.gate_asr or None,
-                                       verifier=self.config.gate_verifier or None, device="cpu" if cpu else None)
+                                       verifier=self.config.gate_verifier or None,
+                                       device="cpu" if self._scored_on(run) == "cpu" else None)
 
     def _wanted(self, run: RunRecord, now: float) -> ScoreTarget | None:
-        """What `run` wants scored now, or None."""
+        """What `run` wants scored now, or None (nothing, or its spec does not turn scores on)."""
         run_dir = Path(run.run_dir)
+        if self._scored_on(run) is None:
+            return None
         if run.state == "running":
             status = run_view(run, now, self.config.stale_after_s, self.members)[1]
             if status is None or status.last_checkpoint is None:
