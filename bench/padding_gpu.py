@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--cap-gib", type=float, default=32.0)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--rules", default="old,new", help="which rules, in order (each alone: a fresh process each)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     device = torch.device("cuda")
@@ -52,7 +53,7 @@ def main() -> None:
     cap(device, args.cap_gib)
     results: list[dict[str, Any]] = []
     for frame_budget in [int(b) for b in args.budgets.split(",")]:
-        for old in (True, False):
+        for old in [rule == "old" for rule in args.rules.split(",")]:
             with_rule(old)
             out = variant(cfg, rows, frame_budget, "lean", device, args.warmup, args.steps, None)
             out["rule"] = "strata-v1" if old else budget.RULE
