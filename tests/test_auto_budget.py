@@ -60,7 +60,8 @@ def test_auto_takes_the_plans_largest_budget_for_what_the_other_tenants_leave(tm
     spec = _spec(tmp_path)
     card["free"] = 26 * GIB  # llama.cpp and a sidecar hold 6 GiB
     choice = _resolve(spec, tmp_path)
-    expected = frames_budget(plan_for_spec(spec, gpu_bytes=32 * GIB, headroom=0.10 + 6 / 32, frames=1).max_frames or 0)
+    headroom = auto_budget.AUTO_HEADROOM + 6 / 32
+    expected = frames_budget(plan_for_spec(spec, gpu_bytes=32 * GIB, headroom=headroom, frames=1).max_frames or 0)
     assert choice.frame_budget == expected - expected % 8 and choice.frame_budget > 900
     card["free"] = 32 * GIB  # the card to itself
     alone = _resolve(spec, tmp_path / "alone")
@@ -71,7 +72,7 @@ def test_auto_takes_the_plans_largest_budget_for_what_the_other_tenants_leave(tm
 def test_the_first_launchs_choice_is_kept_on_a_card_that_now_has_more_room(tmp_path: Path,
                                                                           card: dict[str, int]) -> None:
     spec = _spec(tmp_path)
-    card["free"] = 20 * GIB
+    card["free"] = 26 * GIB
     first = _resolve(spec, tmp_path)
     auto_budget.record_choice(tmp_path, first)
     card.update(free=32 * GIB, name="NVIDIA A100-SXM4-40GB", total=40 * GIB)
