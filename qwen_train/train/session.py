@@ -206,12 +206,13 @@ def build_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, bundle: Pa
     A full fine-tune under the lean recipe loads bf16-stored weights as bf16 (modeldir.py: the same values
     as fp32 and a cast, in half the time and memory); an adapter run loads fp32 and casts its frozen base after,
     so its adapters are made fp32."""
-    startup = startup or Startup(heartbeat)
     seed_everything(spec.train.seed, spec.train.deterministic)
     bundle = bundle or Path(spec.bundle)
+    runtime = Runtime.for_spec(spec)
+    heartbeat.enabled = heartbeat.enabled and bool(runtime.accelerator.is_main_process)  # before any phase writes
+    startup = startup or Startup(heartbeat)
     with startup.phase("verifying the bundle"):
         fingerprint = verify_bundle(bundle)
-    runtime = Runtime.for_spec(spec)
     with startup.phase("loading weights"):
         lean = runtime.recipe.name == "lean" and spec.train.adapter is None
         model, processor = load_base_model(spec.model, spec.language, bf16=lean)
@@ -231,7 +232,7 @@ def assemble_session(spec: RunSpec, run_dir: Path, heartbeat: Heartbeat, runtime
     startup = startup or Startup(heartbeat)
     accelerator, perf = runtime.accelerator, runtime.perf
     spec = pin_recipe(spec, runtime.recipe)  # checkpoints record the recipe trained, not "auto"
-    heartbeat.enabled = bool(accelerator.is_main_process)
+    heartbeat.enabled = heartbeat.enabled and bool(accelerator.is_main_process)  # a replay's stays off
     encoder = model.get_submodule("speaker_encoder")
     encoder.requires_grad_(False)
     lengths = Lengths(list(data.train.lengths()))

@@ -50,8 +50,8 @@ def diagnose_run(run_dir: Path, step: int | None = None) -> Diagnosis:
         raise DiagnoseError(str(exc)) from None
     spec = decode_spec(meta.spec, source=f"{ckpt}/meta.json")
     heartbeat = Heartbeat(run_dir, spec.name, "diagnose", spec.train.max_steps)
+    heartbeat.enabled = False  # the replay must not overwrite the run's heartbeat, from its first phase on
     session = build_session(spec, run_dir, heartbeat)
-    heartbeat.enabled = False  # the replay must not overwrite the run's heartbeat
     if meta.cursor.world_size != session.accelerator.num_processes:
         # One process would draw only rank 0's share of each global batch and average half the gradient:
         # not the step that broke, so not a diagnosis of it.
