@@ -24,7 +24,7 @@ from qwen_daemon.protocol import LaunchRequest, ScorePoint, best_step, kind_info
 from qwen_daemon.protocol.errors import RequestError
 from qwen_daemon.protocol.gpu import GpuHolder
 from qwen_daemon.protocol.resources import GpuSample
-from qwen_daemon.protocol.scores import COLUMNS, compare, score_point
+from qwen_daemon.protocol.scores import COLUMNS, compare, judge_name, notes_by_reason, score_point
 from qwen_daemon.runs.record import RunRecord
 from qwen_daemon.runs.score_news import journal_fields, score_line
 from qwen_daemon.runs.scores import ScoresReader, unscored
@@ -220,3 +220,18 @@ def test_beside_a_run_scoring_leaves_room_for_the_runs_memory_plan() -> None:
     from qwen_daemon.protocol.gpu import GpuReservation
     reserved = GpuReservation(reason="sidecar", actor="ops", since=time.time())
     assert (why_not_beside("x.score", GIB, card(0), reserved, [], lambda _: {}) or ("",))[0] == RULE_RESERVED
+
+
+def test_each_score_names_the_judge_its_records_name_and_each_reason_it_was_not_measured_once() -> None:
+    named = [score_point(make_scores(step, dnsmos="speechmos 0.0.1.1 DNSMOS P.835", vad="silero-vad 6.2.3 (ONNX)",
+                                     notes={"rate_ratio": "no row has speech in both its clone and its real "
+                                                          "recording"}))
+             for step in (None, 3, 6)]
+    by_key = {c.key: c for c in COLUMNS}
+    assert judge_name(by_key["dnsmos_ovrl"], named) == "speechmos 0.0.1.1 DNSMOS P.835"
+    assert judge_name(by_key["silent_share"], named) == "silero-vad 6.2.3 (ONNX)"
+    assert judge_name(by_key["cer"], named) == "ASR /srv/models/kb-whisper-small"
+    assert judge_name(by_key["dnsmos_ovrl"], [ScorePoint(step=1)]) == "DNSMOS P.835 (speechmos)"  # an older record
+    assert judge_name(by_key["similarity"], [ScorePoint(step=1)]) == "verifier (not named)"
+    assert notes_by_reason(named) == {("rate", "no row has speech in both its clone and its real recording"):
+                                      ["base", "3", "6"]}

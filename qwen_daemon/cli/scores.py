@@ -19,7 +19,7 @@ from qwen_daemon.cli.render import table
 from qwen_daemon.protocol import BEST_RULE, RunScores, ScorePoint
 from qwen_daemon.protocol.client import DaemonClient
 from qwen_daemon.protocol.display import PLAIN
-from qwen_daemon.protocol.scores import COLUMNS, judge_name, score_point, value
+from qwen_daemon.protocol.scores import COLUMNS, judge_name, notes_by_reason, score_point, value
 from qwen_train.scores.record import Calibration
 
 BEST_MARK = "*"
@@ -51,8 +51,8 @@ def calibration_line(calibration: Calibration) -> str:
 
 
 def notes_lines(points: Sequence[ScorePoint]) -> list[str]:
-    return [f"  {'base' if p.step is None else f'step {p.step}'} {name}: {why}"
-            for p in points for name, why in sorted(p.notes.items())]
+    """Each reason once, with the score it concerns and where (the base, the steps) it holds."""
+    return [f"  {label} ({', '.join(where)}): {why}" for (label, why), where in notes_by_reason(points).items()]
 
 
 def scores_text(scores: RunScores) -> str:

@@ -21,7 +21,7 @@ class LaunchRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     kind "train" takes `spec`/`spec_path` (a RunSpec); kind "preprocess" takes
     `prepare`/`spec_path` (a PrepareSpec). `diagnose` and `gate` jobs come from POST .../diagnose
-    and POST .../gate.
+    and POST .../gate; `score` jobs from the daemon itself (jobs/scoring.py).
     `surface` and `runner` are for "preprocess" only (a PrepareSpec names neither;
     defaults "default" and "process"); a training run takes both from its RunSpec.
     """

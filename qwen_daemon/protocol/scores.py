@@ -74,6 +74,8 @@ class ScorePoint(msgspec.Struct, frozen=True):
     silent_share: float | None = None
     asr: str = ""
     verifier: str = ""
+    dnsmos: str = ""
+    vad: str = ""
     notes: dict[str, str] = {}
     measured_at: float = 0.0
 
@@ -108,7 +110,7 @@ def score_point(scores: Scores) -> ScorePoint:
                       dnsmos_ovrl=scores.dnsmos_ovrl, dnsmos_sig=scores.dnsmos_sig, dnsmos_bak=scores.dnsmos_bak,
                       rate_ratio=scores.rate_ratio, limit_share=scores.limit_share,
                       silent_share=scores.silent_share, asr=scores.asr, verifier=scores.verifier,
-                      notes=dict(scores.notes), measured_at=scores.measured_at)
+                      dnsmos=scores.dnsmos, vad=scores.vad, notes=dict(scores.notes), measured_at=scores.measured_at)
 
 
 def value(point: ScorePoint, column: ScoreColumn) -> float | None:
@@ -147,9 +149,26 @@ def compare(column: ScoreColumn, measured: float | None, base: float | None) -> 
 
 
 def judge_name(column: ScoreColumn, points: Sequence[ScorePoint]) -> str:
-    """Who measured a score, in words: the ASR model or verifier the records name (several where they differ)."""
+    """Who measured a score, in words: the judge the records name (each once, where they differ); a record from
+    before the quality judge and the speech detector were named is read as the packages the scorer uses."""
+    if column.judge == "generation":
+        return GENERATION_JUDGE
+    named = list(dict.fromkeys(getattr(p, column.judge) for p in points if getattr(p, column.judge)))
     if column.judge in ("asr", "verifier"):
-        named = list(dict.fromkeys(getattr(p, column.judge) for p in points if getattr(p, column.judge)))
         what = "ASR" if column.judge == "asr" else "verifier"
         return f"{what} {', '.join(named)}" if named else f"{what} (not named)"
-    return {"dnsmos": DNSMOS_JUDGE, "vad": VAD_JUDGE, "generation": GENERATION_JUDGE}[column.judge]
+    return ", ".join(named) or (DNSMOS_JUDGE if column.judge == "dnsmos" else VAD_JUDGE)
+
+
+def label_of(key: str) -> str:
+    """A score's label by its field name (a note names the field); a name no column has stays as it is."""
+    return next((c.label for c in COLUMNS if c.key == key), key)
+
+
+def notes_by_reason(points: Sequence[ScorePoint]) -> dict[tuple[str, str], list[str]]:
+    """Why scores were not measured: (score label, reason) -> where ("base", or the steps), each reason once."""
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for point in points:
+        for key, why in point.notes.items():
+            reasons.setdefault((label_of(key), why), []).append("base" if point.step is None else str(point.step))
+    return reasons

@@ -11,9 +11,9 @@ so a run's summary survives restarts too.
 One connection shared by all threads, serialised by a lock: the daemon's
 write rate (a few rows a second at most) is far below what that allows.
 
-A name belongs to one job kind for good (`train`, `preprocess`, `diagnose`):
+A name belongs to one job kind for good (`train`, `preprocess`, `diagnose`, `gate`, `score`):
 its run dir holds that kind's files, so relaunching a name as another kind is
-refused. A diagnose job records the run it replays as its `parent`.
+refused. A child job (diagnose, gate, score) records the run it works on as its `parent`.
 """
 
 from __future__ import annotations

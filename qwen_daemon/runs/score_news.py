@@ -49,8 +49,8 @@ def journal_fields(run: str, scores: Scores, best: int | None) -> dict[str, obje
         "QWEN_SCORE_ROWS": scores.rows,
         "QWEN_SCORE_ASR": scores.asr or "none",
         "QWEN_SCORE_VERIFIER": scores.verifier or "none",
-        "QWEN_SCORE_DNSMOS": DNSMOS_JUDGE,
-        "QWEN_SCORE_VAD": VAD_JUDGE,
+        "QWEN_SCORE_DNSMOS": scores.dnsmos or DNSMOS_JUDGE,
+        "QWEN_SCORE_VAD": scores.vad or VAD_JUDGE,
         "QWEN_SCORE_BEST": int(scores.step is not None and scores.step == best),
     }
     point = score_point(scores)

@@ -24,7 +24,7 @@ from textual.widgets import Static
 
 from qwen_daemon.protocol import ACTIVE_STATES, BEST_RULE, RunHistory, RunView, ScorePoint
 from qwen_daemon.protocol.display import SCREEN
-from qwen_daemon.protocol.scores import COLUMNS, ScoreColumn, compare, judge_name, value
+from qwen_daemon.protocol.scores import COLUMNS, ScoreColumn, compare, judge_name, notes_by_reason, value
 from qwen_tui.format import DASH, state_text
 
 BEST_MARK = "★"
@@ -95,10 +95,7 @@ def headline(points: Sequence[ScorePoint], base: ScorePoint | None, best: int | 
 
 def notes_text(points: Sequence[ScorePoint]) -> Text | None:
     """Why scores were not measured, each reason once, with the checkpoints it applies to."""
-    reasons: dict[tuple[str, str], list[str]] = {}
-    for point in points:
-        for name, why in point.notes.items():
-            reasons.setdefault((name, why), []).append("base" if point.step is None else str(point.step))
+    reasons = notes_by_reason(points)
     if not reasons:
         return None
     text = Text("not measured:", style="yellow")
