@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from qwen_train.prepare import recordings
 from qwen_train.prepare.recordings import count
 from qwen_train.prepare.spec import SourceSpec
 from qwen_train.prepare.timed_text import TimedTextError, parse_cues, read_transcript
@@ -87,6 +88,16 @@ def test_each_unusable_file_is_one_row_with_its_reason(tmp_path: Path, clips: li
     assert "not a regular file" in entries["bo/pipe.wav#0000"].detail
     assert "8000 Hz is below 16000 Hz" in entries["bo/low.wav#0000"].detail
     assert entries["flat.wav#0000"].text == clips[0].text
+
+
+def test_the_long_steps_say_how_far_they_are(tmp_path: Path, clips: list[Clip]) -> None:
+    """What the VAD pass is doing reaches the caller as text (run.py puts it in the heartbeat)."""
+    root = tmp_path / "rec"
+    _write(root, "anna/a.wav", clips[0], clips[0].text)
+    notes: list[str] = []
+    got = list(recordings.rows(SourceSpec(kind="recordings", path=str(root)), tmp_path / "work", show=False,
+                               note=notes.append))
+    assert len(got) == 1 and notes and notes[-1].startswith("vad anna/a.wav: ") and notes[-1].endswith(" s")
 
 
 def test_a_folder_that_needs_whisper_and_names_none_is_refused_before_any_work(tmp_path: Path,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,8 +125,9 @@ class Opened:
 class Planner:
     """Makes plans; holds one VAD session for the source (made on first use)."""
 
-    def __init__(self, root: Path, limits: Limits, show: bool = True) -> None:
-        self.root, self.limits, self.show = root, limits, show
+    def __init__(self, root: Path, limits: Limits, show: bool = True,
+                 note: Callable[[str], None] | None = None) -> None:
+        self.root, self.limits, self.show, self.note = root, limits, show, note
         self._vad: SileroVad | None = None
 
     def plan(self, rec: Recording) -> Plan:
@@ -138,7 +140,7 @@ class Planner:
         if self._vad is None:
             self._vad = SileroVad()
         try:
-            scan = scan_file(real, self._vad, rec.rel, self.show)
+            scan = scan_file(real, self._vad, rec.rel, self.show, self.note)
         except TruncatedAudio as exc:
             return msgspec.structs.replace(base, segments=[Segment(0, 0, "truncated", str(exc))], transcript="")
         except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:

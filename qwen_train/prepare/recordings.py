@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from qwen_train.prepare.transcribe import (
 )
 
 ESTIMATE_SLICE_S = 6.0
+Note = Callable[[str], None]
 MIN_LOGPROB = -100.0  # an empty decode's mean is -inf, which JSON cannot carry
 
 
@@ -114,10 +115,12 @@ class _Whisper:
 
 
 def rows(src: SourceSpec, work: Path, start: int = 0, limits: Limits | None = None, device: str = "auto",
-         show: bool = True) -> Iterator[Item]:
+         show: bool = True, note: Note | None = None) -> Iterator[Item]:
+    """Every row from `start` on. `show` draws the VAD and ASR progress bars on the terminal; `note` hears the
+    same progress as text (the prepare heartbeat's message)."""
     root = Path(src.path)
     store = PlanStore(work, src.label)
-    planner = Planner(root, limits or Limits(), show)
+    planner = Planner(root, limits or Limits(), show, note)
     whisper = _Whisper(src, device)
     n = 0
     try:
@@ -127,7 +130,7 @@ def rows(src: SourceSpec, work: Path, start: int = 0, limits: Limits | None = No
                 plan = planner.plan(rec)
                 store.save(plan)
             if n + len(plan.segments) > start:
-                yield from FileRows(src, rec, plan, store, whisper, show).items(n, start)
+                yield from FileRows(src, rec, plan, store, whisper, show, note).items(n, start)
             n += len(plan.segments)
     finally:
         whisper.close()
@@ -137,13 +140,13 @@ class FileRows:
     """One recording's rows from its plan, transcribing slices a fixed batch at a time as they are reached."""
 
     def __init__(self, src: SourceSpec, rec: Recording, plan: Plan, store: PlanStore, whisper: _Whisper,
-                 show: bool) -> None:
+                 show: bool, note: Note | None = None) -> None:
         self.src, self.rec, self.plan, self.whisper = src, rec, plan, whisper
         self.texts = store.transcripts(rec.rel) if plan.transcript == "asr" else None
         self.need = [k for k, s in enumerate(plan.segments) if s.reason is None and s.text is None
                      and self.seconds(s) <= WHISPER_WINDOW_S]
         self.position = {k: i for i, k in enumerate(self.need)}
-        self.show = show
+        self.show, self.note = show, note
         self.bar: tqdm[Any] | None = None
 
     def seconds(self, seg: Segment) -> float:
@@ -206,6 +209,8 @@ class FileRows:
             self.bar = tqdm(total=len(self.need), desc=f"asr {self.rec.rel}", unit="slice", file=sys.stderr,
                             leave=False, dynamic_ncols=True, disable=not self.show)
         self.bar.update(done - self.bar.n)
+        if self.note is not None:
+            self.note(f"asr {self.rec.rel}: {done}/{len(self.need)} slices transcribed")
 
     def audio(self, seg: Segment, rate: int) -> np.ndarray:
         samples, native = read_span(self.rec.path.resolve(), seg.start, seg.end - seg.start)

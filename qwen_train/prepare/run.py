@@ -127,6 +127,14 @@ class _Beat:
             self.update(done, f"validate+resample {done}/{total} rows, {self.rejected} rejected this window, "
                               f"{rate:.1f} rows/s, ETA {eta:.0f} s", rate, self.audio_s * 12.5 / elapsed)
 
+    def phase(self, message: str) -> None:
+        """A long step between two rows (a recording's VAD pass, a Whisper batch): said, rate-limited, so the
+        heartbeat keeps beating and the dashboard shows what the window is doing."""
+        now = time.monotonic()
+        if now - self.last >= BEAT_EVERY_S:
+            self.last = now
+            self.update(self.bar.n, message, 0.0, 0.0)
+
     def codes(self, done: int, total: int, per_batch: float) -> None:
         self.update(self.total, f"codes {done}/{total} batches, ETA {(total - done) * per_batch:.0f} s", 0.0, 0.0)
 
@@ -164,7 +172,7 @@ def prepare(
         beat = _Beat(heartbeat, total, journal.state.rows)
         try:
             beat.update(journal.state.rows, f"validate+resample from row {journal.state.rows}/{total}", 0.0, 0.0)
-            result = run_window(spec, journal, total, should_stop, beat.row)
+            result = run_window(spec, journal, total, should_stop, beat.row, beat.phase)
         finally:
             journal.close()
             beat.close()

@@ -15,6 +15,7 @@ A file whose decoded frames fall short of its header's count is `TruncatedAudio`
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,10 @@ class Scan:
         return self.frames / self.rate if self.rate else 0.0
 
 
-def scan_file(path: Path, vad: SileroVad, label: str = "", show: bool = True) -> Scan:
-    """Stream `path` once through the VAD and the acoustics; raise TruncatedAudio, or libsndfile's error."""
+def scan_file(path: Path, vad: SileroVad, label: str = "", show: bool = True,
+              note: Callable[[str], None] | None = None) -> Scan:
+    """Stream `path` once through the VAD and the acoustics; raise TruncatedAudio, or libsndfile's error.
+    `note` hears how far the pass is after each block (for the heartbeat; `show` is the terminal's bar)."""
     check_file_complete(path)
     vad.reset()
     acoustics = Acoustics()
@@ -70,6 +73,8 @@ def scan_file(path: Path, vad: SileroVad, label: str = "", show: bool = True) ->
             probs.append(vad.feed(at16, last=last))
             parts.append(acoustics.feed(at16, last=last))
             bar.update(round(read / rate) - bar.n)
+            if note is not None:
+                note(f"vad {label}: {read / rate:.0f}/{promised / rate:.0f} s")
             if last:
                 break
         bar.close()

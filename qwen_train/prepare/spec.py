@@ -140,7 +140,9 @@ class PrepareSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         {"name": "pilot-sv", "out": "/srv/scratch/bundles/pilot-sv", "model": "/srv/scratch/models/base",
          "sources": [{"kind": "rixvox", "path": "/srv/storage/rixvox/data", "share": 0.05},
                      {"kind": "fleurs", "path": "/srv/storage/fleurs", "splits": ["dev", "test"]},
-                     {"kind": "waxholm", "path": "/srv/storage/waxholm", "role": "benchmark"}],
+                     {"kind": "waxholm", "path": "/srv/storage/waxholm", "role": "benchmark"},
+                     {"kind": "recordings", "path": "/srv/storage/own-voices",
+                      "asr": "/srv/scratch/models/kb-whisper-large"}],
          "split": {"held_out_speakers": 20, "held_out_utterances": 1}, "workers": 8}
     """
 

@@ -35,6 +35,7 @@ IMPORTERS: dict[str, ModuleType] = {
 }
 
 Progress = Callable[[int, int, Processed], None]
+Phase = Callable[[str], None]  # what a long step between two rows is doing (a recording's VAD pass, its ASR)
 
 
 @dataclass
@@ -67,9 +68,9 @@ def source_notes(spec: PrepareSpec) -> dict[str, dict[str, int]]:
     return out
 
 
-def _items(spec: PrepareSpec, src: SourceSpec, work: Path, start: int) -> Iterator[Item]:
+def _items(spec: PrepareSpec, src: SourceSpec, work: Path, start: int, phase: Phase | None) -> Iterator[Item]:
     if src.kind == "recordings":  # slices to the spec's duration limits, transcribes on the spec's device
-        yield from recordings.rows(src, work, start, spec.limits, spec.device)
+        yield from recordings.rows(src, work, start, spec.limits, spec.device, note=phase)
         return
     yield from IMPORTERS[src.kind].rows(src, work, start)
 
@@ -101,6 +102,7 @@ def run_window(
     total_rows: int,
     should_stop: Callable[[], bool] = lambda: False,
     progress: Progress | None = None,
+    phase: Phase | None = None,
 ) -> WindowResult:
     work = Path(spec.work_dir or "")
     audio_dir = audio_root(spec)
@@ -110,7 +112,7 @@ def run_window(
         for src in spec.sources:
             if src.label in journal.state.ended:
                 continue
-            stop = _run_source(spec, src, work, audio_dir, journal, bound, pool, total_rows, progress)
+            stop = _run_source(spec, src, work, audio_dir, journal, bound, pool, total_rows, progress, phase)
             if stop is not None:
                 return WindowResult(False, bound.rows, total_rows, journal.state.rows, stop)
         return WindowResult(True, bound.rows, total_rows, journal.state.rows)
@@ -137,6 +139,7 @@ def _run_source(
     pool: ProcessPoolExecutor | None,
     total_rows: int,
     progress: Progress | None,
+    phase: Phase | None = None,
 ) -> str | None:
     """Journal this source's rows from the cursor on; return why it stopped early, or None."""
     label = src.label
@@ -167,7 +170,7 @@ def _run_source(
                 progress(journal.state.rows, total_rows, entry)
         return None
 
-    for item in _items(spec, src, work, journal.state.done[label]):
+    for item in _items(spec, src, work, journal.state.done[label], phase):
         stop = drain(ahead - 1)
         if stop is not None:
             return stop
