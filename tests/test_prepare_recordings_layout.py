@@ -12,14 +12,14 @@ import soundfile as sf
 
 from qwen_train.prepare import recordings
 from qwen_train.prepare.recordings import count
-from qwen_train.prepare.spec import SourceSpec
+from qwen_train.prepare.spec import Limits, SourceSpec
 from qwen_train.prepare.timed_text import TimedTextError, parse_cues, read_transcript
 from qwen_train.prepare.transcribe import AsrUnavailable
 from qwen_train.spec import SpecError
 from tests.conftest import MakeDir
 from tests.layouts_recordings import Composer
 from tests.prepare_layouts import Clip, speak_clips
-from tests.prepare_window import run_whole, window_spec
+from tests.prepare_window import run_once, run_whole, window_spec
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,22 @@ def test_each_unusable_file_is_one_row_with_its_reason(tmp_path: Path, clips: li
     assert "not a regular file" in entries["bo/pipe.wav#0000"].detail
     assert "8000 Hz is below 16000 Hz" in entries["bo/low.wav#0000"].detail
     assert entries["flat.wav#0000"].text == clips[0].text
+
+
+def test_a_txt_beside_a_file_longer_than_the_limit_says_what_to_give_instead(tmp_path: Path,
+                                                                            clips: list[Clip]) -> None:
+    root = tmp_path / "rec"
+    c = Composer("anna/long.wav", "anna")
+    for clip in clips[:3]:
+        c.speech(clip)
+        c.pause()
+    (root / "anna").mkdir(parents=True)
+    sf.write(str(root / "anna" / "long.wav"), c.signal(), 16000, subtype="PCM_16")
+    (root / "anna" / "long.txt").write_text(" ".join(clip.text for clip in clips[:3]), encoding="utf-8")
+    result, entries = run_once(window_spec(tmp_path, SourceSpec(kind="recordings", path=str(root)),
+                                           limits=Limits(max_duration_s=6.0)))
+    assert result.complete and [e.reason for e in entries] == ["too_long"]
+    assert "a .txt cannot say where to cut; give an .srt or .vtt" in entries[0].detail
 
 
 def test_the_long_steps_say_how_far_they_are(tmp_path: Path, clips: list[Clip]) -> None:

@@ -155,7 +155,8 @@ class Planner:
             return msgspec.structs.replace(facts, segments=vad_segments(scan, self.limits.min_duration_s,
                                                                         self.limits.max_duration_s))
         if transcript.kind == "txt":
-            return msgspec.structs.replace(facts, segments=whole_segments(scan, transcript.text), transcript="txt")
+            whole = whole_segments(scan, transcript.text, self.limits.max_duration_s)
+            return msgspec.structs.replace(facts, segments=whole, transcript="txt")
         return msgspec.structs.replace(facts, segments=cue_segments(scan, transcript.cues), transcript=transcript.kind)
 
     def _open(self, rec: Recording) -> Opened | tuple[RejectReason, str]:

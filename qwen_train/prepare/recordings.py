@@ -50,6 +50,7 @@ from qwen_train.prepare.transcribe import (
     compression_ratio,
     refusal,
 )
+from qwen_train.prepare.vad import model_path
 
 ESTIMATE_SLICE_S = 6.0
 Note = Callable[[str], None]
@@ -76,6 +77,7 @@ def count(src: SourceSpec, work: Path) -> int:
     """Rows of planned files exactly, of the others an estimate; refuses a folder Whisper would be needed for
     and no Whisper is named (said here, before a window starts, so the fix is a spec the work dir accepts)."""
     found = find_recordings(Path(src.path))
+    model_path()  # VadUnavailable now, not after the first file is opened
     check_asr(src, found)
     store = PlanStore(work, src.label)
     total = 0

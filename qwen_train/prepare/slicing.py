@@ -241,9 +241,14 @@ def cue_segments(scan: Scan, cues: tuple[Cue, ...]) -> list[Segment]:
     return out
 
 
-def whole_segments(scan: Scan, text: str) -> list[Segment]:
-    """A file with a .txt beside it is one utterance: from its first speech to its last, plus the context."""
+def whole_segments(scan: Scan, text: str, max_s: float) -> list[Segment]:
+    """A file with a .txt beside it is one utterance: from its first speech to its last, plus the context.
+    Longer than the limit, it is `too_long` at once: a .txt cannot say where to cut."""
     found = runs(speech_mask(scan.speech_prob))
     a, b = (found[0][0], found[-1][1]) if found else (0, len(scan.speech_prob))
     reason, detail = judge(scan, a, b) or (None, "")
+    if (b - a) * CHUNK_S + 2 * CONTEXT_S > max_s:
+        reason, detail = "too_long", (f"{(b - a) * CHUNK_S:.1f} s of speech and one .txt for all of it, over "
+                                      f"max_duration_s {max_s:g}: a .txt cannot say where to cut; give an .srt or "
+                                      ".vtt with times, or remove the .txt and let Whisper transcribe the slices")
     return [segment(scan, a * CHUNK_S - CONTEXT_S, b * CHUNK_S + CONTEXT_S, reason, detail, text)]

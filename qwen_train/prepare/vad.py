@@ -27,7 +27,7 @@ CHUNK_S = CHUNK / RATE
 MODEL_FILE = "silero_vad.onnx"
 
 
-class VadUnavailable(RuntimeError):
+class VadUnavailable(FileNotFoundError):
     """The silero-vad wheel (its ONNX model) or onnxruntime is not installed; the message says which."""
 
 
