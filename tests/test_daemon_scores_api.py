@@ -130,7 +130,7 @@ def test_each_new_checkpoint_is_scored_as_the_run_trains_and_the_rest_once_it_en
     assert daemon.client.run("heard.score").run.state == "running"  # still on step 10: the rest waits
     (run_dir / RELEASE_FILE).write_text("")
     wait_until(lambda: len(calls(run_dir)) == 2, 30, "the scoring of the run's end")
-    assert calls(run_dir)[1]["argv"] == ["score", str(run_dir), "--all-unscored", *judges]  # the base row is there
+    assert calls(run_dir)[1]["argv"] == ["score", str(run_dir), "--all-unscored", "--base", *judges]
     job = settled(daemon, "heard.score")
     kept = kept_steps(run_dir)
     assert job.state == "completed" and kept[:2] == [10, 20], job
@@ -146,7 +146,7 @@ def test_each_new_checkpoint_is_scored_as_the_run_trains_and_the_rest_once_it_en
     assert [p.step for p in history.scores] == kept and history.best_score_step == kept[-1]
     assert history.base_scores is not None and history.base_scores.cer == scores.base.cer
     events = [e for e in daemon.client.run("heard").events if e.kind in ("scores", "scoring")]
-    assert events[0].message == "heard.score: scoring checkpoint step 10 and the base model"
+    assert events[0].message == "heard.score: scoring checkpoint step 10 (and the base model, once)"
     scored = [e.message for e in events if e.kind == "scores"]
     assert any(m.startswith("run heard: the base model scored: CER 0.4500") for m in scored), scored
     assert any(m.startswith(f"run heard: step {kept[-1]} scored (best checkpoint so far): ") for m in scored)
@@ -172,8 +172,7 @@ def test_a_scorer_killed_mid_way_is_relaunched_and_loses_nothing(daemon: DaemonP
     job = settled(daemon, "killed.score")
     assert job.state == "completed" and job.pid != first
     assert calls(run_dir)[0]["argv"][:4] == ["score", str(run_dir), "--all-unscored", "--base"]
-    assert calls(run_dir)[1]["argv"][:3] == ["score", str(run_dir), "--all-unscored"]  # the same task, the base done
-    assert "--base" not in calls(run_dir)[1]["argv"]
+    assert calls(run_dir)[1]["argv"] == calls(run_dir)[0]["argv"]  # the same task, resumed
     assert sorted(scored_steps(run_dir)) == [3, 6, 9]
     assert {step: scored_steps(run_dir)[step].stat().st_mtime_ns for step in before} == before  # kept as written
     events = [e.kind for e in daemon.client.run("killed.score").events]

@@ -5,8 +5,9 @@ retention then waits for the scores and keeps the best) are scored; `qwen-train
 score` scores any run by hand. Every few seconds, for each such run: while it runs, its trusted status's
 last checkpoint is the one to score (`--checkpoint STEP`) if it has no scores
 yet; once the run has ended (any end: a stopped or failed run's checkpoints are
-candidates too), every kept checkpoint without scores (`--all-unscored`). The
-first launch of a run also scores the base model (`--base`), the reference row.
+candidates too), every kept checkpoint without scores (`--all-unscored`). Each
+launch also asks for the base model's row (`--base`), the reference, which the
+scorer scores once and skips while it is current.
 The job is RUN.score, one launch at a time: a checkpoint written while it
 scores another waits for it (or for the run's end, which catches them all).
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -50,6 +52,15 @@ MAX_RELAUNCHES = 3
 ACTOR = "the daemon's scoring"
 Members = Callable[[RunRecord], "list[int] | None"]
 _Task = tuple[int | None, bool]  # (checkpoint, all_unscored): what a launch is for
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """A task a run wants, and since when: a launch of the same task before then did not score this (a
+    checkpoint written again at its step, a run that ended again)."""
+
+    target: ScoreTarget
+    since: float
 
 
 def _task(target: ScoreTarget) -> _Task:
@@ -105,29 +116,24 @@ class ScoreScheduler:
                 self._consider(record, by_name.get(score_name(record.name)), now)
 
     def _consider(self, run: RunRecord, job: RunRecord | None, now: float) -> None:
-        """Launch RUN.score if `run` wants a task that is not the last one's, or the last one was interrupted."""
+        """Launch RUN.score if `run` wants a task its last launch did not have (or had before what it scores was
+        written), or the last launch of this task was interrupted."""
         if job is not None and job.state in PENDING_STATES:
             return
-        target = self._wanted(run, now)
-        if target is None or self._refused.get(run.name) == _task(target):
+        wanted = self._wanted(run, now)
+        if wanted is None or self._refused.get(run.name) == _task(wanted.target):
             return
         last = _last_target(job)
-        if job is not None and last is not None and self._same(last, target, job, run):
+        if job is not None and last is not None and _task(last) == _task(wanted.target) and \
+                job.launched_at >= wanted.since:
             if job.state != "interrupted" or self._relaunches.get(run.name, 0) >= MAX_RELAUNCHES:
-                if target.all_unscored:
+                if wanted.target.all_unscored:
                     self._ended.discard(run.name)  # its end was scored (or failed to be: resume does that)
                 return
             self._relaunches[run.name] = self._relaunches.get(run.name, 0) + 1
         else:
             self._relaunches.pop(run.name, None)
-        self._launch(run, target)
-
-    @staticmethod
-    def _same(last: ScoreTarget, target: ScoreTarget, job: RunRecord, run: RunRecord) -> bool:
-        """The last launch had this task; scoring a run's end counts only if launched after that end."""
-        if _task(last) != _task(target):
-            return False
-        return not target.all_unscored or job.launched_at >= (run.ended_at or 0.0)
+        self._launch(run, wanted.target)
 
     def _scored_on(self, run: RunRecord) -> str | None:
         """"cpu" or "auto" where the run's spec turns scores on (`scores.enabled`), None where it does not (or no
@@ -147,8 +153,9 @@ class ScoreScheduler:
                                        verifier=self.config.gate_verifier or None,
                                        device="cpu" if self._scored_on(run) == "cpu" else None)
 
-    def _wanted(self, run: RunRecord, now: float) -> ScoreTarget | None:
-        """What `run` wants scored now, or None (nothing, or its spec does not turn scores on)."""
+    def _wanted(self, run: RunRecord, now: float) -> _Wanted | None:
+        """What `run` wants scored now, or None (nothing, or its spec does not turn scores on). The base model
+        is always asked for too: the scorer scores it once and skips it while its row is current."""
         run_dir = Path(run.run_dir)
         if self._scored_on(run) is None:
             return None
@@ -157,17 +164,17 @@ class ScoreScheduler:
             if status is None or status.last_checkpoint is None:
                 return None
             step = status.last_checkpoint.step
-            scores = self.reader.run_scores(run.name, run_dir)
-            if step not in unscored(scores):
+            if step not in unscored(self.reader.run_scores(run.name, run_dir)):
                 return None  # scored already, or not (or no longer) a kept durable checkpoint
-            return self._judged(run, ScoreTarget(run.name, run.run_dir, checkpoint=step, base=scores.base is None))
+            target = ScoreTarget(run.name, run.run_dir, checkpoint=step, base=True)
+            return _Wanted(self._judged(run, target), status.last_checkpoint.written_at)
         if run.name not in self._ended or run.state in PENDING_STATES:
             return None
-        scores = self.reader.run_scores(run.name, run_dir)
-        if not unscored(scores):
+        if not unscored(self.reader.run_scores(run.name, run_dir)):
             self._ended.discard(run.name)
             return None
-        return self._judged(run, ScoreTarget(run.name, run.run_dir, all_unscored=True, base=scores.base is None))
+        target = ScoreTarget(run.name, run.run_dir, all_unscored=True, base=True)
+        return _Wanted(self._judged(run, target), run.ended_at or 0.0)
 
     def _launch(self, run: RunRecord, target: ScoreTarget) -> None:
         """Start (or queue) RUN.score; a refusal is said once on the run's events, never retried for this task."""

@@ -45,7 +45,8 @@ def what_it_scores(target: ScoreTarget) -> str:
     """The launch's task in words, for events and refusals."""
     task = f"checkpoint step {target.checkpoint}" if target.checkpoint is not None else (
         "every kept checkpoint without scores" if target.all_unscored else "nothing but the base model")
-    return task + (" and the base model" if target.base and (target.checkpoint or target.all_unscored) else "")
+    return task + (" (and the base model, once)" if target.base and (target.checkpoint or target.all_unscored)
+                   else "")
 
 
 def scores_of(record: RunRecord) -> RunScores | None:
