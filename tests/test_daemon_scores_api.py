@@ -122,6 +122,7 @@ def test_each_new_checkpoint_is_scored_as_the_run_trains_and_the_rest_once_it_en
     wait_until(lambda: calls(run_dir), 30, "the first scoring launch")
     job = daemon.client.run("heard.score").run
     assert (job.kind, job.parent, job.state) == ("score", "heard", "running")
+    assert daemon.client.run("heard").run.scored and not job.scored  # its spec turns scores on
     judges = ["--asr", str(daemon.trainer.parent / "asr"), "--verifier", str(daemon.trainer.parent / "verifier")]
     assert calls(run_dir)[0]["argv"] == ["score", str(run_dir), "--checkpoint", "10", "--base", *judges]
     assert calls(run_dir)[0]["nonce"] == job.nonce  # the nonce travels in the environment only
@@ -259,6 +260,7 @@ def test_scores_requests_say_what_is_wrong(daemon: DaemonProcess, paths: Path) -
     time.sleep(2.5)  # a scheduler tick after its end: a run whose spec does not turn scores on is not scored
     assert kept_steps(run_dir) and not calls(run_dir)
     assert "plain.score" not in [v.name for v in daemon.client.runs().runs]
+    assert not daemon.client.run("plain").run.scored
     empty = daemon.client.scores("plain")
     assert (empty.base, empty.checkpoints, empty.best, empty.problems) == (None, [], None, [])
     assert "run plain: 0 checkpoints scored, no base row yet; no best yet" in cli(daemon, "scores", "plain").stdout

@@ -82,7 +82,10 @@ async def test_no_scores_yet_and_why_a_score_was_not_measured(daemon: ScriptedDa
     app = make_app(daemon, initial_run="done")
     async with app.run_test(size=SIZE) as pilot:
         await on_detail(pilot, app)
-        assert "no listening scores yet: each durable checkpoint is scored as the run writes it" in scores_text(app)
+        assert "no listening scores: this run's spec does not turn them on (scores.enabled)" in scores_text(app)
+        daemon.set("done", scored=True)
+        await until(pilot, lambda: "no listening scores yet: each durable checkpoint is scored as the run writes it"
+                    in scores_text(app))
         note = "the verifier cannot tell this bundle's speakers apart (EER 0.50 over the limit 0.25)"
         points = [ScorePoint(step=500, cer=0.2, notes={"similarity": note}),
                   ScorePoint(step=1000, cer=0.1, notes={"similarity": note})]

@@ -94,6 +94,7 @@ class RunView(msgspec.Struct, frozen=True):
     # an adapter run (train.adapter); `mode_detail` in words (qwen_train.spec.mode_description), None for jobs.
     mode: TrainMode = "full"
     mode_detail: str | None = None
+    scored: bool = False  # a training run whose spec turns listening scores on (scores.enabled): the daemon scores it
 
 
 class CheckpointView(msgspec.Struct, frozen=True):

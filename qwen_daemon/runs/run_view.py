@@ -99,23 +99,23 @@ def run_view(
         kind=record.kind,
         parent=record.parent,
     )
-    mode, detail = train_mode(record)
-    view = msgspec.structs.replace(view, mode=mode, mode_detail=detail)
+    mode, detail, scored = train_mode(record)
+    view = msgspec.structs.replace(view, mode=mode, mode_detail=detail, scored=scored)
     if status is None:
         return view, None
     return _with_numbers(view, status), status
 
 
-def train_mode(record: RunRecord) -> tuple[TrainMode, str | None]:
-    """A training run's mode and its words, from the spec it was launched with; no words for a job, or for a
-    record whose spec no longer decodes (the view still shows the run)."""
+def train_mode(record: RunRecord) -> tuple[TrainMode, str | None, bool]:
+    """A training run's mode, its words and whether its spec turns listening scores on, from the spec it was
+    launched with; no words for a job, or for a record whose spec no longer decodes (the view still shows it)."""
     if kind_info(record.kind).child:
-        return "full", None
+        return "full", None, False
     try:
-        train = decode_spec(record.spec_json, source=f"run {record.name}").train
+        spec = decode_spec(record.spec_json, source=f"run {record.name}")
     except SpecError:
-        return "full", None
-    return train.mode, mode_description(train)
+        return "full", None, False
+    return spec.train.mode, mode_description(spec.train), spec.scores.enabled
 
 
 def _with_numbers(view: RunView, status: Status) -> RunView:

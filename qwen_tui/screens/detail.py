@@ -131,7 +131,10 @@ class RunDetailScreen(DashboardScreen):
     def _show_scores(self, snapshot: Snapshot, view: RunView | None) -> None:
         """The scores of the run (a child job's: its run's), with the run's scoring job."""
         run = view.parent if view is not None and kind_info(view.kind).child and view.parent else self.run_name
-        self.query_one(ScoresView).show(snapshot.history, snapshot.history_error, snapshot.run(score_name(run)))
+        parent = snapshot.run(run)
+        scored = parent.scored if parent is not None else True
+        self.query_one(ScoresView).show(snapshot.history, snapshot.history_error, snapshot.run(score_name(run)),
+                                        scored)
 
     def action_verb(self, verb: VerbName) -> None:
         self.post_message(ActionRequested(verb, self.run_name))

@@ -117,12 +117,17 @@ def job_text(job: RunView | None) -> Text:
     return text
 
 
-def scores_renderable(history: RunHistory | None, error: str | None, job: RunView | None) -> RenderableType:
+def scores_renderable(history: RunHistory | None, error: str | None, job: RunView | None,
+                      scored: bool = True) -> RenderableType:
+    """`scored`: the run's spec turns scores on (the daemon scores it); otherwise only scoring by hand fills this."""
     if history is None:
         return Text(f"the scores cannot be shown: {error}", style="bold red") if error else Text("loading…",
                                                                                                style="dim")
     points, base, best = history.scores, history.base_scores, history.best_score_step
     if not points and base is None:
+        if not scored and job is None:
+            return Text("no listening scores: this run's spec does not turn them on (scores.enabled); "
+                        "`qwen-train score RUN_DIR` scores it by hand", style="dim")
         return Group(Text("no listening scores yet: each durable checkpoint is scored as the run writes it",
                           style="dim"), job_text(job))
     notes = notes_text([*([base] if base is not None else []), *points])
@@ -131,5 +136,5 @@ def scores_renderable(history: RunHistory | None, error: str | None, job: RunVie
 
 
 class ScoresView(Static):
-    def show(self, history: RunHistory | None, error: str | None, job: RunView | None) -> None:
-        self.update(scores_renderable(history, error, job))
+    def show(self, history: RunHistory | None, error: str | None, job: RunView | None, scored: bool = True) -> None:
+        self.update(scores_renderable(history, error, job, scored))
