@@ -235,3 +235,12 @@ def test_each_score_names_the_judge_its_records_name_and_each_reason_it_was_not_
     assert judge_name(by_key["similarity"], [ScorePoint(step=1)]) == "verifier (not named)"
     assert notes_by_reason(named) == {("rate", "no row has speech in both its clone and its real recording"):
                                       ["base", "3", "6"]}
+
+
+def test_only_a_kept_checkpoint_is_the_best(tmp_path: Path) -> None:
+    run_dir = tmp_path / "r1"
+    kept(run_dir, 500, 1500)  # 1000, the best by its scores, was pruned: it cannot be promoted
+    for step in (500, 1000, 1500):
+        write_scores(run_dir, make_scores(step))
+    scores = ScoresReader().run_scores("r1", run_dir)
+    assert [s.step for s in scores.checkpoints] == [500, 1000, 1500] and scores.best == 500

@@ -88,7 +88,7 @@ class ScoreProblem(msgspec.Struct, frozen=True):
 
 
 class RunScores(msgspec.Struct, frozen=True):
-    """Run `run`'s scores: the base row, every scored checkpoint (oldest first), the best by BEST_RULE.
+    """Run `run`'s scores: the base row, every scored checkpoint (oldest first), the best kept one by BEST_RULE.
 
     `kept`: the steps of the durable checkpoints the run keeps now (a scored one may be gone since, by retention;
     a kept one without scores is still to be scored). `problems`: files left out and why.

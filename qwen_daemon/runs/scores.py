@@ -104,7 +104,9 @@ class ScoresReader:
         kept, unlisted = kept_steps(run_dir)
         if unlisted is not None:
             problems.append(ScoreProblem(str(run_dir / "checkpoints"), unlisted))
-        best = best_step([score_point(s) for s in checkpoints])
+        # Only a kept checkpoint can be promoted (retention keeps the best, by the same rule).
+        candidates = [s for s in checkpoints if unlisted is not None or s.step in kept]
+        best = best_step([score_point(s) for s in candidates])
         return RunScores(run=run, run_dir=str(run_dir), base=base, checkpoints=checkpoints, best=best, kept=kept,
                          problems=problems)
 
