@@ -13,8 +13,9 @@ at least min_duration_s where there is one) until it fits. Speech running past t
 the VAD marks is split at its softer dips (the probability under 0.5 for 96 ms); with none of those either
 it is `too_long`, since it cannot be cut in a pause.
 
-Every slice keeps CONTEXT_S of audio before and after its speech, or half the way to its neighbour when
-that is nearer, so no onset or release is clipped and two slices never share audio.
+Every slice keeps CONTEXT_S of audio before and after its speech (all of it into a long silence or up to
+the file's edge, at most half the way towards other speech, noise or music), so no onset or release is
+clipped, two slices never share audio, and a slice takes in nothing of a stretch that was refused.
 
 A timed transcript (SRT/VTT) decides the cuts instead: each cue is a slice, widened by the same context
 (no further than half-way to the next cue), its text the cue's. A `.txt` makes the whole file one slice,
@@ -48,7 +49,7 @@ CONTEXT_S = 0.25
 CUT_PAUSE_S = 0.5
 HARD_PAUSE_S = 2.0
 SOFT_PAUSE_S = 0.096
-QUIET_FLOOR_DB = -60.0  # never louder than this counts as quiet, however soft the speech
+QUIET_FLOOR_DB = -60.0  # non-speech under this is quiet (a pause, a silence), however soft the speech is
 
 
 class Segment(msgspec.Struct, frozen=True):
