@@ -2,14 +2,14 @@
 
 Only runs whose spec turns listening scores on (`scores.enabled`: their
 retention then waits for the scores and keeps the best) are scored; `qwen-train
-score` scores any run by hand. Every few seconds, for each such run: while it runs, its trusted status's
-last checkpoint is the one to score (`--checkpoint STEP`) if it has no scores
-yet; once the run has ended (any end: a stopped or failed run's checkpoints are
-candidates too), every kept checkpoint without scores (`--all-unscored`). Each
-launch also asks for the base model's row (`--base`), the reference, which the
-scorer scores once and skips while it is current.
-The job is RUN.score, one launch at a time: a checkpoint written while it
-scores another waits for it (or for the run's end, which catches them all).
+score` scores any run by hand. Every few seconds, for each such run: while it
+runs, its trusted status's last checkpoint is the one to score (`--checkpoint
+STEP`) if it has no scores yet; once the run has ended (any end: a stopped or
+failed run's checkpoints are candidates too), every kept checkpoint without
+scores (`--all-unscored`). Each launch also asks for the base model's row
+(`--base`), the reference, which the scorer scores once and skips while it is
+current. The job is RUN.score, one launch at a time: a checkpoint written while
+it scores another waits for it (or for the run's end, which catches them all).
 
 A launch goes through the Launcher like any other (governance, GPU admission
 by the memory plan: sharing/beside.py), but it is always queued, never refused,
