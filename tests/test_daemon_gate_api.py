@@ -152,7 +152,7 @@ def test_the_gate_gets_fresh_evidence_its_arguments_and_exit_6_is_completed(
     assert again.nonce != job.nonce
     rerun = ended(daemon, "judged.gate")
     assert (rerun.state, rerun.exit_code) == ("completed", 0) and rerun.message is not None
-    assert rerun.message.startswith("gate passed: all 6 criteria"), rerun.message
+    assert rerun.message.startswith("gate passed: all 9 criteria"), rerun.message
     assert call_of(run_dir)["argv"][-2:] == ["--thresholds", str(thresholds)]
     assert daemon.client.verdict("judged").passed is True
 

@@ -106,6 +106,6 @@ def test_the_verdict_line_names_failed_and_missing_criteria(tmp_path: Path) -> N
     assert verdict_line(verdict) == "gate did not pass: intelligibility failed (checkpoint step 3)"
     partial = msgspec.structs.replace(make_verdict(tmp_path, 3, passed=True),
                                       criteria=make_verdict(tmp_path, 3, passed=True).criteria[:4])
-    assert verdict_line(partial) == ("gate verdict says passed but does not judge resource_evidence, provenance "
-                                     "(checkpoint step 3)")
-    assert verdict_line(make_verdict(tmp_path, 3, passed=True)) == "gate passed: all 6 criteria (checkpoint step 3)"
+    assert verdict_line(partial) == ("gate verdict says passed but does not judge speaking_rate, end_of_speech, "
+                                     "quality, resource_evidence, provenance (checkpoint step 3)")
+    assert verdict_line(make_verdict(tmp_path, 3, passed=True)) == "gate passed: all 9 criteria (checkpoint step 3)"

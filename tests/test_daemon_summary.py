@@ -151,7 +151,7 @@ def test_a_runs_ram_counts_pages_its_forked_workers_share_once() -> None:
               "for i in range(0, len(buf), 4096): buf[i] = 1\n"
               "kids = [os.fork() for _ in range(1)]\n"
               "kids += [os.fork() for _ in range(1)]\n"  # 1 + 1 + 2: four processes share the pages
-              "print(os.getpid(), flush=True)\n"
+              "os.write(1, f'{os.getpid()}\\n'.encode())\n"  # one write each: print's two interleave when unbuffered
               "time.sleep(60)\n")
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

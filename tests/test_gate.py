@@ -119,15 +119,20 @@ def test_gate_passes_with_loosened_thresholds_and_writes_every_criterion(
     assert (run_dir / "gate" / samples[0]["audio"]).is_file()
     # the judges it used, and one row per held-out speaker with every judge's numbers
     assert [(j.role, j.kind) for j in verdict.judges] == [("asr", "ctc"), ("speaker_verifier", "resemblyzer"),
-                                                          ("speaker_encoder", "base-encoder")]
+                                                          ("speaker_encoder", "base-encoder"), ("quality", "dnsmos"),
+                                                          ("speech_detector", "silero-vad")]
     assert verdict.judges[0].model == str(asr_dir)
     assert "judges:" in proc.stdout and "per held-out speaker" in proc.stdout
     assert sum(r.clones for r in verdict.speakers) == 3 and {r.speaker for r in verdict.speakers} == {
         s["speaker"] for s in samples}
     assert all(r.similarity is not None and r.base_similarity is not None and r.cer is not None
                for r in verdict.speakers)
-    (base_figure,) = criteria["speaker_similarity"].figures
+    base_figure = criteria["speaker_similarity"].figures[0]  # then the base model's clones' similarity, the share
     assert base_figure.name == "base_encoder_cosine" and base_figure.threshold == -1.0 and base_figure.passed
+    # the newest checkpoint, as none has scores of the run's own listening set; the scores it read are named
+    assert verdict.checkpoint == "step-00000004" and "none has listening scores yet" in verdict.chosen_by
+    assert verdict.scores.startswith("scores/gate-") and verdict.scores.endswith("step-00000004.json")
+    assert verdict.base_scores.endswith("base.json") and "judged step-00000004: the newest" in proc.stdout
 
 
 def test_real_thresholds_fail_the_random_models_through_whisper_with_exit_6(

@@ -55,7 +55,9 @@ def test_a_verdict_written_before_judges_still_reads_everywhere(tmp_path: Path) 
     assert "min_base_encoder_similarity" not in verdict.thresholds
     # the daemon: the verdict route's reader, the job's one-line outcome, governance, `qwen-daemon verdict`
     assert read_run_verdict("old", run_dir) == verdict
-    assert verdict_line(verdict) == "gate did not pass: intelligibility failed (checkpoint step 4)"
+    # written before the listening criteria: the daemon says they were not judged
+    assert verdict_line(verdict) == ("gate did not pass: intelligibility failed; not judged: speaking_rate, "
+                                     "end_of_speech, quality (checkpoint step 4)")
     assert read_gate(str(verdict_path(run_dir))).passed is False
     assert "intelligibility" in verdict_text(verdict) and "greedy CTC" in verdict_text(verdict)
     assert "judges: none recorded" in verdict_text(verdict) and "per held-out speaker" not in verdict_text(verdict)
@@ -71,7 +73,7 @@ def test_a_verdict_with_judges_and_speaker_rows_round_trips_to_every_reader(tmp_
     run_dir = _run_dir_with(tmp_path, written)
     verdict = read_run_verdict("new", run_dir)
     assert verdict == written and [j.role for j in verdict.judges] == ["asr", "speaker_verifier", "speaker_encoder"]
-    assert verdict_line(verdict) == "gate passed: all 6 criteria (checkpoint step 40)"
+    assert verdict_line(verdict) == "gate passed: all 9 criteria (checkpoint step 40)"
     table = render(verdict)
     for line in table.splitlines()[-6:]:  # `qwen-daemon verdict` says the judges and speakers as the gate's log does
         assert line in verdict_text(verdict)

@@ -341,9 +341,13 @@ def test_verify_refuses_a_bundle_holding_anything_but_regular_files(bundle: Path
 
 def test_the_gate_reads_a_clone_reference_by_the_bundle_rule(bundle: Path, tmp_path: Path) -> None:
     """A reference that leads out of the bundle makes that clone a recorded failure naming why, not a read."""
-    from qwen_train.gate.clones import _one
+    from qwen_train.scores.clones import generate
+    from qwen_train.scores.listening import ListeningRow
 
     row = next(r for r in read_manifest(bundle) if r.ref_audio)
     make_hostile(bundle / row.ref_audio, "symlink", tmp_path / "elsewhere.wav", 0)
-    clone = _one(object(), bundle, row, "swedish", 0, 8)
-    assert not clone.usable and clone.error is not None and "BundleError" in clone.error
+    listening = ListeningRow(index=0, row_id=row.id, speaker_id=row.speaker_id, kind="held_out_speaker", text=row.text,
+                             audio=row.audio, ref_audio=row.ref_audio, duration_s=row.duration_s, frames=row.frames,
+                             seed=0, max_new_tokens=8)
+    clone = generate(object(), bundle, listening, "swedish")  # the listening scores clone (and the gate reads them)
+    assert clone.wave.size == 0 and clone.error is not None and "BundleError" in clone.error

@@ -76,13 +76,13 @@ async def test_g_on_a_run_shows_its_verdict_criterion_by_criterion(daemon: GateD
         await pilot.press("g")
         await on_gate(pilot, app, "done")
         overall = text_of(app, "#overall")
-        assert "NOT PASSED" in overall and "1 of 6 criteria failed: intelligibility" in overall
+        assert "NOT PASSED" in overall and "1 of 9 criteria failed: intelligibility" in overall
         assert "step 40" in overall and "/srv/models/base" in overall and "ago" in overall
         assert app.screen.query_one("#overall").has_class("-failed")
         criteria = text_of(app, "#criteria")
         rows = [line for line in criteria.splitlines() if line.strip()]
-        names = ["ended_cleanly", "eval_beats_base", "speaker_similarity", "intelligibility", "resource_evidence",
-                 "provenance"]
+        names = ["ended_cleanly", "eval_beats_base", "speaker_similarity", "intelligibility", "speaking_rate",
+                 "end_of_speech", "quality", "resource_evidence", "provenance"]
         assert [row.split()[0] for row in rows[1:]] == names  # the gate's order, one row each
         failing = rows[1 + names.index("intelligibility")]
         assert "✗ FAIL" in failing and "0.3000" in failing and "no ASR model given" in failing

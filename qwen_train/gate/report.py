@@ -52,9 +52,18 @@ def _line(values: tuple[str, ...], widths: list[int]) -> str:
                                                                                       strict=True)))
 
 
+def chosen_lines(verdict: GateVerdict) -> list[str]:
+    """Which checkpoint was judged and why, and the listening scores the criteria read."""
+    lines = [f"judged {verdict.checkpoint}: {verdict.chosen_by}"] if verdict.chosen_by else []
+    if verdict.scores:
+        lines.append(f"listening scores: {verdict.scores}" + (f" against the base's {verdict.base_scores}"
+                                                              if verdict.base_scores else ""))
+    return lines
+
+
 def render(verdict: GateVerdict) -> str:
     """The whole verdict as text, criteria first."""
     head = "PASSED" if verdict.passed else "FAILED"
     lines = [f"gate {head}: run {verdict.run}, checkpoint step {verdict.checkpoint_step}, model {verdict.model}",
-             *_criteria(verdict), *judges_lines(verdict), *speaker_lines(verdict)]
+             *chosen_lines(verdict), *_criteria(verdict), *judges_lines(verdict), *speaker_lines(verdict)]
     return "\n".join(lines)

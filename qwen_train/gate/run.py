@@ -1,19 +1,24 @@
 """`qwen-train gate RUN_DIR`: judge a run's checkpoint, write the verdict, say it criterion by criterion.
 
 Order of work: check every input (usage errors, exit 2, before anything is
-written); export the checkpoint unless an export is given or already there;
-then measure everything that can be measured, one model in memory at a time
-(the judged model: eval loss and the clones; the base model: eval loss and
-its speaker encoder's similarities; the independent speaker verifier: the
-similarities the criterion is decided on; the ASR model: transcripts). The
-verdict names each judge that measured (report.py prints them, and the
-per-speaker rows, under the table). A measurement that
-raises is recorded as the reason its criterion was not measured, and the
-other criteria are still measured: the verdict always lists all of them, in
-CRITERIA order. Once the verdict is complete it and the samples it judged
-(samples.json, samples/*.wav) are written into a fresh RUN_DIR/.gate.new and
-swapped in for RUN_DIR/gate in one rename (publish.py), so until then the
-older verdict and its own samples stay readable, together.
+written) and choose the checkpoint (named, else the best-scored, else the
+newest: target.py); export it unless an export is given or already there;
+then measure everything that can be measured, one model in memory at a time:
+the judged model's held-out eval loss and its listening scores (read from
+RUN_DIR/scores when current, else scored now by the same code as `qwen-train
+score`: clones of the listening set, then the verifier, the ASR judge,
+DNSMOS and the VAD), then the base model's eval loss, its listening scores
+(cached once) and its own speaker encoder's similarities on the judged
+clones. The listening criteria read the two scores records (listening.py).
+The verdict names each judge that measured, the checkpoint judged and why
+it was chosen, and the scores files it read (report.py prints them, and the
+per-speaker rows, under the table). A measurement that raises is recorded as
+the reason its criterion was not measured, and the other criteria are still
+measured: the verdict always lists all of them, in CRITERIA order. Once the
+verdict is complete it and the samples it judged (samples.json,
+samples/*.wav: the scored clones) are written into a fresh RUN_DIR/.gate.new
+and swapped in for RUN_DIR/gate in one rename (publish.py), so until then
+the older verdict and its own samples stay readable, together.
 
 Exit 0 when every criterion passed, GATE_FAILED (6) when any failed.
 """
@@ -30,21 +35,25 @@ import torch
 
 from qwen_train import exitcodes
 from qwen_train.export import ExportDiskFull, ExportError, export_run
-from qwen_train.gate.asr import load_asr
-from qwen_train.gate.clones import Clone, clone_language, clone_rows, generate_clones
+from qwen_train.gate.clones import Clone
 from qwen_train.gate.criteria import ended_cleanly, not_measured, provenance, read_provenance, resource_evidence
 from qwen_train.gate.heldout import eval_criterion, eval_loss, gate_device, load_tts
-from qwen_train.gate.intelligibility import NO_ASR, intelligibility_criterion, transcribe_clones
+from qwen_train.gate.intelligibility import NO_ASR
+from qwen_train.gate.listen import Listening, base_of, clones_from, judged_subject, scores_of
+from qwen_train.gate.listen import plan as plan_listening
+from qwen_train.gate.listening import end_of_speech, intelligibility, quality, speaker_similarity, speaking_rate
 from qwen_train.gate.publish import publish
 from qwen_train.gate.report import render
-from qwen_train.gate.speaker import ENCODER_RATE, score_base, score_verified, similarity_criterion
+from qwen_train.gate.speaker import ENCODER_RATE, score_base
 from qwen_train.gate.speakers import speaker_rows
-from qwen_train.gate.target import GateOptions, GateUsageError, Target, resolve
+from qwen_train.gate.target import GateOptions, GateUsageError, Target, asr_family, resolve
 from qwen_train.gate.thresholds import thresholds_record
-from qwen_train.gate.verdict import CRITERIA, Criterion, GateVerdict, Judge, JudgeRole
-from qwen_train.gate.verifier import load_verifier
+from qwen_train.gate.verdict import CRITERIA, LISTENING, Criterion, GateVerdict, Judge, JudgeRole
 from qwen_train.revision import code_revision
+from qwen_train.scores.record import Scores
 from qwen_train.status import EvalResult
+
+JUDGE_ORDER: tuple[JudgeRole, ...] = ("asr", "speaker_verifier", "speaker_encoder", "quality", "speech_detector")
 
 
 @dataclass
@@ -53,11 +62,14 @@ class Measured:
 
     trained_eval: EvalResult | str = "not run"
     base_eval: EvalResult | str = "not run"
+    judged: Scores | None = None  # the judged model's listening scores
+    base: Scores | None = None  # the base model's
+    judged_file: Path | None = None  # where they are
+    base_file: Path | None = None
+    scores_error: str = ""  # why the judged model's scores are missing
+    base_scores_error: str = ""
     clones: list[Clone] = field(default_factory=list)
-    clone_error: str = ""
     base_error: str = ""  # the base encoder's similarities
-    verifier_error: str = ""
-    asr_error: str = ""
     language: str = "auto"
     judges: dict[JudgeRole, Judge] = field(default_factory=dict)  # those that measured
 
@@ -79,93 +91,114 @@ def _free() -> None:
         torch.cuda.empty_cache()
 
 
-def _measure_trained(t: Target, device: torch.device, m: Measured) -> None:
-    _say(f"judged model {t.export}: held-out eval and clones")
+def _eval(t: Target, device: torch.device, path: Path, what: str) -> EvalResult | str:
+    """Held-out eval loss of one model, loaded for it alone."""
     try:
-        wrapper = load_tts(t.export, t.spec.language, device)
+        wrapper = load_tts(path, t.spec.language, device)
     except Exception as exc:
-        m.trained_eval = m.clone_error = f"cannot load {t.export}: {_why(exc)}"
+        return f"cannot load {what} {path}: {_why(exc)}"
+    try:
+        return eval_loss(wrapper, t.spec, t.thresholds.eval_max_rows, device)
+    except Exception as exc:
+        return _why(exc)
+    finally:
+        del wrapper
+        _free()
+
+
+def _listening(t: Target) -> Listening | str:
+    try:
+        return plan_listening(t)
+    except Exception as exc:
+        return f"no listening set: {_why(exc)}"
+
+
+def _measure_trained(t: Target, device: torch.device, m: Measured) -> None:
+    """The judged model's held-out eval, then its listening scores (read, or scored now) and their clones."""
+    _say(f"judged model {t.export}: held-out eval and listening scores")
+    m.trained_eval = _eval(t, device, t.export, "the judged model")
+    listening = _listening(t)
+    if isinstance(listening, str):
+        m.scores_error = listening
         return
     try:
-        m.trained_eval = eval_loss(wrapper, t.spec, t.thresholds.eval_max_rows, device)
+        subject = judged_subject(t, listening.spec)
+        m.judged = scores_of(listening, t, subject, device)
+        m.judged_file = listening.scores_dir / subject.file
+        m.clones = clones_from(m.judged, t.run_dir, Path(t.spec.bundle), t.thresholds.min_clone_peak)
+        m.language = m.judged.language or "auto"
+        _judges_of(m.judged, t, m)
     except Exception as exc:
-        m.trained_eval = _why(exc)
-    try:
-        rows = clone_rows(Path(t.spec.bundle), t.thresholds.clone_max_rows)
-        m.language = clone_language(wrapper, t.spec.language)
-        m.clones = generate_clones(wrapper, Path(t.spec.bundle), rows, m.language, t.thresholds)
-    except Exception as exc:
-        m.clone_error = _why(exc)
-    del wrapper
+        m.scores_error = _why(exc)
     _free()
 
 
+def _judges_of(scores: Scores, t: Target, m: Measured) -> None:
+    """The judges the scores name, as the verdict lists them."""
+    if scores.asr and t.asr is not None:
+        m.judges["asr"] = Judge(role="asr", kind=asr_family(t.asr), model=str(t.asr),
+                                detail="greedy, forced language sv for CER/WER, unforced for the language heard")
+    if scores.verifier and "similarity" not in scores.notes:
+        kind = "resemblyzer" if t.verifier is None else "xvector"
+        m.judges["speaker_verifier"] = Judge(role="speaker_verifier", kind=kind, model=scores.verifier,
+                                             detail="each clone against its row's real recording")
+    if scores.dnsmos:
+        m.judges["quality"] = Judge(role="quality", kind="dnsmos", model=scores.dnsmos, detail="P.835 SIG/BAK/OVRL")
+    if scores.vad:
+        m.judges["speech_detector"] = Judge(role="speech_detector", kind="silero-vad", model=scores.vad,
+                                            detail="speech seconds of clones and real recordings")
+
+
 def _measure_base(t: Target, device: torch.device, m: Measured) -> None:
-    _say(f"base model {t.base}: held-out eval and its speaker encoder's similarities")
+    """The base model's held-out eval, its listening scores (cached once), its encoder on the judged clones."""
+    _say(f"base model {t.base}: held-out eval, listening scores and its speaker encoder's similarities")
+    m.base_eval = _eval(t, device, t.base, "base")
+    listening = _listening(t)
+    if isinstance(listening, str):
+        m.base_scores_error = listening
+    else:
+        try:
+            m.base, m.base_file = base_of(listening, t, device)
+        except Exception as exc:
+            m.base_scores_error = _why(exc)
     try:
         wrapper = load_tts(t.base, t.spec.language, device)
-    except Exception as exc:
-        m.base_eval = m.base_error = f"cannot load base {t.base}: {_why(exc)}"
-        return
-    try:
-        m.base_eval = eval_loss(wrapper, t.spec, t.thresholds.eval_max_rows, device)
-    except Exception as exc:
-        m.base_eval = _why(exc)
-    try:
         score_base(wrapper.model, m.clones)
+        del wrapper
         m.judges["speaker_encoder"] = Judge(
             role="speaker_encoder", kind="base-encoder", model=str(t.base),
             detail=f"the base model's own speaker encoder (the x-vector cloning conditions on), {ENCODER_RATE} Hz")
     except Exception as exc:
         m.base_error = _why(exc)
-    del wrapper
     _free()
 
 
-def _measure_verifier(t: Target, device: torch.device, m: Measured) -> None:
-    if m.clone_error or not m.clones:
-        return
-    _say(f"speaker verifier {t.verifier or 'resemblyzer (default)'}: similarities")
+def _listening_criteria(t: Target, m: Measured) -> list[Criterion]:
+    """The five criteria that read the scores, or each "not measured" with why the scores are missing."""
+    th = t.thresholds
+    if m.judged is None:
+        why = f"no listening scores of the judged model: {m.scores_error or 'not run'}"
+        if t.asr is None:
+            return [not_measured(n, why) if n != "intelligibility" else
+                    Criterion(name=n, passed=False, detail=NO_ASR, threshold=th.max_cer) for n in LISTENING]
+        return [not_measured(n, why) for n in LISTENING]
+    judged, base = m.judged, m.base
+    return [
+        speaker_similarity(judged, base, m.clones, th, m.language, m.judges.get("speaker_verifier"), m.base_error),
+        intelligibility(judged, base, th, m.judges.get("asr"), t.asr is not None),
+        speaking_rate(judged, th),
+        end_of_speech(judged, base, th),
+        quality(judged, base, th),
+    ]
+
+
+def _relative(path: Path | None, run_dir: Path) -> str:
+    if path is None:
+        return ""
     try:
-        verifier = load_verifier(t.verifier, device)
-        score_verified(verifier, m.clones)
-        m.judges["speaker_verifier"] = verifier.judge
-    except Exception as exc:
-        m.verifier_error = f"speaker verifier {t.verifier or 'resemblyzer'} failed: {_why(exc)}"
-    _free()
-
-
-def _measure_asr(t: Target, device: torch.device, m: Measured) -> None:
-    if t.asr is None or m.clone_error or not m.clones:
-        return
-    _say(f"ASR model {t.asr}: transcripts")
-    try:
-        asr = load_asr(t.asr, device)
-        transcribe_clones(asr, m.clones)
-        m.judges["asr"] = asr.judge
-    except Exception as exc:
-        m.asr_error = f"ASR with {t.asr} failed: {_why(exc)}"
-    _free()
-
-
-def _similarity(t: Target, m: Measured) -> Criterion:
-    minimum = t.thresholds.min_speaker_similarity
-    if m.clone_error:
-        return not_measured("speaker_similarity", f"no clones: {m.clone_error}", minimum)
-    if m.verifier_error:
-        return not_measured("speaker_similarity", m.verifier_error, minimum)
-    return similarity_criterion(m.clones, t.thresholds, m.language, m.judges.get("speaker_verifier"), m.base_error)
-
-
-def _intelligibility(t: Target, m: Measured) -> Criterion:
-    maximum = t.thresholds.max_cer
-    if t.asr is None:
-        return Criterion(name="intelligibility", passed=False, detail=NO_ASR, threshold=maximum)
-    if m.clone_error:
-        return not_measured("intelligibility", f"no clones: {m.clone_error}", maximum)
-    if m.asr_error:
-        return not_measured("intelligibility", m.asr_error, maximum)
-    return intelligibility_criterion(m.clones, maximum, m.judges.get("asr"))
+        return str(path.relative_to(run_dir))
+    except ValueError:
+        return str(path)
 
 
 def judge(t: Target) -> tuple[GateVerdict, list[Clone]]:
@@ -174,13 +207,10 @@ def judge(t: Target) -> tuple[GateVerdict, list[Clone]]:
     m = Measured()
     _measure_trained(t, device, m)
     _measure_base(t, device, m)
-    _measure_verifier(t, device, m)
-    _measure_asr(t, device, m)
     criteria = [
         ended_cleanly(t.run_dir),
         eval_criterion(m.trained_eval, m.base_eval),
-        _similarity(t, m),
-        _intelligibility(t, m),
+        *_listening_criteria(t, m),
         resource_evidence(t.resources, t.thresholds.max_resource_gap_fraction),
         provenance(t.export, t.run_dir, t.spec),
     ]
@@ -189,13 +219,16 @@ def judge(t: Target) -> tuple[GateVerdict, list[Clone]]:
         recorded = read_provenance(t.export).code_revision
     except ValueError:
         recorded = ""
+    listening = _listening(t)
     verdict = GateVerdict(
         run=t.run_dir.name, run_dir=str(t.run_dir), model=str(t.export), checkpoint_step=t.step,
         base_model=str(t.base), passed=all(c.passed for c in criteria), criteria=criteria,
         decided_at=time.time(), code_revision=recorded, gate_revision=code_revision(),
-        thresholds=thresholds_record(t.thresholds),
-        judges=[m.judges[role] for role in ("asr", "speaker_verifier", "speaker_encoder") if role in m.judges],
+        thresholds=thresholds_record(t.thresholds, listening.spec.scores if not isinstance(listening, str) else None),
+        judges=[m.judges[role] for role in JUDGE_ORDER if role in m.judges],
         speakers=speaker_rows(m.clones, m.ran("speaker_verifier"), m.ran("speaker_encoder"), m.ran("asr")),
+        checkpoint=t.checkpoint.name if t.checkpoint is not None else "", chosen_by=t.chosen_by,
+        scores=_relative(m.judged_file, t.run_dir), base_scores=_relative(m.base_file, t.run_dir),
     )
     return verdict, m.clones
 

@@ -98,7 +98,8 @@ def _base_figure(clones: list[Clone], minimum: float, base_error: str) -> tuple[
 def similarity_criterion(clones: list[Clone], t: Thresholds, language: str, verifier: Judge | None,
                          base_error: str = "") -> Criterion:
     """Pass when the verifier's mean and the base encoder's mean both clear their floors."""
-    minimum = t.min_speaker_similarity
+    # The floor: the gate passes the calibrated level in (gate/listening.py); None here holds to no floor.
+    minimum = t.min_speaker_similarity if t.min_speaker_similarity is not None else -1.0
     if not clones:
         return Criterion(name="speaker_similarity", passed=False, threshold=minimum,
                          detail="not measured: the bundle's eval split has no held-out-speaker rows to clone")

@@ -5,6 +5,11 @@ anything is exported, loaded or written, so a usage error (exit 2) leaves
 the run dir exactly as it was: an old verdict stays until a new one is
 complete.
 
+Which checkpoint: the one named with --checkpoint, else the best-scored kept
+checkpoint by the rule retention and the daemon use (scores/best.py), else,
+while no kept checkpoint has listening scores, the newest; the verdict says
+which and why.
+
 The run's spec comes from RUN_DIR/spec.json (the daemon writes it), else the
 judged checkpoint's meta.json (the trainer records the spec it ran), else
 the export's export.json. Its `model` is the default base, its `bundle` the
@@ -28,6 +33,7 @@ import msgspec
 from qwen_train.checkpoint_files import CKPT_DIR, CheckpointError, list_checkpoints, pick_checkpoint, read_meta
 from qwen_train.export import ExportProvenance
 from qwen_train.gate.thresholds import Thresholds, ThresholdsError, load_thresholds
+from qwen_train.scores.best import RULE, best_step
 from qwen_train.spec import RunSpec, SpecError, decode_spec, load_spec
 
 RESOURCES_FILE = "resources.json"
@@ -63,6 +69,8 @@ class Target:
     resources: Path
     thresholds: Thresholds
     verifier: Path | None = None  # None: the default verifier (resemblyzer)
+    checkpoint: Path | None = None  # the run's checkpoint judged (None: an --export)
+    chosen_by: str = ""  # why this checkpoint
 
 
 def asr_family(model_dir: Path) -> Literal["whisper", "ctc"]:
@@ -96,13 +104,19 @@ def _kept(run_dir: Path) -> list[Path]:
                              "directory, or pass --export DIR to judge a model exported already") from None
 
 
-def _checkpoint(run_dir: Path, step: int | None) -> Path:
+def _checkpoint(run_dir: Path, step: int | None) -> tuple[Path, str]:
+    """The checkpoint to judge and why: the one named, else the best-scored by scores.best.RULE, else (no kept
+    checkpoint has current scores yet) the newest."""
     ckpts = _kept(run_dir)
     if not ckpts:
         raise GateUsageError(f"{run_dir} has no durable checkpoint to judge: train the run first, or pass "
                              "--export DIR to judge a model exported already")
+    best = best_step(run_dir) if step is None else None
+    why = ("named with --checkpoint" if step is not None else
+           f"the best-scored kept checkpoint ({RULE})" if best is not None else
+           "the newest kept checkpoint: none has listening scores yet")
     try:
-        return pick_checkpoint(run_dir, step, ckpts)
+        return pick_checkpoint(run_dir, step if step is not None else best, ckpts), why
     except CheckpointError as exc:
         raise GateUsageError(str(exc)) from None
 
@@ -113,21 +127,30 @@ def _model_dir(path: Path, what: str, fix: str) -> Path:
     return path
 
 
-def _judged(opts: GateOptions, run_dir: Path) -> tuple[Path, Path | None, int]:
-    """(export dir, checkpoint to export or None, step)."""
+@dataclass(frozen=True)
+class Judged:
+    export: Path  # where the judged model is (or will be)
+    to_export: Path | None  # the checkpoint to export first
+    step: int
+    checkpoint: Path | None  # the run's checkpoint judged (None for an --export)
+    chosen_by: str
+
+
+def _judged(opts: GateOptions, run_dir: Path) -> Judged:
     if opts.export is not None:
         export = _model_dir(opts.export, "--export", "give a directory written by `qwen-train export`")
         step = _exported_step(export)
-        return export, None, step if step is not None else (opts.checkpoint or -1)
-    ckpt = _checkpoint(run_dir, opts.checkpoint)
+        return Judged(export, None, step if step is not None else (opts.checkpoint or -1), None,
+                      f"the exported model {export}, named with --export")
+    ckpt, why = _checkpoint(run_dir, opts.checkpoint)
     step = int(ckpt.name.split("-")[1])
     export = run_dir / "export" / ckpt.name
     if not export.exists():
-        return export, ckpt, step
+        return Judged(export, ckpt, step, ckpt, why)
     if _exported_step(export) != step:
         raise GateUsageError(f"{export} exists but is not an export of {ckpt.name}: move it away, or pass "
                              "--export to judge it as it is")
-    return export, None, step  # exported earlier (exports are renamed into place whole)
+    return Judged(export, None, step, ckpt, why)  # exported earlier (exports are renamed into place whole)
 
 
 def _spec(run_dir: Path, checkpoint: Path | None, export: Path) -> RunSpec:
@@ -165,7 +188,8 @@ def resolve(opts: GateOptions) -> Target:
     except ThresholdsError as exc:
         raise GateUsageError(str(exc)) from None
     run_dir = opts.run_dir.resolve()
-    export, to_export, step = _judged(opts, run_dir)
+    judged = _judged(opts, run_dir)
+    export, to_export, step = judged.export, judged.to_export, judged.step
     spec = _spec(run_dir, to_export, export)
     base = _model_dir(opts.base or Path(spec.model), "base model", "pass --base MODEL_DIR")
     _judge_dir(opts.asr, "--asr", "a Whisper-family model directory such as KBLab's kb-whisper-large, or a "
@@ -176,4 +200,4 @@ def resolve(opts: GateOptions) -> Target:
         thresholds = msgspec.structs.replace(thresholds, eval_max_rows=opts.max_rows, clone_max_rows=opts.max_rows)
     return Target(run_dir=run_dir, spec=spec, base=base, step=step, export=export, to_export=to_export,
                   asr=opts.asr, resources=opts.resources or run_dir / RESOURCES_FILE, thresholds=thresholds,
-                  verifier=opts.verifier)
+                  verifier=opts.verifier, checkpoint=judged.checkpoint, chosen_by=judged.chosen_by)

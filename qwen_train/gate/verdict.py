@@ -10,6 +10,10 @@ that could not be measured is a failure, never a pass (the gate fails closed).
 Written atomically to RUN_DIR/gate/verdict.json by `qwen-train gate`.
 Governance reads only `passed` (qwen_daemon.governance.GateVerdict).
 
+The listening criteria read the scores of the judged checkpoint and of the
+base model (qwen_train/scores: the same records `qwen-train score` writes),
+and the verdict names the checkpoint judged and why it was the one.
+
 The verdict also names its judges (which ASR model, which speaker verifier,
 which encoder gave the second similarity figure), each criterion's further
 figures (the base encoder's cosine beside the verifier's, WER beside CER), and
@@ -31,20 +35,28 @@ VERDICT_FILE = "verdict.json"
 CriterionName = Literal[
     "ended_cleanly",  # the run completed (or stopped gracefully) with no non-finite event left open
     "eval_beats_base",  # held-out eval loss of the trained model below the base model's
-    "speaker_similarity",  # cloned held-out voices sound like their references
-    "intelligibility",  # ASR of generated held-out Swedish text matches it (character error rate)
+    "speaker_similarity",  # cloned voices sound like their speakers, as the base's do, to a calibrated verifier
+    "intelligibility",  # ASR of the clones matches their texts (character error rate), better than the base
+    "speaking_rate",  # the clones speak about as fast as the real recordings of the same texts
+    "end_of_speech",  # the clones end: few ran to the generation limit or came out without speech
+    "quality",  # DNSMOS OVRL of the clones not worse than the base's beyond a margin
     "resource_evidence",  # the daemon's resource summary exists and covers the run
     "provenance",  # bundle fingerprint, spec and code revision all recorded
 ]
 CRITERIA: tuple[CriterionName, ...] = (
-    "ended_cleanly", "eval_beats_base", "speaker_similarity", "intelligibility", "resource_evidence", "provenance",
+    "ended_cleanly", "eval_beats_base", "speaker_similarity", "intelligibility", "speaking_rate", "end_of_speech",
+    "quality", "resource_evidence", "provenance",
 )
+LISTENING: tuple[CriterionName, ...] = ("speaker_similarity", "intelligibility", "speaking_rate", "end_of_speech",
+                                        "quality")  # the criteria that read the listening scores
 
 
 JudgeRole = Literal[
     "asr",  # transcribes the clones for intelligibility
     "speaker_verifier",  # the independent speaker verifier: speaker_similarity's measured value
     "speaker_encoder",  # the base model's own encoder: speaker_similarity's second figure
+    "quality",  # DNSMOS P.835: quality's measured value
+    "speech_detector",  # Silero VAD: speaking_rate, and end_of_speech's clones without speech
 ]
 
 
@@ -103,6 +115,10 @@ class GateVerdict(msgspec.Struct, frozen=True):
     thresholds: dict[str, float] = {}  # the thresholds and measurement bounds this verdict was decided with
     judges: list[Judge] = []  # the models that measured (none listed: written before judges were recorded)
     speakers: list[SpeakerRow] = []  # per held-out speaker (none: no clones, or written before rows were kept)
+    checkpoint: str = ""  # the judged checkpoint's dir name ("" for an --export that names none)
+    chosen_by: str = ""  # why that checkpoint: named, the best-scored by the stated rule, or the newest
+    scores: str = ""  # the listening scores the criteria read, relative to the run dir
+    base_scores: str = ""  # the base model's, relative to the run dir
 
 
 def verdict_path(run_dir: Path) -> Path:
