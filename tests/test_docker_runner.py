@@ -111,7 +111,8 @@ def test_a_run_in_a_container_survives_the_daemon_stops_resumes_and_is_interrupt
         assert first.status is not None and first.status.container == view.container
         summary = wait_until(lambda: (s := daemon.client.run("boxed").summary).metrics.get("run_rss_bytes") and s,
                              30, "per-run resources of the container")
-        assert summary.metrics["run_rss_bytes"].min > 10 * 2**20  # torch in the container, found via its cgroup
+        # torch in the container, found via its cgroup (a first sample can catch the trainer before its imports)
+        assert summary.metrics["run_rss_bytes"].max > 100 * 2**20
 
         # SIGKILL the daemon: the container keeps training; the new daemon reattaches, no second launch
         daemon.stop(signal.SIGKILL)
