@@ -132,7 +132,9 @@ def test_the_thresholds_bound_the_listening_set_and_the_verdict_records_what_was
 def test_eer_and_the_best_rule() -> None:
     assert equal_error_rate([0.9, 0.8, 0.85], [0.2, 0.3, 0.1]) == (0.0, 0.8)
     assert equal_error_rate([0.5] * 4, [0.5] * 4)[0] == 0.5
-    good, better, broken = scores(2, cer=0.1), scores(4, cer=0.05), scores(6, cer=0.01, limit_share=0.3)
+    stuck = [msgspec.structs.replace(r, hit_limit=i < 3) for i, r in enumerate(scores().per_row)]
+    good, better = scores(2, cer=0.1), scores(4, cer=0.05)
+    broken = scores(6, cer=0.01, limit_share=0.3, per_row=stuck)  # 3 of 10 clones never ended
     assert best_of([good, better, broken, scores(None, cer=0.0)]) is better  # the base and a broken one never win
     assert best_of([broken]) is broken  # all broken: the best of them all the same
     tie = scores(8, cer=0.05, similarity=0.9)

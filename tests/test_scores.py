@@ -114,8 +114,9 @@ def _make_best(run_dir: Path, step: int) -> None:
     """Give `step`'s record the lowest CER (a stand-in for a checkpoint that really spoke better)."""
     path = run_dir / SCORES_DIR / step_file(step)
     record = read_scores(path)
-    path.write_bytes(msgspec.json.encode(msgspec.structs.replace(record, cer=0.0, limit_share=0.0,
-                                                                  silent_share=0.0)))
+    rows = [msgspec.structs.replace(r, hit_limit=False, silent=False) for r in record.per_row]
+    path.write_bytes(msgspec.json.encode(msgspec.structs.replace(record, cer=0.0, limit_share=0.0, silent_share=0.0,
+                                                                  per_row=rows)))
 
 
 def test_retention_keeps_the_best_and_the_waiting_until_scored(scored: Path, demo_root: Path,
